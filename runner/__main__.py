@@ -1,0 +1,7 @@
+"""`python -m runner` runs the CLI."""
+
+from __future__ import annotations
+
+from runner.cli import main
+
+main()

@@ -1,0 +1,182 @@
+"""The public Python API (plan, apply, status, results...) that the CLI is built on; for notebooks and
+schedulers. Orchestration only: loads the project, picks the backend, calls planner and apply.
+"""
+
+from __future__ import annotations
+
+import difflib
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from runner import backends, manifest as manifest_loader, planner
+from runner.apply import ApplyReport, Event, apply_plan
+from runner.backends.base import Backend, RemoteJob
+from runner.errors import BatchrunError, ConfigError, Diagnostic, ManifestError, error
+from runner.plan import Plan
+from runner.render import RenderError
+from runner.settings import load_settings
+from runner.spec import Manifest, Settings
+
+
+@dataclass(frozen=True)
+class Project:
+    """Settings plus every manifest they select, validated."""
+
+    settings: Settings
+    manifests: tuple[Manifest, ...]
+    warnings: tuple[Diagnostic, ...] = ()
+
+    def manifest(self, name: str) -> Manifest:
+        for m in self.manifests:
+            if m.name == name:
+                return m
+        names = [m.name for m in self.manifests]
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f'did you mean "{close[0]}"?' if close else f"manifests: {', '.join(names)}"
+        raise ManifestError([error(f'no manifest named "{name}"', hint=hint)])
+
+
+def load_project(
+    paths: Sequence[str | Path] = (),
+    *,
+    cwd: Path | None = None,
+    config: Path | None = None,
+    environment: str | None = None,
+    flags: Mapping[str, str | None] | None = None,
+    environ: Mapping[str, str] | None = None,
+    targets: Sequence[str] = (),
+) -> Project:
+    """Read batchrun.yaml and the manifests under `paths` (default: the project's manifests)."""
+    cwd = cwd or Path.cwd()
+    settings, setting_warnings = load_settings(cwd=cwd, config=config, environment=environment,
+                                               flags=flags, environ=environ)
+    if any(d.is_error for d in setting_warnings):
+        raise ConfigError(setting_warnings)
+    chosen = [Path(p) if Path(p).is_absolute() else cwd / p for p in paths] or [
+        settings.root / p for p in settings.manifests] or [settings.root]
+    manifests, warnings = manifest_loader.load_manifests(chosen, settings)
+    if targets:
+        missing = sorted(set(targets) - {m.name for m in manifests})
+        if missing:
+            raise ManifestError([error(f'no manifest named "{n}"') for n in missing])
+        manifests = [m for m in manifests if m.name in targets]
+    return Project(settings, tuple(manifests), tuple(setting_warnings) + tuple(warnings))
+
+
+def open_backend(project: Project) -> Backend:
+    return backends.get_backend(project.settings)
+
+
+def render(project: Project, name: str, *, limit: int | None = None,
+           backend: Backend | None = None) -> Iterator[bytes]:
+    """The request rows of one manifest, exactly as they would be sent."""
+    m = project.manifest(name)
+    backend = backend or open_backend(project)
+    rows = planner.rendered_rows(m, backend, project.settings)
+    for row in islice(rows, limit):
+        yield row.line
+
+
+def plan(project: Project, *, backend: Backend | None = None, prune: bool = False) -> Plan:
+    return planner.make_plan(project.manifests, backend or open_backend(project), project.settings,
+                             prune=prune)
+
+
+def apply(project: Project, the_plan: Plan | None = None, *, backend: Backend | None = None,
+          prune: bool = False, allow_cancel: bool = False, say: Event | None = None) -> ApplyReport:
+    backend = backend or open_backend(project)
+    the_plan = the_plan or plan(project, backend=backend, prune=prune)
+    return apply_plan(the_plan, project.manifests, backend, project.settings,
+                      allow_cancel=allow_cancel, say=say or (lambda _: None))
+
+
+def converge(project: Project, *, backend: Backend | None = None, prune: bool = False,
+             allow_cancel: bool = False, poll_interval: float = 1.0,
+             timeout: float | None = None, on_plan: Callable[[Plan], None] | None = None,
+             say: Event | None = None) -> Plan:
+    """apply --wait: plan and apply until no row is to do, in flight or waiting to be collected."""
+    backend = backend or open_backend(project)
+    started = time.monotonic()
+    while True:
+        current = plan(project, backend=backend, prune=prune)
+        if on_plan:
+            on_plan(current)
+        busy = any(m.rows.in_flight for m in current.manifests)
+        if not current.has_changes and not busy:
+            return current
+        if current.has_changes:
+            apply(project, current, backend=backend, allow_cancel=allow_cancel, say=say)
+            prune = False  # orphans are cancelled once
+        if timeout is not None and time.monotonic() - started > timeout:
+            raise BatchrunError(f"gave up waiting after {timeout:.0f}s; jobs keep running, "
+                                "run `batchrun apply` again later to collect them")
+        if busy or not current.has_changes:
+            time.sleep(poll_interval)
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    manifest: str
+    job: str
+    state: str
+    current_spec: bool
+    succeeded: int | None
+    failed: int | None
+    age_seconds: float | None
+    error: str | None
+
+
+def _age(job: RemoteJob, now: datetime) -> float | None:
+    if not job.create_time:
+        return None
+    created = datetime.fromisoformat(job.create_time.replace("Z", "+00:00"))
+    return (now - created).total_seconds()
+
+
+def status(project: Project, name: str | None = None, *,
+           backend: Backend | None = None) -> list[JobStatus]:
+    backend = backend or open_backend(project)
+    specs = {m.name: m.spec_hash for m in project.manifests}
+    if name is not None:
+        project.manifest(name)
+    now = datetime.now(UTC)
+    out = []
+    for job in backend.list_jobs():
+        if (name is not None and job.manifest_name != name) or (
+                name is None and job.manifest_name not in specs):
+            continue
+        out.append(JobStatus(job.manifest_name, job.name, job.state.short,
+                             specs.get(job.manifest_name) == job.spec_hash, job.succeeded_count,
+                             job.failed_count, _age(job, now), job.error_message))
+    return sorted(out, key=lambda s: (s.manifest, -(s.age_seconds or 0)))
+
+
+def results(project: Project, name: str, *, backend: Backend | None = None) -> Iterator[
+        dict[str, Any]]:
+    """The collected answers of one manifest, one row per id, as stored in its destination."""
+    m = project.manifest(name)
+    return (backend or open_backend(project)).read_destination(m.destination)
+
+
+def cancel(project: Project, name: str, *, backend: Backend | None = None) -> list[str]:
+    m = project.manifest(name)
+    backend = backend or open_backend(project)
+    running = [j.name for j in backend.list_jobs() if j.manifest_name == m.name and
+               j.state.in_flight]
+    with backend.lock(m.name):
+        for job in running:
+            backend.cancel_job(job)
+    return running
+
+
+def unlock(project: Project, name: str, *, backend: Backend | None = None) -> str:
+    return (backend or open_backend(project)).unlock(project.manifest(name).name)
+
+
+__all__ = ["ApplyReport", "JobStatus", "Project", "RenderError", "apply", "cancel", "converge",
+           "load_project", "open_backend", "plan", "render", "results", "status", "unlock"]

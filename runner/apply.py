@@ -1,0 +1,157 @@
+"""Apply: carries out a plan through the read/write Backend. The only module that changes remote state.
+
+Per manifest, under its lock: cancel what the plan cancels, collect finished jobs into the
+destination, then stage and create jobs for the rows still to do, re-reading the jobs right before
+each create so a crash or a second run never sends a row twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner import collect, identity
+from runner.backends.base import Backend, IndexEntry, JobRequest, JobState, RemoteJob
+from runner.errors import ApprovalError
+from runner.plan import Action, Plan
+from runner.planner import busy_slots, classified_rows, job_results, read_ledger
+from runner.reconcile import RowClass
+from runner.render import RenderedRow
+from runner.spec import Manifest, Settings
+
+Event = Callable[[str], None]
+
+
+@dataclass
+class ApplyReport:
+    created: list[str] = field(default_factory=list)
+    collected: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    rows_sent: int = 0
+    rows_collected: int = 0
+    skipped: list[str] = field(default_factory=list)  # creates found already done, and why
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def collect_finished(manifest: Manifest, backend: Backend, jobs: Sequence[RemoteJob],
+                     report: ApplyReport, say: Event = _quiet) -> None:
+    """Merge every finished, uncollected job of the manifest into its destination, in one write."""
+    done = backend.collected_jobs(manifest.destination)
+    todo = sorted((j for j in jobs if j.manifest_name == manifest.name and j.state.finished
+                   and j.name not in done), key=lambda j: j.end_time or j.create_time or "")
+    if not todo:
+        return
+    updates: dict[str, list[dict[str, Any]]] = {}
+    for job in todo:  # oldest first, so a newer answer is merged after an older one
+        for row in job_results(manifest, backend, job):
+            updates.setdefault(row["custom_id"], []).append(row)
+            report.rows_collected += 1
+    merged = collect.merge_rows(backend.read_destination(manifest.destination), updates,
+                                manifest.spec_hash)
+    backend.write_destination(manifest.destination, merged,
+                              collected=done | {j.name for j in todo})
+    report.collected.extend(j.name for j in todo)
+    say(f"{manifest.name}: collected {len(todo)} job(s)")
+
+
+class _Peekable:
+    def __init__(self, rows: Iterator[RenderedRow]) -> None:
+        self._rows = rows
+        self._next: RenderedRow | None = None
+
+    def peek(self) -> RenderedRow | None:
+        if self._next is None:
+            self._next = next(self._rows, None)
+        return self._next
+
+    def pop(self) -> RenderedRow:
+        row = self.peek()
+        assert row is not None
+        self._next = None
+        return row
+
+
+def _shard(rows: _Peekable, manifest: Manifest, settings: Settings) -> Iterator[
+        tuple[bytes, IndexEntry]]:
+    count = size = 0
+    quota = settings.quota
+    while (row := rows.peek()) is not None:
+        line_size = len(row.line) + 1
+        if count and (count >= quota.max_rows_per_job or size + line_size > quota.max_bytes_per_job):
+            return
+        rows.pop()
+        count += 1
+        size += line_size
+        yield row.line, IndexEntry(
+            custom_id=row.custom_id, request_hash=row.request_hash,
+            passthrough={k: row.row.data.get(k) for k in manifest.passthrough},
+            input_chars=len(row.line))
+
+
+def create_jobs(manifest: Manifest, backend: Backend, settings: Settings, report: ApplyReport,
+                say: Event = _quiet) -> None:
+    jobs = backend.list_jobs()
+    if busy_slots(jobs) >= settings.quota.max_concurrent_jobs:
+        return
+    ledger = read_ledger(manifest, backend, jobs)
+    to_do = _Peekable(row for row, kind, _ in classified_rows(manifest, backend, settings, ledger)
+                      if kind is RowClass.TO_DO)
+    shard = 0
+    while to_do.peek() is not None:
+        staged = backend.stage(manifest.name, _shard(to_do, manifest, settings))
+        fresh = backend.list_jobs()  # right before the create: what exists now?
+        twin = next((j for j in fresh if j.manifest_name == manifest.name
+                     and j.input_digest == staged.digest
+                     and (j.state.in_flight or j.state is JobState.SUCCEEDED)), None)
+        if twin is not None:
+            report.skipped.append(f"{manifest.name}: rows already staged in {twin.name}")
+            continue
+        if busy_slots(fresh) >= settings.quota.max_concurrent_jobs:
+            say(f"{manifest.name}: job quota full; the remaining rows wait for the next apply")
+            return
+        job = backend.create_job(JobRequest(
+            display_name=identity.display_name(manifest, shard),
+            model=manifest.model.resource,
+            family=manifest.family,
+            input=staged,
+            labels=identity.job_labels(manifest, input_digest=staged.digest, shard=shard),
+        ))
+        shard += 1
+        report.created.append(job.name)
+        report.rows_sent += staged.rows
+        say(f"{manifest.name}: created {job.name} with {staged.rows} rows")
+
+
+def apply_plan(plan: Plan, manifests: Sequence[Manifest], backend: Backend, settings: Settings,
+               *, allow_cancel: bool = False, say: Event = _quiet) -> ApplyReport:
+    """Carry out `plan`. Cancels only what it lists; creates only for manifests it plans to create."""
+    report = ApplyReport()
+    by_name = {m.name: m for m in manifests}
+    for mplan in plan.manifests:
+        manifest = by_name[mplan.name]
+        if not mplan.has_changes:
+            continue
+        with backend.lock(manifest.name):
+            for change in mplan.changes:
+                if change.action is Action.CANCEL:
+                    if manifest.protect and not allow_cancel:
+                        raise ApprovalError(f"{manifest.name} is protected: refusing to cancel "
+                                            f"{len(change.jobs)} running job(s); pass "
+                                            "--allow-cancel to replace them")
+                    for job in change.jobs:
+                        backend.cancel_job(job)
+                        report.cancelled.append(job)
+                        say(f"{manifest.name}: cancelled {job}")
+            collect_finished(manifest, backend, backend.list_jobs(), report, say)
+            if any(c.action is Action.CREATE for c in mplan.changes) or mplan.rows.waiting:
+                create_jobs(manifest, backend, settings, report, say)
+    for orphan in plan.orphans:
+        if orphan.cancel:
+            backend.cancel_job(orphan.job)
+            report.cancelled.append(orphan.job)
+            say(f"{orphan.manifest_name}: cancelled {orphan.job} (manifest removed, --prune)")
+    return report

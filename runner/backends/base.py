@@ -1,0 +1,156 @@
+"""The backend interface: observed remote state (jobs with Vertex states and labels), the read-only
+view the planner gets, and the read/write view only apply gets. Knows nothing of plans.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from runner.identity import INPUT_LABEL, MANAGED_LABEL, MANAGED_VALUE, NAME_LABEL, SPEC_LABEL
+from runner.render import RowIssue, SourceRow
+from runner.spec import DestinationSpec, Family, SourceSpec
+
+
+class JobState(StrEnum):
+    """Vertex's JobState names (reference §3.1)."""
+
+    UNSPECIFIED = "JOB_STATE_UNSPECIFIED"
+    QUEUED = "JOB_STATE_QUEUED"
+    PENDING = "JOB_STATE_PENDING"
+    RUNNING = "JOB_STATE_RUNNING"
+    SUCCEEDED = "JOB_STATE_SUCCEEDED"
+    FAILED = "JOB_STATE_FAILED"
+    CANCELLING = "JOB_STATE_CANCELLING"
+    CANCELLED = "JOB_STATE_CANCELLED"
+    PAUSED = "JOB_STATE_PAUSED"
+    EXPIRED = "JOB_STATE_EXPIRED"
+    UPDATING = "JOB_STATE_UPDATING"
+    PARTIALLY_SUCCEEDED = "JOB_STATE_PARTIALLY_SUCCEEDED"
+
+    @property
+    def finished(self) -> bool:
+        return self in _FINISHED
+
+    @property
+    def in_flight(self) -> bool:
+        """Unknown and paused states count as in flight: never resend rows that may still run."""
+        return not self.finished
+
+    @property
+    def short(self) -> str:
+        return self.value.removeprefix("JOB_STATE_").lower()
+
+
+_FINISHED = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.EXPIRED,
+                       JobState.PARTIALLY_SUCCEEDED})
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteJob:
+    """A batch job as observed; every field but name may be missing in the remote answer."""
+
+    name: str
+    state: JobState
+    labels: Mapping[str, str] = field(default_factory=dict)
+    display_name: str = ""
+    model: str = ""
+    create_time: str | None = None
+    end_time: str | None = None
+    error_code: int | None = None
+    error_message: str | None = None
+    succeeded_count: int | None = None
+    failed_count: int | None = None
+    input_uri: str | None = None
+    output_uri: str | None = None  # outputInfo: the directory or table the job wrote
+
+    @property
+    def managed(self) -> bool:
+        return self.labels.get(MANAGED_LABEL) == MANAGED_VALUE
+
+    @property
+    def manifest_name(self) -> str:
+        return self.labels.get(NAME_LABEL, "")
+
+    @property
+    def spec_hash(self) -> str:
+        return self.labels.get(SPEC_LABEL, "")
+
+    @property
+    def input_digest(self) -> str:
+        return self.labels.get(INPUT_LABEL, "")
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    """One staged row as batchrun recorded it beside the job input."""
+
+    custom_id: str
+    request_hash: str
+    passthrough: Mapping[str, Any]
+    input_chars: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StagedInput:
+    uri: str
+    digest: str
+    rows: int
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequest:
+    display_name: str
+    model: str  # publishers/P/models/M
+    family: Family
+    input: StagedInput
+    labels: Mapping[str, str]
+
+
+class BackendReader(Protocol):
+    """All that plan, status and results may touch."""
+
+    kind: str
+
+    def read_source(self, source: SourceSpec) -> Iterator[SourceRow | RowIssue]: ...
+
+    def list_jobs(self) -> list[RemoteJob]:
+        """Every batchrun-managed job (label filter, paged), newest first."""
+        ...
+
+    def read_index(self, job: RemoteJob) -> Iterator[IndexEntry]: ...
+
+    def read_output(self, job: RemoteJob) -> Iterator[bytes]:
+        """Raw output lines of a finished job; nothing when it left no output."""
+        ...
+
+    def read_destination(self, dest: DestinationSpec) -> Iterator[dict[str, Any]]: ...
+
+    def collected_jobs(self, dest: DestinationSpec) -> set[str]: ...
+
+
+class Backend(BackendReader, Protocol):
+    """The read/write interface; only apply holds one."""
+
+    def stage(self, manifest_name: str, rows: Iterable[tuple[bytes, IndexEntry]]) -> StagedInput:
+        """Store request lines content-addressed (a retry re-uploads nothing)."""
+        ...
+
+    def create_job(self, request: JobRequest) -> RemoteJob: ...
+
+    def cancel_job(self, name: str) -> None: ...
+
+    def write_destination(self, dest: DestinationSpec, rows: Iterable[dict[str, Any]],
+                          *, collected: Iterable[str]) -> None:
+        """Replace the destination's rows atomically and record the jobs now collected."""
+        ...
+
+    def lock(self, manifest_name: str) -> AbstractContextManager[None]: ...
+
+    def unlock(self, manifest_name: str) -> str:
+        """Remove a lock left by a dead owner; refuse while the owner lives."""
+        ...

@@ -1,0 +1,207 @@
+"""LocalBackend: the embedded default. Local sources and destinations, jobs under .batchrun/ run by a
+detached worker per job, a file lock per manifest. Knows nothing of plans."""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import getpass
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import filelock
+import orjson
+
+from runner.backends import localfiles
+from runner.backends.base import IndexEntry, JobRequest, JobState, RemoteJob, StagedInput
+from runner.backends.local.store import NAME_PREFIX, JobStore, now_rfc3339, pid_alive
+from runner.errors import BackendError, LockError
+from runner.render import RowIssue, SourceRow
+from runner.spec import DestinationKind, DestinationSpec, ExecutorSpec, Settings, SourceKind, SourceSpec
+
+
+class LocalBackend:
+    kind = "local"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.state_dir = settings.state_dir
+        self.store = JobStore(self.state_dir)
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def read_source(self, source: SourceSpec) -> Iterator[SourceRow | RowIssue]:
+        if source.kind is not SourceKind.FILE:
+            raise BackendError(f"the local backend reads local files only; this source is "
+                               f"{source.kind.value} (use backend: vertex)")
+        return localfiles.read_source(source)
+
+    def list_jobs(self) -> list[RemoteJob]:
+        jobs = [self.store.observe(job_id) for job_id in self.store.ids()]
+        jobs = [j for j in jobs if j.managed]
+        return sorted(jobs, key=lambda j: j.create_time or "", reverse=True)
+
+    def _job_id(self, name: str) -> str:
+        return name.rsplit("/", 1)[-1]
+
+    def read_index(self, job: RemoteJob) -> Iterator[IndexEntry]:
+        record = self.store.read(self._job_id(job.name))
+        with Path(record["_local"]["index"]).open("rb") as fh:
+            for line in fh:
+                data = orjson.loads(line)
+                yield IndexEntry(**data)
+
+    def read_output(self, job: RemoteJob) -> Iterator[bytes]:
+        if not job.output_uri:
+            return
+        folder = Path(job.output_uri)
+        for path in sorted(folder.glob("*.jsonl")):
+            with path.open("rb") as fh:
+                yield from (line.rstrip(b"\n") for line in fh if line.strip())
+
+    def _check_destination(self, dest: DestinationSpec) -> None:
+        if dest.kind is not DestinationKind.FILE:
+            raise BackendError(f"the local backend writes local files only; this destination is "
+                               f"{dest.kind.value} (use backend: vertex)")
+
+    def read_destination(self, dest: DestinationSpec) -> Iterator[dict[str, Any]]:
+        self._check_destination(dest)
+        return localfiles.read_destination(dest)
+
+    def collected_jobs(self, dest: DestinationSpec) -> set[str]:
+        self._check_destination(dest)
+        return localfiles.collected_jobs(dest)
+
+    # --- writing -------------------------------------------------------------------------------
+
+    def stage(self, manifest_name: str, rows: Iterable[tuple[bytes, IndexEntry]]) -> StagedInput:
+        folder = self.state_dir / "staging" / manifest_name
+        folder.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        count = size = 0
+        fd, tmp_input = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        fd2, tmp_index = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as inp, os.fdopen(fd2, "wb") as idx:
+                for line, entry in rows:
+                    inp.write(line + b"\n")
+                    digest.update(line + b"\n")
+                    idx.write(orjson.dumps(asdict(entry)) + b"\n")
+                    count += 1
+                    size += len(line) + 1
+            name = digest.hexdigest()[:32]
+            final = folder / f"{name}.jsonl"
+            # Content-addressed: a file already staged under this digest holds these bytes.
+            Path(tmp_input).replace(final)
+            Path(tmp_index).replace(folder / f"{name}.index.jsonl")
+        finally:
+            Path(tmp_input).unlink(missing_ok=True)
+            Path(tmp_index).unlink(missing_ok=True)
+        return StagedInput(uri=str(final), digest=name, rows=count, bytes=size)
+
+    def executor_for(self, model: str) -> ExecutorSpec:
+        short = model.removeprefix("publishers/").replace("/models/", "/")
+        for pattern, spec in self.settings.model_executors.items():
+            if fnmatch.fnmatchcase(short, pattern) or fnmatch.fnmatchcase(short.split("@")[0],
+                                                                           pattern):
+                return spec
+        return self.settings.executor
+
+    def create_job(self, request: JobRequest) -> RemoteJob:
+        job_id = self.store.new_id()
+        out_prefix = self.store.dir(job_id) / "output"
+        index = Path(request.input.uri).with_name(f"{request.input.digest}.index.jsonl")
+        record = {
+            "name": NAME_PREFIX + job_id,
+            "displayName": request.display_name,
+            "model": request.model,
+            "inputConfig": {"instancesFormat": "jsonl",
+                            "gcsSource": {"uris": [request.input.uri]}},
+            "outputConfig": {"predictionsFormat": "jsonl",
+                             "gcsDestination": {"outputUriPrefix": str(out_prefix)}},
+            "state": JobState.PENDING.value,
+            "labels": dict(request.labels),
+            "createTime": now_rfc3339(),
+            "_local": {"family": request.family.value, "index": str(index),
+                       "executor": asdict(self.executor_for(request.model))},
+        }
+        self.store.write(job_id, record)
+        log = (self.store.dir(job_id) / "worker.log").open("ab")
+        subprocess.Popen(  # detached: the job outlives this CLI process
+            [sys.executable, "-m", "runner.backends.local.worker", str(self.state_dir), job_id],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            close_fds=True, cwd=self.settings.root)
+        log.close()
+        return self.store.observe(job_id)
+
+    def cancel_job(self, name: str) -> None:
+        job_id = self._job_id(name)
+        if not self.store.record_path(job_id).is_file():
+            raise BackendError(f"no local job {name}")
+        self.store.cancel_marker(job_id).touch()
+
+    def write_destination(self, dest: DestinationSpec, rows: Iterable[dict[str, Any]],
+                          *, collected: Iterable[str]) -> None:
+        self._check_destination(dest)
+        localfiles.write_destination(dest, rows, collected)
+
+    # --- locking -------------------------------------------------------------------------------
+
+    def _lock_paths(self, manifest_name: str) -> tuple[Path, Path]:
+        folder = self.state_dir / "locks"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{manifest_name}.lock", folder / f"{manifest_name}.owner.json"
+
+    @contextlib.contextmanager
+    def lock(self, manifest_name: str) -> Iterator[None]:
+        """An OS file lock (released by the kernel if we die) plus a visible owner record."""
+        lock_path, owner_path = self._lock_paths(manifest_name)
+        lock = filelock.FileLock(lock_path, timeout=0)
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            raise LockError(_held_message(manifest_name, owner_path)) from None
+        try:
+            localfiles.write_json(owner_path, {"pid": os.getpid(), "host": socket.gethostname(),
+                                               "user": getpass.getuser(), "since": now_rfc3339()})
+            yield
+        finally:
+            owner_path.unlink(missing_ok=True)
+            lock.release()
+
+    def unlock(self, manifest_name: str) -> str:
+        lock_path, owner_path = self._lock_paths(manifest_name)
+        lock = filelock.FileLock(lock_path, timeout=0)
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            raise LockError(_held_message(manifest_name, owner_path, unlocking=True)) from None
+        try:
+            existed = owner_path.exists()
+            owner_path.unlink(missing_ok=True)
+        finally:
+            lock.release()
+        return (f"removed the stale lock record of {manifest_name}" if existed
+                else f"{manifest_name} was not locked")
+
+
+def _held_message(name: str, owner_path: Path, unlocking: bool = False) -> str:
+    try:
+        owner = orjson.loads(owner_path.read_bytes())
+        who = (f"pid {owner['pid']} ({owner['user']}@{owner['host']}) since {owner['since']}")
+        alive = owner["host"] != socket.gethostname() or pid_alive(int(owner["pid"]))
+    except (OSError, ValueError, KeyError):
+        who, alive = "another process", True
+    if unlocking:
+        return (f"{name} is locked by {who}, which is still running; refusing to unlock. "
+                "Wait for it to finish or stop that process first.")
+    state = "" if alive else " (that process looks dead; run `batchrun unlock` " + name + ")"
+    return f"{name} is being applied by {who}{state}; try again when it finishes"

@@ -1,0 +1,107 @@
+"""The local job store under .batchrun/: job records shaped like Vertex BatchPredictionJob JSON.
+
+Only the owning worker process writes a job's record after creation; the CLI asks for a cancel by
+dropping a marker file, so the two never race on one file.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from runner.backends.base import JobState, RemoteJob
+from runner.backends.localfiles import write_json
+
+NAME_PREFIX = "projects/local/locations/local/batchPredictionJobs/"
+START_GRACE_SECONDS = 60  # a job whose worker has not started by then is reported failed
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie has exited; only its parent has not reaped it yet
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+class JobStore:
+    def __init__(self, state_dir: Path) -> None:
+        self.root = state_dir / "jobs"
+
+    def new_id(self) -> str:
+        return str(10**18 + secrets.randbelow(9 * 10**18))
+
+    def dir(self, job_id: str) -> Path:
+        return self.root / job_id
+
+    def record_path(self, job_id: str) -> Path:
+        return self.dir(job_id) / "job.json"
+
+    def cancel_marker(self, job_id: str) -> Path:
+        return self.dir(job_id) / "cancel"
+
+    def write(self, job_id: str, record: dict[str, Any]) -> None:
+        record["updateTime"] = now_rfc3339()
+        write_json(self.record_path(job_id), record)
+
+    def read(self, job_id: str) -> dict[str, Any]:
+        record: dict[str, Any] = orjson.loads(self.record_path(job_id).read_bytes())
+        return record
+
+    def ids(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return [p.name for p in self.root.iterdir() if (p / "job.json").is_file()]
+
+    def observe(self, job_id: str) -> RemoteJob:
+        """The job as a client sees it, with dead workers and cancel requests taken into account."""
+        record = self.read(job_id)
+        state = JobState(record.get("state", JobState.UNSPECIFIED.value))
+        error = record.get("error") or {}
+        if state.in_flight:
+            pid = record.get("_local", {}).get("pid")
+            created = parse_time(record.get("createTime"))
+            age = (datetime.now(UTC) - created).total_seconds() if created else 0
+            if (pid is not None and not pid_alive(pid)) or (
+                    pid is None and age > START_GRACE_SECONDS):
+                state = JobState.FAILED
+                error = {"code": 13, "message": "local worker process died before finishing"}
+            elif self.cancel_marker(job_id).exists():
+                state = JobState.CANCELLING
+        stats = record.get("completionStats", {})
+        return RemoteJob(
+            name=record["name"],
+            state=state,
+            labels=record.get("labels", {}),
+            display_name=record.get("displayName", ""),
+            model=record.get("model", ""),
+            create_time=record.get("createTime"),
+            end_time=record.get("endTime"),
+            error_code=error.get("code"),
+            error_message=error.get("message"),
+            succeeded_count=int(stats["successfulCount"]) if "successfulCount" in stats else None,
+            failed_count=int(stats["failedCount"]) if "failedCount" in stats else None,
+            input_uri=record.get("inputConfig", {}).get("gcsSource", {}).get("uris", [None])[0],
+            output_uri=record.get("outputInfo", {}).get("gcsOutputDirectory"),
+        )

@@ -1,0 +1,133 @@
+"""Local files for either backend: atomic writes, local sources, and a local file as destination
+(JSONL or CSV) with its hidden sidecar listing the jobs already collected into it."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from runner import rowfile
+from runner.errors import BackendError
+from runner.render import RowIssue, SourceRow
+from runner.spec import DestinationSpec, SourceSpec
+
+# Result fields in the order a CSV destination writes them, after custom_id and passthrough.
+CSV_FIELDS = ("status", "output", "error", "attempts", "usage", "model", "spec_hash",
+              "request_hash", "job", "finished_at", "retry")
+_JSON_FIELDS = ("output", "usage", "retry")
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+@contextlib.contextmanager
+def atomic_writer(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Write to a temp file in the same folder, fsync, then rename over `path`; nothing half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are ordinary files
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8",
+                                                              "newline": ""})) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, value: Any) -> None:
+    with atomic_writer(path) as fh:
+        fh.write(orjson.dumps(value, option=orjson.OPT_INDENT_2))
+
+
+def read_source(source: SourceSpec) -> Iterator[SourceRow | RowIssue]:
+    path = Path(source.location)
+    if not path.is_file():
+        raise BackendError(f"source file {path} does not exist")
+    return rowfile.read_rows(path, source.format)
+
+
+def _sidecar(dest: DestinationSpec) -> Path:
+    path = Path(dest.location)
+    return path.with_name(f".{path.name}.batchrun.json")
+
+
+def _stamp(path: Path) -> list[int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _is_csv(dest: DestinationSpec) -> bool:
+    return dest.location.lower().endswith(".csv")
+
+
+def read_destination(dest: DestinationSpec) -> Iterator[dict[str, Any]]:
+    path = Path(dest.location)
+    if not path.is_file():
+        return
+    if _is_csv(dest):
+        with path.open(encoding="utf-8", newline="") as fh:
+            for raw in csv.DictReader(fh):
+                row: dict[str, Any] = dict(raw)
+                for key in _JSON_FIELDS:
+                    row[key] = json.loads(row[key]) if row.get(key) else None
+                row["attempts"] = int(row.get("attempts") or 0)
+                yield row
+        return
+    with path.open("rb") as fh:
+        for number, line in enumerate(fh, start=1):
+            if line.strip():
+                try:
+                    yield orjson.loads(line)
+                except orjson.JSONDecodeError as exc:
+                    raise BackendError(f"destination {path} line {number} is not JSON; it was "
+                                       "edited by hand? Fix or move the file.") from exc
+
+
+def collected_jobs(dest: DestinationSpec) -> set[str]:
+    """Jobs already merged; forgotten when the result file changed behind batchrun's back, so a
+    deleted or replaced result file is re-collected from job outputs rather than paid for again."""
+    sidecar = _sidecar(dest)
+    if not sidecar.is_file():
+        return set()
+    data = orjson.loads(sidecar.read_bytes())
+    if data.get("stamp") != _stamp(Path(dest.location)):
+        return set()
+    return set(data.get("collected_jobs", ()))
+
+
+def write_destination(dest: DestinationSpec, rows: Iterable[dict[str, Any]],
+                      collected: Iterable[str]) -> None:
+    path = Path(dest.location)
+    if _is_csv(dest):
+        with atomic_writer(path, "w") as fh:
+            writer: csv.DictWriter[str] | None = None
+            for row in rows:
+                if writer is None:
+                    fields = [k for k in row if k not in CSV_FIELDS] + list(CSV_FIELDS)
+                    writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+                    writer.writeheader()
+                out = dict(row)
+                for key in _JSON_FIELDS:
+                    out[key] = json.dumps(out.get(key), ensure_ascii=False) if out.get(
+                        key) is not None else ""
+                writer.writerow(out)
+    else:
+        with atomic_writer(path) as fh:
+            for row in rows:
+                fh.write(orjson.dumps(row))
+                fh.write(b"\n")
+    write_json(_sidecar(dest), {"stamp": _stamp(path), "collected_jobs": sorted(set(collected))})

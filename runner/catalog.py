@@ -1,0 +1,118 @@
+"""The packaged catalog of batch-capable models, request families and Vertex regions. Pure, reads one data file."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from runner.spec import Family, ModelRef, Task
+
+_SHORT = re.compile(r"^(?P<publisher>[a-z0-9][a-z0-9-]*)/(?P<model>[A-Za-z0-9][A-Za-z0-9._@-]*)$")
+_RESOURCE = re.compile(
+    r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/(?P<publisher>[a-z0-9][a-z0-9-]*)"
+    r"/models/(?P<model>[A-Za-z0-9][A-Za-z0-9._@-]*)$"
+)
+_REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
+
+
+@cache
+def _data() -> dict[str, Any]:
+    text = (resources.files("runner") / "data" / "models.json").read_text(encoding="utf-8")
+    data: dict[str, Any] = json.loads(text)
+    return data
+
+
+def parse_model(name: str) -> ModelRef | None:
+    """"anthropic/claude-3-5-haiku@20241022" or "publishers/anthropic/models/..." -> ModelRef."""
+    match = _SHORT.match(name) or _RESOURCE.match(name)
+    if match is None:
+        return None
+    return ModelRef(match["publisher"], match["model"])
+
+
+def known_task(model: ModelRef) -> Task | None:
+    entry = _data()["models"].get(model.base)
+    return Task(entry["task"]) if entry else None
+
+
+def family_of(model: ModelRef, task: Task) -> Family:
+    if model.publisher == "anthropic":
+        return Family.CLAUDE
+    return Family.OPENAI_EMBEDDINGS if task is Task.EMBEDDINGS else Family.OPENAI_CHAT
+
+
+def family_rules(family: Family) -> Mapping[str, Any]:
+    rules: Mapping[str, Any] = _data()["families"][family.value]
+    return rules
+
+
+def known_models() -> list[str]:
+    return sorted(_data()["models"])
+
+
+def known_regions() -> list[str]:
+    return list(_data()["regions"])
+
+
+def region_well_formed(region: str) -> bool:
+    return bool(_REGION.match(region))
+
+
+def _fits(kind: str, value: Any) -> bool:
+    is_num = isinstance(value, int | float) and not isinstance(value, bool)
+    checks = {
+        "positive_int": isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "unit_number": is_num and 0 <= value <= 1,
+        "temperature_2": is_num and 0 <= value <= 2,
+        "number": is_num,
+        "string": isinstance(value, str),
+        "bool": isinstance(value, bool),
+        "object": isinstance(value, dict),
+        "list": isinstance(value, list),
+        "string_list": isinstance(value, list) and all(isinstance(v, str) for v in value),
+        "string_or_list": isinstance(value, str)
+        or (isinstance(value, list) and all(isinstance(v, str) for v in value)),
+        "any": True,
+    }
+    return checks[kind]
+
+
+_KIND_TEXT = {
+    "positive_int": "a whole number of at least 1",
+    "int": "a whole number",
+    "unit_number": "a number from 0 to 1",
+    "temperature_2": "a number from 0 to 2",
+    "number": "a number",
+    "string": "a string",
+    "bool": "true or false",
+    "object": "a mapping",
+    "list": "a list",
+    "string_list": "a list of strings",
+    "string_or_list": "a string or a list of strings",
+    "any": "anything",
+}
+
+
+def check_parameters(family: Family, params: Mapping[str, Any]) -> list[tuple[str, str, bool]]:
+    """Problems as (parameter, message, is_error) for parameters that do not fit the family."""
+    rules = family_rules(family)
+    allowed: Mapping[str, str] = rules["parameters"]
+    out: list[tuple[str, str, bool]] = []
+    for key in rules["required"]:
+        if key not in params:
+            out.append((key, f"{family.value} models need parameters.{key}", True))
+    for key, value in params.items():
+        kind = allowed.get(key)
+        if kind is None:
+            strict = rules["unknown_parameters"] == "error"
+            known = ", ".join(sorted(allowed))
+            out.append((key, f'unknown parameter "{key}" for {family.value} models (known: {known})',
+                        strict))
+        elif not _fits(kind, value):
+            out.append((key, f"parameters.{key} must be {_KIND_TEXT[kind]}", True))
+    return out

@@ -1,0 +1,184 @@
+"""Checks the JSON Schema cannot express: labels, model families, templates against columns, uniqueness.
+
+Pure apart from reading a local source's header to discover its columns.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Final
+
+import jinja2
+
+from runner import catalog, identity, rowfile
+from runner.errors import Diagnostic, error, warning
+from runner.render import template_variables
+from runner.spec import Family, Manifest, SourceKind, Task, Template
+from runner.yamldoc import Document, PathKey
+
+# Columns batchrun writes into every result row; a passthrough column may not shadow them.
+RESULT_FIELDS: Final = frozenset({
+    "custom_id", "status", "output", "error", "usage", "model", "spec_hash", "request_hash",
+    "job", "finished_at", "attempts", "retry",
+})
+# Output columns Vertex adds to a BigQuery job's table: input columns with these names collide.
+VERTEX_RESERVED: Final = {Family.CLAUDE: ("response", "status"),
+                          Family.OPENAI_CHAT: ("response", "id"),
+                          Family.OPENAI_EMBEDDINGS: ("response", "id")}
+
+
+def _at(doc: Document, *path: str | int) -> dict[str, object]:
+    key: PathKey = tuple(path)
+    return {"file": doc.file, "line": doc.line_of(key),
+            "path": ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in key).replace(
+                ".[", "[")}
+
+
+def _columns(manifest: Manifest) -> list[str] | None:
+    source = manifest.source
+    if source.columns is not None:
+        return list(source.columns)
+    if source.kind is SourceKind.FILE:
+        return rowfile.discover_columns(Path(source.location), source.format)
+    return None
+
+
+def _template_path(template: Template) -> tuple[str | int, ...]:
+    parts: list[str | int] = []
+    for piece in template.where.replace("]", "").replace("[", ".").split("."):
+        parts.append(int(piece) if piece.isdigit() else piece)
+    return tuple(parts) if template.where.startswith("spec.") else ("spec", "prompt")
+
+
+def _check_prompt(manifest: Manifest, doc: Document) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    prompt = manifest.prompt
+    requests = manifest.source.format == "requests"
+    if requests:
+        if prompt.templates():
+            out.append(error("a source of ready-made request rows takes no prompt",
+                             **_at(doc, "spec", "prompt"),
+                             hint="remove spec.prompt, or set source.format to jsonl"))
+        return out
+    if manifest.task is Task.EMBEDDINGS:
+        if prompt.system or prompt.user or prompt.examples:
+            out.append(error("embeddings take no messages: use prompt.input",
+                             **_at(doc, "spec", "prompt"),
+                             hint="replace system/user/examples with input: '{{ text }}'"))
+        if prompt.input is None:
+            out.append(error("an embeddings manifest needs prompt.input",
+                             **_at(doc, "spec", "prompt")))
+    else:
+        if prompt.input is not None:
+            out.append(error("prompt.input is for embeddings; chat models take prompt.user",
+                             **_at(doc, "spec", "prompt", "input")))
+        if prompt.user is None:
+            out.append(error("a chat manifest needs prompt.user", **_at(doc, "spec", "prompt"),
+                             hint="add user: with the message template"))
+    columns = _columns(manifest)
+    for template in prompt.templates():
+        path = _template_path(template)
+        try:
+            variables = template_variables(template)
+        except jinja2.TemplateSyntaxError as exc:
+            out.append(error(f"template syntax error in {template.where}: {exc.message} "
+                             f"(template line {exc.lineno})", **_at(doc, *path),
+                             hint="see https://jinja.palletsprojects.com/templates/"))
+            continue
+        if columns is None:
+            continue
+        for name in sorted(variables - set(columns)):
+            close = difflib.get_close_matches(name, columns, n=1)
+            hint = (f'did you mean "{close[0]}"?' if close
+                    else f"the source has: {', '.join(columns) or 'no columns'}")
+            out.append(error(f'{template.where} uses "{name}", which is not a source column',
+                             **_at(doc, *path), hint=hint))
+    if columns is not None and manifest.source.id_column and (
+            manifest.source.id_column not in columns):
+        out.append(error(f'id column "{manifest.source.id_column}" is not a source column',
+                         **_at(doc, "spec", "source", "id"),
+                         hint=f"the source has: {', '.join(columns) or 'no columns'}"))
+    for name in manifest.passthrough:
+        if columns is not None and name not in columns:
+            out.append(error(f'passthrough column "{name}" is not a source column',
+                             **_at(doc, "spec", "passthrough")))
+    return out
+
+
+def _check_names(manifest: Manifest, doc: Document) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    problem = identity.label_value_problem(manifest.name) or (
+        None if manifest.name[0].isalpha() or manifest.name[0].isdigit()
+        else "names start with a lowercase letter or digit")
+    if problem:
+        out.append(error(f'name "{manifest.name}" cannot be a Vertex label value: {problem}',
+                         **_at(doc, "metadata", "name"),
+                         hint="use lowercase letters, digits, '-' and '_', at most 63"))
+    for key, value in manifest.labels.items():
+        why = identity.label_key_problem(key) or identity.label_value_problem(value)
+        if why:
+            out.append(error(f'label "{key}": {why}', **_at(doc, "metadata", "labels", key)))
+    if len(manifest.labels) > identity.MAX_LABELS - 5:
+        out.append(error(f"at most {identity.MAX_LABELS - 5} user labels (batchrun adds 5)",
+                         **_at(doc, "metadata", "labels")))
+    for name in manifest.passthrough:
+        if name in RESULT_FIELDS:
+            out.append(error(f'passthrough column "{name}" collides with a result field',
+                             **_at(doc, "spec", "passthrough"),
+                             hint=f"result fields: {', '.join(sorted(RESULT_FIELDS))}"))
+    if manifest.source.kind is SourceKind.BIGQUERY and manifest.source.format != "requests":
+        for name in VERTEX_RESERVED[manifest.family]:
+            if name in manifest.passthrough or name in (manifest.source.columns or ()):
+                out.append(error(f'column "{name}" is reserved by Vertex for {manifest.family} '
+                                 "job output", **_at(doc, "spec", "source"),
+                                 hint="rename the column in the source query"))
+    return out
+
+
+def _check_model(manifest: Manifest, doc: Document) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    known = catalog.known_task(manifest.model)
+    if known is None:
+        close = difflib.get_close_matches(manifest.model.base, catalog.known_models(), n=1)
+        hint = f'did you mean "{close[0]}"?' if close else "check the Vertex model garden"
+        out.append(warning(f'model "{manifest.model.short}" is not in batchrun\'s list of '
+                           "batch-capable models", **_at(doc, "spec", "model"), hint=hint))
+    elif known is not manifest.task:
+        out.append(error(f'"{manifest.model.base}" is a {known} model, but task is '
+                         f"{manifest.task}", **_at(doc, "spec", "task")))
+    for key, message, is_error in catalog.check_parameters(manifest.family, manifest.parameters):
+        make = error if is_error else warning
+        where = ("spec", "parameters", key) if key in manifest.parameters else ("spec",)
+        out.append(make(message, **_at(doc, *where)))
+    if manifest.response.schema is not None and manifest.task is Task.EMBEDDINGS:
+        out.append(error("a response schema needs a chat model", **_at(doc, "spec", "response")))
+    return out
+
+
+def check_manifest(manifest: Manifest, doc: Document) -> list[Diagnostic]:
+    return [*_check_names(manifest, doc), *_check_model(manifest, doc),
+            *_check_prompt(manifest, doc)]
+
+
+def check_repository(loaded: Iterable[tuple[Manifest, Document]]) -> list[Diagnostic]:
+    """Names and destinations are unique across every manifest loaded together."""
+    out: list[Diagnostic] = []
+    names: dict[str, Document] = {}
+    destinations: dict[tuple[str, str], tuple[str, Document]] = {}
+    for manifest, doc in loaded:
+        first = names.setdefault(manifest.name, doc)
+        if first is not doc:
+            out.append(error(f'name "{manifest.name}" is already used at {first.file}:'
+                             f"{first.line_of(('metadata', 'name'))}",
+                             **_at(doc, "metadata", "name"),
+                             hint="manifest names are unique in the repository"))
+        key = (manifest.destination.kind.value, manifest.destination.location)
+        owner = destinations.setdefault(key, (manifest.name, doc))
+        if owner[1] is not doc:
+            out.append(error(f'destination is already written by "{owner[0]}"',
+                             **_at(doc, "spec", "destination"),
+                             hint="every manifest needs its own destination"))
+    return out
+

@@ -1,0 +1,315 @@
+"""Edge: the click commands. Parses flags, calls runner.api, prints through display, maps errors to
+exit codes. Holds no logic of its own.
+
+Exit codes: 0 success (no changes), 1 error, 2 usage error (click), 3 changes present (plan
+--detailed-exitcode only).
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import click
+import orjson
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from runner import api, display
+from runner.errors import ApprovalError, BatchrunError, Diagnostic
+from runner.plan import Plan
+
+EXIT_OK: Final = 0
+EXIT_ERROR: Final = 1
+EXIT_CHANGES: Final = 3
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _err_console() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _print_diagnostics(diags: tuple[Diagnostic, ...] | list[Diagnostic]) -> None:
+    if diags:
+        click.echo(display.diagnostics_text(diags), err=True, nl=False)
+
+
+def handle_errors(fn: F) -> F:
+    """BatchrunError -> its diagnostics and exit 1; anything else -> one line, unless --debug."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        debug = bool(ctx.obj and ctx.obj.get("debug"))
+        try:
+            return fn(*args, **kwargs)
+        except BatchrunError as exc:
+            if debug:
+                raise
+            _print_diagnostics(exc.diagnostics)
+            ctx.exit(EXIT_ERROR)
+        except KeyboardInterrupt:
+            click.echo("interrupted; run the same command again to continue", err=True)
+            ctx.exit(130)
+        except Exception as exc:
+            if debug:
+                raise
+            click.echo(f"Error: unexpected {type(exc).__name__}: {exc}\n"
+                       "  Re-run with --debug for the traceback.", err=True)
+            ctx.exit(EXIT_ERROR)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _project(ctx: click.Context, paths: tuple[str, ...] = (),
+             targets: tuple[str, ...] = ()) -> api.Project:
+    obj = ctx.obj
+    project = api.load_project(
+        paths, config=obj["config"], environment=obj["env"],
+        flags={"backend": obj["backend"], "project": obj["project"], "region": obj["region"]},
+        targets=targets)
+    _print_diagnostics(list(project.warnings))
+    return project
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", type=click.Path(path_type=Path, dir_okay=False),
+              help="batchrun.yaml to use (default: the nearest one upwards).")
+@click.option("--env", "env", help="Named environment from batchrun.yaml (or BATCHRUN_ENV).")
+@click.option("--backend", type=click.Choice(["local", "vertex"]), help="Override the backend.")
+@click.option("--project", help="Override the Google Cloud project.")
+@click.option("--region", help="Override the Vertex region.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.version_option(package_name="batchrun")
+@click.pass_context
+def main(ctx: click.Context, config: Path | None, env: str | None, backend: str | None,
+         project: str | None, region: str | None, debug: bool) -> None:
+    """Declarative LLM batch prediction: plan and apply YAML manifests, row by row."""
+    ctx.ensure_object(dict)
+    ctx.obj.update(config=config, env=env, backend=backend, project=project, region=region,
+                   debug=debug)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True))
+@click.pass_context
+@handle_errors
+def validate(ctx: click.Context, paths: tuple[str, ...]) -> None:
+    """Check manifests: YAML, schema, templates, labels. Needs no credentials."""
+    project = _project(ctx, paths)
+    n = len(project.manifests)
+    click.echo(f"{n} manifest{'s' if n != 1 else ''} valid: "
+               + ", ".join(m.name for m in project.manifests))
+
+
+@main.command()
+@click.argument("manifest")
+@click.option("--name", help="Which manifest of a multi-document file.")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N rows.")
+@click.pass_context
+@handle_errors
+def render(ctx: click.Context, manifest: str, name: str | None, limit: int | None) -> None:
+    """Print the request rows of MANIFEST (a name or a file) exactly as they would be sent."""
+    is_file = Path(manifest).is_file()
+    project = _project(ctx, (manifest,) if is_file else ())
+    if is_file and name is None:
+        if len(project.manifests) != 1:
+            raise BatchrunError(f"{manifest} holds {len(project.manifests)} manifests; "
+                                "pick one with --name")
+        name = project.manifests[0].name
+    out = sys.stdout.buffer
+    for line in api.render(project, name or manifest, limit=limit):
+        out.write(line + b"\n")
+    out.flush()
+
+
+def _emit_plan(the_plan: Plan, as_json: bool) -> None:
+    if as_json:
+        click.echo(orjson.dumps(the_plan.to_dict(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        click.echo(display.plan_text(the_plan), nl=False)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True))
+@click.option("--json", "as_json", is_flag=True, help="One versioned JSON document on stdout.")
+@click.option("--detailed-exitcode", is_flag=True,
+              help=f"Exit {EXIT_CHANGES} when there are changes, 0 when there are none.")
+@click.option("--prune", is_flag=True, help="Plan to cancel running jobs of removed manifests.")
+@click.option("--target", "targets", multiple=True, help="Only this manifest (repeatable).")
+@click.pass_context
+@handle_errors
+def plan(ctx: click.Context, paths: tuple[str, ...], as_json: bool, detailed_exitcode: bool,
+         prune: bool, targets: tuple[str, ...]) -> None:
+    """Show what apply would do: rows done, in flight, to do, failed. Read-only."""
+    project = _project(ctx, paths, targets)
+    the_plan = api.plan(project, prune=prune)
+    _emit_plan(the_plan, as_json)
+    if detailed_exitcode and the_plan.has_changes:
+        ctx.exit(EXIT_CHANGES)
+
+
+def _approve(the_plan: Plan) -> None:
+    if not sys.stdin.isatty():
+        raise ApprovalError("stdin is not a terminal, so nobody can approve; pass --auto-approve")
+    answer = click.prompt("Apply these changes? Only 'yes' is accepted", default="",
+                          show_default=False)
+    if answer.strip() != "yes":
+        raise ApprovalError("apply cancelled; nothing was changed")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True))
+@click.option("--auto-approve", is_flag=True, help="Apply without asking.")
+@click.option("--wait", is_flag=True, help="Repeat plan and apply until every row is answered.")
+@click.option("--prune", is_flag=True, help="Cancel running jobs of removed manifests.")
+@click.option("--allow-cancel", is_flag=True, help="Let apply cancel jobs of protected manifests.")
+@click.option("--target", "targets", multiple=True, help="Only this manifest (repeatable).")
+@click.option("--poll-interval", type=float, default=2.0, show_default=True,
+              help="Seconds between checks with --wait.")
+@click.option("--timeout", type=float, help="Give up waiting after this many seconds.")
+@click.pass_context
+@handle_errors
+def apply(ctx: click.Context, paths: tuple[str, ...], auto_approve: bool, wait: bool, prune: bool,
+          allow_cancel: bool, targets: tuple[str, ...], poll_interval: float,
+          timeout: float | None) -> None:
+    """Carry out the plan: collect finished jobs, create jobs for rows to do."""
+    project = _project(ctx, paths, targets)
+    backend = api.open_backend(project)
+    first = api.plan(project, backend=backend, prune=prune)
+    _emit_plan(first, as_json=False)
+    if not first.has_changes and not wait:
+        click.echo("Nothing to do.")
+        return
+    if first.has_changes and not auto_approve:
+        _approve(first)
+
+    def say(message: str) -> None:
+        click.echo(message, err=True)
+
+    if not wait:
+        report = api.apply(project, first, backend=backend, allow_cancel=allow_cancel, say=say)
+        click.echo(f"Applied: {report.rows_sent:,} rows sent in {len(report.created)} jobs, "
+                   f"{len(report.collected)} jobs collected, {len(report.cancelled)} cancelled.")
+        return
+    api.apply(project, first, backend=backend, allow_cancel=allow_cancel, say=say)
+    console = _err_console()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, disable=not console.is_terminal) as bar:
+        task = bar.add_task("rows answered", total=None)
+
+        def on_plan(p: Plan) -> None:
+            total = sum(m.rows.total for m in p.manifests)
+            finished = sum(m.rows.done + m.rows.failed for m in p.manifests)
+            bar.update(task, total=total, completed=finished)
+
+        final = api.converge(project, backend=backend, allow_cancel=allow_cancel,
+                             poll_interval=poll_interval, timeout=timeout, on_plan=on_plan,
+                             say=say)
+    done = sum(m.rows.done for m in final.manifests)
+    failed = sum(m.rows.failed for m in final.manifests)
+    click.echo(f"Done: {done:,} rows answered, {failed:,} failed after max_attempts.")
+
+
+def _age_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.pass_context
+@handle_errors
+def status(ctx: click.Context, name: str | None) -> None:
+    """Jobs per manifest: state, progress, age."""
+    project = _project(ctx)
+    rows = [(s.manifest, s.job.rsplit("/", 1)[-1], s.state,
+             "current" if s.current_spec else "old",
+             "-" if s.succeeded is None else f"{s.succeeded} ok / {s.failed or 0} failed",
+             _age_text(s.age_seconds), s.error or "") for s in api.status(project, name)]
+    if not rows:
+        click.echo("No jobs yet. Run `batchrun apply` to create them.")
+        return
+    console = Console(highlight=False, width=max(Console().width, 120))
+    display.print_table(console, ["manifest", "job", "state", "spec", "progress", "age", "error"],
+                        rows)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return orjson.dumps(value).decode()
+
+
+@main.command()
+@click.argument("name")
+@click.option("--format", "fmt", type=click.Choice(["table", "jsonl", "csv"]), default="table",
+              show_default=True)
+@click.pass_context
+@handle_errors
+def results(ctx: click.Context, name: str, fmt: str) -> None:
+    """The collected answers of NAME, with a summary of failures."""
+    project = _project(ctx)
+    rows: Iterator[dict[str, Any]] = api.results(project, name)
+    if fmt == "jsonl":
+        out = sys.stdout.buffer
+        for row in rows:
+            out.write(orjson.dumps(row) + b"\n")
+        out.flush()
+        return
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer: csv.DictWriter[str] | None = None
+        for row in rows:
+            if writer is None:
+                writer = csv.DictWriter(buffer, fieldnames=list(row), extrasaction="ignore")
+                writer.writeheader()
+            writer.writerow({k: _cell(v) for k, v in row.items()})
+        click.echo(buffer.getvalue(), nl=False)
+        return
+    manifest = project.manifest(name)
+    table_rows, failed = [], []
+    for row in rows:
+        output = _cell(row.get("output"))
+        table_rows.append([row.get("custom_id"), *(_cell(row.get(k)) for k in manifest.passthrough),
+                           row.get("status"), output[:80] + ("…" if len(output) > 80 else "")])
+        if row.get("status") == "failed":
+            failed.append(row)
+    console = Console(highlight=False, width=max(Console().width, 120))
+    display.print_table(console, ["custom_id", *manifest.passthrough, "status", "output"],
+                        table_rows, title=name)
+    click.echo(f"{len(table_rows)} rows, {len(failed)} failed")
+    for row in failed[:20]:
+        click.echo(f"  ! {row.get('custom_id')}: {row.get('error')} "
+                   f"(attempts: {row.get('attempts')})")
+
+
+@main.command()
+@click.argument("name")
+@click.pass_context
+@handle_errors
+def cancel(ctx: click.Context, name: str) -> None:
+    """Cancel NAME's running jobs (their rows are sent again by the next apply)."""
+    jobs = api.cancel(_project(ctx), name)
+    click.echo(f"Cancelling {len(jobs)} job(s)" + "".join(f"\n  {j}" for j in jobs))
+
+
+@main.command()
+@click.argument("name")
+@click.pass_context
+@handle_errors
+def unlock(ctx: click.Context, name: str) -> None:
+    """Remove NAME's apply lock left by a process that died; refuses while its owner runs."""
+    click.echo(api.unlock(_project(ctx), name))

@@ -1,0 +1,145 @@
+"""Collect, pure: job output + the job's staged index -> result rows, and the merge rule that keeps
+every answer. A new answer replaces an old one only for the same id and only when it succeeded;
+a failure never overwrites a success, it is kept beside it as `retry` to count attempts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import jsonschema
+import orjson
+
+from runner.outputs import ParsedOutput, parse_line
+from runner.spec import Manifest
+
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+
+
+def _validated(manifest: Manifest, parsed: ParsedOutput) -> ParsedOutput:
+    """Parse a text answer as JSON when the manifest asks for it, and check it against the schema."""
+    if not parsed.ok or manifest.response.format != "json" or not isinstance(parsed.output, str):
+        return parsed
+    text = parsed.output.strip()
+    if text.startswith("```"):  # models often fence JSON; the fence is not part of the answer
+        text = text.strip("`").removeprefix("json").strip()
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        return ParsedOutput(parsed.custom_id, False, error=f"answer is not JSON ({exc.msg}): "
+                            f"{parsed.output[:200]}", usage=parsed.usage)
+    if manifest.response.schema is not None:
+        try:
+            jsonschema.validate(value, dict(manifest.response.schema))
+        except jsonschema.ValidationError as exc:
+            path = "/".join(str(p) for p in exc.absolute_path) or "(root)"
+            return ParsedOutput(parsed.custom_id, False, error=f"answer does not match the "
+                                f"response schema at {path}: {exc.message}", usage=parsed.usage)
+    return ParsedOutput(parsed.custom_id, True, output=value, usage=parsed.usage)
+
+
+def result_rows(
+    manifest: Manifest,
+    *,
+    job_name: str,
+    job_spec_hash: str,
+    finished_at: str,
+    index: Iterable[Any],
+    output: Iterable[bytes],
+    job_error: str | None,
+) -> Iterator[dict[str, Any]]:
+    """One result row per staged row: its answer, or why it has none."""
+    answers: dict[str, ParsedOutput] = {}
+    unmatched = 0
+    for line in output:
+        parsed = parse_line(line, manifest.family)
+        if parsed.custom_id is None:
+            unmatched += 1
+            continue
+        answers[parsed.custom_id] = parsed
+    missing = job_error or "the job's output has no line for this row"
+    if unmatched and not job_error:
+        missing += f" ({unmatched} output lines could not be read)"
+    for entry in index:
+        parsed = answers.get(entry.custom_id) or ParsedOutput(entry.custom_id, False, error=missing)
+        parsed = _validated(manifest, parsed)
+        yield {
+            "custom_id": entry.custom_id,
+            **{k: entry.passthrough.get(k) for k in manifest.passthrough},
+            "status": SUCCEEDED if parsed.ok else FAILED,
+            "output": parsed.output if parsed.ok else None,
+            "error": None if parsed.ok else parsed.error,
+            "attempts": 1,
+            "usage": parsed.usage or None,
+            "model": manifest.model.short,
+            "spec_hash": job_spec_hash,
+            "request_hash": entry.request_hash,
+            "job": job_name,
+            "finished_at": finished_at,
+            "retry": None,
+        }
+
+
+def merge(existing: Mapping[str, Any] | None, new: Mapping[str, Any],
+          current_spec: str) -> dict[str, Any] | None:
+    """The row to keep for one id, or None to keep `existing` as it is. Idempotent per job."""
+    if existing is None:
+        return dict(new)
+    retry = existing.get("retry") or {}
+    if new["job"] in (existing.get("job"), retry.get("job")):
+        return None  # this job was merged before (a collect interrupted before its marker)
+    same_target = (existing.get("spec_hash"), existing.get("request_hash")) == (
+        new["spec_hash"], new["request_hash"])
+    if new["status"] == SUCCEEDED:
+        if existing.get("status") == SUCCEEDED:
+            if existing.get("spec_hash") == current_spec and new["spec_hash"] != current_spec:
+                return None  # never trade an answer of the current spec for a stale one
+            if same_target and (existing.get("finished_at") or "") >= new["finished_at"]:
+                return None
+        return dict(new)
+    if existing.get("status") == FAILED and same_target:
+        return {**new, "attempts": int(existing.get("attempts") or 1) + 1}
+    if existing.get("status") == FAILED:
+        return dict(new)
+    # A failure next to a success: keep the answer, count the attempt beside it.
+    same_retry = (retry.get("spec_hash"), retry.get("request_hash")) == (
+        new["spec_hash"], new["request_hash"])
+    attempts = int(retry.get("attempts") or 0) + 1 if same_retry else 1
+    if same_target:
+        return None  # the answer already stands for this very request
+    return {**existing, "retry": {"spec_hash": new["spec_hash"],
+                                  "request_hash": new["request_hash"], "attempts": attempts,
+                                  "error": new["error"], "job": new["job"],
+                                  "finished_at": new["finished_at"]}}
+
+
+def fold(existing: dict[str, Any] | None, updates: Iterable[Mapping[str, Any]],
+         current_spec: str) -> dict[str, Any] | None:
+    """Merge several results for one id, oldest first."""
+    row = existing
+    for update in updates:
+        merged = merge(row, update, current_spec)
+        if merged is not None:
+            row = merged
+    return row
+
+
+def merge_rows(existing: Iterable[dict[str, Any]],
+               updates: Mapping[str, Sequence[Mapping[str, Any]]],
+               current_spec: str) -> Iterator[dict[str, Any]]:
+    """Stream the destination through, folding each id's new results in; new ids are appended."""
+    seen: set[str] = set()
+    for row in existing:
+        custom_id = str(row.get("custom_id"))
+        if custom_id in updates:
+            seen.add(custom_id)
+            yield fold(row, updates[custom_id], current_spec) or row
+        else:
+            yield row
+    for custom_id, items in updates.items():
+        if custom_id not in seen:
+            merged = fold(None, items, current_spec)
+            if merged is not None:
+                yield merged

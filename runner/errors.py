@@ -1,0 +1,82 @@
+"""Diagnostics and the one small exception tree of batchrun; formatting lives in display.py.
+
+    BatchrunError            .diagnostics: tuple[Diagnostic, ...]
+    ├── ManifestError        YAML, schema, template or reference problems (all found at once)
+    ├── ConfigError          batchrun.yaml, flags or environment variables
+    ├── RenderError          bad source rows: missing column, null or duplicate id, non-UTF-8, oversize
+    ├── LockError            another apply holds the manifest's lock
+    ├── ApprovalError        apply was not approved
+    └── BackendError         a remote or local store call failed
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Severity(StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """One problem, located as precisely as we know: file, line, dotted path or row."""
+
+    severity: Severity
+    summary: str
+    file: str | None = None
+    line: int | None = None
+    path: str | None = None  # dotted path in the document, e.g. "spec.source.id"
+    hint: str = ""  # what the user should do
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity is Severity.ERROR
+
+    def sort_key(self) -> tuple[str, int, str]:
+        return (self.file or "", self.line or 0, self.path or "")
+
+
+def error(summary: str, **where: object) -> Diagnostic:
+    return Diagnostic(Severity.ERROR, summary, **where)  # type: ignore[arg-type]
+
+
+def warning(summary: str, **where: object) -> Diagnostic:
+    return Diagnostic(Severity.WARNING, summary, **where)  # type: ignore[arg-type]
+
+
+class BatchrunError(Exception):
+    """Base of every error the CLI turns into a message and exit code 1."""
+
+    def __init__(self, diagnostics: Iterable[Diagnostic] | str) -> None:
+        if isinstance(diagnostics, str):
+            diagnostics = [error(diagnostics)]
+        self.diagnostics: tuple[Diagnostic, ...] = tuple(diagnostics)
+        super().__init__("; ".join(d.summary for d in self.diagnostics))
+
+
+class ManifestError(BatchrunError):
+    pass
+
+
+class ConfigError(BatchrunError):
+    pass
+
+
+class RenderError(BatchrunError):
+    pass
+
+
+class LockError(BatchrunError):
+    pass
+
+
+class ApprovalError(BatchrunError):
+    pass
+
+
+class BackendError(BatchrunError):
+    pass

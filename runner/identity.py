@@ -1,0 +1,126 @@
+"""Identity, pure: canonical JSON, the spec hash, request hashes and the Vertex labels of DESIGN §3.
+
+Changing anything here changes every user's hashes and re-runs their rows: the pinned values in
+tests/test_identity.py must fail first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+from collections.abc import Mapping
+from typing import Any, Final
+
+import orjson
+
+from runner.spec import Manifest, Template
+
+MANAGED_LABEL: Final = "batchrun-managed"
+MANAGED_VALUE: Final = "v1"
+NAME_LABEL: Final = "batchrun-name"
+SPEC_LABEL: Final = "batchrun-spec"
+INPUT_LABEL: Final = "batchrun-input"
+SHARD_LABEL: Final = "batchrun-shard"
+RESERVED_PREFIXES: Final = ("batchrun-", "aiplatform.googleapis.com/")
+MAX_LABELS: Final = 64
+
+
+def _normalise(value: Any) -> Any:
+    """Make YAML spellings that mean the same thing hash the same (0 and 0.0, dict order)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, Mapping):
+        return {str(k): _normalise(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_normalise(v) for v in value]
+    return value
+
+
+def canonical_json(value: Any) -> bytes:
+    return orjson.dumps(_normalise(value), option=orjson.OPT_SORT_KEYS)
+
+
+def digest(data: bytes) -> str:
+    """128 bits of sha256 as 32 hex characters: fits a label value and is collision-safe here."""
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def _text(template: Template | None) -> str | None:
+    return None if template is None else template.text
+
+
+def spec_material(manifest: Manifest) -> dict[str, Any]:
+    """Everything that decides a row's answer; not the rows, not labels, not max_attempts."""
+    prompt = manifest.prompt
+    return {
+        "version": 1,
+        "model": manifest.model.resource,
+        "task": manifest.task.value,
+        "family": manifest.family.value,
+        "parameters": dict(manifest.parameters),
+        "prompt": {
+            "system": _text(prompt.system),
+            "user": _text(prompt.user),
+            "examples": [[u.text, a.text] for u, a in prompt.examples],
+            "input": _text(prompt.input),
+        },
+        "response": {"format": manifest.response.format, "schema": manifest.response.schema},
+        "destination": {"kind": manifest.destination.kind.value,
+                        "location": manifest.destination.identity},
+    }
+
+
+def spec_hash(manifest: Manifest) -> str:
+    return digest(canonical_json(spec_material(manifest)))
+
+
+def request_hash(line: bytes) -> str:
+    """Hash of one rendered request row, exactly as sent (custom_id included)."""
+    return digest(line)
+
+
+def job_labels(
+    manifest: Manifest, *, input_digest: str, shard: int, user: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    labels = dict(manifest.labels if user is None else user)
+    labels.update({
+        MANAGED_LABEL: MANAGED_VALUE,
+        NAME_LABEL: manifest.name,
+        SPEC_LABEL: manifest.spec_hash,
+        INPUT_LABEL: input_digest,
+        SHARD_LABEL: str(shard),
+    })
+    return labels
+
+
+def display_name(manifest: Manifest, shard: int) -> str:
+    return f"batchrun-{manifest.name}-{manifest.spec_hash[:8]}-{shard}"[:128]
+
+
+def _first_ok(ch: str) -> bool:
+    return unicodedata.category(ch) in ("Ll", "Lo")
+
+
+def _rest_ok(ch: str) -> bool:
+    return ch in "_-" or unicodedata.category(ch) in ("Ll", "Lo", "Nd", "Nl", "No")
+
+
+def label_key_problem(key: str) -> str | None:
+    """Why `key` is not a valid Vertex label key, or None (the stricter common subset, reference §6)."""
+    if not key or len(key) > 63:
+        return "label keys are 1 to 63 characters"
+    if not _first_ok(key[0]):
+        return "label keys start with a lowercase letter"
+    if not all(_rest_ok(c) for c in key[1:]):
+        return "label keys hold only lowercase letters, digits, '_' and '-'"
+    if key.startswith(RESERVED_PREFIXES):
+        return "the batchrun- prefix is reserved for batchrun's own labels"
+    return None
+
+
+def label_value_problem(value: str) -> str | None:
+    if len(value) > 63:
+        return f"label values are at most 63 characters (this one has {len(value)})"
+    if not all(_rest_ok(c) for c in value):
+        return "label values hold only lowercase letters, digits, '_' and '-'"
+    return None

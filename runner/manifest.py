@@ -1,0 +1,257 @@
+"""Loads manifests: finds files, parses YAML, validates against the schema, then builds spec.Manifest.
+
+File reads only (the manifests, template files and a local source's header). Every problem of every
+file is collected before ManifestError is raised; checks the schema cannot express live in checks.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from runner import catalog, checks, identity, schemas
+from runner.errors import Diagnostic, ManifestError, error
+from runner.settings import CONFIG_NAME
+from runner.spec import (
+    DestinationKind,
+    DestinationSpec,
+    Manifest,
+    PromptSpec,
+    ResponseSpec,
+    Settings,
+    SourceKind,
+    SourceSpec,
+    Task,
+    Template,
+)
+from runner.yamldoc import Document, load_documents
+
+_YAML_SUFFIXES = (".yaml", ".yml")
+_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv"}
+
+
+def _looks_like_manifest(path: Path) -> bool:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return "BatchJob" in text or "batchrun/" in text
+
+
+def _in_other_project(candidate: Path, top: Path) -> bool:
+    """A folder below `top` with its own batchrun.yaml is another project: its manifests stay out."""
+    folder = candidate.parent
+    while folder != top and top in folder.parents:
+        if (folder / CONFIG_NAME).is_file():
+            return True
+        folder = folder.parent
+    return False
+
+
+def find_manifest_files(paths: Iterable[Path]) -> list[Path]:
+    """Files named outright, plus YAML files under named directories that look like manifests."""
+    found: dict[Path, None] = {}
+    for path in paths:
+        if path.is_dir():
+            for candidate in sorted(path.rglob("*")):
+                rel = candidate.relative_to(path).parts
+                if (candidate.suffix in _YAML_SUFFIXES and candidate.name != CONFIG_NAME
+                        and not any(p.startswith(".") for p in rel)
+                        and not _in_other_project(candidate, path)
+                        and candidate.is_file() and _looks_like_manifest(candidate)):
+                    found[candidate.resolve()] = None
+        else:
+            found[path.resolve()] = None
+    return list(found)
+
+
+def display_path(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        try:
+            return str(path.relative_to(Path.cwd()))
+        except ValueError:
+            return str(path)
+
+
+def _template(raw: Any, where: str, base: Path, problems: list[Diagnostic], doc: Document,
+              path: tuple[str | int, ...]) -> Template | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        return Template(raw, where)
+    file = base / raw["file"]
+    try:
+        return Template(file.read_text(encoding="utf-8"), str(raw["file"]))
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(error(f"cannot read template file {raw['file']}: "
+                              f"{getattr(exc, 'strerror', None) or exc}",
+                              file=doc.file, line=doc.line_of((*path, "file")),
+                              path=".".join(str(p) for p in (*path, "file")),
+                              hint="template files are read relative to the manifest"))
+        return None
+
+
+def _prompt(raw: Mapping[str, Any], base: Path, problems: list[Diagnostic],
+            doc: Document) -> PromptSpec:
+    def t(key: str) -> Template | None:
+        return _template(raw.get(key), f"spec.prompt.{key}", base, problems, doc,
+                         ("spec", "prompt", key))
+
+    examples = []
+    for i, ex in enumerate(raw.get("examples", ())):
+        u = _template(ex["user"], f"spec.prompt.examples[{i}].user", base, problems, doc,
+                      ("spec", "prompt", "examples", i, "user"))
+        a = _template(ex["assistant"], f"spec.prompt.examples[{i}].assistant", base, problems,
+                      doc, ("spec", "prompt", "examples", i, "assistant"))
+        if u is not None and a is not None:
+            examples.append((u, a))
+    return PromptSpec(system=t("system"), user=t("user"), examples=tuple(examples),
+                      input=t("input"))
+
+
+def _source(raw: Mapping[str, Any], base: Path, problems: list[Diagnostic],
+            doc: Document) -> SourceSpec:
+    fmt = raw.get("format")
+    columns = tuple(raw["columns"]) if "columns" in raw else None
+    default_id = "custom_id" if fmt == "requests" else ""
+    id_column = raw.get("id", default_id)
+    if not id_column:
+        problems.append(error('missing required field "id"', file=doc.file,
+                              line=doc.line_of(("spec", "source")), path="spec.source.id",
+                              hint="name the column that identifies a row, e.g. id: ticket_id"))
+    if "file" in raw:
+        path = (base / raw["file"]).resolve()
+        if fmt is None:
+            fmt = _FORMATS.get(path.suffix.lower())
+            if fmt is None:
+                problems.append(error(f'cannot tell the format of "{raw["file"]}"',
+                                      file=doc.file, line=doc.line_of(("spec", "source", "file")),
+                                      path="spec.source.format",
+                                      hint="name the file .jsonl or .csv, or set format"))
+                fmt = "jsonl"
+        if not path.is_file():
+            problems.append(error(f'source file "{raw["file"]}" does not exist', file=doc.file,
+                                  line=doc.line_of(("spec", "source", "file")),
+                                  path="spec.source.file",
+                                  hint="paths are relative to the manifest's folder"))
+        return SourceSpec(SourceKind.FILE, str(path), fmt, id_column, columns)
+    if "bigquery" in raw:
+        bq = raw["bigquery"]
+        return SourceSpec(SourceKind.BIGQUERY, bq.get("table") or bq["query"],
+                          "requests" if fmt == "requests" else "bigquery", id_column, columns,
+                          is_query="query" in bq)
+    uris = tuple(raw["gcs"]["uris"])
+    return SourceSpec(SourceKind.GCS, uris[0], fmt or "jsonl", id_column, columns, uris=uris)
+
+
+def _destination(raw: Mapping[str, Any], base: Path, root: Path) -> DestinationSpec:
+    if "file" in raw:
+        path = (base / raw["file"]).resolve()
+        try:
+            ident = path.relative_to(root).as_posix()
+        except ValueError:
+            ident = path.as_posix()
+        return DestinationSpec(DestinationKind.FILE, str(path), ident)
+    if "bigquery" in raw:
+        table = raw["bigquery"]["table"]
+        return DestinationSpec(DestinationKind.BIGQUERY, table, table)
+    prefix = raw["gcs"]["prefix"].rstrip("/") + "/"
+    return DestinationSpec(DestinationKind.GCS, prefix, prefix)
+
+
+def _build(doc: Document, path: Path, settings: Settings,
+           problems: list[Diagnostic]) -> Manifest | None:
+    data = doc.data
+    meta, spec = data["metadata"], data["spec"]
+    defaults = settings.defaults
+    model = catalog.parse_model(spec["model"])
+    if model is None:
+        problems.append(error(f'"{spec["model"]}" is not a model name', file=doc.file,
+                              line=doc.line_of(("spec", "model")), path="spec.model",
+                              hint="write publisher/model[@version], e.g. "
+                                   "anthropic/claude-3-5-haiku@20241022"))
+        return None
+    task = Task(spec["task"]) if "task" in spec else (catalog.known_task(model) or Task.CHAT)
+    base = path.parent
+    manifest = Manifest(
+        name=meta["name"],
+        file=path,
+        line=doc.line_of(()),
+        model=model,
+        task=task,
+        family=catalog.family_of(model, task),
+        parameters={**defaults.get("parameters", {}), **spec.get("parameters", {})},
+        source=_source(spec["source"], base, problems, doc),
+        prompt=_prompt(spec.get("prompt", {}), base, problems, doc),
+        destination=_destination(spec["destination"], base, settings.root),
+        response=ResponseSpec(
+            format=spec.get("response", {}).get(
+                "format", "json" if "schema" in spec.get("response", {}) else "text"),
+            schema=spec.get("response", {}).get("schema"),
+        ),
+        passthrough=tuple(spec.get("passthrough", ())),
+        max_attempts=spec.get("max_attempts", defaults.get("max_attempts", 3)),
+        protect=spec.get("protect", defaults.get("protect", False)),
+        labels={**defaults.get("labels", {}), **meta.get("labels", {})},
+        description=meta.get("description", ""),
+    )
+    return replace(manifest, spec_hash=identity.spec_hash(manifest))
+
+
+def _load_file(path: Path, settings: Settings,
+               problems: list[Diagnostic]) -> list[tuple[Manifest, Document]]:
+    shown = display_path(path, settings.root)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        problems.append(error(f"no such file: {shown}"))
+        return []
+    except UnicodeDecodeError as exc:
+        problems.append(error(f"{shown} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} "
+                              f"at offset {exc.start})", file=shown))
+        return []
+    docs, yaml_problems = load_documents(text, shown)
+    problems.extend(yaml_problems)
+    out = []
+    for doc in docs:
+        if doc.data is None:
+            continue
+        if not isinstance(doc.data, dict):
+            problems.append(error("a manifest document must be a mapping", file=shown,
+                                  line=doc.line_of(()),
+                                  hint="start it with apiVersion: batchrun/v1 and kind: BatchJob"))
+            continue
+        schema_problems = schemas.validate(doc, "manifest.v1")
+        if schema_problems:
+            problems.extend(schema_problems)
+            continue
+        before = len(problems)
+        manifest = _build(doc, path, settings, problems)
+        if manifest is None or len(problems) > before:
+            continue
+        problems.extend(checks.check_manifest(manifest, doc))
+        out.append((manifest, doc))
+    return out
+
+
+def load_manifests(paths: Iterable[Path], settings: Settings) -> tuple[list[Manifest],
+                                                                       list[Diagnostic]]:
+    """Every manifest under `paths`, or ManifestError with every problem found (warnings beside)."""
+    problems: list[Diagnostic] = []
+    loaded: list[tuple[Manifest, Document]] = []
+    files = find_manifest_files(paths)
+    for path in files:
+        loaded.extend(_load_file(path, settings, problems))
+    problems.extend(checks.check_repository(loaded))
+    if not files:
+        problems.append(error("no manifests found",
+                              hint="pass manifest files or folders, or list them under "
+                                   "manifests: in batchrun.yaml"))
+    problems.sort(key=Diagnostic.sort_key)
+    if any(p.is_error for p in problems):
+        raise ManifestError(problems)
+    return [m for m, _ in loaded], problems

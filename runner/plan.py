@@ -1,0 +1,153 @@
+"""The plan as frozen data: per manifest, row counts and the changes apply will make. Pure.
+
+Each change has an action (what apply does) and a reason (display only; apply never reads it).
+The human view and --json are both rendered from to_dict(), so preview and run cannot drift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any, Final
+
+FORMAT_VERSION: Final = 1
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    COLLECT = "collect"
+    CANCEL = "cancel"
+
+
+@dataclass(frozen=True, slots=True)
+class RowCounts:
+    total: int = 0
+    done: int = 0
+    in_flight: int = 0
+    to_do: int = 0
+    failed: int = 0
+    waiting: int = 0  # part of to_do that does not fit the concurrent-job quota this time
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    action: Action
+    reason: str  # display only
+    jobs: tuple[str, ...] = ()  # remote jobs to collect or cancel
+    rows: int = 0
+    shards: int = 0  # jobs to create
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestPlan:
+    name: str
+    file: str
+    spec_hash: str
+    rows: RowCounts
+    changes: tuple[Change, ...] = ()
+    input_tokens: int = 0  # estimate for the rows to send (characters / 4)
+    failures: tuple[tuple[str, str], ...] = ()  # (custom_id, last error) of rows out of attempts
+    notes: tuple[str, ...] = ()  # display only
+
+    @property
+    def actions(self) -> list[str]:
+        kinds = [c.action for c in self.changes]
+        replacing = Action.CANCEL in kinds and Action.CREATE in kinds
+        out: list[str] = []
+        for kind in kinds:
+            name = "replace" if replacing and kind in (Action.CANCEL, Action.CREATE) else kind.value
+            if name not in out:
+                out.append(name)
+        if self.rows.waiting and "wait" not in out:
+            out.append("wait")
+        return out
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.actions)
+
+    @property
+    def headline(self) -> str:
+        parts = []
+        for change in self.changes:
+            if change.action is Action.CREATE:
+                verb = "replace" if "replace" in self.actions else "create"
+                parts.append(f"{verb}: {change.rows:,} rows in {change.shards} "
+                             f"job{'s' if change.shards != 1 else ''}")
+            elif change.action is Action.COLLECT:
+                parts.append(f"collect {len(change.jobs)} finished "
+                             f"job{'s' if len(change.jobs) != 1 else ''}")
+            elif change.action is Action.CANCEL:
+                parts.append(f"cancel {len(change.jobs)} job{'s' if len(change.jobs) != 1 else ''}"
+                             f" ({change.reason})")
+        if self.rows.waiting:
+            parts.append(f"wait: {self.rows.waiting:,} rows for a free job slot")
+        if not parts:
+            if self.rows.in_flight:
+                return f"running: {self.rows.in_flight:,} rows in flight"
+            if self.rows.failed:
+                return f"failed: {self.rows.failed:,} rows out of attempts"
+            return "up-to-date"
+        return "; ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "file": self.file,
+            "spec_hash": self.spec_hash,
+            "actions": self.actions,
+            "rows": asdict(self.rows),
+            "changes": [{**asdict(c), "action": c.action.value, "jobs": list(c.jobs)}
+                        for c in self.changes],
+            "input_tokens": self.input_tokens,
+            "failures": [{"custom_id": i, "error": e} for i, e in self.failures],
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Orphan:
+    """A running job whose manifest is gone; cancelled only with --prune."""
+
+    manifest_name: str
+    job: str
+    cancel: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    backend: str
+    manifests: tuple[ManifestPlan, ...]
+    orphans: tuple[Orphan, ...] = ()
+    format_version: int = field(default=FORMAT_VERSION)
+
+    @property
+    def has_changes(self) -> bool:
+        return any(m.has_changes for m in self.manifests) or any(o.cancel for o in self.orphans)
+
+    def manifest(self, name: str) -> ManifestPlan:
+        return next(m for m in self.manifests if m.name == name)
+
+    def summary(self) -> dict[str, int]:
+        creates = [c for m in self.manifests for c in m.changes if c.action is Action.CREATE]
+        return {
+            "rows_to_send": sum(c.rows for c in creates),
+            "jobs_to_create": sum(c.shards for c in creates),
+            "jobs_to_collect": sum(len(c.jobs) for m in self.manifests for c in m.changes
+                                   if c.action is Action.COLLECT),
+            "jobs_to_cancel": sum(len(c.jobs) for m in self.manifests for c in m.changes
+                                  if c.action is Action.CANCEL)
+            + sum(1 for o in self.orphans if o.cancel),
+            "rows_waiting": sum(m.rows.waiting for m in self.manifests),
+            "up_to_date": sum(1 for m in self.manifests if not m.has_changes),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version,
+            "has_changes": self.has_changes,
+            "backend": self.backend,
+            "summary": self.summary(),
+            "manifests": [m.to_dict() for m in self.manifests],
+            "orphans": [asdict(o) for o in self.orphans],
+        }

@@ -1,0 +1,102 @@
+"""Streams rows out of local JSONL and CSV files, line by line; file reads only, never holds the file.
+
+Non-UTF-8 bytes, bad JSON and non-object lines become RowIssue items naming the line, not exceptions,
+so every bad line of a file is reported in one run.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from runner.render import RowIssue, SourceRow
+
+_BOM = b"\xef\xbb\xbf"
+COLUMN_SAMPLE = 1000  # JSONL rows read to discover columns
+
+
+def _decoded_lines(path: Path) -> Iterator[tuple[int, str | RowIssue]]:
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            if number == 1 and raw.startswith(_BOM):
+                raw = raw[len(_BOM):]
+            try:
+                yield number, raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield number, RowIssue(
+                    number, f"is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column "
+                            f"{exc.start + 1}); re-encode the file as UTF-8")
+
+
+def read_jsonl(path: Path) -> Iterator[SourceRow | RowIssue]:
+    for number, text in _decoded_lines(path):
+        if isinstance(text, RowIssue):
+            yield text
+            continue
+        if not text.strip():
+            continue
+        try:
+            data: Any = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            yield RowIssue(number, f"is not valid JSON ({exc.msg})")
+            continue
+        if not isinstance(data, dict):
+            yield RowIssue(number, f"must be a JSON object, not {type(data).__name__}")
+            continue
+        yield SourceRow(number, data)
+
+
+def read_csv(path: Path) -> Iterator[SourceRow | RowIssue]:
+    issues: list[RowIssue] = []
+    line_numbers: list[int] = []
+
+    def text_lines() -> Iterator[str]:
+        for number, text in _decoded_lines(path):
+            if isinstance(text, RowIssue):
+                issues.append(text)
+                continue
+            line_numbers.append(number)
+            yield text
+
+    reader = csv.reader(text_lines())
+    header: list[str] | None = None
+    for record in reader:
+        yield from issues
+        issues.clear()
+        start = line_numbers[-1] if line_numbers else 0
+        if header is None:
+            header = [h.strip() for h in record]
+            continue
+        if not record or all(not field for field in record):
+            continue
+        if len(record) != len(header):
+            yield RowIssue(start, f"has {len(record)} fields but the header has {len(header)}")
+            continue
+        yield SourceRow(start, dict(zip(header, record, strict=True)))
+    yield from issues
+
+
+def read_rows(path: Path, fmt: str) -> Iterator[SourceRow | RowIssue]:
+    """Rows of a local source file; `fmt` is "jsonl", "csv" or "requests" (JSONL of request rows)."""
+    return read_csv(path) if fmt == "csv" else read_jsonl(path)
+
+
+def discover_columns(path: Path, fmt: str) -> list[str] | None:
+    """The columns a file offers (CSV header, or keys of the first JSONL rows); None if unreadable."""
+    try:
+        if fmt == "csv":
+            with path.open(encoding="utf-8-sig", newline="") as fh:
+                return [h.strip() for h in next(csv.reader(fh), [])]
+        seen: dict[str, None] = {}
+        for i, item in enumerate(read_jsonl(path)):
+            if i >= COLUMN_SAMPLE:
+                break
+            if isinstance(item, SourceRow):
+                seen.update(dict.fromkeys(item.data))
+        return list(seen)
+    except (OSError, UnicodeDecodeError):
+        return None

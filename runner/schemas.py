@@ -1,0 +1,126 @@
+"""Finds the JSON Schema files (installed wheel or source checkout) and turns violations into diagnostics.
+
+Pure apart from reading the schema files; knows nothing of what a manifest means.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import ValidationError
+
+from runner.errors import Diagnostic, error
+from runner.yamldoc import Document, PathKey, dotted
+
+_JSON_TYPES = {"NoneType": "null", "dict": "object", "list": "array", "str": "string",
+               "int": "integer", "float": "number", "bool": "boolean"}
+_CHECKOUT_DIR = Path(__file__).resolve().parent.parent / "schemas"
+
+
+def schema_path(name: str) -> Path:
+    """Where `name` (e.g. "manifest.v1") lives: inside the package when installed, else the checkout."""
+    packaged = resources.files("runner") / "schemas" / f"{name}.json"
+    if packaged.is_file():
+        return Path(str(packaged))
+    checkout = _CHECKOUT_DIR / f"{name}.json"
+    if checkout.is_file():
+        return checkout
+    raise FileNotFoundError(f"schema {name}.json is neither in the package nor in {_CHECKOUT_DIR}")
+
+
+@cache
+def load_schema(name: str) -> dict[str, Any]:
+    with schema_path(name).open(encoding="utf-8") as fh:
+        schema: dict[str, Any] = json.load(fh)
+    return schema
+
+
+@cache
+def _validator(name: str) -> jsonschema.protocols.Validator:
+    schema = load_schema(name)
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)  # type: ignore[no-any-return]
+
+
+def _required_choice(err: ValidationError) -> list[str] | None:
+    """For oneOf/anyOf of single `required` branches, the alternatives ("file", "bigquery", ...)."""
+    if err.validator not in ("oneOf", "anyOf"):
+        return None
+    branches = err.validator_value
+    names = []
+    for branch in branches:
+        if set(branch) != {"required"} or len(branch["required"]) != 1:
+            return None
+        names.append(branch["required"][0])
+    return names
+
+
+def _describe(err: ValidationError, schema_props: dict[str, Any]) -> tuple[str, PathKey, str]:
+    """Summary, path of the offending node and a hint for one schema violation."""
+    path: PathKey = tuple(err.absolute_path)
+    choice = _required_choice(err)
+    if choice is not None:
+        present = [c for c in choice if isinstance(err.instance, dict) and c in err.instance]
+        listed = ", ".join(choice)
+        if present:
+            return f"set only one of {listed} (found {', '.join(present)})", path, ""
+        return f"missing one of {listed}", path, f"add exactly one of: {listed}"
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        allowed = sorted(schema_props)
+        extra = sorted(k for k in err.instance if k not in schema_props)
+        key = extra[0] if extra else ""
+        close = difflib.get_close_matches(key, allowed, n=1)
+        hint = f'did you mean "{close[0]}"?' if close else f"allowed here: {', '.join(allowed)}"
+        return f'unknown field "{key}"', (*path, key), hint
+    if err.validator == "required":
+        missing = str(err.message).split("'")[1] if "'" in err.message else err.message
+        return f'missing required field "{missing}"', path, ""
+    if err.validator == "const":
+        return f"must be {json.dumps(err.validator_value)}", path, ""
+    if err.validator == "enum":
+        values = ", ".join(json.dumps(v) for v in err.validator_value)
+        return f"must be one of {values}", path, ""
+    if err.validator == "type":
+        got = _JSON_TYPES.get(type(err.instance).__name__, type(err.instance).__name__)
+        return f"must be of type {err.validator_value} (got {got})", path, ""
+    if err.validator == "pattern":
+        return f"{json.dumps(err.instance)} is not in the expected form", path, _pattern_hint(path)
+    if err.validator == "oneOf" and path and path[-1] in ("system", "user", "input", "assistant"):
+        return "must be a template string or {file: path}", path, ""
+    return err.message, path, ""
+
+
+def _pattern_hint(path: PathKey) -> str:
+    last = path[-1] if path else ""
+    if last == "table":
+        return "write a table as project.dataset.table"
+    if last in ("prefix", "staging") or (len(path) >= 2 and path[-2] == "uris"):
+        return "write a Cloud Storage location as gs://bucket/path"
+    if last == "project":
+        return "a Google Cloud project id: 6-30 lowercase letters, digits and hyphens"
+    return ""
+
+
+def _props_at(err: ValidationError) -> dict[str, Any]:
+    props = err.schema.get("properties", {}) if isinstance(err.schema, dict) else {}
+    return dict(props)
+
+
+def validate(doc: Document, name: str) -> list[Diagnostic]:
+    """Every violation of schema `name` in `doc`, each with file, line and dotted path."""
+    out = []
+    for err in _validator(name).iter_errors(doc.data):
+        # A violation inside a oneOf branch is reported through its parent, once.
+        summary, path, hint = _describe(err, _props_at(err))
+        out.append(
+            error(summary, file=doc.file, line=doc.line_of(path), path=dotted(path) or None,
+                  hint=hint)
+        )
+    return sorted(out, key=Diagnostic.sort_key)

@@ -1,0 +1,153 @@
+"""Project settings: batchrun.yaml, its --env overlay, BATCHRUN_* variables and flags, in that order.
+
+File reads only. Flags beat environment variables, which beat the overlay, which beats the file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+from runner import catalog, schemas
+from runner.errors import ConfigError, Diagnostic, error, warning
+from runner.spec import ExecutorSpec, Quota, Settings
+from runner.yamldoc import Document, load_documents
+
+CONFIG_NAME: Final = "batchrun.yaml"
+ENV_VARS: Final = {
+    "backend": "BATCHRUN_BACKEND",
+    "project": "BATCHRUN_PROJECT",
+    "region": "BATCHRUN_REGION",
+    "staging": "BATCHRUN_STAGING",
+}
+_OVERLAID: Final = ("backend", "project", "region", "staging")
+
+
+def find_config(start: Path) -> Path | None:
+    """The nearest batchrun.yaml in `start` or a parent directory."""
+    for folder in (start, *start.parents):
+        candidate = folder / CONFIG_NAME
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read(path: Path) -> Document:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([error(f"cannot read {path}: {exc}", file=str(path))]) from exc
+    docs, problems = load_documents(text, str(path))
+    if problems:
+        raise ConfigError(problems)
+    if not docs or docs[0].data is None:
+        return Document(str(path), 0, {}, {})
+    if len(docs) > 1:
+        raise ConfigError([error("batchrun.yaml holds one document", file=str(path))])
+    problems = schemas.validate(docs[0], "project.v1")
+    if problems:
+        raise ConfigError(problems)
+    return docs[0]
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _executor(raw: Mapping[str, Any]) -> ExecutorSpec:
+    fields = dict(raw)
+    fields["fail_ids"] = tuple(str(i) for i in fields.get("fail_ids", ()))
+    return ExecutorSpec(**fields)
+
+
+def load_settings(
+    *,
+    cwd: Path,
+    config: Path | None = None,
+    environment: str | None = None,
+    flags: Mapping[str, str | None] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[Settings, list[Diagnostic]]:
+    """Resolve the settings; warnings (e.g. an unlisted region) come back beside them."""
+    environ = os.environ if environ is None else environ
+    flags = flags or {}
+    config = config or (Path(environ["BATCHRUN_CONFIG"]) if environ.get("BATCHRUN_CONFIG") else None)
+    path = config.resolve() if config else find_config(cwd.resolve())
+    if config and not config.is_file():
+        raise ConfigError([error(f"no settings file at {config}",
+                                 hint="pass --config PATH to an existing batchrun.yaml")])
+    doc = _read(path) if path else None
+    data: dict[str, Any] = dict(doc.data) if doc else {}
+    origins = {key: "batchrun.yaml" for key in data}
+    environment = environment or environ.get("BATCHRUN_ENV") or None
+    if environment:
+        envs = data.get("environments", {})
+        if environment not in envs:
+            known = ", ".join(sorted(envs)) or "none are defined"
+            raise ConfigError([error(f'unknown environment "{environment}"',
+                                     file=str(path) if path else None,
+                                     hint=f"environments in batchrun.yaml: {known}")])
+        data = _merge(data, envs[environment])
+        origins.update({key: f"environment {environment}" for key in envs[environment]})
+    for key, var in ENV_VARS.items():
+        if environ.get(var):
+            data[key] = environ[var]
+            origins[key] = var
+    for key in _OVERLAID:
+        if flags.get(key):
+            data[key] = flags[key]
+            origins[key] = f"--{key}"
+    root = path.parent if path else cwd.resolve()
+    local = data.get("local", {})
+    settings = Settings(
+        root=root,
+        config_file=path,
+        backend=data.get("backend", "local"),
+        project=data.get("project"),
+        region=data.get("region"),
+        staging=data.get("staging"),
+        environment=environment,
+        manifests=tuple(data.get("manifests", ())),
+        defaults=data.get("defaults", {}),
+        quota=Quota(**data.get("quota", {})),
+        executor=_executor(local.get("executor", {"type": "echo"})),
+        model_executors={k: _executor(v) for k, v in local.get("models", {}).items()},
+        origins=origins,
+    )
+    return settings, check_settings(settings)
+
+
+def check_settings(settings: Settings) -> list[Diagnostic]:
+    """What the schema cannot say: backend choices, regions, required vertex settings."""
+    file = str(settings.config_file) if settings.config_file else None
+    out: list[Diagnostic] = []
+    if settings.backend not in ("local", "vertex"):
+        out.append(error(f'unknown backend "{settings.backend}" (from '
+                         f'{settings.origins.get("backend", "default")})', file=file,
+                         hint="use local or vertex"))
+    region = settings.region
+    if region is not None:
+        if region == "global":
+            out.append(error('region "global" does not run batch jobs for Claude or open models',
+                             file=file, path="region", hint="pick a region such as us-east5"))
+        elif not catalog.region_well_formed(region):
+            out.append(error(f'"{region}" is not a Vertex region', file=file, path="region",
+                             hint="regions look like us-central1 or europe-west4"))
+        elif region not in catalog.known_regions():
+            out.append(warning(f'region "{region}" is not in batchrun\'s list of Vertex regions',
+                               file=file, path="region",
+                               hint="check the spelling; new regions work if Vertex knows them"))
+    if settings.backend == "vertex":
+        for key in ("project", "region", "staging"):
+            if getattr(settings, key) is None:
+                out.append(error(f"the vertex backend needs {key}", file=file, path=key,
+                                 hint=f"set {key} in batchrun.yaml or {ENV_VARS[key]}"))
+    return out

@@ -1,0 +1,167 @@
+"""Frozen desired-state types: what the manifests and batchrun.yaml ask for. Pure data, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+
+class Task(StrEnum):
+    CHAT = "chat"
+    EMBEDDINGS = "embeddings"
+
+
+class Family(StrEnum):
+    """The request row format Vertex reads; decided by the model's publisher and the task."""
+
+    CLAUDE = "claude"
+    OPENAI_CHAT = "openai-chat"
+    OPENAI_EMBEDDINGS = "openai-embeddings"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRef:
+    publisher: str
+    model_id: str  # may carry "@version"
+
+    @property
+    def short(self) -> str:
+        """"anthropic/claude-3-5-haiku@20241022": the form manifests and open-model bodies use."""
+        return f"{self.publisher}/{self.model_id}"
+
+    @property
+    def resource(self) -> str:
+        """"publishers/anthropic/models/claude-3-5-haiku@20241022": the form the job's model takes."""
+        return f"publishers/{self.publisher}/models/{self.model_id}"
+
+    @property
+    def base(self) -> str:
+        """The catalog key: publisher/model without "@version"."""
+        return f"{self.publisher}/{self.model_id.split('@', 1)[0]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    text: str
+    where: str  # "spec.prompt.user" or the template file, for error messages
+
+
+@dataclass(frozen=True, slots=True)
+class PromptSpec:
+    system: Template | None = None
+    user: Template | None = None
+    examples: tuple[tuple[Template, Template], ...] = ()
+    input: Template | None = None  # embeddings
+
+    def templates(self) -> tuple[Template, ...]:
+        out = [t for t in (self.system, self.user, self.input) if t is not None]
+        for user, assistant in self.examples:
+            out.extend((user, assistant))
+        return tuple(out)
+
+
+class SourceKind(StrEnum):
+    FILE = "file"
+    BIGQUERY = "bigquery"
+    GCS = "gcs"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSpec:
+    kind: SourceKind
+    location: str  # absolute file path, "project.dataset.table", a SQL query, or the first gs:// URI
+    format: str  # "jsonl", "csv", "requests" or "bigquery"
+    id_column: str  # "custom_id" for ready-made request rows
+    columns: tuple[str, ...] | None = None  # declared columns, if any
+    uris: tuple[str, ...] = ()  # every gs:// URI of a Cloud Storage source
+    is_query: bool = False
+
+
+class DestinationKind(StrEnum):
+    FILE = "file"
+    BIGQUERY = "bigquery"
+    GCS = "gcs"
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationSpec:
+    kind: DestinationKind
+    location: str  # absolute file path, "project.dataset.table" or "gs://bucket/prefix"
+    identity: str  # the location as it enters the spec hash: file paths relative to the project
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseSpec:
+    format: str = "text"  # "text" or "json"
+    schema: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """One BatchJob document, validated: the desired result set of one job definition."""
+
+    name: str
+    file: Path
+    line: int
+    model: ModelRef
+    task: Task
+    family: Family
+    parameters: Mapping[str, Any]
+    source: SourceSpec
+    prompt: PromptSpec
+    destination: DestinationSpec
+    response: ResponseSpec = field(default_factory=ResponseSpec)
+    passthrough: tuple[str, ...] = ()
+    max_attempts: int = 3
+    protect: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)  # user labels: metadata, never hashed
+    description: str = ""
+    spec_hash: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    max_concurrent_jobs: int = 4
+    max_rows_per_job: int = 100_000
+    max_bytes_per_job: int = 1_000_000_000
+    max_request_bytes: int = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorSpec:
+    """How the local backend answers one model: echo, an HTTP endpoint, or local embeddings."""
+
+    type: str = "echo"
+    base_url: str | None = None
+    api_key_env: str | None = None
+    model: str | None = None
+    concurrency: int = 4
+    timeout: float = 120.0
+    model_path: str | None = None
+    fail_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """batchrun.yaml after the environment overlay, environment variables and flags."""
+
+    root: Path  # the project root: where batchrun.yaml is, or the working directory
+    config_file: Path | None
+    backend: str = "local"
+    project: str | None = None
+    region: str | None = None
+    staging: str | None = None
+    environment: str | None = None
+    manifests: tuple[str, ...] = ()
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    quota: Quota = field(default_factory=Quota)
+    executor: ExecutorSpec = field(default_factory=ExecutorSpec)
+    model_executors: Mapping[str, ExecutorSpec] = field(default_factory=dict)
+    origins: Mapping[str, str] = field(default_factory=dict)  # setting -> "flag", "env", "file"...
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / ".batchrun"

@@ -1,0 +1,129 @@
+"""Reads YAML safely (duplicate keys rejected, dates kept as strings) and remembers each node's line.
+
+File reads only; knows nothing of manifests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from runner.errors import Diagnostic, error
+
+PathKey = tuple[str | int, ...]
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader without the timestamp resolver and with duplicate-key detection."""
+
+    duplicate_keys: list[tuple[str, int]]
+
+
+# Copy the resolver table so removing timestamps does not change PyYAML's global SafeLoader.
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            loader.duplicate_keys.append((str(key), key_node.start_mark.line + 1))
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One YAML document with the 1-based line of every node, keyed by its path."""
+
+    file: str
+    index: int  # 0-based position in the file's `---` stream
+    data: Any
+    lines: dict[PathKey, int] = field(default_factory=dict)
+
+    def line_of(self, path: PathKey) -> int:
+        """Line of the deepest node of `path` that exists (a missing key points at its parent)."""
+        for end in range(len(path), -1, -1):
+            line = self.lines.get(tuple(path[:end]))
+            if line is not None:
+                return line
+        return 1
+
+
+def _walk(node: yaml.Node, path: PathKey, lines: dict[PathKey, int]) -> None:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
+            _walk(value_node, (*path, key), lines)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _walk(item, (*path, i), lines)
+
+
+def load_documents(text: str, file: str) -> tuple[list[Document], list[Diagnostic]]:
+    """Parse every document in `text`; return the good ones and a diagnostic per problem."""
+    docs: list[Document] = []
+    problems: list[Diagnostic] = []
+    loader = _Loader(text)
+    loader.duplicate_keys = []
+    index = 0
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:  # an empty document between separators
+                index += 1
+                continue
+            loader.duplicate_keys = []
+            data = loader.construct_document(node)
+            if loader.duplicate_keys:
+                problems.extend(
+                    error(
+                        f'duplicate key "{key}"',
+                        file=file,
+                        line=line,
+                        hint="each key may appear once in a mapping; remove or merge the copies",
+                    )
+                    for key, line in loader.duplicate_keys
+                )
+            else:
+                lines: dict[PathKey, int] = {}
+                _walk(node, (), lines)
+                docs.append(Document(file, index, data, lines))
+            index += 1
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problems.append(
+            error(
+                f"YAML syntax error: {exc.problem or exc.context}",
+                file=file,
+                line=(mark.line + 1) if mark else None,
+                hint="check indentation and quoting on this line and the one before it",
+            )
+        )
+    except yaml.YAMLError as exc:
+        problems.append(error(f"YAML error: {exc}", file=file))
+    finally:
+        loader.dispose()
+    return docs, problems
+
+
+def dotted(path: PathKey) -> str:
+    """("spec", "examples", 2, "user") -> "spec.examples[2].user"."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out
