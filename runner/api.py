@@ -13,12 +13,12 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from runner import backends, manifest as manifest_loader, planner
+from runner import backends, planner
+from runner import manifest as manifest_loader
 from runner.apply import ApplyReport, Event, apply_plan
 from runner.backends.base import Backend, RemoteJob
-from runner.errors import BatchrunError, ConfigError, Diagnostic, ManifestError, error
+from runner.errors import BatchrunError, ConfigError, Diagnostic, ManifestError, RenderError, error
 from runner.plan import Plan
-from runner.render import RenderError
 from runner.settings import load_settings
 from runner.spec import Manifest, Settings
 

@@ -1,4 +1,7 @@
-"""The packaged catalog of batch-capable models, request families and Vertex regions. Pure, reads one data file."""
+"""The packaged catalog of batch-capable models, request families and Vertex regions.
+
+Pure; reads one data file inside the package.
+"""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from runner.errors import Diagnostic
-from runner.plan import Plan
+from runner.plan import ManifestPlan, Plan
 
 
 def diagnostics_text(diags: Iterable[Diagnostic]) -> str:

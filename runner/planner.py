@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from runner import collect
@@ -99,8 +100,6 @@ def rendered_rows(manifest: Manifest, reader: BackendReader, settings: Settings)
 
 
 def display_path_of(manifest: Manifest, settings: Settings) -> str:
-    from pathlib import Path
-
     if manifest.source.kind.value == "file":
         return display_path(Path(manifest.source.location), settings.root)
     return manifest.source.location
@@ -139,7 +138,7 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
                   jobs: Sequence[RemoteJob], free_slots: int) -> tuple[ManifestPlan, int]:
     """The plan of one manifest and the job slots it uses."""
     ledger = read_ledger(manifest, reader, jobs)
-    counts = {c: 0 for c in RowClass}
+    counts = dict.fromkeys(RowClass, 0)
     failures: list[tuple[str, str]] = []
     sharder = Sharder(settings)
     shard_rows: list[int] = []

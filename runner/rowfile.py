@@ -21,9 +21,8 @@ COLUMN_SAMPLE = 1000  # JSONL rows read to discover columns
 
 def _decoded_lines(path: Path) -> Iterator[tuple[int, str | RowIssue]]:
     with path.open("rb") as fh:
-        for number, raw in enumerate(fh, start=1):
-            if number == 1 and raw.startswith(_BOM):
-                raw = raw[len(_BOM):]
+        for number, line in enumerate(fh, start=1):
+            raw = line[len(_BOM):] if number == 1 and line.startswith(_BOM) else line
             try:
                 yield number, raw.decode("utf-8")
             except UnicodeDecodeError as exc:

@@ -46,14 +46,14 @@ def _validator(name: str) -> jsonschema.protocols.Validator:
     schema = load_schema(name)
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
-    return cls(schema)  # type: ignore[no-any-return]
+    return cls(schema)
 
 
 def _required_choice(err: ValidationError) -> list[str] | None:
     """For oneOf/anyOf of single `required` branches, the alternatives ("file", "bigquery", ...)."""
     if err.validator not in ("oneOf", "anyOf"):
         return None
-    branches = err.validator_value
+    branches: list[dict[str, Any]] = list(err.validator_value)  # type: ignore[arg-type]
     names = []
     for branch in branches:
         if set(branch) != {"required"} or len(branch["required"]) != 1:
@@ -85,7 +85,7 @@ def _describe(err: ValidationError, schema_props: dict[str, Any]) -> tuple[str, 
     if err.validator == "const":
         return f"must be {json.dumps(err.validator_value)}", path, ""
     if err.validator == "enum":
-        values = ", ".join(json.dumps(v) for v in err.validator_value)
+        values = ", ".join(json.dumps(v) for v in err.validator_value)  # type: ignore[union-attr]
         return f"must be one of {values}", path, ""
     if err.validator == "type":
         got = _JSON_TYPES.get(type(err.instance).__name__, type(err.instance).__name__)

@@ -86,7 +86,7 @@ def load_settings(
                                  hint="pass --config PATH to an existing batchrun.yaml")])
     doc = _read(path) if path else None
     data: dict[str, Any] = dict(doc.data) if doc else {}
-    origins = {key: "batchrun.yaml" for key in data}
+    origins = dict.fromkeys(data, "batchrun.yaml")
     environment = environment or environ.get("BATCHRUN_ENV") or None
     if environment:
         envs = data.get("environments", {})
@@ -96,7 +96,7 @@ def load_settings(
                                      file=str(path) if path else None,
                                      hint=f"environments in batchrun.yaml: {known}")])
         data = _merge(data, envs[environment])
-        origins.update({key: f"environment {environment}" for key in envs[environment]})
+        origins.update(dict.fromkeys(envs[environment], f"environment {environment}"))
     for key, var in ENV_VARS.items():
         if environ.get(var):
             data[key] = environ[var]

@@ -25,7 +25,14 @@ from runner.backends.base import IndexEntry, JobRequest, JobState, RemoteJob, St
 from runner.backends.local.store import NAME_PREFIX, JobStore, now_rfc3339, pid_alive
 from runner.errors import BackendError, LockError
 from runner.render import RowIssue, SourceRow
-from runner.spec import DestinationKind, DestinationSpec, ExecutorSpec, Settings, SourceKind, SourceSpec
+from runner.spec import (
+    DestinationKind,
+    DestinationSpec,
+    ExecutorSpec,
+    Settings,
+    SourceKind,
+    SourceSpec,
+)
 
 
 class LocalBackend:

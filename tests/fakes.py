@@ -1,0 +1,138 @@
+"""FakeBackend: an in-memory Backend that really implements the interface and records every call.
+
+Jobs move only when the test says so (`run_all`), answers come from the same echo executor as the
+local backend, and `sent` counts every row a job ever executed, so tests can prove no row was paid
+for twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import orjson
+
+from runner.backends import localfiles
+from runner.backends.base import IndexEntry, JobRequest, JobState, RemoteJob, StagedInput
+from runner.backends.local.executors import echo
+from runner.errors import BackendError, LockError
+from runner.identity import digest
+from runner.render import RowIssue, SourceRow
+from runner.spec import DestinationSpec, ExecutorSpec, Family, SourceSpec
+
+
+class FakeBackend:
+    kind = "fake"
+
+    def __init__(self, fail_ids: Iterable[str] = ()) -> None:
+        self.jobs: dict[str, RemoteJob] = {}
+        self.family: dict[str, Family] = {}
+        self.staged: dict[str, list[tuple[bytes, IndexEntry]]] = {}
+        self.outputs: dict[str, list[bytes]] = {}
+        self.destinations: dict[str, list[dict[str, Any]]] = {}
+        self.collected: dict[str, set[str]] = {}
+        self.calls: list[tuple[str, str]] = []
+        self.sent: Counter[tuple[str, str]] = Counter()  # (manifest, custom_id) -> times executed
+        self.fail_ids = set(fail_ids)
+        self.locked: set[str] = set()
+        self._ids = itertools.count(1000)
+        self._clock = itertools.count(1)
+
+    # reads
+    def read_source(self, source: SourceSpec) -> Iterator[SourceRow | RowIssue]:
+        return localfiles.read_source(source)
+
+    def list_jobs(self) -> list[RemoteJob]:
+        self.calls.append(("list_jobs", ""))
+        return sorted(self.jobs.values(), key=lambda j: j.create_time or "", reverse=True)
+
+    def read_index(self, job: RemoteJob) -> Iterator[IndexEntry]:
+        return iter([entry for _, entry in self.staged[job.input_digest]])
+
+    def read_output(self, job: RemoteJob) -> Iterator[bytes]:
+        return iter(self.outputs.get(job.name, []))
+
+    def read_destination(self, dest: DestinationSpec) -> Iterator[dict[str, Any]]:
+        return iter([dict(r) for r in self.destinations.get(dest.location, [])])
+
+    def collected_jobs(self, dest: DestinationSpec) -> set[str]:
+        return set(self.collected.get(dest.location, set()))
+
+    # writes
+    def stage(self, manifest_name: str, rows: Iterable[tuple[bytes, IndexEntry]]) -> StagedInput:
+        items = list(rows)
+        data = b"".join(line + b"\n" for line, _ in items)
+        key = digest(data)
+        self.staged[key] = items
+        self.calls.append(("stage", manifest_name))
+        return StagedInput(uri=f"mem://{key}", digest=key, rows=len(items), bytes=len(data))
+
+    def _stamp(self) -> str:
+        return f"2026-01-01T00:00:{next(self._clock):06d}Z"
+
+    def create_job(self, request: JobRequest) -> RemoteJob:
+        name = f"projects/fake/locations/x/batchPredictionJobs/{next(self._ids)}"
+        job = RemoteJob(name=name, state=JobState.PENDING, labels=dict(request.labels),
+                        display_name=request.display_name, model=request.model,
+                        create_time=self._stamp(), input_uri=request.input.uri)
+        self.jobs[name] = job
+        self.family[name] = request.family
+        self.calls.append(("create_job", name))
+        return job
+
+    def cancel_job(self, name: str) -> None:
+        self.calls.append(("cancel_job", name))
+        job = self.jobs[name]
+        if job.state.in_flight:  # like partner models on Vertex: a cancelled job leaves no output
+            self.jobs[name] = replace(job, state=JobState.CANCELLED, end_time=self._stamp(),
+                                      error_code=1, error_message="CANCELED")
+
+    def write_destination(self, dest: DestinationSpec, rows: Iterable[dict[str, Any]],
+                          *, collected: Iterable[str]) -> None:
+        self.destinations[dest.location] = [dict(r) for r in rows]
+        self.collected[dest.location] = set(collected)
+        self.calls.append(("write_destination", dest.location))
+
+    @contextlib.contextmanager
+    def lock(self, manifest_name: str) -> Iterator[None]:
+        if manifest_name in self.locked:
+            raise LockError(f"{manifest_name} is locked")
+        self.locked.add(manifest_name)
+        try:
+            yield
+        finally:
+            self.locked.discard(manifest_name)
+
+    def unlock(self, manifest_name: str) -> str:
+        return f"{manifest_name} was not locked"
+
+    # test controls
+    def run(self, name: str, state: JobState = JobState.SUCCEEDED) -> None:
+        """Execute a pending job with echo, as Vertex would, and finish it in `state`."""
+        job = self.jobs[name]
+        if not job.state.in_flight:
+            raise BackendError(f"{name} already finished")
+        execute = echo(ExecutorSpec(fail_ids=tuple(self.fail_ids)), self.family[name], job.model)
+        lines = []
+        for line, entry in self.staged[job.input_digest]:
+            self.sent[(job.manifest_name, entry.custom_id)] += 1
+            lines.append(orjson.dumps(execute(orjson.loads(line))))
+        if state is JobState.SUCCEEDED:
+            self.outputs[name] = lines
+        self.jobs[name] = replace(job, state=state, end_time=self._stamp(),
+                                  output_uri=f"mem://out/{name}" if state is JobState.SUCCEEDED
+                                  else None,
+                                  error_code=13 if state is JobState.FAILED else None,
+                                  error_message="INTERNAL" if state is JobState.FAILED else None)
+
+    def run_all(self) -> None:
+        for name, job in list(self.jobs.items()):
+            if job.state.in_flight:
+                self.run(name)
+
+    def created(self) -> list[str]:
+        return [n for c, n in self.calls if c == "create_job"]

@@ -1,0 +1,202 @@
+"""The plan/apply story of issue 3 on the in-memory FakeBackend: each step asserted by row counts and by
+the fake's own record of what was executed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runner import api
+from runner.backends.base import JobState
+from tests.conftest import ProjectDir
+from tests.fakes import FakeBackend
+
+
+def load(p: ProjectDir) -> api.Project:
+    return api.load_project(cwd=p.root)
+
+
+def rows(plan: api.Plan, name: str = "triage") -> dict[str, int]:
+    r = plan.manifest(name).rows
+    return {"total": r.total, "done": r.done, "in_flight": r.in_flight, "to_do": r.to_do,
+            "failed": r.failed}
+
+
+def cycle(p: ProjectDir, fake: FakeBackend) -> api.Plan:
+    """One apply, the jobs run, one more apply to collect; returns the plan after."""
+    api.apply(load(p), backend=fake)
+    fake.run_all()
+    api.apply(load(p), backend=fake)
+    return api.plan(load(p), backend=fake)
+
+
+def test_first_apply_answers_every_row_and_second_plan_is_empty(project_dir: ProjectDir) -> None:
+    fake = FakeBackend()
+    first = api.plan(load(project_dir), backend=fake)
+    assert rows(first) == {"total": 5, "done": 0, "in_flight": 0, "to_do": 5, "failed": 0}
+    assert first.manifest("triage").actions == ["create"]
+    api.apply(load(project_dir), first, backend=fake)
+    assert rows(api.plan(load(project_dir), backend=fake))["in_flight"] == 5
+    fake.run_all()
+    collecting = api.plan(load(project_dir), backend=fake)
+    assert collecting.manifest("triage").actions == ["collect"]
+    assert rows(collecting)["done"] == 5  # answers waiting in the output count as done
+    api.apply(load(project_dir), collecting, backend=fake)
+    after = api.plan(load(project_dir), backend=fake)
+    assert rows(after) == {"total": 5, "done": 5, "in_flight": 0, "to_do": 0, "failed": 0}
+    assert not after.has_changes
+    dest = fake.destinations[str(project_dir.root / "out/triage.jsonl")]
+    assert sorted(r["custom_id"] for r in dest) == ["T1", "T2", "T3", "T4", "T5"]
+    assert all(r["status"] == "succeeded" and r["subject"] for r in dest)
+    assert set(fake.sent.values()) == {1}
+
+
+def test_appended_rows_are_the_only_ones_sent(project_dir: ProjectDir) -> None:
+    fake = FakeBackend()
+    cycle(project_dir, fake)
+    with (project_dir.root / "tickets.csv").open("a") as fh:
+        for i in range(6, 11):
+            fh.write(f"T{i},New {i},Body {i}\n")
+    plan = api.plan(load(project_dir), backend=fake)
+    assert rows(plan) == {"total": 10, "done": 5, "in_flight": 0, "to_do": 5, "failed": 0}
+    after = cycle(project_dir, fake)
+    assert rows(after)["done"] == 10
+    assert sum(fake.sent.values()) == 10 and set(fake.sent.values()) == {1}
+
+
+def test_an_edited_row_is_sent_again_alone(project_dir: ProjectDir) -> None:
+    fake = FakeBackend()
+    cycle(project_dir, fake)
+    csv = project_dir.root / "tickets.csv"
+    csv.write_text(csv.read_text().replace("Please add dark mode.", "Please add a dark theme."))
+    plan = api.plan(load(project_dir), backend=fake)
+    assert rows(plan)["to_do"] == 1
+    cycle(project_dir, fake)
+    assert fake.sent[("triage", "T5")] == 2
+    assert sum(fake.sent.values()) == 6
+    dest = {r["custom_id"]: r for r in fake.destinations[str(project_dir.root / "out/triage.jsonl")]}
+    assert dest["T5"]["output"] == "Dark mode: Please add a dark theme."
+
+
+def test_changed_prompt_makes_every_row_to_do_and_keeps_old_answers(project_dir: ProjectDir) -> None:
+    fake = FakeBackend()
+    cycle(project_dir, fake)
+    old_hash = load(project_dir).manifests[0].spec_hash
+    manifest = project_dir.root / "triage.yaml"
+    manifest.write_text(manifest.read_text().replace("Classify the ticket.", "Label the ticket."))
+    project = load(project_dir)
+    assert project.manifests[0].spec_hash != old_hash
+    plan = api.plan(project, backend=fake)
+    assert rows(plan) == {"total": 5, "done": 0, "in_flight": 0, "to_do": 5, "failed": 0}
+    api.apply(project, plan, backend=fake)
+    dest_path = str(project_dir.root / "out/triage.jsonl")
+    assert {r["spec_hash"] for r in fake.destinations[dest_path]} == {old_hash}  # still there
+    fake.run_all()
+    api.apply(load(project_dir), backend=fake)
+    assert {r["spec_hash"] for r in fake.destinations[dest_path]} == {project.manifests[0].spec_hash}
+
+
+def test_failed_rows_are_retried_until_max_attempts_then_reported(project_dir: ProjectDir) -> None:
+    fake = FakeBackend(fail_ids=["T2", "T4"])
+    plan = cycle(project_dir, fake)  # the collecting apply already resent the 2 failed rows
+    assert rows(plan) == {"total": 5, "done": 3, "in_flight": 2, "to_do": 0, "failed": 0}
+    assert fake.sent[("triage", "T2")] == 1
+    plan = cycle(project_dir, fake)  # second attempt fails too; max_attempts is 2
+    assert rows(plan) == {"total": 5, "done": 3, "in_flight": 0, "to_do": 0, "failed": 2}
+    assert not plan.has_changes
+    failures = dict(plan.manifest("triage").failures)
+    assert set(failures) == {"T2", "T4"}
+    assert "echo was told to fail this row" in failures["T2"]
+    assert fake.sent[("triage", "T2")] == 2 and fake.sent[("triage", "T1")] == 1
+    dest = {r["custom_id"]: r for r in fake.destinations[str(project_dir.root / "out/triage.jsonl")]}
+    assert dest["T2"]["status"] == "failed" and dest["T2"]["attempts"] == 2
+
+
+def test_crash_after_staging_before_create_sends_no_row_twice(project_dir: ProjectDir) -> None:
+    class CrashOnCreate(FakeBackend):
+        def create_job(self, request):  # type: ignore[no-untyped-def]
+            raise KeyboardInterrupt  # the process dies between staging and create
+
+    crashing = CrashOnCreate()
+    with pytest.raises(KeyboardInterrupt):
+        api.apply(load(project_dir), backend=crashing)
+    assert crashing.staged and not crashing.jobs
+    fake = FakeBackend()
+    fake.staged = crashing.staged  # the same store, seen by the next run
+    cycle(project_dir, fake)
+    assert sum(fake.sent.values()) == 5 and set(fake.sent.values()) == {1}
+
+
+def test_second_apply_while_jobs_run_creates_nothing(project_dir: ProjectDir) -> None:
+    fake = FakeBackend()
+    api.apply(load(project_dir), backend=fake)
+    report = api.apply(load(project_dir), backend=fake)
+    assert report.created == [] and len(fake.created()) == 1
+
+
+def test_quota_leaves_rows_waiting_not_failed(project_dir: ProjectDir) -> None:
+    project_dir.write("batchrun.yaml", "quota: {max_concurrent_jobs: 1, max_rows_per_job: 2}\n")
+    fake = FakeBackend()
+    plan = api.plan(load(project_dir), backend=fake)
+    assert plan.manifest("triage").actions == ["create", "wait"]
+    assert plan.manifest("triage").rows.waiting == 3
+    api.apply(load(project_dir), plan, backend=fake)
+    assert len(fake.created()) == 1
+    for _ in range(4):
+        fake.run_all()
+        api.apply(load(project_dir), backend=fake)
+    assert rows(api.plan(load(project_dir), backend=fake))["done"] == 5
+    assert set(fake.sent.values()) == {1}
+
+
+def test_spec_change_while_running_replaces_the_jobs(project_dir: ProjectDir) -> None:
+    fake = FakeBackend()
+    api.apply(load(project_dir), backend=fake)
+    manifest = project_dir.root / "triage.yaml"
+    manifest.write_text(manifest.read_text().replace("max_tokens: 64", "max_tokens: 32"))
+    plan = api.plan(load(project_dir), backend=fake)
+    assert plan.manifest("triage").actions == ["replace"]
+    assert any("yields no output" in n for n in plan.manifest("triage").notes)
+    api.apply(load(project_dir), plan, backend=fake)
+    states = sorted(j.state.short for j in fake.jobs.values())
+    assert states == ["cancelled", "pending"]
+
+
+def test_protected_manifest_refuses_to_cancel(project_dir: ProjectDir) -> None:
+    fake = FakeBackend()
+    api.apply(load(project_dir), backend=fake)
+    manifest = project_dir.root / "triage.yaml"
+    manifest.write_text(manifest.read_text().replace("max_attempts: 2", "max_attempts: 2\n  protect: true")
+                        .replace("max_tokens: 64", "max_tokens: 32"))
+    with pytest.raises(api.BatchrunError if hasattr(api, "BatchrunError") else Exception,
+                       match="protected"):
+        api.apply(load(project_dir), backend=fake)
+    assert all(j.state is JobState.PENDING for j in fake.jobs.values())
+
+
+def test_job_failure_counts_an_attempt_and_rows_are_sent_again(project_dir: ProjectDir) -> None:
+    fake = FakeBackend()
+    api.apply(load(project_dir), backend=fake)
+    (job,) = fake.jobs
+    fake.run(job, JobState.FAILED)
+    plan = api.plan(load(project_dir), backend=fake)
+    assert plan.manifest("triage").actions == ["collect", "create"]
+    cycle(project_dir, fake)
+    assert rows(api.plan(load(project_dir), backend=fake))["done"] == 5
+
+
+def test_deleted_result_file_is_recollected_not_paid_again(project_dir: ProjectDir,
+                                                          tmp_path: Path) -> None:
+    from runner.backends.local.backend import LocalBackend
+
+    project = load(project_dir)
+    local = LocalBackend(project.settings)
+    api.converge(project, backend=local, poll_interval=0.1, timeout=60)
+    out = project_dir.root / "out/triage.jsonl"
+    out.unlink()
+    plan = api.plan(load(project_dir), backend=local)
+    assert plan.manifest("triage").actions == ["collect"]
+    assert plan.manifest("triage").rows.to_do == 0
+    api.converge(load(project_dir), backend=local, poll_interval=0.1, timeout=60)
+    assert len(out.read_text().splitlines()) == 5
