@@ -25,19 +25,19 @@ RESERVED_PREFIXES: Final = ("batchrun-", "aiplatform.googleapis.com/")
 MAX_LABELS: Final = 64
 
 
-def _normalise(value: Any) -> Any:
+def normalise(value: Any) -> Any:
     """Make YAML spellings that mean the same thing hash the same (0 and 0.0, dict order)."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, Mapping):
-        return {str(k): _normalise(v) for k, v in value.items()}
+        return {str(k): normalise(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_normalise(v) for v in value]
+        return [normalise(v) for v in value]
     return value
 
 
 def canonical_json(value: Any) -> bytes:
-    return orjson.dumps(_normalise(value), option=orjson.OPT_SORT_KEYS)
+    return orjson.dumps(normalise(value), option=orjson.OPT_SORT_KEYS)
 
 
 def digest(data: bytes) -> str:
