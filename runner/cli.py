@@ -49,6 +49,8 @@ def handle_errors(fn: F) -> F:
         debug = bool(ctx.obj and ctx.obj.get("debug"))
         try:
             return fn(*args, **kwargs)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
         except BatchrunError as exc:
             if debug:
                 raise

@@ -34,7 +34,11 @@ def diagnostics_text(diags: Iterable[Diagnostic]) -> str:
 
 
 _SYMBOL = {"create": "+", "replace": "~", "cancel": "-", "collect": "<", "wait": "…",
-           "up-to-date": "=", "failed": "!"}
+           "up-to-date": "=", "failed": "!", "running": "…"}
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def _rows_text(m: ManifestPlan) -> str:
@@ -52,7 +56,7 @@ def plan_text(plan: Plan) -> str:
     lines = []
     width = max((len(m.name) for m in plan.manifests), default=0)
     for m in plan.manifests:
-        symbol = _SYMBOL.get(m.headline.split()[0], " ")
+        symbol = _SYMBOL.get(m.actions[0] if m.actions else m.headline.split(":")[0], " ")
         lines.append(f"{symbol} {m.name.ljust(width)}  {m.headline}")
         tokens = f"; ~{m.input_tokens:,} input tokens to send" if m.input_tokens else ""
         lines.append(f"  {' ' * width}  {_rows_text(m)}{tokens}")
@@ -65,9 +69,10 @@ def plan_text(plan: Plan) -> str:
     s = plan.summary()
     lines.append("")
     lines.append(
-        f"Plan: {s['rows_to_send']:,} rows to send in {s['jobs_to_create']} jobs, "
+        f"Plan: {_n(s['rows_to_send'], 'row')} to send in {_n(s['jobs_to_create'], 'job')}, "
         f"{s['jobs_to_collect']} to collect, {s['jobs_to_cancel']} to cancel, "
-        f"{s['rows_waiting']:,} rows waiting for quota. {s['up_to_date']} up to date."
+        f"{_n(s['rows_waiting'], 'row')} waiting for a job slot. "
+        f"{_n(s['up_to_date'], 'manifest')} up to date."
     )
     return "\n".join(lines) + "\n"
 

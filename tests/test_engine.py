@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from runner import api
 from runner.backends.base import JobState
 from tests.conftest import ProjectDir

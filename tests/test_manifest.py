@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from runner import api, display
 from runner.errors import ConfigError, ManifestError
 from runner.manifest import find_manifest_files, load_manifests
@@ -87,7 +86,7 @@ def test_bad_settings_are_reported(project_dir: ProjectDir, golden) -> None:  # 
     text = display.diagnostics_text(info.value.diagnostics).replace(str(project_dir.root) + "/", "")
     golden("settings_errors.txt", text)
     project_dir.write("batchrun.yaml", "backend: vertex\nregion: global\n")
-    settings, problems = load_settings(cwd=project_dir.root, environ={})
+    _settings, problems = load_settings(cwd=project_dir.root, environ={})
     golden("settings_semantic_errors.txt",
            display.diagnostics_text(problems).replace(str(project_dir.root) + "/", ""))
     with pytest.raises(ConfigError, match="unknown environment"):

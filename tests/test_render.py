@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from runner import api, display
 from runner.errors import RenderError
 from tests.conftest import ProjectDir

@@ -1,0 +1,41 @@
+"""The public API is pinned: notebooks and schedulers import these names."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import runner
+from runner import schemas
+from tests.conftest import REPO
+
+
+def test_public_names_are_pinned() -> None:
+    assert runner.__all__ == [
+        "ApplyReport", "BatchrunError", "JobStatus", "Plan", "Project", "__version__", "apply",
+        "cancel", "converge", "load_project", "plan", "render", "results", "status", "unlock",
+    ]
+
+
+def test_schemas_found_in_checkout() -> None:
+    assert schemas.schema_path("manifest.v1") == REPO / "schemas" / "manifest.v1.json"
+    assert schemas.load_schema("project.v1")["title"].startswith("batchrun project settings")
+
+
+def test_schemas_ship_inside_the_wheel(tmp_path: Path) -> None:
+    from hatchling.builders.wheel import WheelBuilder
+
+    wheel = next(iter(WheelBuilder(str(REPO)).build(directory=str(tmp_path), versions=["standard"])))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {"runner/schemas/manifest.v1.json", "runner/schemas/project.v1.json",
+            "runner/data/models.json"} <= set(names)
+
+
+def test_local_backend_does_not_import_google() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, runner.cli, runner.backends.local.backend; "
+            "print([m for m in sys.modules if m.startswith('google')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
