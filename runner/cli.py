@@ -219,15 +219,6 @@ def apply(ctx: click.Context, paths: tuple[str, ...], auto_approve: bool, wait: 
     click.echo(f"Done: {done:,} rows answered, {failed:,} failed after max_attempts.")
 
 
-def _age_text(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{int(seconds // size)}{unit}"
-    return f"{int(seconds)}s"
-
-
 @main.command()
 @click.argument("name", required=False)
 @click.pass_context
@@ -235,16 +226,12 @@ def _age_text(seconds: float | None) -> str:
 def status(ctx: click.Context, name: str | None) -> None:
     """Jobs per manifest: state, progress, age."""
     project = _project(ctx)
-    rows = [(s.manifest, s.job.rsplit("/", 1)[-1], s.state,
-             "current" if s.current_spec else "old",
-             "-" if s.succeeded is None else f"{s.succeeded} ok / {s.failed or 0} failed",
-             _age_text(s.age_seconds), s.error or "") for s in api.status(project, name)]
+    rows = display.status_rows(api.status(project, name))
     if not rows:
         click.echo("No jobs yet. Run `batchrun apply` to create them.")
         return
     console = Console(highlight=False, width=max(Console().width, 120))
-    display.print_table(console, ["manifest", "job", "state", "spec", "progress", "age", "error"],
-                        rows)
+    display.print_table(console, display.STATUS_COLUMNS, rows)
 
 
 def _cell(value: Any) -> str:

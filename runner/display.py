@@ -89,3 +89,22 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | No
 def print_table(console: Console, columns: Sequence[str], rows: Iterable[Sequence[Any]],
                 title: str | None = None) -> None:
     console.print(table(columns, rows, title))
+
+
+def age_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+STATUS_COLUMNS = ("manifest", "job", "state", "spec", "progress", "age", "error")
+
+
+def status_rows(statuses: Iterable[Any]) -> list[tuple[str, ...]]:
+    """JobStatus records -> the cells of the status table."""
+    return [(s.manifest, s.job.rsplit("/", 1)[-1], s.state, "current" if s.current_spec else "old",
+             "-" if s.succeeded is None else f"{s.succeeded} ok / {s.failed or 0} failed",
+             age_text(s.age_seconds), s.error or "") for s in statuses]
