@@ -5,7 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 DEMO := cd configs && ../$(BIN)/batchrun
 
-.PHONY: install lint typecheck test demo clean
+PY313 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13 /usr/local/bin/python3.13 /usr/bin/python3.13))
+BQ_VENV := .venv-bq
+BQ_STAMP := $(BQ_VENV)/.installed-0.3.2
+DUCKDB := 1.5.5
+
+.PHONY: install emulators-install emulators lint typecheck test demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,13 +20,30 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# local-bigquery needs Python >= 3.13 and, offline, duckdb 1.5.5 with its extension wheels.
+$(BQ_STAMP):
+	@test -n "$(PY313)" || { echo "Python 3.13 is needed for the BigQuery emulator (set PY313=...)"; exit 1; }
+	$(PY313) -m venv $(BQ_VENV)
+	$(BQ_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BQ_VENV)/bin/python -m pip install --quiet local-bigquery==0.3.2 duckdb==$(DUCKDB) \
+	    duckdb-extensions==$(DUCKDB) duckdb-extension-icu==$(DUCKDB) duckdb-extension-ducklake==$(DUCKDB) \
+	    duckdb-extension-spatial==$(DUCKDB) duckdb-extension-httpfs==$(DUCKDB)
+	mkdir -p $(BQ_VENV)/home && HOME=$(abspath $(BQ_VENV))/home $(BQ_VENV)/bin/python -c \
+	    "from duckdb_extensions import import_extension as i; [i(x) for x in ('icu', 'ducklake', 'spatial', 'httpfs')]"
+	touch $@
+
+emulators-install: $(STAMP) $(BQ_STAMP)
+
+emulators: emulators-install
+	$(BIN)/python -m runner.emulators
+
 lint: install
 	$(BIN)/ruff check runner tests
 
 typecheck: install
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck emulators-install
 	$(BIN)/pytest -q
 
 demo: install
@@ -35,4 +57,4 @@ demo: install
 	$(DEMO) plan
 
 clean:
-	rm -rf $(VENV) configs/.batchrun configs/out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BQ_VENV) configs/.batchrun configs/out .pytest_cache .mypy_cache .ruff_cache

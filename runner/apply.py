@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runner import collect, identity
-from runner.backends.base import Backend, IndexEntry, JobRequest, JobState, RemoteJob
-from runner.errors import ApprovalError
+from runner.backends.base import Backend, IndexEntry, JobRequest, RemoteJob
+from runner.errors import ApprovalError, QuotaError
 from runner.plan import Action, Plan
 from runner.planner import busy_slots, classified_rows, job_results, read_ledger
 from runner.reconcile import RowClass
@@ -104,22 +104,29 @@ def create_jobs(manifest: Manifest, backend: Backend, settings: Settings, report
     while to_do.peek() is not None:
         staged = backend.stage(manifest.name, _shard(to_do, manifest, settings))
         fresh = backend.list_jobs()  # right before the create: what exists now?
+        # An earlier finished job may hold the same rows (a retry of the same failed rows): only a
+        # job still in flight means these rows are already being answered.
         twin = next((j for j in fresh if j.manifest_name == manifest.name
-                     and j.input_digest == staged.digest
-                     and (j.state.in_flight or j.state is JobState.SUCCEEDED)), None)
+                     and j.input_digest == staged.digest and j.state.in_flight), None)
         if twin is not None:
             report.skipped.append(f"{manifest.name}: rows already staged in {twin.name}")
             continue
         if busy_slots(fresh) >= settings.quota.max_concurrent_jobs:
             say(f"{manifest.name}: job quota full; the remaining rows wait for the next apply")
             return
-        job = backend.create_job(JobRequest(
-            display_name=identity.display_name(manifest, shard),
-            model=manifest.model.resource,
-            family=manifest.family,
-            input=staged,
-            labels=identity.job_labels(manifest, input_digest=staged.digest, shard=shard),
-        ))
+        try:
+            job = backend.create_job(JobRequest(
+                display_name=identity.display_name(manifest, shard),
+                model=manifest.model.resource,
+                family=manifest.family,
+                input=staged,
+                labels=identity.job_labels(manifest, input_digest=staged.digest, shard=shard),
+                manifest_name=manifest.name, source=manifest.source,
+                destination=manifest.destination,
+            ))
+        except QuotaError as exc:
+            say(f"{manifest.name}: {exc}; the remaining rows wait for the next apply")
+            return
         shard += 1
         report.created.append(job.name)
         report.rows_sent += staged.rows

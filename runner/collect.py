@@ -47,7 +47,7 @@ def result_rows(
     job_spec_hash: str,
     finished_at: str,
     index: Iterable[Any],
-    output: Iterable[bytes],
+    output: Iterable[bytes | dict[str, Any]],
     job_error: str | None,
 ) -> Iterator[dict[str, Any]]:
     """One result row per staged row: its answer, or why it has none."""
@@ -128,18 +128,20 @@ def fold(existing: dict[str, Any] | None, updates: Iterable[Mapping[str, Any]],
 
 def merge_rows(existing: Iterable[dict[str, Any]],
                updates: Mapping[str, Sequence[Mapping[str, Any]]],
-               current_spec: str) -> Iterator[dict[str, Any]]:
-    """Stream the destination through, folding each id's new results in; new ids are appended."""
+               current_spec: str) -> Iterator[tuple[dict[str, Any], bool]]:
+    """Stream the destination through, folding each id's new results in; new ids are appended.
+    Yields (row, changed): file destinations rewrite every row, tables MERGE only changed ones."""
     seen: set[str] = set()
     for row in existing:
         custom_id = str(row.get("custom_id"))
         if custom_id in updates:
             seen.add(custom_id)
-            yield fold(row, updates[custom_id], current_spec) or row
+            merged = fold(row, updates[custom_id], current_spec)
+            yield (row, False) if merged is None or merged is row else (merged, True)
         else:
-            yield row
+            yield row, False
     for custom_id, items in updates.items():
         if custom_id not in seen:
             merged = fold(None, items, current_spec)
             if merged is not None:
-                yield merged
+                yield merged, True

@@ -7,6 +7,7 @@
     ├── LockError            another apply holds the manifest's lock
     ├── ApprovalError        apply was not approved
     └── BackendError         a remote or local store call failed
+        └── QuotaError       the service refused a job for quota: its rows wait for the next apply
 """
 
 from __future__ import annotations
@@ -79,4 +80,8 @@ class ApprovalError(BatchrunError):
 
 
 class BackendError(BatchrunError):
+    pass
+
+
+class QuotaError(BackendError):
     pass

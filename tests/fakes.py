@@ -52,7 +52,7 @@ class FakeBackend:
     def read_index(self, job: RemoteJob) -> Iterator[IndexEntry]:
         return iter([entry for _, entry in self.staged[job.input_digest]])
 
-    def read_output(self, job: RemoteJob) -> Iterator[bytes]:
+    def read_output(self, job: RemoteJob) -> Iterator[bytes | dict[str, Any]]:
         return iter(self.outputs.get(job.name, []))
 
     def read_destination(self, dest: DestinationSpec) -> Iterator[dict[str, Any]]:
@@ -90,9 +90,9 @@ class FakeBackend:
             self.jobs[name] = replace(job, state=JobState.CANCELLED, end_time=self._stamp(),
                                       error_code=1, error_message="CANCELED")
 
-    def write_destination(self, dest: DestinationSpec, rows: Iterable[dict[str, Any]],
+    def write_destination(self, dest: DestinationSpec, rows: Iterable[tuple[dict[str, Any], bool]],
                           *, collected: Iterable[str]) -> None:
-        self.destinations[dest.location] = [dict(r) for r in rows]
+        self.destinations[dest.location] = [dict(r) for r, _ in rows]
         self.collected[dest.location] = set(collected)
         self.calls.append(("write_destination", dest.location))
 

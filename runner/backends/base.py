@@ -109,6 +109,9 @@ class JobRequest:
     family: Family
     input: StagedInput
     labels: Mapping[str, str]
+    manifest_name: str = ""
+    source: SourceSpec | None = None  # decides a BigQuery input table on the vertex backend
+    destination: DestinationSpec | None = None  # decides where the job writes its output
 
 
 class BackendReader(Protocol):
@@ -124,7 +127,7 @@ class BackendReader(Protocol):
 
     def read_index(self, job: RemoteJob) -> Iterator[IndexEntry]: ...
 
-    def read_output(self, job: RemoteJob) -> Iterator[bytes]:
+    def read_output(self, job: RemoteJob) -> Iterator[bytes | dict[str, Any]]:
         """Raw output lines of a finished job; nothing when it left no output."""
         ...
 
@@ -144,9 +147,10 @@ class Backend(BackendReader, Protocol):
 
     def cancel_job(self, name: str) -> None: ...
 
-    def write_destination(self, dest: DestinationSpec, rows: Iterable[dict[str, Any]],
+    def write_destination(self, dest: DestinationSpec, rows: Iterable[tuple[dict[str, Any], bool]],
                           *, collected: Iterable[str]) -> None:
-        """Replace the destination's rows atomically and record the jobs now collected."""
+        """Store the merged rows ((row, changed) for every row) atomically, then record the jobs
+        now collected. Files rewrite all rows; tables MERGE the changed ones keyed on custom_id."""
         ...
 
     def lock(self, manifest_name: str) -> AbstractContextManager[None]: ...

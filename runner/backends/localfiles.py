@@ -110,9 +110,10 @@ def collected_jobs(dest: DestinationSpec) -> set[str]:
     return set(data.get("collected_jobs", ()))
 
 
-def write_destination(dest: DestinationSpec, rows: Iterable[dict[str, Any]],
+def write_destination(dest: DestinationSpec, merged: Iterable[tuple[dict[str, Any], bool]],
                       collected: Iterable[str]) -> None:
     path = Path(dest.location)
+    rows = (row for row, _ in merged)
     if _is_csv(dest):
         with atomic_writer(path, "w") as fh:
             writer: csv.DictWriter[str] | None = None

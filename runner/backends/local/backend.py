@@ -66,7 +66,7 @@ class LocalBackend:
                 data = orjson.loads(line)
                 yield IndexEntry(**data)
 
-    def read_output(self, job: RemoteJob) -> Iterator[bytes]:
+    def read_output(self, job: RemoteJob) -> Iterator[bytes | dict[str, Any]]:
         if not job.output_uri:
             return
         folder = Path(job.output_uri)
@@ -155,7 +155,7 @@ class LocalBackend:
             raise BackendError(f"no local job {name}")
         self.store.cancel_marker(job_id).touch()
 
-    def write_destination(self, dest: DestinationSpec, rows: Iterable[dict[str, Any]],
+    def write_destination(self, dest: DestinationSpec, rows: Iterable[tuple[dict[str, Any], bool]],
                           *, collected: Iterable[str]) -> None:
         self._check_destination(dest)
         localfiles.write_destination(dest, rows, collected)

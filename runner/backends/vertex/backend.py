@@ -1,0 +1,239 @@
+"""VertexBackend: jobs through Vertex REST, rows through Cloud Storage and BigQuery. Knows nothing of
+plans. Endpoints come from BATCHRUN_VERTEX_ENDPOINT, STORAGE_EMULATOR_HOST and
+BATCHRUN_BIGQUERY_ENDPOINT, so the same code runs against the emulators in tests."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from runner.backends import localfiles
+from runner.backends.base import IndexEntry, JobRequest, JobState, RemoteJob, StagedInput
+from runner.backends.vertex import jobs as vjobs
+from runner.backends.vertex.bq import BigQuery
+from runner.backends.vertex.gcs import Gcs, GcsLock
+from runner.backends.vertex.rest import RetryPolicy, TransientCreateError, VertexClient
+from runner.errors import BackendError
+from runner.identity import INPUT_LABEL, MANAGED_LABEL, MANAGED_VALUE, NAME_LABEL
+from runner.render import RowIssue, SourceRow
+from runner.spec import DestinationKind, DestinationSpec, Family, Settings, SourceKind, SourceSpec
+
+MANAGED_FILTER = f'labels.{MANAGED_LABEL}="{MANAGED_VALUE}"'
+
+
+class VertexBackend:
+    kind = "vertex"
+
+    def __init__(self, settings: Settings, *, client: VertexClient | None = None,
+                 gcs: Gcs | None = None, retry: RetryPolicy | None = None) -> None:
+        if not (settings.project and settings.region and settings.staging):
+            raise BackendError("the vertex backend needs project, region and staging settings")
+        self.settings = settings
+        self.staging = settings.staging.rstrip("/")
+        self.retry = retry or RetryPolicy()
+        self.client = client or VertexClient(project=settings.project, region=settings.region,
+                                             endpoint=os.environ.get("BATCHRUN_VERTEX_ENDPOINT"),
+                                             retry=self.retry)
+        self._gcs = gcs
+        self._bq: BigQuery | None = None
+
+    @property
+    def gcs(self) -> Gcs:
+        if self._gcs is None:
+            self._gcs = Gcs()
+        return self._gcs
+
+    @property
+    def bq(self) -> BigQuery:
+        if self._bq is None:
+            assert self.settings.project is not None
+            self._bq = BigQuery(self.settings.project, deadline=self.retry.timeout)
+        return self._bq
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def read_source(self, source: SourceSpec) -> Iterator[SourceRow | RowIssue]:
+        if source.kind is SourceKind.FILE:
+            return localfiles.read_source(source)
+        if source.kind is SourceKind.BIGQUERY:
+            return iter(self.bq.read_rows(query=source.location) if source.is_query
+                        else self.bq.read_rows(table=source.location))
+        return self._gcs_rows(source)
+
+    def _gcs_rows(self, source: SourceSpec) -> Iterator[SourceRow | RowIssue]:
+        number = 0
+        for pattern in source.uris:
+            for uri in self.gcs.expand(pattern):
+                for line in self.gcs.lines(uri):
+                    number += 1
+                    try:
+                        data = orjson.loads(line)
+                    except orjson.JSONDecodeError as exc:
+                        yield RowIssue(number, f"({uri}) is not valid JSON ({exc.msg})")
+                        continue
+                    if not isinstance(data, dict):
+                        yield RowIssue(number, f"({uri}) must be a JSON object")
+                        continue
+                    yield SourceRow(number, data)
+
+    def list_jobs(self) -> list[RemoteJob]:
+        found = [vjobs.parse_job(j) for j in self.client.list(MANAGED_FILTER)]
+        jobs = [j for j in found if j.managed]
+        return sorted(jobs, key=lambda j: j.create_time or "", reverse=True)
+
+    def _inputs(self, manifest_name: str) -> str:
+        return f"{self.staging}/{manifest_name}/inputs"
+
+    def read_index(self, job: RemoteJob) -> Iterator[IndexEntry]:
+        uri = f"{self._inputs(job.manifest_name)}/{job.input_digest}.index.jsonl"
+        for line in self.gcs.lines(uri):
+            yield IndexEntry(**orjson.loads(line))
+
+    def read_output(self, job: RemoteJob) -> Iterator[bytes | dict[str, Any]]:
+        if not job.output_uri:
+            return
+        if job.output_uri.startswith("bq://"):
+            yield from self.bq.output_rows(job.output_uri)
+            return
+        for uri in self.gcs.list_jsonl(job.output_uri):
+            yield from self.gcs.lines(uri)
+
+    def _collected_uri(self, dest: DestinationSpec) -> str:
+        key = hashlib.sha256(f"{dest.kind}:{dest.location}".encode()).hexdigest()[:24]
+        return f"{self.staging}/_collected/{key}.json"
+
+    def _stamp(self, dest: DestinationSpec) -> Any:
+        if dest.kind is DestinationKind.BIGQUERY:
+            return self.bq.created(dest.location)
+        return self.gcs.generation(dest.location + "results.jsonl")
+
+    def read_destination(self, dest: DestinationSpec) -> Iterator[dict[str, Any]]:
+        if dest.kind is DestinationKind.FILE:
+            return localfiles.read_destination(dest)
+        if dest.kind is DestinationKind.BIGQUERY:
+            return self.bq.destination_rows(dest.location)
+        uri = dest.location + "results.jsonl"
+        if not self.gcs.exists(uri):
+            return iter(())
+        return (orjson.loads(line) for line in self.gcs.lines(uri))
+
+    def collected_jobs(self, dest: DestinationSpec) -> set[str]:
+        if dest.kind is DestinationKind.FILE:
+            return localfiles.collected_jobs(dest)
+        data = self.gcs.read_json(self._collected_uri(dest))
+        if not data or data.get("stamp") != self._stamp(dest):
+            return set()  # the destination changed behind our back: re-collect, never re-pay
+        return set(data.get("jobs", ()))
+
+    # --- writing -------------------------------------------------------------------------------
+
+    def stage(self, manifest_name: str, rows: Iterable[tuple[bytes, IndexEntry]]) -> StagedInput:
+        digest = hashlib.sha256()
+        count = size = 0
+        with tempfile.TemporaryDirectory() as tmp:
+            inp, idx = Path(tmp) / "input.jsonl", Path(tmp) / "index.jsonl"
+            with inp.open("wb") as fi, idx.open("wb") as fx:
+                for line, entry in rows:
+                    fi.write(line + b"\n")
+                    digest.update(line + b"\n")
+                    fx.write(orjson.dumps(asdict(entry)) + b"\n")
+                    count += 1
+                    size += len(line) + 1
+            name = digest.hexdigest()[:32]
+            base = f"{self._inputs(manifest_name)}/{name}"
+            # Index first: a job is created only after both exist, so its rows can always be read.
+            self.gcs.upload_file(f"{base}.index.jsonl", idx, if_absent=True)
+            self.gcs.upload_file(f"{base}.jsonl", inp, if_absent=True)
+        return StagedInput(uri=f"{base}.jsonl", digest=name, rows=count, bytes=size)
+
+    def _input_uri(self, request: JobRequest) -> str:
+        source = request.source
+        if source is None or source.kind is not SourceKind.BIGQUERY or source.is_query:
+            return request.input.uri
+        # Vertex reads BigQuery input in the job's region: stage beside the source table.
+        project, dataset, _ = source.location.split(".", 2)
+        table = f"{project}.{dataset}.batchrun_in_{request.input.digest[:20]}"
+        self.bq.stage_requests(table, self.gcs.lines(request.input.uri),
+                               claude=request.family is Family.CLAUDE)
+        return f"bq://{table}"
+
+    def _output_uri(self, request: JobRequest) -> str:
+        dest = request.destination
+        if dest is not None and dest.kind is DestinationKind.BIGQUERY:
+            project, dataset, _ = dest.location.split(".", 2)
+            # The table must not exist yet (reference §2.2): unique per create.
+            return (f"bq://{project}.{dataset}.batchrun_out_{request.input.digest[:16]}_"
+                    f"{secrets.token_hex(3)}")
+        return f"{self.staging}/{request.manifest_name}/outputs/{request.input.digest}/"
+
+    def _twin(self, request: JobRequest, since: str) -> RemoteJob | None:
+        """A job our own ambiguous create made: same rows, created since we first tried."""
+        query = (f'{MANAGED_FILTER} AND labels.{NAME_LABEL}="{request.manifest_name}" '
+                 f'AND labels.{INPUT_LABEL}="{request.input.digest}" AND create_time>="{since}"')
+        for raw in self.client.list(query):
+            job = vjobs.parse_job(raw)
+            if job.state.in_flight or job.state is JobState.SUCCEEDED:
+                return job
+        return None
+
+    def create_job(self, request: JobRequest) -> RemoteJob:
+        body = vjobs.create_body(display_name=request.display_name, model=request.model,
+                                 input_uri=self._input_uri(request),
+                                 output_uri=self._output_uri(request), labels=request.labels)
+        last: TransientCreateError | None = None
+        # Allow for clock skew between this machine and the service.
+        since = (datetime.now(UTC) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        for attempt in range(self.retry.attempts):
+            try:
+                return vjobs.parse_job(self.client.create(body))
+            except TransientCreateError as exc:
+                # The first create may have succeeded: look before trying again.
+                last = exc
+                twin = self._twin(request, since)
+                if twin is not None:
+                    return twin
+                time.sleep(self.retry.delay(attempt))
+        raise BackendError(f"could not create the job for {request.manifest_name}: {last}")
+
+    def cancel_job(self, name: str) -> None:
+        self.client.cancel(name)
+
+    def write_destination(self, dest: DestinationSpec, rows: Iterable[tuple[dict[str, Any], bool]],
+                          *, collected: Iterable[str]) -> None:
+        if dest.kind is DestinationKind.FILE:
+            localfiles.write_destination(dest, rows, collected)
+            return
+        if dest.kind is DestinationKind.BIGQUERY:
+            self.bq.merge(dest.location, (row for row, changed in rows if changed))
+        else:
+            self.gcs.upload_lines(dest.location + "results.jsonl",
+                                  (orjson.dumps(row) for row, _ in rows))
+        self.gcs.write_json(self._collected_uri(dest), {"stamp": self._stamp(dest),
+                                                        "jobs": sorted(set(collected))})
+
+    def _lock(self, manifest_name: str) -> GcsLock:
+        return GcsLock(self.gcs, f"{self.staging}/_locks/{manifest_name}.json")
+
+    @contextlib.contextmanager
+    def lock(self, manifest_name: str) -> Iterator[None]:
+        lock = self._lock(manifest_name)
+        lock.acquire(manifest_name)
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def unlock(self, manifest_name: str) -> str:
+        return self._lock(manifest_name).force(manifest_name)
+

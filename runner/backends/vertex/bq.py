@@ -1,0 +1,188 @@
+"""BigQuery for the vertex backend: stream a table or query source, stage request rows as an input
+table beside the source, read job output tables, and MERGE answers into a destination keyed on id."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import os
+import secrets
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import orjson
+
+from runner.render import SourceRow
+
+RESULT_JSON = ("output", "usage", "retry")
+RESULT_TYPES = {"status": "STRING", "output": "JSON", "error": "STRING", "attempts": "INT64",
+                "usage": "JSON", "model": "STRING", "spec_hash": "STRING", "request_hash": "STRING",
+                "job": "STRING", "finished_at": "STRING", "retry": "JSON"}
+PAGE_ROWS = 10_000
+
+
+def make_client(project: str) -> Any:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import bigquery
+
+    endpoint = os.environ.get("BATCHRUN_BIGQUERY_ENDPOINT")
+    if endpoint:
+        return bigquery.Client(project=project, credentials=AnonymousCredentials(),
+                               client_options={"api_endpoint": endpoint})
+    return bigquery.Client(project=project)
+
+
+def _plain(value: Any) -> Any:
+    """BigQuery values -> JSON-friendly ones, so templates and passthrough behave like JSONL."""
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return value
+    return value
+
+
+class BigQuery:
+    def __init__(self, project: str, client: Any = None, *, deadline: float = 60.0) -> None:
+        from google.cloud import bigquery
+
+        self.project = project
+        self.client = client if client is not None else make_client(project)
+        self.retry = bigquery.DEFAULT_RETRY.with_deadline(deadline)
+        self.timeout = max(deadline, 60.0)
+
+    def _query(self, sql: str) -> Any:
+        return self.client.query(sql, retry=self.retry).result(timeout=self.timeout,
+                                                                page_size=PAGE_ROWS)
+
+    def read_rows(self, table: str | None = None, query: str | None = None) -> Iterator[SourceRow]:
+        """Stream a table (page by page) or a query's result, numbering rows from 1."""
+        rows = (self._query(query) if query is not None
+                else self.client.list_rows(table, page_size=PAGE_ROWS, retry=self.retry))
+        for number, row in enumerate(rows, start=1):
+            yield SourceRow(number, {k: _plain(v) for k, v in dict(row).items()})
+
+    def table_exists(self, table: str) -> bool:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            self.client.get_table(table, retry=self.retry)
+        except NotFound:
+            return False
+        return True
+
+    def created(self, table: str) -> str | None:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            created = self.client.get_table(table, retry=self.retry).created
+        except NotFound:
+            return None
+        return created.isoformat() if created else "unknown"
+
+    def stage_requests(self, table: str, lines: Iterable[bytes], claude: bool) -> None:
+        """An input table of request rows (content-addressed name: an existing one is reused)."""
+        from google.cloud import bigquery
+
+        if self.table_exists(table):
+            return
+        if claude:
+            schema = [bigquery.SchemaField("custom_id", "STRING"),
+                      bigquery.SchemaField("request", "JSON")]
+        else:
+            schema = [bigquery.SchemaField(name, kind) for name, kind in (
+                ("custom_id", "STRING"), ("method", "STRING"), ("url", "STRING"),
+                ("body", "JSON"))]
+        rows = [orjson.loads(line) for line in lines]
+        config = bigquery.LoadJobConfig(schema=schema, source_format="NEWLINE_DELIMITED_JSON",
+                                        write_disposition="WRITE_TRUNCATE")
+        self.client.load_table_from_json(rows, table, job_config=config,
+                                         retry=self.retry).result(timeout=self.timeout)
+
+    def output_rows(self, table: str) -> Iterator[dict[str, Any]]:
+        for row in self.client.list_rows(table.removeprefix("bq://"), page_size=PAGE_ROWS,
+                                         retry=self.retry):
+            yield {k: _json(_plain(v)) for k, v in dict(row).items()}
+
+    def destination_rows(self, table: str) -> Iterator[dict[str, Any]]:
+        if not self.table_exists(table):
+            return
+        for row in self.client.list_rows(table, page_size=PAGE_ROWS, retry=self.retry):
+            data = {k: _plain(v) for k, v in dict(row).items()}
+            for key in RESULT_JSON:
+                data[key] = _json(data.get(key))
+            yield data
+
+    def merge(self, table: str, rows: Iterable[Mapping[str, Any]]) -> int:
+        """MERGE the given rows into `table` keyed on custom_id: reruns never duplicate or lose a row."""
+        from google.cloud import bigquery
+
+        batch = [dict(r) for r in rows]
+        if not batch:
+            return 0
+        columns = list(batch[0])
+        known = ({f.name: f.field_type for f in self.client.get_table(table, retry=self.retry).schema}
+                 if self.table_exists(table) else {})
+        schema = [bigquery.SchemaField(c, known.get(c) or RESULT_TYPES.get(c) or _type_of(batch, c))
+                  for c in columns]
+        if not known:
+            self.client.create_table(bigquery.Table(table, schema=schema), exists_ok=True,
+                                     retry=self.retry)
+        stage = f"{table}__batchrun_stage_{secrets.token_hex(4)}"
+        config = bigquery.LoadJobConfig(schema=schema, source_format="NEWLINE_DELIMITED_JSON",
+                                        write_disposition="WRITE_TRUNCATE")
+        self.client.load_table_from_json([_encode(r, schema) for r in batch], stage,
+                                         job_config=config, retry=self.retry).result(
+            timeout=self.timeout)
+        try:
+            cols = ", ".join(f"`{c}`" for c in columns)
+            sets = ", ".join(f"`{c}` = S.`{c}`" for c in columns if c != "custom_id")
+            values = ", ".join(f"S.`{c}`" for c in columns)
+            job = self.client.query(
+                f"MERGE `{table}` T USING `{stage}` S ON T.custom_id = S.custom_id "
+                f"WHEN MATCHED THEN UPDATE SET {sets} "
+                f"WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})", retry=self.retry)
+            job.result(timeout=self.timeout)
+        finally:
+            self.client.delete_table(stage, not_found_ok=True, retry=self.retry)
+        return len(batch)
+
+
+def _type_of(rows: list[dict[str, Any]], column: str) -> str:
+    for row in rows:
+        value = row.get(column)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            return "BOOL"
+        if isinstance(value, int):
+            return "INT64"
+        if isinstance(value, float):
+            return "FLOAT64"
+        return "STRING" if isinstance(value, str) else "JSON"
+    return "STRING"
+
+
+def _encode(row: Mapping[str, Any], schema: list[Any]) -> dict[str, Any]:
+    out = {}
+    for field in schema:
+        value = row.get(field.name)
+        if field.field_type == "STRING" and value is not None and not isinstance(value, str):
+            value = orjson.dumps(value).decode()
+        out[field.name] = value
+    return out

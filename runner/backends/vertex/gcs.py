@@ -1,0 +1,175 @@
+"""Cloud Storage for the vertex backend: content-addressed staging, reading sources and job outputs,
+a JSONL destination under a prefix, and the lock object created with a generation precondition."""
+
+from __future__ import annotations
+
+import fnmatch
+import getpass
+import os
+import socket
+import tempfile
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from runner.errors import LockError
+
+
+def split(uri: str) -> tuple[str, str]:
+    bucket, _, path = uri.removeprefix("gs://").partition("/")
+    return bucket, path
+
+
+def make_client() -> Any:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage  # type: ignore[attr-defined]
+
+    host = os.environ.get("STORAGE_EMULATOR_HOST")
+    if host:  # the emulator takes no credentials; never send real ones to it
+        return storage.Client(project="batchrun", credentials=AnonymousCredentials(),
+                              client_options={"api_endpoint": host})
+    return storage.Client()
+
+
+class Gcs:
+    def __init__(self, client: Any = None) -> None:
+        self.client = client if client is not None else make_client()
+
+    def blob(self, uri: str) -> Any:
+        bucket, path = split(uri)
+        return self.client.bucket(bucket).blob(path)
+
+    def exists(self, uri: str) -> bool:
+        return bool(self.blob(uri).exists())
+
+    def expand(self, uri: str) -> list[str]:
+        """A URI with * or ? -> the matching objects, sorted; others stay as they are."""
+        bucket, path = split(uri)
+        if not any(c in path for c in "*?["):
+            return [uri]
+        prefix = path.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0]
+        return sorted(f"gs://{bucket}/{b.name}" for b in self.client.list_blobs(bucket, prefix=prefix)
+                      if fnmatch.fnmatchcase(b.name, path))
+
+    def list_jsonl(self, folder: str) -> list[str]:
+        bucket, path = split(folder.rstrip("/") + "/")
+        return sorted(f"gs://{bucket}/{b.name}" for b in self.client.list_blobs(bucket, prefix=path)
+                      if b.name.endswith(".jsonl"))
+
+    def lines(self, uri: str) -> Iterator[bytes]:
+        """Stream an object's lines without holding it whole."""
+        with self.blob(uri).open("rb") as fh:
+            for line in fh:
+                if line.strip():
+                    yield line.rstrip(b"\r\n")
+
+    def upload_file(self, uri: str, path: Path, *, if_absent: bool = False) -> None:
+        blob = self.blob(uri)
+        if if_absent and blob.exists():
+            return  # content-addressed: the same name holds the same bytes
+        blob.upload_from_filename(str(path), content_type="application/jsonl")
+
+    def upload_lines(self, uri: str, lines: Iterable[bytes]) -> int | None:
+        """Write a whole object from a stream (spooled to a temp file, one atomic upload)."""
+        with tempfile.NamedTemporaryFile("wb", suffix=".jsonl", delete=False) as fh:
+            for line in lines:
+                fh.write(line + b"\n")
+        try:
+            blob = self.blob(uri)
+            blob.upload_from_filename(fh.name, content_type="application/jsonl")
+            return int(blob.generation) if blob.generation is not None else None
+        finally:
+            Path(fh.name).unlink(missing_ok=True)
+
+    def read_json(self, uri: str) -> Any:
+        blob = self.blob(uri)
+        if not blob.exists():
+            return None
+        return orjson.loads(blob.download_as_bytes())
+
+    def write_json(self, uri: str, value: Any) -> None:
+        self.blob(uri).upload_from_string(orjson.dumps(value), content_type="application/json")
+
+    def generation(self, uri: str) -> int | None:
+        blob = self.client.bucket(split(uri)[0]).get_blob(split(uri)[1])
+        return None if blob is None else int(blob.generation or 0)
+
+
+class GcsLock:
+    """A lock object created with if_generation_match=0: exactly one creator wins. It names its owner
+    and expires, so a lock left by a dead process is taken over safely."""
+
+    def __init__(self, gcs: Gcs, uri: str, *, ttl: timedelta = timedelta(hours=2)) -> None:
+        self.gcs = gcs
+        self.uri = uri
+        self.ttl = ttl
+        self.generation: int | None = None
+
+    def _owner(self) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        return {"pid": os.getpid(), "host": socket.gethostname(), "user": getpass.getuser(),
+                "since": now.isoformat(), "expires": (now + self.ttl).isoformat()}
+
+    def _create(self) -> bool:
+        from google.api_core.exceptions import PreconditionFailed
+
+        blob = self.gcs.blob(self.uri)
+        try:
+            blob.upload_from_string(orjson.dumps(self._owner()), if_generation_match=0)
+        except PreconditionFailed:
+            return False
+        self.generation = int(blob.generation) if blob.generation is not None else None
+        return True
+
+    def acquire(self, name: str) -> None:
+        from google.api_core.exceptions import NotFound, PreconditionFailed
+
+        if self._create():
+            return
+        blob = self.gcs.client.bucket(split(self.uri)[0]).get_blob(split(self.uri)[1])
+        if blob is None:
+            if self._create():
+                return
+            raise LockError(f"{name} is being applied by another process; try again")
+        owner = orjson.loads(blob.download_as_bytes())
+        if not _stale(owner):
+            raise LockError(f"{name} is being applied by pid {owner.get('pid')} "
+                            f"({owner.get('user')}@{owner.get('host')}) since {owner.get('since')}"
+                            f"; try again when it finishes (the lock expires {owner.get('expires')})")
+        try:  # take over a dead owner's lock: delete exactly the generation we judged stale
+            blob.delete(if_generation_match=blob.generation)
+        except (PreconditionFailed, NotFound):
+            pass
+        if not self._create():
+            raise LockError(f"{name}: another process took the stale lock first; try again")
+
+    def release(self) -> None:
+        from google.api_core.exceptions import NotFound, PreconditionFailed
+
+        try:
+            self.gcs.blob(self.uri).delete(if_generation_match=self.generation)
+        except (PreconditionFailed, NotFound):
+            pass
+
+    def force(self, name: str) -> str:
+        blob = self.gcs.client.bucket(split(self.uri)[0]).get_blob(split(self.uri)[1])
+        if blob is None:
+            return f"{name} was not locked"
+        owner = orjson.loads(blob.download_as_bytes())
+        if not _stale(owner):
+            raise LockError(f"{name} is locked by pid {owner.get('pid')} ({owner.get('user')}@"
+                            f"{owner.get('host')}), which is still running; refusing to unlock")
+        blob.delete(if_generation_match=blob.generation)
+        return f"removed the stale lock of {name}"
+
+
+def _stale(owner: dict[str, Any]) -> bool:
+    from runner.backends.local.store import pid_alive
+
+    expires = owner.get("expires")
+    if expires and datetime.fromisoformat(expires) < datetime.now(UTC):
+        return True
+    return owner.get("host") == socket.gethostname() and not pid_alive(int(owner.get("pid", 0)))

@@ -1,0 +1,100 @@
+"""Pure mapping between Vertex BatchPredictionJob JSON and RemoteJob, and the create body. No I/O.
+
+Every field is optional in an answer; int64 counts arrive as strings; enums may be names or ints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from runner.backends.base import JobState, RemoteJob
+
+_STATE_BY_NUMBER = {i: s for i, s in enumerate(JobState)}
+
+
+def _state(value: Any) -> JobState:
+    if isinstance(value, int):
+        return _STATE_BY_NUMBER.get(value, JobState.UNSPECIFIED)
+    try:
+        return JobState(str(value))
+    except ValueError:  # a state newer than this client: treat as in flight, never resend its rows
+        return JobState.UNSPECIFIED
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def output_location(job: Mapping[str, Any]) -> str | None:
+    """Where the job wrote: outputInfo first (never a guessed folder), else the table we asked for."""
+    info = job.get("outputInfo") or {}
+    if info.get("gcsOutputDirectory"):
+        return str(info["gcsOutputDirectory"])
+    if info.get("bigqueryOutputTable") and info.get("bigqueryOutputDataset"):
+        return f"{info['bigqueryOutputDataset']}.{info['bigqueryOutputTable']}"
+    dest = (job.get("outputConfig") or {}).get("bigqueryDestination") or {}
+    if dest.get("outputUri") and _state(job.get("state")) in (JobState.SUCCEEDED,
+                                                               JobState.PARTIALLY_SUCCEEDED):
+        return str(dest["outputUri"])
+    return None
+
+
+def input_location(job: Mapping[str, Any]) -> str | None:
+    config = job.get("inputConfig") or {}
+    uris = (config.get("gcsSource") or {}).get("uris")
+    if isinstance(uris, str):
+        return uris
+    if uris:
+        return str(uris[0])
+    bq = (config.get("bigquerySource") or {}).get("inputUri")
+    return str(bq) if bq else None
+
+
+def parse_job(job: Mapping[str, Any]) -> RemoteJob:
+    error = job.get("error") or {}
+    stats = job.get("completionStats") or {}
+    return RemoteJob(
+        name=str(job.get("name", "")),
+        state=_state(job.get("state", "JOB_STATE_UNSPECIFIED")),
+        labels=dict(job.get("labels") or {}),
+        display_name=str(job.get("displayName", "")),
+        model=str(job.get("model", "")),
+        create_time=job.get("createTime"),
+        end_time=job.get("endTime"),
+        error_code=_int(error.get("code")),
+        error_message=error.get("message"),
+        succeeded_count=_int(stats.get("successfulCount")),
+        failed_count=_int(stats.get("failedCount")),
+        input_uri=input_location(job),
+        output_uri=output_location(job),
+    )
+
+
+def create_body(*, display_name: str, model: str, input_uri: str, output_uri: str,
+                labels: Mapping[str, str]) -> dict[str, Any]:
+    """The BatchPredictionJob to POST; `bq://` URIs select BigQuery, `gs://` Cloud Storage."""
+    if input_uri.startswith("bq://"):
+        input_config = {"instancesFormat": "bigquery", "bigquerySource": {"inputUri": input_uri}}
+    else:
+        input_config = {"instancesFormat": "jsonl", "gcsSource": {"uris": [input_uri]}}
+    if output_uri.startswith("bq://"):
+        output_config = {"predictionsFormat": "bigquery",
+                         "bigqueryDestination": {"outputUri": output_uri}}
+    else:
+        output_config = {"predictionsFormat": "jsonl",
+                         "gcsDestination": {"outputUriPrefix": output_uri}}
+    return {"displayName": display_name, "model": model, "inputConfig": input_config,
+            "outputConfig": output_config, "labels": dict(labels)}
+
+
+def rpc_error_text(status: int, payload: Any, fallback: str) -> str:
+    """google.rpc.Status JSON -> "429 RESOURCE_EXHAUSTED: Quota exceeded ..."."""
+    err = payload.get("error") if isinstance(payload, Mapping) else None
+    if not isinstance(err, Mapping):
+        return f"{status}: {fallback[:300]}"
+    code = err.get("status") or err.get("code") or status
+    return f"{status} {code}: {err.get('message', '').strip() or fallback[:300]}"

@@ -1,0 +1,428 @@
+"""The fake Vertex AI batchPredictionJobs server: v1 REST shapes, the state machine, the list filter
+and paging, cancel and delete, google.rpc.Status errors, and every fault of DESIGN §7 on demand.
+
+Control routes for tests: POST /_fake/faults (merge settings), GET /_fake/sent (rows executed),
+GET /_fake/jobs, POST /_fake/reset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import secrets
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
+
+import orjson
+
+from runner.backends.local.executors import echo
+from runner.fakevertex import io
+from runner.fakevertex.filters import FilterError, compile_filter
+from runner.spec import ExecutorSpec, Family
+
+IN_FLIGHT = {"JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_CANCELLING"}
+CANONICAL = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "ALREADY_EXISTS",
+             412: "FAILED_PRECONDITION", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL",
+             503: "UNAVAILABLE"}
+
+
+@dataclass
+class Faults:
+    first_job_internal: bool = False  # the first job in a region fails with code 13 INTERNAL
+    max_concurrent: int = 4
+    quota_mode: str = "reject"  # "reject": 429 on the create past the quota; "queue": JOB_STATE_QUEUED
+    # Next creates fail: "500", "429", or "500-after"/"drop-after" once the job exists (ambiguous).
+    create_errors: list[str] = field(default_factory=list)
+    drop_connections: int = 0  # next N requests are closed without an answer
+    malformed: int = 0  # next N GETs answer with a body that is not JSON
+    slow_seconds: float = 0.0
+    pending_seconds: float = 0.0
+    run_seconds: float = 0.0
+    expire_after: float | None = None  # a job still pending after this many seconds expires
+    fail_rows: list[str] = field(default_factory=list)  # custom_ids that fail inside the job
+    cancelled_output: bool = False  # Gemini keeps partial output; partner models leave none
+    truncate_output: bool = False  # cut the output file mid-line
+    drop_output_rows: list[str] = field(default_factory=list)
+    page_size_max: int = 50
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class FakeVertex:
+    def __init__(self, project_number: str = "123456789012") -> None:
+        self.project_number = project_number
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.started: dict[str, float] = {}
+        self.sent: list[dict[str, str]] = []
+        self.faults = Faults()
+        self.regions_seen: set[str] = set()
+        self.lock = threading.RLock()
+        self.requests: list[str] = []
+
+    # --- API -----------------------------------------------------------------------------------
+    def create(self, project: str, location: str, body: dict[str, Any]) -> dict[str, Any]:
+        _validate(location, body)
+        with self.lock:
+            fault = self.faults.create_errors.pop(0) if self.faults.create_errors else ""
+            if fault in ("500", "503"):
+                raise ApiError(int(fault), "Internal error encountered.")
+            busy = sum(1 for j in self.jobs.values() if j["state"] in IN_FLIGHT)
+            if fault == "429" or (busy >= self.faults.max_concurrent
+                                  and self.faults.quota_mode == "reject"):
+                raise ApiError(429, "Quota exceeded for aiplatform.googleapis.com/"
+                                    "batch_prediction_concurrent_jobs with base model.")
+            job_id = str(10**18 + secrets.randbelow(9 * 10**18))
+            name = f"projects/{self.project_number}/locations/{location}/batchPredictionJobs/{job_id}"
+            now = _ts(_now())
+            job = {k: v for k, v in body.items() if k in (
+                "displayName", "model", "inputConfig", "outputConfig", "labels")}
+            job.update(name=name, state="JOB_STATE_PENDING" if busy < self.faults.max_concurrent
+                       else "JOB_STATE_QUEUED", createTime=now, updateTime=now, modelVersionId="1")
+            self.jobs[name] = job
+            self.started[name] = time.monotonic()
+            if fault in ("500-after", "drop-after"):
+                raise ApiError(500 if fault == "500-after" else -1, "Internal error encountered.")
+            return dict(job)
+
+    def get(self, name: str) -> dict[str, Any]:
+        with self.lock:
+            if name not in self.jobs:
+                raise ApiError(404, "The BatchPredictionJob does not exist.")
+            return dict(self.jobs[name])
+
+    def list_jobs(self, location: str, params: dict[str, str]) -> dict[str, Any]:
+        try:
+            predicate = compile_filter(params.get("filter", ""))
+        except FilterError as exc:
+            raise ApiError(400, f"Invalid filter: {exc}") from None
+        size = min(int(params.get("pageSize") or self.faults.page_size_max),
+                   self.faults.page_size_max)
+        offset = int(base64.b64decode(params["pageToken"]).decode()) if params.get(
+            "pageToken") else 0
+        with self.lock:
+            matching = [j for j in self.jobs.values()
+                        if f"/locations/{location}/" in j["name"] and predicate(j)]
+        page = matching[offset:offset + size]
+        out: dict[str, Any] = {}
+        if page:
+            out["batchPredictionJobs"] = [dict(j) for j in page]
+        if offset + size < len(matching):
+            out["nextPageToken"] = base64.b64encode(str(offset + size).encode()).decode()
+        return out
+
+    def cancel(self, name: str) -> dict[str, Any]:
+        with self.lock:
+            job = self.jobs.get(name)
+            if job is None:
+                raise ApiError(404, "The BatchPredictionJob does not exist.")
+            if job["state"] not in IN_FLIGHT:
+                raise ApiError(400, f"BatchPredictionJob {name} is in state {job['state']} and "
+                                    "cannot be cancelled.")
+            job.update(state="JOB_STATE_CANCELLING", updateTime=_ts(_now()))
+        return {}
+
+    def delete(self, name: str, location: str) -> dict[str, Any]:
+        with self.lock:
+            job = self.jobs.get(name)
+            if job is None:
+                raise ApiError(404, "The BatchPredictionJob does not exist.")
+            if job["state"] in IN_FLIGHT:
+                raise ApiError(400, f"BatchPredictionJob {name} is in state {job['state']} and "
+                                    "cannot be deleted.")
+            del self.jobs[name]
+        op = f"projects/{self.project_number}/locations/{location}/operations/{secrets.randbelow(10**18)}"
+        return {"name": op, "done": True,
+                "metadata": {"@type": "type.googleapis.com/google.cloud.aiplatform.v1."
+                                      "DeleteOperationMetadata",
+                             "genericMetadata": {"createTime": _ts(_now()),
+                                                 "updateTime": _ts(_now())}},
+                "response": {"@type": "type.googleapis.com/google.protobuf.Empty"}}
+
+    # --- the job machine -----------------------------------------------------------------------
+    def tick(self) -> None:
+        with self.lock:
+            names = [n for n, j in self.jobs.items() if j["state"] in IN_FLIGHT]
+        for name in names:
+            try:
+                self._advance(name)
+            except Exception as exc:  # a broken input fails the job, as on Vertex
+                self._finish(name, "JOB_STATE_FAILED",
+                             error={"code": 3, "message": f"Failed to import data. {exc}"})
+
+    def _finish(self, name: str, state: str, **extra: Any) -> None:
+        with self.lock:
+            job = self.jobs[name]
+            now = _ts(_now())
+            job.update(state=state, endTime=now, updateTime=now, **extra)
+
+    def _advance(self, name: str) -> None:
+        faults = self.faults
+        with self.lock:
+            job = self.jobs[name]
+            state = job["state"]
+            age = time.monotonic() - self.started[name]
+            busy = sum(1 for j in self.jobs.values() if j["state"] in (
+                "JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_CANCELLING"))
+        if state == "JOB_STATE_CANCELLING":
+            self._finish(name, "JOB_STATE_CANCELLED", error={"code": 1, "message": "CANCELED"})
+            return
+        if state == "JOB_STATE_QUEUED":
+            if busy < faults.max_concurrent:
+                with self.lock:
+                    job["state"] = "JOB_STATE_PENDING"
+            return
+        if faults.expire_after is not None and age >= faults.expire_after and state != "JOB_STATE_RUNNING":
+            self._finish(name, "JOB_STATE_EXPIRED")
+            return
+        if state == "JOB_STATE_PENDING":
+            if age < faults.pending_seconds:
+                return
+            region = name.split("/locations/")[1].split("/", maxsplit=1)[0]
+            if faults.first_job_internal and region not in self.regions_seen:
+                self.regions_seen.add(region)
+                self._finish(name, "JOB_STATE_FAILED", error={"code": 13, "message": "INTERNAL"})
+                return
+            self.regions_seen.add(region)
+            with self.lock:
+                job.update(state="JOB_STATE_RUNNING", startTime=_ts(_now()),
+                           updateTime=_ts(_now()))
+            return
+        if state == "JOB_STATE_RUNNING" and age >= faults.pending_seconds + faults.run_seconds:
+            self._run(name, job)
+
+    def _run(self, name: str, job: dict[str, Any]) -> None:
+        faults = self.faults
+        model = job["model"]
+        source = job["inputConfig"]
+        rows = (io.read_bq_rows(source["bigquerySource"]["inputUri"]) if "bigquerySource" in source
+                else io.read_gcs_rows(list(source["gcsSource"]["uris"])))
+        claude = "/anthropic/" in model
+        out_rows: list[dict[str, Any]] = []
+        ok = failed = 0
+        execute = None
+        for row in rows:
+            custom_id = str(row.get("custom_id"))
+            family = Family.CLAUDE if claude else (
+                Family.OPENAI_EMBEDDINGS if row.get("url") == "/v1/embeddings" else Family.OPENAI_CHAT)
+            execute = echo(ExecutorSpec(fail_ids=tuple(faults.fail_rows)), family, model)
+            with self.lock:
+                if self.jobs[name]["state"] != "JOB_STATE_RUNNING":
+                    break  # cancelled while running
+                self.sent.append({"job": name, "custom_id": custom_id})
+            line = execute(row)
+            if line.get("status") or line.get("error"):
+                failed += 1
+            else:
+                ok += 1
+            if custom_id in faults.drop_output_rows:
+                continue
+            passthrough = {k: v for k, v in row.items() if k not in ("method", "url")}
+            out_rows.append({**passthrough, **line} if "bigquerySource" in source else line)
+        with self.lock:
+            if self.jobs[name]["state"] != "JOB_STATE_RUNNING":
+                return
+        created = datetime.strptime(job["createTime"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        info = self._write_output(job, out_rows, claude, created)
+        self._finish(name, "JOB_STATE_SUCCEEDED", outputInfo=info,
+                     completionStats={"successfulCount": str(ok), "failedCount": str(failed)})
+
+    def _write_output(self, job: dict[str, Any], rows: list[dict[str, Any]], claude: bool,
+                      created: datetime) -> dict[str, Any]:
+        dest = job["outputConfig"]
+        if "bigqueryDestination" in dest:
+            dataset, table = io.write_bq_output(dest["bigqueryDestination"]["outputUri"], rows,
+                                                claude)
+            return {"bigqueryOutputDataset": dataset, "bigqueryOutputTable": table}
+        # The folder's timestamp is close to, never equal to, createTime (reference §8.1).
+        stamp = _ts(created + timedelta(milliseconds=731, microseconds=905))
+        directory = dest["gcsDestination"]["outputUriPrefix"].rstrip("/") + (
+            f"/prediction-model-{stamp}")
+        lines = [orjson.dumps(r) for r in rows]
+        if self.faults.truncate_output and lines:
+            lines[-1] = lines[-1][: len(lines[-1]) // 2]
+        io.write_gcs_output(directory, lines)
+        return {"gcsOutputDirectory": directory}
+
+
+def _validate(location: str, body: dict[str, Any]) -> None:
+    if not body.get("displayName"):
+        raise ApiError(400, "displayName is required.")
+    model = str(body.get("model", ""))
+    if not model.startswith(("publishers/", "projects/")):
+        raise ApiError(400, f"Invalid model {model!r}.")
+    if location == "global":
+        raise ApiError(404, f"Publisher Model `projects/p/locations/global/{model}` not found.")
+    inp, out = body.get("inputConfig") or {}, body.get("outputConfig") or {}
+    sources = [k for k in ("gcsSource", "bigquerySource") if k in inp]
+    dests = [k for k in ("gcsDestination", "bigqueryDestination") if k in out]
+    if len(sources) != 1 or len(dests) != 1:
+        raise ApiError(400, "Exactly one input source and one output destination are required.")
+    fmt = {"gcsSource": "jsonl", "bigquerySource": "bigquery"}[sources[0]]
+    if inp.get("instancesFormat") != fmt:
+        raise ApiError(400, f"instancesFormat must be {fmt} for {sources[0]}.")
+    for key, value in (body.get("labels") or {}).items():
+        if len(key) > 63 or len(str(value)) > 63 or key != key.lower():
+            raise ApiError(400, f"Invalid label {key}={value}.")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _body(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        return json.loads(raw) if raw.strip() else {}
+
+    def _send(self, status: int, payload: Any, raw: bytes | None = None) -> None:
+        data = raw if raw is not None else orjson.dumps(payload)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, status: int, message: str) -> None:
+        self._send(status, {"error": {"code": status, "message": message,
+                                      "status": CANONICAL.get(status, "UNKNOWN")}})
+
+    def _route(self, method: str) -> None:
+        fake = self.server.fake
+        url = urlparse(self.path)
+        params = {k: v[0] for k, v in parse_qs(url.query).items()}
+        path = unquote(url.path)
+        fake.requests.append(f"{method} {path}")
+        if path.startswith("/_fake/"):
+            self._control(method, path)
+            return
+        if fake.faults.drop_connections > 0:
+            fake.faults.drop_connections -= 1
+            self.close_connection = True
+            return
+        if fake.faults.slow_seconds:
+            time.sleep(fake.faults.slow_seconds)
+        if method == "GET" and fake.faults.malformed > 0:
+            fake.faults.malformed -= 1
+            self._send(200, None, raw=b'{"batchPredictionJobs": [{"name": ')
+            return
+        parts = path.removeprefix("/v1/").split("/")
+        if len(parts) < 5 or parts[0] != "projects" or parts[2] != "locations" or (
+                parts[4] != "batchPredictionJobs" and parts[4] != "operations"):
+            self._error(404, f"No route for {path}")
+            return
+        project, location = parts[1], parts[3]
+        try:
+            if parts[4] == "operations":
+                self._send(200, {"name": path.removeprefix("/v1/"), "done": True})
+            elif len(parts) == 5 and method == "POST":
+                self._send(200, fake.create(project, location, self._body()))
+            elif len(parts) == 5 and method == "GET":
+                self._send(200, fake.list_jobs(location, params))
+            elif len(parts) == 6 and method == "POST" and parts[5].endswith(":cancel"):
+                self._body()
+                name = path.removeprefix("/v1/").removesuffix(":cancel")
+                self._send(200, fake.cancel(name))
+            elif len(parts) == 6 and method == "GET":
+                self._send(200, fake.get(path.removeprefix("/v1/")))
+            elif len(parts) == 6 and method == "DELETE":
+                self._send(200, fake.delete(path.removeprefix("/v1/"), location))
+            else:
+                self._error(404, f"No route for {method} {path}")
+        except ApiError as exc:
+            if exc.status == -1:  # the connection drops after the job was made
+                self.close_connection = True
+                return
+            self._error(exc.status, exc.message)
+        except (ValueError, KeyError) as exc:
+            self._error(400, f"Invalid request: {exc}")
+
+    def _control(self, method: str, path: str) -> None:
+        fake = self.server.fake
+        if path == "/_fake/faults" and method == "POST":
+            with fake.lock:
+                for key, value in self._body().items():
+                    if not hasattr(fake.faults, key):
+                        self._error(400, f"unknown fault {key}")
+                        return
+                    setattr(fake.faults, key, value)
+            self._send(200, asdict(fake.faults))
+        elif path == "/_fake/sent":
+            self._send(200, fake.sent)
+        elif path == "/_fake/jobs":
+            self._send(200, list(fake.jobs.values()))
+        elif path == "/_fake/reset" and method == "POST":
+            with fake.lock:
+                fake.jobs.clear()
+                fake.sent.clear()
+                fake.regions_seen.clear()
+                fake.faults = Faults()
+            self._send(200, {})
+        else:
+            self._error(404, path)
+
+    def do_GET(self) -> None:
+        self._route("GET")
+
+    def do_POST(self) -> None:
+        self._route("POST")
+
+    def do_DELETE(self) -> None:
+        self._route("DELETE")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    fake: FakeVertex
+
+
+def serve(host: str, port: int, project_number: str) -> None:
+    server = _Server((host, port), _Handler)
+    server.fake = FakeVertex(project_number)
+    stop = threading.Event()
+
+    def machine() -> None:
+        while not stop.is_set():
+            server.fake.tick()
+            time.sleep(0.05)
+
+    threading.Thread(target=machine, daemon=True).start()
+    print(f"fake vertex listening on http://{host}:{server.server_address[1]}", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        stop.set()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m runner.fakevertex")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--project-number", default="123456789012")
+    args = parser.parse_args(argv)
+    try:
+        serve(args.host, args.port, args.project_number)
+    except KeyboardInterrupt:
+        sys.exit(0)
