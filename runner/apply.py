@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from runner import collect, identity
 from runner.backends.base import Backend, IndexEntry, JobRequest, RemoteJob
 from runner.errors import ApprovalError, QuotaError
 from runner.plan import Action, Plan
-from runner.planner import busy_slots, classified_rows, job_results, read_ledger
+from runner.planner import busy_slots, classified_rows, hold_until, job_results, read_ledger
 from runner.reconcile import RowClass
 from runner.render import RenderedRow
 from runner.spec import Manifest, Settings
@@ -96,6 +97,11 @@ def create_jobs(manifest: Manifest, backend: Backend, settings: Settings, report
                 say: Event = _quiet) -> None:
     jobs = backend.list_jobs()
     if busy_slots(jobs) >= settings.quota.max_concurrent_jobs:
+        return
+    held = hold_until(manifest, jobs, settings, datetime.now(UTC))
+    if held is not None:
+        say(f"{manifest.name}: resubmitting after {held:%H:%M:%S} UTC (the last job failed with "
+            "INTERNAL)")
         return
     ledger = read_ledger(manifest, backend, jobs)
     to_do = _Peekable(row for row, kind, _ in classified_rows(manifest, backend, settings, ledger)

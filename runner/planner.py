@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from runner import collect
-from runner.backends.base import BackendReader, RemoteJob
+from runner.backends.base import BackendReader, JobState, RemoteJob
 from runner.manifest import display_path
 from runner.plan import Action, Change, ManifestPlan, Orphan, Plan, RowCounts
 from runner.reconcile import LedgerState, RowClass, RowFacts, classify, ledger_state
@@ -134,10 +135,29 @@ class Sharder:
         return new
 
 
+INTERNAL = 13
+
+
+def hold_until(manifest: Manifest, jobs: Sequence[RemoteJob], settings: Settings,
+               now: datetime) -> datetime | None:
+    """When the newest job of this spec failed with INTERNAL, creates wait until this time."""
+    mine = [j for j in jobs if j.manifest_name == manifest.name and j.spec_hash == manifest.spec_hash]
+    if not mine:
+        return None
+    newest = max(mine, key=lambda j: j.create_time or "")
+    if newest.state is not JobState.FAILED or newest.error_code != INTERNAL or not newest.end_time:
+        return None
+    until = datetime.fromisoformat(newest.end_time.replace("Z", "+00:00")) + timedelta(
+        seconds=settings.quota.internal_retry_delay)
+    return until if until > now else None
+
+
 def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
-                  jobs: Sequence[RemoteJob], free_slots: int) -> tuple[ManifestPlan, int]:
+                  jobs: Sequence[RemoteJob], free_slots: int,
+                  now: datetime | None = None) -> tuple[ManifestPlan, int]:
     """The plan of one manifest and the job slots it uses."""
     ledger = read_ledger(manifest, reader, jobs)
+    held = hold_until(manifest, jobs, settings, now or datetime.now(UTC))
     counts = dict.fromkeys(RowClass, 0)
     failures: list[tuple[str, str]] = []
     sharder = Sharder(settings)
@@ -154,7 +174,7 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
             failures.append((row.custom_id, stored.last_error or "failed"))
     stale = ledger.running_stale
     # Cancelled jobs free their slot only once Vertex says so; count them as busy this time.
-    slots = max(0, free_slots)
+    slots = 0 if held else max(0, free_slots)
     now_shards = shard_rows[:slots]
     changes: list[Change] = []
     if ledger.to_collect:
@@ -167,6 +187,10 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
         changes.append(Change(Action.CREATE, "rows to do", rows=sum(now_shards),
                               shards=len(now_shards)))
     notes = []
+    if held and shard_rows:
+        notes.append(f"Vertex failed the last job with INTERNAL (code 13), as it does for the first "
+                     f"job in a region; resubmitting after {held:%Y-%m-%d %H:%M:%S} UTC "
+                     "(quota.internal_retry_delay)")
     if stale and manifest.family.value == "claude":
         notes.append("warning: a cancelled partner-model job yields no output; its rows are "
                      "sent again under the new spec")

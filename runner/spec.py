@@ -128,6 +128,8 @@ class Quota:
     max_rows_per_job: int = 100_000
     max_bytes_per_job: int = 1_000_000_000
     max_request_bytes: int = 1_000_000
+    # Vertex fails the first job in a region with INTERNAL (code 13); its docs say resubmit later.
+    internal_retry_delay: int = 600
 
 
 @dataclass(frozen=True, slots=True)

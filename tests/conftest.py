@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,8 +20,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
-        if key.startswith("BATCHRUN_"):
+        if key.startswith("BATCHRUN_") or key == "STORAGE_EMULATOR_HOST":
             monkeypatch.delenv(key)
+
+
+@pytest.fixture(scope="session")
+def emulator_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Fake Vertex, gcp-storage-emulator and local-bigquery on free loopback ports, for the session."""
+    from runner.emulators import Emulators
+
+    emulators = Emulators(tmp_path_factory.mktemp("emulators"))
+    try:
+        yield emulators.start()
+    finally:
+        emulators.stop()
+
+
+@pytest.fixture
+def vertex(emulator_env: dict[str, str], project_dir: ProjectDir,
+           monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    from tests.vertex_env import VertexWorld
+
+    for key, value in emulator_env.items():
+        monkeypatch.setenv(key, value)
+    return VertexWorld(emulator_env, project_dir)
     return
 
 

@@ -71,7 +71,8 @@ class FakeBackend:
         return StagedInput(uri=f"mem://{key}", digest=key, rows=len(items), bytes=len(data))
 
     def _stamp(self) -> str:
-        return f"2026-01-01T00:00:{next(self._clock):06d}Z"
+        n = next(self._clock)
+        return f"2026-01-01T00:{n // 60:02d}:{n % 60:02d}.000000Z"
 
     def create_job(self, request: JobRequest) -> RemoteJob:
         name = f"projects/fake/locations/x/batchPredictionJobs/{next(self._ids)}"

@@ -174,13 +174,20 @@ def test_protected_manifest_refuses_to_cancel(project_dir: ProjectDir) -> None:
     assert all(j.state is JobState.PENDING for j in fake.jobs.values())
 
 
-def test_job_failure_counts_an_attempt_and_rows_are_sent_again(project_dir: ProjectDir) -> None:
-    fake = FakeBackend()
+def test_internal_job_failure_waits_then_rows_are_sent_again(project_dir: ProjectDir) -> None:
+    fake = FakeBackend()  # its job timestamps are in 2026-01-01, so a 10-minute hold is long over
+    project_dir.write("batchrun.yaml", "quota: {internal_retry_delay: 315360000}\n")  # ten years
     api.apply(load(project_dir), backend=fake)
     (job,) = fake.jobs
-    fake.run(job, JobState.FAILED)
+    fake.run(job, JobState.FAILED)  # code 13 INTERNAL, as Vertex fails a region's first job
     plan = api.plan(load(project_dir), backend=fake)
-    assert plan.manifest("triage").actions == ["collect", "create"]
+    assert plan.manifest("triage").actions == ["collect", "wait"]
+    assert "resubmitting after" in plan.manifest("triage").notes[0]
+    api.apply(load(project_dir), plan, backend=fake)
+    assert len(fake.created()) == 1  # held: nothing resubmitted yet
+    project_dir.write("batchrun.yaml", "quota: {internal_retry_delay: 600}\n")
+    plan = api.plan(load(project_dir), backend=fake)
+    assert plan.manifest("triage").actions == ["create"]
     cycle(project_dir, fake)
     assert rows(api.plan(load(project_dir), backend=fake))["done"] == 5
 

@@ -117,6 +117,6 @@ def write_bq_output(uri: str, rows: list[dict[str, Any]], claude: bool) -> tuple
     if payload:
         config = bigquery.LoadJobConfig(schema=fields, source_format="NEWLINE_DELIMITED_JSON",
                                         write_disposition="WRITE_APPEND")
-        client.load_table_from_json(payload, ref, job_config=config, retry=retry).result(
+        client.load_table_from_json(payload, ref, job_config=config).result(
             timeout=60)
     return f"bq://{project}.{dataset}", table

@@ -15,8 +15,10 @@ import orjson
 
 from runner.render import SourceRow
 
-RESULT_JSON = ("output", "usage", "retry")
-RESULT_TYPES = {"status": "STRING", "output": "JSON", "error": "STRING", "attempts": "INT64",
+RESULT_JSON = ("usage", "retry")
+# `output` is STRING: the text answer, or the JSON text of a parsed answer or an embedding. (A JSON
+# column would read a plain text answer differently in BigQuery and in its emulators.)
+RESULT_TYPES = {"status": "STRING", "output": "STRING", "error": "STRING", "attempts": "INT64",
                 "usage": "JSON", "model": "STRING", "spec_hash": "STRING", "request_hash": "STRING",
                 "job": "STRING", "finished_at": "STRING", "retry": "JSON"}
 PAGE_ROWS = 10_000
@@ -111,8 +113,8 @@ class BigQuery:
         rows = [orjson.loads(line) for line in lines]
         config = bigquery.LoadJobConfig(schema=schema, source_format="NEWLINE_DELIMITED_JSON",
                                         write_disposition="WRITE_TRUNCATE")
-        self.client.load_table_from_json(rows, table, job_config=config,
-                                         retry=self.retry).result(timeout=self.timeout)
+        self.client.load_table_from_json(rows, table, job_config=config).result(
+            timeout=self.timeout)
 
     def output_rows(self, table: str) -> Iterator[dict[str, Any]]:
         for row in self.client.list_rows(table.removeprefix("bq://"), page_size=PAGE_ROWS,
@@ -147,8 +149,7 @@ class BigQuery:
         config = bigquery.LoadJobConfig(schema=schema, source_format="NEWLINE_DELIMITED_JSON",
                                         write_disposition="WRITE_TRUNCATE")
         self.client.load_table_from_json([_encode(r, schema) for r in batch], stage,
-                                         job_config=config, retry=self.retry).result(
-            timeout=self.timeout)
+                                         job_config=config).result(timeout=self.timeout)
         try:
             cols = ", ".join(f"`{c}`" for c in columns)
             sets = ", ".join(f"`{c}` = S.`{c}`" for c in columns if c != "custom_id")
