@@ -57,3 +57,78 @@ def test_bigquery_to_claude_to_bigquery(vertex: VertexWorld) -> None:
     vertex.converge()
     assert vertex.sent_ids().count("r6") == 1 and len(vertex.sent()) == before + 1
     assert len(vertex.rows("sentiment")) == 6
+
+
+def test_gcs_jsonl_to_llama_to_gcs_prefix(vertex: VertexWorld) -> None:
+    vertex.upload("questions/part-1.jsonl", "".join(
+        f'{{"qid": "q{i}", "question": "What is {i} + {i}?"}}\n' for i in range(1, 4)))
+    vertex.upload("questions/part-2.jsonl", '{"qid": "q4", "question": "Why?"}\n')
+    vertex.faults(fail_rows=["q2"])
+    vertex.p.write("llama.yaml", f"""\
+        apiVersion: batchrun/v1
+        kind: BatchJob
+        metadata: {{name: llama}}
+        spec:
+          model: meta/llama-3.3-70b-instruct-maas
+          parameters: {{max_tokens: 64}}
+          source:
+            gcs: {{uris: ["gs://{vertex.bucket}/questions/*.jsonl"]}}
+            id: qid
+          prompt: {{user: "Answer: {{{{ question }}}}"}}
+          destination:
+            gcs: {{prefix: "gs://{vertex.bucket}/answers"}}
+        """)
+    api.apply(vertex.project())
+    vertex.settle()
+    vertex.faults(fail_rows=[])
+    final = vertex.converge()
+    assert final.manifest("llama").rows.done == 4
+    lines = [__import__("json").loads(x) for x in vertex.download("answers/results.jsonl").splitlines()]
+    by_id = {r["custom_id"]: r for r in lines}
+    assert sorted(by_id) == ["q1", "q2", "q3", "q4"]
+    assert by_id["q1"]["output"] == "Answer: What is 1 + 1?"
+    assert vertex.sent_ids() == ["q1", "q2", "q2", "q3", "q4"]
+    job = vertex.fake_jobs()[0]
+    out_dir = job["outputInfo"]["gcsOutputDirectory"]
+    assert "prediction-model-" in out_dir and job["createTime"] not in out_dir
+    before = len(vertex.sent())
+    vertex.converge()
+    assert len(vertex.sent()) == before
+    vertex.upload("questions/part-3.jsonl", '{"qid": "q5", "question": "New?"}\n')
+    vertex.converge()
+    assert vertex.sent_ids().count("q5") == 1 and len(vertex.sent()) == before + 1
+
+
+def test_local_csv_to_embeddings_to_bigquery(vertex: VertexWorld) -> None:
+    vertex.p.write("products.csv", "sku,title\nK2,Kettle\nT1,Toaster\nG7,Grinder\n")
+    vertex.faults(fail_rows=["T1"])
+    vertex.p.write("embed.yaml", f"""\
+        apiVersion: batchrun/v1
+        kind: BatchJob
+        metadata: {{name: embed}}
+        spec:
+          model: intfloat/multilingual-e5-small-maas
+          task: embeddings
+          source: {{file: products.csv, id: sku}}
+          prompt: {{input: "{{{{ title }}}}"}}
+          passthrough: [title]
+          destination:
+            bigquery: {{table: {vertex.table("vectors")}}}
+        """)
+    api.apply(vertex.project())
+    vertex.settle()
+    vertex.faults(fail_rows=[])
+    vertex.converge()
+    rows = vertex.rows("vectors")
+    assert sorted(rows) == ["G7", "K2", "T1"]
+    vector = __import__("json").loads(rows["K2"]["output"])
+    assert len(vector) == 8 and all(isinstance(v, float) for v in vector)
+    assert rows["K2"]["title"] == "Kettle"
+    assert vertex.sent_ids() == ["G7", "K2", "T1", "T1"]
+    before = len(vertex.sent())
+    vertex.converge()
+    assert len(vertex.sent()) == before
+    with (vertex.p.root / "products.csv").open("a") as fh:
+        fh.write("M1,Mixer\n")
+    vertex.converge()
+    assert len(vertex.sent()) == before + 1 and len(vertex.rows("vectors")) == 4

@@ -1,0 +1,139 @@
+"""One test per Vertex behaviour of DESIGN §7, against the fake server: each converges with every row
+answered, none lost and none sent twice (from the fake server's own record of executed rows)."""
+
+from __future__ import annotations
+
+import time
+
+from runner import api
+from tests.vertex_env import VertexWorld
+
+ROWS = "".join(f'{{"id": "a{i}", "text": "row {i}"}}\n' for i in range(1, 7))
+
+
+def setup(vertex: VertexWorld, *, rows_per_job: int = 100, concurrent: int = 4) -> None:
+    vertex.p.write("rows.jsonl", ROWS)
+    settings = (vertex.p.root / "batchrun.yaml").read_text().replace(
+        "quota: {internal_retry_delay: 1}",
+        f"quota: {{internal_retry_delay: 1, max_rows_per_job: {rows_per_job}, "
+        f"max_concurrent_jobs: {concurrent}}}")
+    vertex.p.write("batchrun.yaml", settings)
+    vertex.p.write("m.yaml", """\
+        apiVersion: batchrun/v1
+        kind: BatchJob
+        metadata: {name: m}
+        spec:
+          model: anthropic/claude-3-5-haiku@20241022
+          parameters: {max_tokens: 10}
+          source: {file: rows.jsonl, id: id}
+          prompt: {user: "{{ text }}"}
+          destination: {file: out/m.jsonl}
+        """)
+
+
+def assert_converged_once(vertex: VertexWorld) -> None:
+    final = vertex.converge()
+    assert final.manifest("m").rows.done == 6
+    assert vertex.sent_ids() == [f"a{i}" for i in range(1, 7)]  # each row executed exactly once
+    results = list(api.results(vertex.project(), "m"))
+    assert len(results) == 6 and all(r["status"] == "succeeded" for r in results)
+
+
+def test_first_job_in_region_fails_internal_and_is_resubmitted_after_the_delay(
+        vertex: VertexWorld) -> None:
+    setup(vertex)
+    vertex.faults(first_job_internal=True)
+    api.apply(vertex.project())
+    vertex.settle()
+    plan = api.plan(vertex.project())
+    assert any("resubmitting after" in n for n in plan.manifest("m").notes)
+    time.sleep(1.1)
+    assert_converged_once(vertex)
+    states = sorted(j["state"] for j in vertex.fake_jobs())
+    assert states == ["JOB_STATE_FAILED", "JOB_STATE_SUCCEEDED"]
+
+
+def test_cancelled_partner_job_leaves_no_output_and_rows_are_sent_again(vertex: VertexWorld) -> None:
+    setup(vertex)
+    vertex.faults(pending_seconds=60)
+    api.apply(vertex.project())
+    assert api.cancel(vertex.project(), "m")
+    vertex.settle()
+    plan = api.plan(vertex.project())
+    assert plan.manifest("m").rows.to_do == 6
+    vertex.faults(pending_seconds=0)
+    assert_converged_once(vertex)
+
+
+def test_quota_rejected_with_429_waits_for_the_next_apply(vertex: VertexWorld) -> None:
+    setup(vertex, rows_per_job=2)
+    vertex.faults(max_concurrent=1, quota_mode="reject", pending_seconds=0.5)
+    report = api.apply(vertex.project())
+    assert len(report.created) == 1  # the second create got 429: its rows wait, nothing failed
+    plan = api.plan(vertex.project())
+    assert plan.manifest("m").rows.to_do == 4 and plan.manifest("m").rows.failed == 0
+    assert_converged_once(vertex)
+
+
+def test_quota_queued_jobs_run_in_turn(vertex: VertexWorld) -> None:
+    setup(vertex, rows_per_job=2)
+    vertex.faults(max_concurrent=1, quota_mode="queue")
+    report = api.apply(vertex.project())
+    assert len(report.created) == 3
+    assert_converged_once(vertex)
+
+
+def test_results_appear_only_when_every_row_is_done(vertex: VertexWorld) -> None:
+    setup(vertex)
+    vertex.faults(run_seconds=1.5)
+    api.apply(vertex.project())
+    plan = api.plan(vertex.project())
+    assert plan.manifest("m").rows.in_flight == 6 and not plan.has_changes
+    assert api.apply(vertex.project()).created == []
+    assert_converged_once(vertex)
+
+
+def test_rows_failing_inside_a_succeeded_job_are_retried_alone(vertex: VertexWorld) -> None:
+    setup(vertex)
+    vertex.faults(fail_rows=["a2", "a5"])
+    api.apply(vertex.project())
+    vertex.settle()
+    vertex.faults(fail_rows=[])
+    final = vertex.converge()
+    assert final.manifest("m").rows.done == 6
+    ids = vertex.sent_ids()
+    assert ids.count("a2") == 2 and ids.count("a5") == 2 and ids.count("a1") == 1
+
+
+def test_ambiguous_create_is_not_repeated(vertex: VertexWorld) -> None:
+    setup(vertex)
+    vertex.faults(create_errors=["500-after"])  # the job exists, but the answer is a 500
+    api.apply(vertex.project())
+    assert len(vertex.fake_jobs()) == 1
+    vertex.faults(create_errors=["drop-after"])
+    vertex.p.write("rows.jsonl", ROWS + '{"id": "a7", "text": "row 7"}\n')
+    api.apply(vertex.project())
+    assert len(vertex.fake_jobs()) == 2
+    vertex.converge()
+    assert sorted(vertex.sent_ids()) == sorted([f"a{i}" for i in range(1, 8)])
+
+
+def test_transient_errors_are_retried(vertex: VertexWorld) -> None:
+    setup(vertex)
+    vertex.faults(create_errors=["503", "500"], drop_connections=1)
+    api.apply(vertex.project())
+    assert len(vertex.fake_jobs()) == 1
+    vertex.faults(malformed=1)
+    assert_converged_once(vertex)
+
+
+def test_truncated_output_line_fails_only_that_row(vertex: VertexWorld) -> None:
+    setup(vertex)
+    vertex.faults(truncate_output=True)
+    api.apply(vertex.project())
+    vertex.settle()
+    vertex.faults(truncate_output=False)
+    final = vertex.converge()
+    assert final.manifest("m").rows.done == 6
+    ids = vertex.sent_ids()
+    assert sorted(set(ids)) == [f"a{i}" for i in range(1, 7)] and len(ids) == 7
