@@ -43,6 +43,8 @@ def _status_error(status: str) -> str:
 
 
 def _error_text(err: Any) -> str:
+    if isinstance(err, dict) and isinstance(err.get("error"), dict | str):
+        return _error_text(err["error"])  # an OpenAI-style body: {"error": {...}}
     if isinstance(err, dict):
         message = err.get("message") or json.dumps(err, ensure_ascii=False)
         code = err.get("code") or err.get("status")

@@ -44,7 +44,7 @@ def vertex(emulator_env: dict[str, str], project_dir: ProjectDir,
     for key, value in emulator_env.items():
         monkeypatch.setenv(key, value)
     return VertexWorld(emulator_env, project_dir)
-    return
+    return None
 
 
 @pytest.fixture

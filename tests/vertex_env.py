@@ -11,7 +11,6 @@ from typing import Any
 import requests
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery, storage
-
 from runner import api
 from tests.conftest import ProjectDir
 

@@ -10,9 +10,9 @@ import os
 import secrets
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 

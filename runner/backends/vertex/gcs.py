@@ -3,6 +3,7 @@ a JSONL destination under a prefix, and the lock object created with a generatio
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import getpass
 import os
@@ -139,20 +140,17 @@ class GcsLock:
             raise LockError(f"{name} is being applied by pid {owner.get('pid')} "
                             f"({owner.get('user')}@{owner.get('host')}) since {owner.get('since')}"
                             f"; try again when it finishes (the lock expires {owner.get('expires')})")
-        try:  # take over a dead owner's lock: delete exactly the generation we judged stale
+        # Take over a dead owner's lock: delete exactly the generation we judged stale.
+        with contextlib.suppress(PreconditionFailed, NotFound):
             blob.delete(if_generation_match=blob.generation)
-        except (PreconditionFailed, NotFound):
-            pass
         if not self._create():
             raise LockError(f"{name}: another process took the stale lock first; try again")
 
     def release(self) -> None:
         from google.api_core.exceptions import NotFound, PreconditionFailed
 
-        try:
+        with contextlib.suppress(PreconditionFailed, NotFound):
             self.gcs.blob(self.uri).delete(if_generation_match=self.generation)
-        except (PreconditionFailed, NotFound):
-            pass
 
     def force(self, name: str) -> str:
         blob = self.gcs.client.bucket(split(self.uri)[0]).get_blob(split(self.uri)[1])

@@ -10,7 +10,7 @@ from typing import Any
 
 from runner.backends.base import JobState, RemoteJob
 
-_STATE_BY_NUMBER = {i: s for i, s in enumerate(JobState)}
+_STATE_BY_NUMBER = dict(enumerate(JobState))
 
 
 def _state(value: Any) -> JobState:

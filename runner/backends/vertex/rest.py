@@ -43,7 +43,7 @@ class RetryPolicy:
     timeout: float = 60.0
 
     def delay(self, attempt: int) -> float:
-        return float(random.uniform(0, min(self.cap, self.base * 2 ** attempt)))  # noqa: S311
+        return float(random.uniform(0, min(self.cap, self.base * 2 ** attempt)))
 
 
 def host_for(region: str) -> str:
