@@ -112,6 +112,11 @@ def main() -> None:
     """`make emulators`: start all three, print the environment to export, wait for Ctrl-C."""
     work = Path(tempfile.mkdtemp(prefix="batchrun-emulators-"))
     emulators = Emulators(work)
+
+    def stop_on_term(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop_on_term)  # `kill` stops the servers too, not just us
     try:
         env = emulators.start()
         for key, value in env.items():

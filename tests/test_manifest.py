@@ -102,3 +102,25 @@ def test_unknown_model_is_a_warning_not_a_refusal(project_dir: ProjectDir) -> No
     assert warning.severity.value == "warning"
     assert "not in batchrun's list of batch-capable models" in warning.summary
     assert warning.line == 6 and warning.path == "spec.model"
+
+
+def test_vertex_reserved_columns_are_refused_for_bigquery_sources(project_dir: ProjectDir) -> None:
+    project_dir.write("triage.yaml", """\
+        apiVersion: batchrun/v1
+        kind: BatchJob
+        metadata: {name: triage}
+        spec:
+          model: anthropic/claude-3-5-haiku@20241022
+          parameters: {max_tokens: 5}
+          source:
+            bigquery: {table: p.d.t}
+            id: ticket_id
+            columns: [ticket_id, status, body]
+          prompt: {user: "{{ body }}"}
+          destination: {bigquery: {table: p.d.out}}
+        """)
+    with pytest.raises(ManifestError) as info:
+        api.load_project(cwd=project_dir.root)
+    (problem,) = info.value.diagnostics
+    assert problem.summary == 'column "status" is reserved by Vertex for claude job output'
+    assert problem.path == "spec.source"

@@ -77,9 +77,11 @@ def test_quota_rejected_with_429_waits_for_the_next_apply(vertex: VertexWorld) -
 
 def test_quota_queued_jobs_run_in_turn(vertex: VertexWorld) -> None:
     setup(vertex, rows_per_job=2)
-    vertex.faults(max_concurrent=1, quota_mode="queue")
+    vertex.faults(max_concurrent=1, quota_mode="queue", run_seconds=1)
     report = api.apply(vertex.project())
-    assert len(report.created) == 3
+    assert len(report.created) == 3  # 6 rows split to the 2-row limit, one shard label each
+    assert sorted(j["labels"]["batchrun-shard"] for j in vertex.fake_jobs()) == ["0", "1", "2"]
+    assert {j["state"] for j in vertex.fake_jobs()} >= {"JOB_STATE_QUEUED"}
     assert_converged_once(vertex)
 
 
