@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from runner.fakevertex.server import main
+from runner.fakevertex.routes import main
 
 main()
