@@ -52,15 +52,21 @@ def _error_text(err: Any) -> str:
     return str(err)
 
 
-def _claude(data: dict[str, Any]) -> ParsedOutput:
-    custom_id = data.get("custom_id")
-    status = data.get("status") or ""
+def _response(data: dict[str, Any]) -> Any:
+    """`response` as an object: BigQuery output tables may hand it over as JSON text."""
     response = data.get("response")
     if isinstance(response, str):
         try:
-            response = json.loads(response)
+            return json.loads(response)
         except ValueError:
-            response = None
+            return None
+    return response
+
+
+def _claude(data: dict[str, Any]) -> ParsedOutput:
+    custom_id = data.get("custom_id")
+    status = data.get("status") or ""
+    response = _response(data)
     if status:
         return ParsedOutput(_id(custom_id), False, error=_status_error(str(status)))
     if not isinstance(response, dict) or "content" not in response:
@@ -77,12 +83,7 @@ def _claude(data: dict[str, Any]) -> ParsedOutput:
 def _openai(data: dict[str, Any]) -> ParsedOutput:
     custom_id = data.get("custom_id")
     err = data.get("error")
-    response = data.get("response")
-    if isinstance(response, str):
-        try:
-            response = json.loads(response)
-        except ValueError:
-            response = None
+    response = _response(data)
     if isinstance(response, dict) and "body" in response and "status_code" in response:
         if int(response.get("status_code") or 0) >= 400 and not err:
             err = response.get("body")

@@ -31,22 +31,23 @@ def _decoded_lines(path: Path) -> Iterator[tuple[int, str | RowIssue]]:
                             f"{exc.start + 1}); re-encode the file as UTF-8")
 
 
+def parse_jsonl_line(number: int, text: str | bytes, where: str = "") -> SourceRow | RowIssue:
+    """One JSONL line -> a row, or the reason it is not one (`where` names the object, if any)."""
+    try:
+        data: Any = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        return RowIssue(number, f"{where}is not valid JSON ({exc.msg})")
+    if not isinstance(data, dict):
+        return RowIssue(number, f"{where}must be a JSON object, not {type(data).__name__}")
+    return SourceRow(number, data)
+
+
 def read_jsonl(path: Path) -> Iterator[SourceRow | RowIssue]:
     for number, text in _decoded_lines(path):
         if isinstance(text, RowIssue):
             yield text
-            continue
-        if not text.strip():
-            continue
-        try:
-            data: Any = orjson.loads(text)
-        except orjson.JSONDecodeError as exc:
-            yield RowIssue(number, f"is not valid JSON ({exc.msg})")
-            continue
-        if not isinstance(data, dict):
-            yield RowIssue(number, f"must be a JSON object, not {type(data).__name__}")
-            continue
-        yield SourceRow(number, data)
+        elif text.strip():
+            yield parse_jsonl_line(number, text)
 
 
 def read_csv(path: Path) -> Iterator[SourceRow | RowIssue]:

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
 from runner import rowfile
+from runner.backends.base import IndexEntry
 from runner.errors import BackendError
 from runner.render import RowIssue, SourceRow
 from runner.spec import DestinationSpec, SourceSpec
@@ -49,6 +52,21 @@ def atomic_writer(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
 def write_json(path: Path, value: Any) -> None:
     with atomic_writer(path) as fh:
         fh.write(orjson.dumps(value, option=orjson.OPT_INDENT_2))
+
+
+def write_staged(rows: Iterable[tuple[bytes, IndexEntry]], input_path: Path,
+                 index_path: Path) -> tuple[str, int, int]:
+    """Write request lines and their index; return (content digest, rows, bytes)."""
+    digest = hashlib.sha256()
+    count = size = 0
+    with input_path.open("wb") as inp, index_path.open("wb") as idx:
+        for line, entry in rows:
+            inp.write(line + b"\n")
+            digest.update(line + b"\n")
+            idx.write(orjson.dumps(asdict(entry)) + b"\n")
+            count += 1
+            size += len(line) + 1
+    return digest.hexdigest()[:32], count, size
 
 
 def read_source(source: SourceSpec) -> Iterator[SourceRow | RowIssue]:

@@ -3,7 +3,6 @@ Vertex does (reference §8-§10), through the real Google client libraries."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,25 +10,15 @@ import orjson
 
 
 def storage_client() -> Any:
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage  # type: ignore[attr-defined]
+    from runner.backends.vertex.gcs import make_client
 
-    host = os.environ.get("STORAGE_EMULATOR_HOST")
-    if host:
-        return storage.Client(project="fake", credentials=AnonymousCredentials(),
-                              client_options={"api_endpoint": host})
-    return storage.Client()
+    return make_client()
 
 
 def bigquery_client(project: str) -> Any:
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import bigquery
+    from runner.backends.vertex.bq import make_client
 
-    endpoint = os.environ.get("BATCHRUN_BIGQUERY_ENDPOINT")
-    if endpoint:
-        return bigquery.Client(project=project, credentials=AnonymousCredentials(),
-                               client_options={"api_endpoint": endpoint})
-    return bigquery.Client(project=project)
+    return make_client(project)
 
 
 def split_gs(uri: str) -> tuple[str, str]:
@@ -43,41 +32,25 @@ def split_bq(uri: str) -> tuple[str, str, str]:
 
 
 def read_gcs_rows(uris: list[str]) -> Iterator[dict[str, Any]]:
-    import fnmatch
+    from runner.backends.vertex.gcs import Gcs
 
-    client = storage_client()
-    for uri in uris:
-        bucket, path = split_gs(uri)
-        if any(c in path for c in "*?["):
-            prefix = path.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0]
-            names = sorted(b.name for b in client.list_blobs(bucket, prefix=prefix)
-                           if fnmatch.fnmatchcase(b.name, path))
-        else:
-            names = [path]
-        for name in names:
-            data = client.bucket(bucket).blob(name).download_as_bytes()
-            for line in data.splitlines():
-                if line.strip():
-                    yield orjson.loads(line)
+    gcs = Gcs(storage_client())
+    for pattern in uris:
+        for uri in gcs.expand(pattern):
+            for line in gcs.lines(uri):
+                yield orjson.loads(line)
 
 
 def read_bq_rows(uri: str) -> Iterator[dict[str, Any]]:
     from google.cloud import bigquery
 
+    from runner.backends.vertex.bq import json_or_text
+
     project, dataset, table = split_bq(uri)
     client = bigquery_client(project)
     retry = bigquery.DEFAULT_RETRY.with_deadline(10)
     for row in client.list_rows(f"{project}.{dataset}.{table}", retry=retry):
-        yield {k: _decode(v) for k, v in dict(row).items()}
-
-
-def _decode(value: Any) -> Any:
-    if isinstance(value, str) and value[:1] in "{[":
-        try:
-            return orjson.loads(value)
-        except orjson.JSONDecodeError:
-            return value
-    return value
+        yield {k: json_or_text(v) for k, v in dict(row).items()}
 
 
 def write_gcs_output(directory: str, lines: list[bytes]) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import getpass
-import hashlib
 import os
 import socket
 import subprocess
@@ -92,19 +91,12 @@ class LocalBackend:
     def stage(self, manifest_name: str, rows: Iterable[tuple[bytes, IndexEntry]]) -> StagedInput:
         folder = self.state_dir / "staging" / manifest_name
         folder.mkdir(parents=True, exist_ok=True)
-        digest = hashlib.sha256()
-        count = size = 0
         fd, tmp_input = tempfile.mkstemp(dir=folder, suffix=".tmp")
         fd2, tmp_index = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        os.close(fd)
+        os.close(fd2)
         try:
-            with os.fdopen(fd, "wb") as inp, os.fdopen(fd2, "wb") as idx:
-                for line, entry in rows:
-                    inp.write(line + b"\n")
-                    digest.update(line + b"\n")
-                    idx.write(orjson.dumps(asdict(entry)) + b"\n")
-                    count += 1
-                    size += len(line) + 1
-            name = digest.hexdigest()[:32]
+            name, count, size = localfiles.write_staged(rows, Path(tmp_input), Path(tmp_index))
             final = folder / f"{name}.jsonl"
             # Content-addressed: a file already staged under this digest holds these bytes.
             Path(tmp_input).replace(final)

@@ -11,13 +11,13 @@ import secrets
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from runner import rowfile
 from runner.backends import localfiles
 from runner.backends.base import IndexEntry, JobRequest, JobState, RemoteJob, StagedInput
 from runner.backends.vertex import jobs as vjobs
@@ -77,15 +77,7 @@ class VertexBackend:
             for uri in self.gcs.expand(pattern):
                 for line in self.gcs.lines(uri):
                     number += 1
-                    try:
-                        data = orjson.loads(line)
-                    except orjson.JSONDecodeError as exc:
-                        yield RowIssue(number, f"({uri}) is not valid JSON ({exc.msg})")
-                        continue
-                    if not isinstance(data, dict):
-                        yield RowIssue(number, f"({uri}) must be a JSON object")
-                        continue
-                    yield SourceRow(number, data)
+                    yield rowfile.parse_jsonl_line(number, line, f"({uri}) ")
 
     def list_jobs(self) -> list[RemoteJob]:
         found = [vjobs.parse_job(j) for j in self.client.list(MANAGED_FILTER)]
@@ -139,18 +131,9 @@ class VertexBackend:
     # --- writing -------------------------------------------------------------------------------
 
     def stage(self, manifest_name: str, rows: Iterable[tuple[bytes, IndexEntry]]) -> StagedInput:
-        digest = hashlib.sha256()
-        count = size = 0
         with tempfile.TemporaryDirectory() as tmp:
             inp, idx = Path(tmp) / "input.jsonl", Path(tmp) / "index.jsonl"
-            with inp.open("wb") as fi, idx.open("wb") as fx:
-                for line, entry in rows:
-                    fi.write(line + b"\n")
-                    digest.update(line + b"\n")
-                    fx.write(orjson.dumps(asdict(entry)) + b"\n")
-                    count += 1
-                    size += len(line) + 1
-            name = digest.hexdigest()[:32]
+            name, count, size = localfiles.write_staged(rows, inp, idx)
             base = f"{self._inputs(manifest_name)}/{name}"
             # Index first: a job is created only after both exist, so its rows can always be read.
             self.gcs.upload_file(f"{base}.index.jsonl", idx, if_absent=True)

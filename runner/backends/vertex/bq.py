@@ -50,7 +50,8 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _json(value: Any) -> Any:
+def json_or_text(value: Any) -> Any:
+    """JSON text from a table cell -> its value; anything else as it is."""
     if isinstance(value, str) and value[:1] in "{[":
         try:
             return orjson.loads(value)
@@ -113,13 +114,13 @@ class BigQuery:
         rows = [orjson.loads(line) for line in lines]
         config = bigquery.LoadJobConfig(schema=schema, source_format="NEWLINE_DELIMITED_JSON",
                                         write_disposition="WRITE_TRUNCATE")
-        self.client.load_table_from_json(rows, table, job_config=config).result(
+        self.client.load_table_fromjson_or_text(rows, table, job_config=config).result(
             timeout=self.timeout)
 
     def output_rows(self, table: str) -> Iterator[dict[str, Any]]:
         for row in self.client.list_rows(table.removeprefix("bq://"), page_size=PAGE_ROWS,
                                          retry=self.retry):
-            yield {k: _json(_plain(v)) for k, v in dict(row).items()}
+            yield {k: json_or_text(_plain(v)) for k, v in dict(row).items()}
 
     def destination_rows(self, table: str) -> Iterator[dict[str, Any]]:
         if not self.table_exists(table):
@@ -127,7 +128,7 @@ class BigQuery:
         for row in self.client.list_rows(table, page_size=PAGE_ROWS, retry=self.retry):
             data = {k: _plain(v) for k, v in dict(row).items()}
             for key in RESULT_JSON:
-                data[key] = _json(data.get(key))
+                data[key] = json_or_text(data.get(key))
             yield data
 
     def merge(self, table: str, rows: Iterable[Mapping[str, Any]]) -> int:
@@ -148,7 +149,7 @@ class BigQuery:
         stage = f"{table}__batchrun_stage_{secrets.token_hex(4)}"
         config = bigquery.LoadJobConfig(schema=schema, source_format="NEWLINE_DELIMITED_JSON",
                                         write_disposition="WRITE_TRUNCATE")
-        self.client.load_table_from_json([_encode(r, schema) for r in batch], stage,
+        self.client.load_table_fromjson_or_text([_encode(r, schema) for r in batch], stage,
                                          job_config=config).result(timeout=self.timeout)
         try:
             cols = ", ".join(f"`{c}`" for c in columns)
