@@ -114,7 +114,7 @@ class BigQuery:
         rows = [orjson.loads(line) for line in lines]
         config = bigquery.LoadJobConfig(schema=schema, source_format="NEWLINE_DELIMITED_JSON",
                                         write_disposition="WRITE_TRUNCATE")
-        self.client.load_table_fromjson_or_text(rows, table, job_config=config).result(
+        self.client.load_table_from_json(rows, table, job_config=config).result(
             timeout=self.timeout)
 
     def output_rows(self, table: str) -> Iterator[dict[str, Any]]:
@@ -149,7 +149,7 @@ class BigQuery:
         stage = f"{table}__batchrun_stage_{secrets.token_hex(4)}"
         config = bigquery.LoadJobConfig(schema=schema, source_format="NEWLINE_DELIMITED_JSON",
                                         write_disposition="WRITE_TRUNCATE")
-        self.client.load_table_fromjson_or_text([_encode(r, schema) for r in batch], stage,
+        self.client.load_table_from_json([_encode(r, schema) for r in batch], stage,
                                          job_config=config).result(timeout=self.timeout)
         try:
             cols = ", ".join(f"`{c}`" for c in columns)
