@@ -6,20 +6,24 @@ from runner.api import (
     ApplyReport,
     JobStatus,
     Project,
+    Usage,
+    __version__,
     apply,
+    apply_saved,
     cancel,
     converge,
+    import_job,
     load_project,
     plan,
     render,
     results,
+    save_plan,
     status,
     unlock,
+    usage,
 )
 from runner.errors import BatchrunError
 from runner.plan import Plan
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ApplyReport",
@@ -27,14 +31,19 @@ __all__ = [
     "JobStatus",
     "Plan",
     "Project",
+    "Usage",
     "__version__",
     "apply",
+    "apply_saved",
     "cancel",
     "converge",
+    "import_job",
     "load_project",
     "plan",
     "render",
     "results",
+    "save_plan",
     "status",
     "unlock",
+    "usage",
 ]

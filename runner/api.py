@@ -13,14 +13,26 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from runner import backends, planner
+from runner import backends, collect, estimate, planfile, planner
 from runner import manifest as manifest_loader
 from runner.apply import ApplyReport, Event, apply_plan
-from runner.backends.base import Backend, RemoteJob
-from runner.errors import BatchrunError, ConfigError, Diagnostic, ManifestError, RenderError, error
+from runner.backends.base import Backend, IndexEntry, RemoteJob
+from runner.errors import (
+    BatchrunError,
+    BudgetError,
+    ConfigError,
+    Diagnostic,
+    ManifestError,
+    RenderError,
+    StalePlanError,
+    error,
+)
+from runner.outputs import parse_line
 from runner.plan import Plan
 from runner.settings import load_settings
 from runner.spec import Manifest, Settings
+
+__version__ = "0.1.0"
 
 
 @dataclass(frozen=True)
@@ -82,17 +94,54 @@ def render(project: Project, name: str, *, limit: int | None = None,
         yield row.line
 
 
-def plan(project: Project, *, backend: Backend | None = None, prune: bool = False) -> Plan:
+def plan(project: Project, *, backend: Backend | None = None, prune: bool = False,
+         exact_tokens: bool = False) -> Plan:
     return planner.make_plan(project.manifests, backend or open_backend(project), project.settings,
-                             prune=prune)
+                             prune=prune, exact_tokens=exact_tokens)
+
+
+def check_budget(the_plan: Plan) -> None:
+    """BudgetError when the plan's estimate is over a max_cost: nothing is sent."""
+    if the_plan.over_budget:
+        notes = list(the_plan.budget_notes) + [
+            f"{m.name}: {n}" for m in the_plan.manifests for n in m.notes if n.startswith("over budget")]
+        raise BudgetError([error(n, hint="raise max_cost, or narrow the run with --target")
+                           for n in notes])
 
 
 def apply(project: Project, the_plan: Plan | None = None, *, backend: Backend | None = None,
           prune: bool = False, allow_cancel: bool = False, say: Event | None = None) -> ApplyReport:
     backend = backend or open_backend(project)
     the_plan = the_plan or plan(project, backend=backend, prune=prune)
+    check_budget(the_plan)
     return apply_plan(the_plan, project.manifests, backend, project.settings,
                       allow_cancel=allow_cancel, say=say or (lambda _: None))
+
+
+def save_plan(project: Project, the_plan: Plan, path: Path) -> None:
+    planfile.write(path, the_plan, project.settings, __version__)
+
+
+def load_saved_plan(path: Path, **load: Any) -> tuple[Project, Plan, dict[str, Any]]:
+    """A saved plan and the project it was made for (its manifests only)."""
+    saved, doc = planfile.read(path)
+    project = load_project(**load)
+    names = {m.name for m in saved.manifests}
+    manifests = tuple(m for m in project.manifests if m.name in names)
+    return Project(project.settings, manifests, project.warnings), saved, doc
+
+
+def apply_saved(path: Path, *, backend: Backend | None = None, allow_cancel: bool = False,
+                say: Event | None = None, **load: Any) -> ApplyReport:
+    """Apply exactly the plan in `path`, or refuse with what changed since it was made."""
+    project, saved, doc = load_saved_plan(path, **load)
+    backend = backend or open_backend(project)
+    fresh = plan(project, backend=backend, prune=any(o.cancel for o in saved.orphans))
+    reasons = planfile.stale_reasons(saved, fresh, doc.get("settings", {}), project.settings)
+    if reasons:
+        raise StalePlanError([error("the plan is stale: the world changed since it was made",
+                                    file=str(path)), *reasons])
+    return apply(project, saved, backend=backend, allow_cancel=allow_cancel, say=say)
 
 
 def converge(project: Project, *, backend: Backend | None = None, prune: bool = False,
@@ -156,6 +205,64 @@ def status(project: Project, name: str | None = None, *,
     return sorted(out, key=lambda s: (s.manifest, -(s.age_seconds or 0)))
 
 
+@dataclass(frozen=True)
+class Usage:
+    """Tokens and cost actually used, from the usage recorded with each answer."""
+
+    manifest: str
+    rows: int
+    input_tokens: int
+    output_tokens: int
+    cost: float | None
+
+
+def usage(project: Project, name: str | None = None, *,
+          backend: Backend | None = None) -> list[Usage]:
+    backend = backend or open_backend(project)
+    out = []
+    for m in project.manifests:
+        if name is not None and m.name != name:
+            continue
+        rows = tokens_in = tokens_out = 0
+        for row in backend.read_destination(m.destination):
+            counts = row.get("usage")
+            if isinstance(counts, dict):
+                rows += 1
+                tokens_in += int(counts.get("input_tokens") or 0)
+                tokens_out += int(counts.get("output_tokens") or 0)
+        price = estimate.price_for(m.model, project.settings.pricing)
+        out.append(Usage(m.name, rows, tokens_in, tokens_out,
+                         price.cost(tokens_in, tokens_out) if price else None))
+    return out
+
+
+def import_job(project: Project, name: str, job_name: str, *,
+               backend: Backend | None = None) -> int:
+    """Adopt a job made outside batchrun: its answers for rows of NAME's source count as done.
+    Returns the number of answers merged into the destination."""
+    m = project.manifest(name)
+    backend = backend or open_backend(project)
+    job = backend.get_job(job_name)
+    if not job.state.finished or job.output_uri is None:
+        raise BatchrunError(f"job {job_name} is {job.state.short}; only a finished job with output "
+                            "can be imported")
+    index = [IndexEntry(r.custom_id, r.request_hash, {k: r.row.data.get(k) for k in m.passthrough})
+             for r in planner.rendered_rows(m, backend, project.settings)]
+    with backend.lock(m.name):
+        updates: dict[str, list[dict[str, Any]]] = {}
+        answered = {str(parse_line(line, m.family).custom_id) for line in backend.read_output(job)}
+        for row in collect.result_rows(m, job_name=job.name, job_spec_hash=m.spec_hash,
+                                       finished_at=job.end_time or "",
+                                       index=[e for e in index if e.custom_id in answered],
+                                       output=backend.read_output(job), job_error=None):
+            if row["status"] == collect.SUCCEEDED:
+                updates[row["custom_id"]] = [row]
+        merged = collect.merge_rows(backend.read_destination(m.destination), updates, m.spec_hash)
+        done = backend.collected_jobs(m.destination)
+        backend.write_destination(m.destination, merged, collected=done | {job.name})
+    return len(updates)
+
+
 def results(project: Project, name: str, *, backend: Backend | None = None) -> Iterator[
         dict[str, Any]]:
     """The collected answers of one manifest, one row per id, as stored in its destination."""
@@ -178,5 +285,6 @@ def unlock(project: Project, name: str, *, backend: Backend | None = None) -> st
     return (backend or open_backend(project)).unlock(project.manifest(name).name)
 
 
-__all__ = ["ApplyReport", "JobStatus", "Project", "RenderError", "apply", "cancel", "converge",
-           "load_project", "open_backend", "plan", "render", "results", "status", "unlock"]
+__all__ = ["ApplyReport", "JobStatus", "Project", "RenderError", "apply", "apply_saved", "cancel",
+           "check_budget", "converge", "import_job", "load_project", "open_backend", "plan",
+           "render", "results", "save_plan", "status", "unlock", "usage"]

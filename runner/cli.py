@@ -2,7 +2,7 @@
 exit codes. Holds no logic of its own.
 
 Exit codes: 0 success (no changes), 1 error, 2 usage error (click), 3 changes present (plan
---detailed-exitcode only).
+--detailed-exitcode only), 4 over budget (the estimate is over a max_cost; nothing was sent).
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ import orjson
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from runner import api, display
-from runner.errors import ApprovalError, BatchrunError, Diagnostic
+from runner import api, display, planfile
+from runner.errors import ApprovalError, BatchrunError, BudgetError, Diagnostic
 from runner.plan import Plan
 
 EXIT_OK: Final = 0
 EXIT_ERROR: Final = 1
 EXIT_CHANGES: Final = 3
+EXIT_BUDGET: Final = 4
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,7 +56,7 @@ def handle_errors(fn: F) -> F:
             if debug:
                 raise
             _print_diagnostics(exc.diagnostics)
-            ctx.exit(EXIT_ERROR)
+            ctx.exit(EXIT_BUDGET if isinstance(exc, BudgetError) else EXIT_ERROR)
         except KeyboardInterrupt:
             click.echo("interrupted; run the same command again to continue", err=True)
             ctx.exit(130)
@@ -131,28 +132,41 @@ def render(ctx: click.Context, manifest: str, name: str | None, limit: int | Non
     out.flush()
 
 
-def _emit_plan(the_plan: Plan, as_json: bool) -> None:
-    if as_json:
+def _emit_plan(the_plan: Plan, fmt: str) -> None:
+    if fmt == "json":
         click.echo(orjson.dumps(the_plan.to_dict(), option=orjson.OPT_INDENT_2).decode())
+    elif fmt == "markdown":
+        click.echo(display.plan_markdown(the_plan), nl=False)
     else:
         click.echo(display.plan_text(the_plan), nl=False)
 
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True))
-@click.option("--json", "as_json", is_flag=True, help="One versioned JSON document on stdout.")
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
+              show_default=True, help="json: one versioned document; markdown: a PR comment.")
+@click.option("--out", "out", type=click.Path(path_type=Path, dir_okay=False),
+              help="Save the plan, for `batchrun apply FILE`.")
 @click.option("--detailed-exitcode", is_flag=True,
               help=f"Exit {EXIT_CHANGES} when there are changes, 0 when there are none.")
 @click.option("--prune", is_flag=True, help="Plan to cancel running jobs of removed manifests.")
 @click.option("--target", "targets", multiple=True, help="Only this manifest (repeatable).")
+@click.option("--exact-tokens", is_flag=True,
+              help="Ask Vertex to count Claude input tokens (one call per row to send).")
 @click.pass_context
 @handle_errors
-def plan(ctx: click.Context, paths: tuple[str, ...], as_json: bool, detailed_exitcode: bool,
-         prune: bool, targets: tuple[str, ...]) -> None:
-    """Show what apply would do: rows done, in flight, to do, failed. Read-only."""
+def plan(ctx: click.Context, paths: tuple[str, ...], as_json: bool, fmt: str, out: Path | None,
+         detailed_exitcode: bool, prune: bool, targets: tuple[str, ...], exact_tokens: bool) -> None:
+    """Show what apply would do: rows done, in flight, to do, failed, tokens, cost. Read-only."""
     project = _project(ctx, paths, targets)
-    the_plan = api.plan(project, prune=prune)
-    _emit_plan(the_plan, as_json)
+    the_plan = api.plan(project, prune=prune, exact_tokens=exact_tokens)
+    _emit_plan(the_plan, "json" if as_json else fmt)
+    if out is not None:
+        api.save_plan(project, the_plan, out)
+        click.echo(f"Saved the plan to {out}; `batchrun apply {out}` carries out exactly this plan.",
+                   err=True)
+    api.check_budget(the_plan)
     if detailed_exitcode and the_plan.has_changes:
         ctx.exit(EXIT_CHANGES)
 
@@ -181,11 +195,23 @@ def _approve(the_plan: Plan) -> None:
 def apply(ctx: click.Context, paths: tuple[str, ...], auto_approve: bool, wait: bool, prune: bool,
           allow_cancel: bool, targets: tuple[str, ...], poll_interval: float,
           timeout: float | None) -> None:
-    """Carry out the plan: collect finished jobs, create jobs for rows to do."""
+    """Carry out the plan (or a saved plan FILE): collect finished jobs, create jobs for rows to do."""
+    if len(paths) == 1 and planfile.is_plan_file(Path(paths[0])):
+        obj = ctx.obj
+        report = api.apply_saved(
+            Path(paths[0]), allow_cancel=allow_cancel,
+            say=lambda message: click.echo(message, err=True), config=obj["config"],
+            environment=obj["env"], flags={"backend": obj["backend"], "project": obj["project"],
+                                           "region": obj["region"]})
+        click.echo(f"Applied the saved plan: {report.rows_sent:,} rows sent in "
+                   f"{len(report.created)} jobs, {len(report.collected)} jobs collected, "
+                   f"{len(report.cancelled)} cancelled.")
+        return
     project = _project(ctx, paths, targets)
     backend = api.open_backend(project)
     first = api.plan(project, backend=backend, prune=prune)
-    _emit_plan(first, as_json=False)
+    _emit_plan(first, "text")
+    api.check_budget(first)
     if not first.has_changes and not wait:
         click.echo("Nothing to do.")
         return
@@ -232,6 +258,9 @@ def status(ctx: click.Context, name: str | None) -> None:
         return
     console = Console(highlight=False, width=max(Console().width, 120))
     display.print_table(console, display.STATUS_COLUMNS, rows)
+    for used in api.usage(project, name):
+        if used.rows:
+            click.echo(display.usage_text(used))
 
 
 def _cell(value: Any) -> str:
@@ -293,6 +322,17 @@ def cancel(ctx: click.Context, name: str) -> None:
     """Cancel NAME's running jobs (their rows are sent again by the next apply)."""
     jobs = api.cancel(_project(ctx), name)
     click.echo(f"Cancelling {len(jobs)} job(s)" + "".join(f"\n  {j}" for j in jobs))
+
+
+@main.command(name="import")
+@click.argument("name")
+@click.argument("job")
+@click.pass_context
+@handle_errors
+def import_(ctx: click.Context, name: str, job: str) -> None:
+    """Adopt JOB, made outside batchrun, so its answers count as NAME's done rows."""
+    count = api.import_job(_project(ctx), name, job)
+    click.echo(f"Imported {count} answers from {job} into {name}'s destination.")
 
 
 @main.command()

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from runner.errors import Diagnostic
-from runner.plan import ManifestPlan, Plan
+from runner.plan import Estimate, ManifestPlan, Plan
 
 
 def diagnostics_text(diags: Iterable[Diagnostic]) -> str:
@@ -52,20 +52,37 @@ def _rows_text(m: ManifestPlan) -> str:
     return ", ".join(parts)
 
 
+def _money(cost: float | None) -> str:
+    if cost is None:
+        return "unknown (no price for this model; add it under pricing: in batchrun.yaml)"
+    return f"${cost:,.2f}" if cost >= 0.01 else f"${cost:,.4f}"
+
+
+_BASIS = {"history": "as in past answers", "max_tokens": "at most, by max_tokens",
+          "embeddings": "embeddings", "unknown": "unknown"}
+
+
+def _estimate_text(e: Estimate) -> str:
+    return (f"~{e.input_tokens:,} input + {e.output_tokens:,} output tokens "
+            f"({_BASIS[e.output_basis]}), {_money(e.cost)}")
+
+
 def plan_text(plan: Plan) -> str:
     lines = []
     width = max((len(m.name) for m in plan.manifests), default=0)
     for m in plan.manifests:
         symbol = _SYMBOL.get(m.actions[0] if m.actions else m.headline.split(":")[0], " ")
         lines.append(f"{symbol} {m.name.ljust(width)}  {m.headline}")
-        tokens = f"; ~{m.input_tokens:,} input tokens to send" if m.input_tokens else ""
-        lines.append(f"  {' ' * width}  {_rows_text(m)}{tokens}")
+        lines.append(f"  {' ' * width}  {_rows_text(m)}")
+        if m.rows.to_do:
+            lines.append(f"  {' ' * width}  {_estimate_text(m.estimate)}")
         lines.extend(f"  {' ' * width}  {note}" for note in m.notes)
         for custom_id, err in m.failures:
             lines.append(f"  {' ' * width}  ! {custom_id}: {err}")
     for orphan in plan.orphans:
         verb = "cancel" if orphan.cancel else "running, not in any manifest (use --prune to cancel)"
         lines.append(f"- {orphan.manifest_name}  {verb}: {orphan.job}")
+    lines.extend(plan.budget_notes)
     s = plan.summary()
     lines.append("")
     lines.append(
@@ -73,6 +90,7 @@ def plan_text(plan: Plan) -> str:
         f"{s['jobs_to_collect']} to collect, {s['jobs_to_cancel']} to cancel, "
         f"{_n(s['rows_waiting'], 'row')} waiting for a job slot. "
         f"{_n(s['up_to_date'], 'manifest')} up to date."
+        + (f" Estimated cost: {_money(plan.cost)}." if s["rows_to_send"] or s["rows_waiting"] else "")
     )
     return "\n".join(lines) + "\n"
 
@@ -108,3 +126,42 @@ def status_rows(statuses: Iterable[Any]) -> list[tuple[str, ...]]:
     return [(s.manifest, s.job.rsplit("/", 1)[-1], s.state, "current" if s.current_spec else "old",
              "-" if s.succeeded is None else f"{s.succeeded} ok / {s.failed or 0} failed",
              age_text(s.age_seconds), s.error or "") for s in statuses]
+
+
+def plan_markdown(plan: Plan) -> str:
+    """A compact pull-request comment: one table row per manifest, details folded away."""
+    s = plan.summary()
+    changed = [m for m in plan.manifests if m.has_changes]
+    head = (f"### batchrun plan: {_n(len(changed), 'manifest')} to change, "
+            f"{_n(s['rows_to_send'], 'row')} to send")
+    if s["rows_to_send"] or s["rows_waiting"]:
+        head += f", estimated {_money(plan.cost)}"
+    lines = [head, ""]
+    lines.extend(f"> **{n}**" for n in plan.budget_notes)
+    lines += ["| | manifest | action | to do | done | failed | jobs | tokens in / out | cost |",
+              "|---|---|---|--:|--:|--:|--:|--:|--:|"]
+    for m in plan.manifests:
+        symbol = _SYMBOL.get(m.actions[0] if m.actions else m.headline.split(":")[0], " ")
+        jobs = sum(c.shards for c in m.changes)
+        e = m.estimate
+        cost = _money(e.cost) if m.rows.to_do else "-"
+        tokens = f"{e.input_tokens:,} / {e.output_tokens:,}" if m.rows.to_do else "-"
+        action = ", ".join(m.actions) or m.headline
+        lines.append(f"| `{symbol}` | {m.name} | {action} | {m.rows.to_do:,} | {m.rows.done:,} | "
+                     f"{m.rows.failed:,} | {jobs} | {tokens} | {cost} |")
+    details = []
+    for m in plan.manifests:
+        notes = [m.headline, *m.notes, *(f"failed `{i}`: {err}" for i, err in m.failures)]
+        details.append(f"- **{m.name}** (`{m.file}`, spec `{m.spec_hash[:8]}`): "
+                       + "; ".join(notes))
+    for orphan in plan.orphans:
+        details.append(f"- **{orphan.manifest_name}**: running job `{orphan.job}` has no manifest"
+                       + (" and will be cancelled" if orphan.cancel else " (use --prune to cancel)"))
+    lines += ["", "<details><summary>Details</summary>", "", *details, "", "</details>", ""]
+    return "\n".join(lines)
+
+
+def usage_text(used: Any) -> str:
+    """One manifest's tokens and cost actually used (an api.Usage)."""
+    return (f"{used.manifest}: {used.rows:,} answers used {used.input_tokens:,} input + "
+            f"{used.output_tokens:,} output tokens, {_money(used.cost)}")

@@ -6,6 +6,9 @@
     ├── RenderError          bad source rows: missing column, null or duplicate id, non-UTF-8, oversize
     ├── LockError            another apply holds the manifest's lock
     ├── ApprovalError        apply was not approved
+    ├── PlanFileError        a saved plan that cannot be read, or from a newer batchrun
+    ├── StalePlanError       the world changed since the saved plan was made
+    ├── BudgetError          the plan's estimated cost is over max_cost
     └── BackendError         a remote or local store call failed
         └── QuotaError       the service refused a job for quota: its rows wait for the next apply
 """
@@ -84,4 +87,16 @@ class BackendError(BatchrunError):
 
 
 class QuotaError(BackendError):
+    pass
+
+
+class PlanFileError(BatchrunError):
+    pass
+
+
+class StalePlanError(BatchrunError):
+    pass
+
+
+class BudgetError(BatchrunError):
     pass

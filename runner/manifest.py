@@ -200,8 +200,12 @@ def _build(doc: Document, path: Path, settings: Settings,
         protect=spec.get("protect", defaults.get("protect", False)),
         labels={**defaults.get("labels", {}), **meta.get("labels", {})},
         description=meta.get("description", ""),
+        max_cost=spec.get("max_cost"),
     )
-    return replace(manifest, spec_hash=identity.spec_hash(manifest))
+    templates = [t.text for t in manifest.prompt.templates()]
+    return replace(manifest, spec_hash=identity.spec_hash(manifest),
+                   digest=identity.digest(identity.canonical_json({"doc": data,
+                                                                   "templates": templates})))
 
 
 def _load_file(path: Path, settings: Settings,

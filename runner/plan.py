@@ -30,6 +30,18 @@ class RowCounts:
 
 
 @dataclass(frozen=True, slots=True)
+class Estimate:
+    """Tokens and cost of the rows to do (display and budget; apply sends rows, not estimates)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    output_basis: str = "unknown"  # "history", "max_tokens" (an upper bound), "embeddings"
+    cost: float | None = None  # USD; None when the model has no known price
+    max_cost: float | None = None
+    over_budget: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Change:
     action: Action
     reason: str  # display only
@@ -45,9 +57,11 @@ class ManifestPlan:
     spec_hash: str
     rows: RowCounts
     changes: tuple[Change, ...] = ()
-    input_tokens: int = 0  # estimate for the rows to send (characters / 4)
     failures: tuple[tuple[str, str], ...] = ()  # (custom_id, last error) of rows out of attempts
     notes: tuple[str, ...] = ()  # display only
+    estimate: Estimate = field(default_factory=Estimate)
+    manifest_digest: str = ""  # what the plan saw: a saved plan is stale when these differ
+    source_digest: str = ""
 
     @property
     def actions(self) -> list[str]:
@@ -99,10 +113,24 @@ class ManifestPlan:
             "rows": asdict(self.rows),
             "changes": [{**asdict(c), "action": c.action.value, "jobs": list(c.jobs)}
                         for c in self.changes],
-            "input_tokens": self.input_tokens,
             "failures": [{"custom_id": i, "error": e} for i, e in self.failures],
             "notes": list(self.notes),
+            "estimate": asdict(self.estimate),
+            "manifest_digest": self.manifest_digest,
+            "source_digest": self.source_digest,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ManifestPlan:
+        return cls(
+            name=data["name"], file=data["file"], spec_hash=data["spec_hash"],
+            rows=RowCounts(**data["rows"]),
+            changes=tuple(Change(action=Action(c["action"]), reason=c["reason"],
+                                 jobs=tuple(c["jobs"]), rows=c["rows"], shards=c["shards"])
+                          for c in data["changes"]),
+            failures=tuple((f["custom_id"], f["error"]) for f in data["failures"]),
+            notes=tuple(data["notes"]), estimate=Estimate(**data["estimate"]),
+            manifest_digest=data["manifest_digest"], source_digest=data["source_digest"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,11 +147,23 @@ class Plan:
     backend: str
     manifests: tuple[ManifestPlan, ...]
     orphans: tuple[Orphan, ...] = ()
+    observed_digest: str = ""  # the remote jobs this plan saw
+    budget_notes: tuple[str, ...] = ()  # why the whole apply is over max_cost, if it is
+    max_cost: float | None = None
     format_version: int = field(default=FORMAT_VERSION)
 
     @property
     def has_changes(self) -> bool:
         return any(m.has_changes for m in self.manifests) or any(o.cancel for o in self.orphans)
+
+    @property
+    def over_budget(self) -> bool:
+        return bool(self.budget_notes) or any(m.estimate.over_budget for m in self.manifests)
+
+    @property
+    def cost(self) -> float | None:
+        costs = [m.estimate.cost for m in self.manifests if m.rows.to_do]
+        return None if any(c is None for c in costs) else sum(c for c in costs if c is not None)
 
     def manifest(self, name: str) -> ManifestPlan:
         return next(m for m in self.manifests if m.name == name)
@@ -140,6 +180,8 @@ class Plan:
             + sum(1 for o in self.orphans if o.cancel),
             "rows_waiting": sum(m.rows.waiting for m in self.manifests),
             "up_to_date": sum(1 for m in self.manifests if not m.has_changes),
+            "input_tokens": sum(m.estimate.input_tokens for m in self.manifests),
+            "output_tokens": sum(m.estimate.output_tokens for m in self.manifests),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -148,6 +190,21 @@ class Plan:
             "has_changes": self.has_changes,
             "backend": self.backend,
             "summary": self.summary(),
+            "cost": self.cost,
+            "max_cost": self.max_cost,
+            "over_budget": self.over_budget,
+            "budget_notes": list(self.budget_notes),
+            "observed_digest": self.observed_digest,
             "manifests": [m.to_dict() for m in self.manifests],
             "orphans": [asdict(o) for o in self.orphans],
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        """The inverse of to_dict (derived fields such as summary are recomputed)."""
+        return cls(backend=data["backend"],
+                   manifests=tuple(ManifestPlan.from_dict(m) for m in data["manifests"]),
+                   orphans=tuple(Orphan(**o) for o in data["orphans"]),
+                   observed_digest=data["observed_digest"],
+                   budget_notes=tuple(data["budget_notes"]), max_cost=data["max_cost"],
+                   format_version=data["format_version"])

@@ -4,19 +4,22 @@ Plan. Reads only; apply re-uses its row pass to stage exactly the rows it classi
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from runner import collect
+import orjson
+
+from runner import collect, estimate, identity
 from runner.backends.base import BackendReader, JobState, RemoteJob
 from runner.manifest import display_path
-from runner.plan import Action, Change, ManifestPlan, Orphan, Plan, RowCounts
+from runner.plan import Action, Change, Estimate, ManifestPlan, Orphan, Plan, RowCounts
 from runner.reconcile import LedgerState, RowClass, RowFacts, classify, ledger_state
 from runner.render import RenderedRow, render_rows
-from runner.spec import Manifest, Settings
+from runner.spec import Family, Manifest, Settings
 
 MAX_FAILURES_SHOWN = 10
 
@@ -32,6 +35,8 @@ class Ledger:
     to_collect: list[RemoteJob] = field(default_factory=list)
     running_same: list[RemoteJob] = field(default_factory=list)
     running_stale: list[RemoteJob] = field(default_factory=list)  # old spec, still running
+    answered: int = 0  # succeeded destination rows with usage, for the output-token estimate
+    output_tokens: int = 0
 
     def facts(self, row: RenderedRow, max_attempts: int) -> tuple[RowFacts, LedgerState]:
         stored = ledger_state(self.destination.get(row.custom_id), self.spec_hash,
@@ -61,6 +66,10 @@ def read_ledger(manifest: Manifest, reader: BackendReader, jobs: Sequence[Remote
     ledger = Ledger(manifest.spec_hash)
     for row in reader.read_destination(manifest.destination):
         ledger.destination[str(row.get("custom_id"))] = {k: row.get(k) for k in _KEPT}
+        usage = row.get("usage")
+        if row.get("status") == collect.SUCCEEDED and isinstance(usage, dict):
+            ledger.answered += 1
+            ledger.output_tokens += int(usage.get("output_tokens") or 0)
     collected = reader.collected_jobs(manifest.destination)
     for job in jobs:
         if job.manifest_name != manifest.name:
@@ -154,7 +163,7 @@ def hold_until(manifest: Manifest, jobs: Sequence[RemoteJob], settings: Settings
 
 def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
                   jobs: Sequence[RemoteJob], free_slots: int,
-                  now: datetime | None = None) -> tuple[ManifestPlan, int]:
+                  now: datetime | None = None, exact_tokens: bool = False) -> tuple[ManifestPlan, int]:
     """The plan of one manifest and the job slots it uses."""
     ledger = read_ledger(manifest, reader, jobs)
     held = hold_until(manifest, jobs, settings, now or datetime.now(UTC))
@@ -162,14 +171,18 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
     failures: list[tuple[str, str]] = []
     sharder = Sharder(settings)
     shard_rows: list[int] = []
-    chars = 0
+    input_tokens = 0
+    source_digest = hashlib.sha256()
     for row, kind, stored in classified_rows(manifest, reader, settings, ledger):
+        source_digest.update(f"{row.custom_id}\0{row.request_hash}\n".encode())
         counts[kind] += 1
         if kind is RowClass.TO_DO:
             if sharder.add(len(row.line) + 1):
                 shard_rows.append(0)
             shard_rows[-1] += 1
-            chars += len(row.line)
+            exact = (reader.count_tokens(manifest.family, manifest.model.resource,
+                                         orjson.loads(row.line)) if exact_tokens else None)
+            input_tokens += exact if exact is not None else estimate.approx_tokens(row.prompt_chars)
         elif kind is RowClass.FAILED and len(failures) < MAX_FAILURES_SHOWN:
             failures.append((row.custom_id, stored.last_error or "failed"))
     stale = ledger.running_stale
@@ -204,12 +217,47 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
         failed=counts[RowClass.FAILED],
         waiting=sum(shard_rows[slots:]),
     )
+    cost = cost_estimate(manifest, settings, ledger, rows.to_do, input_tokens)
+    if cost.over_budget:
+        notes.append(f"over budget: estimated ${cost.cost:,.2f} is more than max_cost "
+                     f"${manifest.max_cost:,.2f}")
     plan = ManifestPlan(
         name=manifest.name, file=display_path(manifest.file, settings.root),
         spec_hash=manifest.spec_hash, rows=rows, changes=tuple(changes),
-        input_tokens=chars // 4 if now_shards else 0, failures=tuple(failures),
-        notes=tuple(notes))
+        failures=tuple(failures), notes=tuple(notes), estimate=cost,
+        manifest_digest=manifest.digest, source_digest=source_digest.hexdigest()[:32])
     return plan, len(now_shards)
+
+
+def cost_estimate(manifest: Manifest, settings: Settings, ledger: Ledger, rows: int,
+                  input_tokens: int) -> Estimate:
+    """Tokens and cost of the rows to do. Output tokens follow the manifest's own past answers when
+    it has some, else max_tokens per row, an upper bound."""
+    max_tokens = manifest.parameters.get("max_tokens") or manifest.parameters.get(
+        "max_completion_tokens")
+    if manifest.family is Family.OPENAI_EMBEDDINGS:
+        output, basis = 0, "embeddings"
+    elif ledger.answered:
+        per_row = ledger.output_tokens / ledger.answered
+        if isinstance(max_tokens, int):
+            per_row = min(per_row, max_tokens)
+        output, basis = round(per_row * rows), "history"
+    elif isinstance(max_tokens, int):
+        output, basis = max_tokens * rows, "max_tokens"
+    else:
+        output, basis = 0, "unknown"
+    price = estimate.price_for(manifest.model, settings.pricing)
+    cost = price.cost(input_tokens, output) if price else None
+    over = manifest.max_cost is not None and (cost is None or cost > manifest.max_cost) and rows > 0
+    return Estimate(input_tokens=input_tokens, output_tokens=output, output_basis=basis, cost=cost,
+                    max_cost=manifest.max_cost, over_budget=over)
+
+
+def observed_digest(jobs: Sequence[RemoteJob], names: set[str]) -> str:
+    """What a saved plan saw of the remote jobs: any change makes it stale."""
+    seen = sorted((j.name, j.state.value, j.spec_hash, j.input_digest) for j in jobs
+                  if j.manifest_name in names or j.state.in_flight)
+    return identity.digest(identity.canonical_json(seen))
 
 
 def busy_slots(jobs: Sequence[RemoteJob]) -> int:
@@ -217,16 +265,25 @@ def busy_slots(jobs: Sequence[RemoteJob]) -> int:
 
 
 def make_plan(manifests: Sequence[Manifest], reader: BackendReader, settings: Settings,
-              *, prune: bool = False) -> Plan:
+              *, prune: bool = False, exact_tokens: bool = False) -> Plan:
     """Read-only: one listing of the jobs for all manifests, then a row pass per manifest."""
     jobs = reader.list_jobs()
     free = settings.quota.max_concurrent_jobs - busy_slots(jobs)
     plans = []
     for manifest in manifests:
-        plan, used = plan_manifest(manifest, reader, settings, jobs, free)
+        plan, used = plan_manifest(manifest, reader, settings, jobs, free,
+                                   exact_tokens=exact_tokens)
         free -= used
         plans.append(plan)
     names = {m.name for m in manifests}
     orphans = tuple(Orphan(j.manifest_name, j.name, prune) for j in jobs
                     if j.manifest_name not in names and j.state.in_flight)
-    return Plan(backend=reader.kind, manifests=tuple(plans), orphans=orphans)
+    total = sum(p.estimate.cost or 0 for p in plans)
+    budget_notes: tuple[str, ...] = ()
+    if settings.max_cost is not None and (total > settings.max_cost or any(
+            p.estimate.cost is None and p.rows.to_do for p in plans)):
+        budget_notes = (f"over budget: this apply is estimated at ${total:,.2f}, more than "
+                        f"max_cost ${settings.max_cost:,.2f}",)
+    return Plan(backend=reader.kind, manifests=tuple(plans), orphans=orphans,
+                observed_digest=observed_digest(jobs, names), budget_notes=budget_notes,
+                max_cost=settings.max_cost)

@@ -14,6 +14,7 @@ import jinja2
 import jinja2.meta
 from jinja2.sandbox import SandboxedEnvironment
 
+from runner import estimate
 from runner.errors import Diagnostic, RenderError, error
 from runner.identity import request_hash
 from runner.spec import Family, Manifest, Template
@@ -35,6 +36,7 @@ class RenderedRow:
     line: bytes  # the request row as sent, without the newline
     request_hash: str
     row: SourceRow
+    prompt_chars: int = 0  # characters of text the model reads, for the token estimate
 
 
 def _environment() -> SandboxedEnvironment:
@@ -126,10 +128,12 @@ class Renderer:
     def render(self, row: SourceRow) -> RenderedRow:
         custom_id = self.custom_id(row)
         if self._requests:
+            request: Mapping[str, Any] = row.data
             line = dumps(row.data)
         else:
             try:
-                line = dumps(self.request(custom_id, row.data))
+                request = self.request(custom_id, row.data)
+                line = dumps(request)
             except jinja2.UndefinedError as exc:
                 raise RowError(f"template needs a value the row lacks: {exc.message}") from exc
             except jinja2.TemplateError as exc:
@@ -137,7 +141,8 @@ class Renderer:
         if len(line) > self.max_request_bytes:
             raise RowError(f"request is {len(line):,} bytes, over the limit of "
                            f"{self.max_request_bytes:,} (quota.max_request_bytes)")
-        return RenderedRow(custom_id, line, request_hash(line), row)
+        return RenderedRow(custom_id, line, request_hash(line), row,
+                           estimate.prompt_chars(self.manifest.family, request))
 
 
 def row_problem(file: str, row: SourceRow | int, message: str, custom_id: str | None) -> Diagnostic:

@@ -120,6 +120,8 @@ def load_settings(
         quota=Quota(**data.get("quota", {})),
         executor=_executor(local.get("executor", {"type": "echo"})),
         model_executors={k: _executor(v) for k, v in local.get("models", {}).items()},
+        pricing=data.get("pricing", {}),
+        max_cost=data.get("max_cost"),
         origins=origins,
     )
     return settings, check_settings(settings)

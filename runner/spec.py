@@ -119,7 +119,9 @@ class Manifest:
     protect: bool = False
     labels: Mapping[str, str] = field(default_factory=dict)  # user labels: metadata, never hashed
     description: str = ""
+    max_cost: float | None = None  # USD; a plan estimated above it fails before anything is sent
     spec_hash: str = ""
+    digest: str = ""  # of the whole document and its template files: a saved plan's staleness check
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +164,8 @@ class Settings:
     quota: Quota = field(default_factory=Quota)
     executor: ExecutorSpec = field(default_factory=ExecutorSpec)
     model_executors: Mapping[str, ExecutorSpec] = field(default_factory=dict)
+    pricing: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    max_cost: float | None = None  # USD for one apply, over every manifest
     origins: Mapping[str, str] = field(default_factory=dict)  # setting -> "flag", "env", "file"...
 
     @property

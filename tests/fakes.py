@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -49,6 +49,9 @@ class FakeBackend:
         self.calls.append(("list_jobs", ""))
         return sorted(self.jobs.values(), key=lambda j: j.create_time or "", reverse=True)
 
+    def get_job(self, name: str) -> RemoteJob:
+        return self.jobs[name]
+
     def read_index(self, job: RemoteJob) -> Iterator[IndexEntry]:
         return iter([entry for _, entry in self.staged[job.input_digest]])
 
@@ -57,6 +60,9 @@ class FakeBackend:
 
     def read_destination(self, dest: DestinationSpec) -> Iterator[dict[str, Any]]:
         return iter([dict(r) for r in self.destinations.get(dest.location, [])])
+
+    def count_tokens(self, family: Family, model: str, request: Mapping[str, Any]) -> int | None:
+        return None
 
     def collected_jobs(self, dest: DestinationSpec) -> set[str]:
         return set(self.collected.get(dest.location, set()))

@@ -12,8 +12,9 @@ from tests.conftest import REPO
 
 def test_public_names_are_pinned() -> None:
     assert runner.__all__ == [
-        "ApplyReport", "BatchrunError", "JobStatus", "Plan", "Project", "__version__", "apply",
-        "cancel", "converge", "load_project", "plan", "render", "results", "status", "unlock",
+        "ApplyReport", "BatchrunError", "JobStatus", "Plan", "Project", "Usage", "__version__",
+        "apply", "apply_saved", "cancel", "converge", "import_job", "load_project", "plan", "render",
+        "results", "save_plan", "status", "unlock", "usage",
     ]
 
 

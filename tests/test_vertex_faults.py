@@ -139,3 +139,14 @@ def test_truncated_output_line_fails_only_that_row(vertex: VertexWorld) -> None:
     assert final.manifest("m").rows.done == 6
     ids = vertex.sent_ids()
     assert sorted(set(ids)) == [f"a{i}" for i in range(1, 7)] and len(ids) == 7
+
+
+def test_exact_tokens_come_from_the_count_tokens_endpoint(vertex: VertexWorld) -> None:
+    setup(vertex)
+    approx = api.plan(vertex.project()).manifest("m").estimate.input_tokens
+    exact = api.plan(vertex.project(), exact_tokens=True).manifest("m").estimate.input_tokens
+    assert approx == 6 * 2  # "row N" is 5 characters: 2 tokens by the offline rule
+    assert exact == 6 * 2  # the fake's word tokenizer: "row", "N"
+    vertex.p.write("rows.jsonl", '{"id": "a1", "text": "supercalifragilistic"}\n')
+    assert api.plan(vertex.project()).manifest("m").estimate.input_tokens == 5
+    assert api.plan(vertex.project(), exact_tokens=True).manifest("m").estimate.input_tokens == 1

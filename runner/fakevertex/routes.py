@@ -70,12 +70,14 @@ class _Handler(BaseHTTPRequestHandler):
             return
         parts = path.removeprefix("/v1/").split("/")
         if len(parts) < 5 or parts[0] != "projects" or parts[2] != "locations" or (
-                parts[4] != "batchPredictionJobs" and parts[4] != "operations"):
+                parts[4] not in ("batchPredictionJobs", "operations", "publishers")):
             self._error(404, f"No route for {path}")
             return
         project, location = parts[1], parts[3]
         try:
-            if parts[4] == "operations":
+            if path.endswith("/count-tokens:rawPredict"):
+                self._send(200, {"input_tokens": fake.count_tokens(self._body())})
+            elif parts[4] == "operations":
                 self._send(200, {"name": path.removeprefix("/v1/"), "done": True})
             elif len(parts) == 5 and method == "POST":
                 self._send(200, fake.create(project, location, self._body()))

@@ -4,6 +4,7 @@ cancel and delete, and every fault of DESIGN §7 on demand. HTTP lives in fakeve
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 import threading
 import time
@@ -91,6 +92,15 @@ class FakeVertex:
             if fault in ("500-after", "drop-after"):
                 raise ApiError(500 if fault == "500-after" else -1, "Internal error encountered.")
             return dict(job)
+
+    def count_tokens(self, body: dict[str, Any]) -> int:
+        """A stand-in tokenizer (words and punctuation), unlike batchrun's 4-characters rule."""
+        import re
+
+        texts = [str(body.get("system", ""))] + [
+            m["content"] if isinstance(m.get("content"), str) else json.dumps(m.get("content"))
+            for m in body.get("messages", [])]
+        return sum(len(re.findall(r"\w+|[^\w\s]", t)) for t in texts)
 
     def get(self, name: str) -> dict[str, Any]:
         with self.lock:

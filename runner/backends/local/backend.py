@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from runner.spec import (
     DestinationKind,
     DestinationSpec,
     ExecutorSpec,
+    Family,
     Settings,
     SourceKind,
     SourceSpec,
@@ -55,6 +56,12 @@ class LocalBackend:
         jobs = [j for j in jobs if j.managed]
         return sorted(jobs, key=lambda j: j.create_time or "", reverse=True)
 
+    def get_job(self, name: str) -> RemoteJob:
+        job_id = self._job_id(name)
+        if not self.store.record_path(job_id).is_file():
+            raise BackendError(f"no local job {name}")
+        return self.store.observe(job_id)
+
     def _job_id(self, name: str) -> str:
         return name.rsplit("/", 1)[-1]
 
@@ -81,6 +88,9 @@ class LocalBackend:
     def read_destination(self, dest: DestinationSpec) -> Iterator[dict[str, Any]]:
         self._check_destination(dest)
         return localfiles.read_destination(dest)
+
+    def count_tokens(self, family: Family, model: str, request: Mapping[str, Any]) -> int | None:
+        return None  # no service to ask: the offline approximation stands
 
     def collected_jobs(self, dest: DestinationSpec) -> set[str]:
         self._check_destination(dest)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import struct
 import time
@@ -17,14 +16,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from runner import estimate
 from runner.spec import ExecutorSpec, Family
 
 Execute = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 def approx_tokens(text: str) -> int:
-    """Four characters a token: the documented offline approximation, also used by echo's usage."""
-    return max(1, math.ceil(len(text) / 4))
+    """Echo's own usage: the documented offline approximation (runner.estimate)."""
+    return estimate.approx_tokens(len(text))
 
 
 def _processed_time() -> str:
@@ -72,14 +72,13 @@ def echo(spec: ExecutorSpec, family: Family, model: str) -> Execute:
                 err = {"error": {"code": 400, "message": "echo was told to fail this row",
                                  "status": "INVALID_ARGUMENT"}}
                 return claude_line(row, None, "Bad Request: " + json.dumps(err))
-            prompt = " ".join([str(request.get("system", "")),
-                               *(str(m.get("content")) for m in request.get("messages", []))])
             return claude_line(row, {
                 "id": f"msg_echo_{hashlib.sha256(text.encode()).hexdigest()[:16]}",
                 "type": "message", "role": "assistant", "model": model.rsplit("/", 1)[-1],
                 "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
                 "stop_sequence": None,
-                "usage": {"input_tokens": approx_tokens(prompt), "output_tokens": approx_tokens(text)},
+                "usage": {"input_tokens": estimate.request_tokens(family, row),
+                          "output_tokens": approx_tokens(text)},
             })
         body = row.get("body", {})
         if custom_id in fail:
@@ -94,7 +93,7 @@ def echo(spec: ExecutorSpec, family: Family, model: str) -> Execute:
                                                       "total_tokens": tokens}})
         messages = body.get("messages", [])
         text = _last_user_text(messages)
-        prompt_tokens = approx_tokens(" ".join(str(m.get("content")) for m in messages))
+        prompt_tokens = estimate.request_tokens(family, row)
         return openai_line(row, {
             "id": f"chatcmpl-echo-{hashlib.sha256(text.encode()).hexdigest()[:12]}",
             "object": "chat.completion", "created": int(time.time()), "model": body.get("model"),

@@ -10,7 +10,7 @@ import os
 import secrets
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -84,6 +84,9 @@ class VertexBackend:
         jobs = [j for j in found if j.managed]
         return sorted(jobs, key=lambda j: j.create_time or "", reverse=True)
 
+    def get_job(self, name: str) -> RemoteJob:
+        return vjobs.parse_job(self.client.get(name))
+
     def _inputs(self, manifest_name: str) -> str:
         return f"{self.staging}/{manifest_name}/inputs"
 
@@ -119,6 +122,13 @@ class VertexBackend:
         if not self.gcs.exists(uri):
             return iter(())
         return (orjson.loads(line) for line in self.gcs.lines(uri))
+
+    def count_tokens(self, family: Family, model: str, request: Mapping[str, Any]) -> int | None:
+        if family is not Family.CLAUDE:
+            return None  # only Claude has a count-tokens endpoint on Vertex
+        inner = request.get("request")
+        return self.client.count_tokens(model.rsplit("/", 1)[-1],
+                                        inner if isinstance(inner, dict) else request)
 
     def collected_jobs(self, dest: DestinationSpec) -> set[str]:
         if dest.kind is DestinationKind.FILE:

@@ -120,6 +120,14 @@ class VertexClient:
                                             retry=False)
         return result
 
+    def count_tokens(self, model_id: str, request: Mapping[str, Any]) -> int:
+        """Claude's count-tokens endpoint: the exact input tokens of one Messages request."""
+        body = {k: v for k, v in request.items() if k in ("messages", "system", "tools")}
+        body["model"] = model_id
+        path = f"{self.parent}/publishers/anthropic/models/count-tokens:rawPredict"
+        result = self._call("POST", path, body=body)
+        return int(result.get("input_tokens") or 0)
+
     def get(self, name: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", name)
         return result
