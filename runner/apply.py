@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from runner import collect, identity
+from runner import collect, crashpoints, identity
 from runner.backends.base import Backend, IndexEntry, JobRequest, RemoteJob
 from runner.errors import ApprovalError, QuotaError
 from runner.plan import Action, Plan
@@ -53,8 +53,10 @@ def collect_finished(manifest: Manifest, backend: Backend, jobs: Sequence[Remote
             report.rows_collected += 1
     merged = collect.merge_rows(backend.read_destination(manifest.destination), updates,
                                 manifest.spec_hash)
+    crashpoints.reached("collect")
     backend.write_destination(manifest.destination, merged,
                               collected=done | {j.name for j in todo})
+    crashpoints.reached("collected")
     report.collected.extend(j.name for j in todo)
     say(f"{manifest.name}: collected {len(todo)} job(s)")
 
@@ -108,7 +110,9 @@ def create_jobs(manifest: Manifest, backend: Backend, settings: Settings, report
                       if kind is RowClass.TO_DO)
     shard = 0
     while to_do.peek() is not None:
+        crashpoints.reached("stage")
         staged = backend.stage(manifest.name, _shard(to_do, manifest, settings))
+        crashpoints.reached("staged")
         fresh = backend.list_jobs()  # right before the create: what exists now?
         # An earlier finished job may hold the same rows (a retry of the same failed rows): only a
         # job still in flight means these rows are already being answered.
@@ -133,6 +137,7 @@ def create_jobs(manifest: Manifest, backend: Backend, settings: Settings, report
         except QuotaError as exc:
             say(f"{manifest.name}: {exc}; the remaining rows wait for the next apply")
             return
+        crashpoints.reached("created")
         shard += 1
         report.created.append(job.name)
         report.rows_sent += staged.rows
@@ -156,6 +161,7 @@ def apply_plan(plan: Plan, manifests: Sequence[Manifest], backend: Backend, sett
                                             f"{len(change.jobs)} running job(s); pass "
                                             "--allow-cancel to replace them")
                     for job in change.jobs:
+                        crashpoints.reached("cancel")
                         backend.cancel_job(job)
                         report.cancelled.append(job)
                         say(f"{manifest.name}: cancelled {job}")

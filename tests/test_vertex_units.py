@@ -4,6 +4,7 @@ that honours generation preconditions (gcp-storage-emulator ignores them)."""
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,27 +113,30 @@ class FakeBlob:
         return self.name in self.bucket.objects
 
     def upload_from_string(self, data: bytes, if_generation_match: int | None = None, **_: Any) -> None:
-        current = self.generation or 0
-        if if_generation_match is not None and if_generation_match != current:
-            raise PreconditionFailed("generation mismatch")
-        self.bucket.counter += 1
-        self.bucket.objects[self.name] = (data, self.bucket.counter)
+        with self.bucket.lock:  # the service checks the precondition and writes atomically
+            current = self.generation or 0
+            if if_generation_match is not None and if_generation_match != current:
+                raise PreconditionFailed("generation mismatch")
+            self.bucket.counter += 1
+            self.bucket.objects[self.name] = (data, self.bucket.counter)
 
     def download_as_bytes(self) -> bytes:
         return self.bucket.objects[self.name][0]
 
     def delete(self, if_generation_match: int | None = None) -> None:
-        if self.name not in self.bucket.objects:
-            raise NotFound("gone")
-        if if_generation_match is not None and if_generation_match != self.generation:
-            raise PreconditionFailed("generation mismatch")
-        del self.bucket.objects[self.name]
+        with self.bucket.lock:
+            if self.name not in self.bucket.objects:
+                raise NotFound("gone")
+            if if_generation_match is not None and if_generation_match != self.generation:
+                raise PreconditionFailed("generation mismatch")
+            del self.bucket.objects[self.name]
 
 
 class FakeBucket:
     def __init__(self) -> None:
         self.objects: dict[str, tuple[bytes, int]] = {}
         self.counter = 0
+        self.lock = threading.RLock()
 
     def blob(self, name: str) -> FakeBlob:
         return FakeBlob(self, name)

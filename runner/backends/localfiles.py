@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import orjson
 
-from runner import rowfile
+from runner import crashpoints, rowfile
 from runner.backends.base import IndexEntry
 from runner.errors import BackendError
 from runner.render import RowIssue, SourceRow
@@ -43,6 +43,7 @@ def atomic_writer(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        crashpoints.reached("atomic-rename")
         Path(tmp).replace(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -150,4 +151,5 @@ def write_destination(dest: DestinationSpec, merged: Iterable[tuple[dict[str, An
             for row in rows:
                 fh.write(orjson.dumps(row))
                 fh.write(b"\n")
+    crashpoints.reached("destination-written")
     write_json(_sidecar(dest), {"stamp": _stamp(path), "collected_jobs": sorted(set(collected))})

@@ -1,0 +1,37 @@
+"""Crash tests (the fast part of `make soak`): apply is SIGKILLed at named points while staging,
+creating, collecting and writing the destination; a second `apply --wait` converges with every row
+answered exactly once and every answer in the destination."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+from tests import crashkit
+
+POINTS = [("stage", 1, False), ("staged", 1, False), ("staged", 2, False), ("created", 1, False),
+          ("created", 3, False), ("collect", 1, True), ("collected", 1, True),
+          ("destination-written", 1, True), ("atomic-rename", 1, True), ("staged", 1, True)]
+
+
+@pytest.mark.parametrize(("point", "nth", "grow_first"), POINTS)
+def test_killed_apply_converges_exactly_once(tmp_path: Path, point: str, nth: int,
+                                             grow_first: bool) -> None:
+    crashkit.make_project(tmp_path)
+    trial = crashkit.crash_at(tmp_path, point, nth, grow_first=grow_first)
+    assert trial.killed, f"{point}:{nth} was never reached"
+    assert (trial.duplicates, trial.losses) == (0, 0), trial
+
+
+def test_killed_at_a_random_moment(tmp_path: Path) -> None:
+    crashkit.make_project(tmp_path)
+    trial = crashkit.kill_after(tmp_path, 0.6)
+    assert (trial.duplicates, trial.losses) == (0, 0), trial
+
+
+def test_crash_point_names_are_known() -> None:
+    from runner import crashpoints
+
+    assert {p for p, _, _ in POINTS} <= set(crashpoints.POINTS)
+    assert signal.SIGKILL == 9
