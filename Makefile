@@ -10,7 +10,7 @@ BQ_VENV := .venv-bq
 BQ_STAMP := $(BQ_VENV)/.installed-0.3.2
 DUCKDB := 1.5.5
 
-.PHONY: install emulators-install emulators lint typecheck test demo clean
+.PHONY: install emulators-install emulators lint typecheck test soak demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ typecheck: install
 
 test: lint typecheck emulators-install
 	$(BIN)/pytest -q
+
+# The full crash and race trials (minutes; not part of make test).
+soak: emulators-install
+	$(BIN)/python -m tests.soak
 
 demo: install
 	rm -rf configs/.batchrun configs/out

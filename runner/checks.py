@@ -78,6 +78,11 @@ def _check_prompt(manifest: Manifest, doc: Document) -> list[Diagnostic]:
             out.append(error("a chat manifest needs prompt.user", **_at(doc, "spec", "prompt"),
                              hint="add user: with the message template"))
     columns = _columns(manifest)
+    source = manifest.source
+    if source.kind is SourceKind.FILE and Path(source.location).is_file() and (
+            Path(source.location).stat().st_size == 0):
+        out.append(warning("the source file is empty: nothing to do",
+                           **_at(doc, "spec", "source", "file")))
     for template in prompt.templates():
         path = _template_path(template)
         try:

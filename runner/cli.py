@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from runner import api, display, planfile
 from runner.errors import ApprovalError, BatchrunError, BudgetError, Diagnostic
 from runner.plan import Plan
+from runner.redact import redact
 
 EXIT_OK: Final = 0
 EXIT_ERROR: Final = 1
@@ -63,7 +64,7 @@ def handle_errors(fn: F) -> F:
         except Exception as exc:
             if debug:
                 raise
-            click.echo(f"Error: unexpected {type(exc).__name__}: {exc}\n"
+            click.echo(f"Error: unexpected {type(exc).__name__}: {redact(str(exc))}\n"
                        "  Re-run with --debug for the traceback.", err=True)
             ctx.exit(EXIT_ERROR)
 

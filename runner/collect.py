@@ -12,6 +12,7 @@ import jsonschema
 import orjson
 
 from runner.outputs import ParsedOutput, parse_line
+from runner.redact import redact
 from runner.spec import Manifest
 
 SUCCEEDED = "succeeded"
@@ -70,7 +71,7 @@ def result_rows(
             **{k: entry.passthrough.get(k) for k in manifest.passthrough},
             "status": SUCCEEDED if parsed.ok else FAILED,
             "output": parsed.output if parsed.ok else None,
-            "error": None if parsed.ok else parsed.error,
+            "error": None if parsed.ok else redact(parsed.error or "failed"),
             "attempts": 1,
             "usage": parsed.usage or None,
             "model": manifest.model.short,
@@ -82,33 +83,44 @@ def result_rows(
         }
 
 
+def looks_like_ours(row: Mapping[str, Any]) -> bool:
+    """A destination row batchrun wrote: it carries the ledger fields."""
+    return {"custom_id", "status", "spec_hash", "request_hash"} <= set(row)
+
+
 def merge(existing: Mapping[str, Any] | None, new: Mapping[str, Any],
           current_spec: str) -> dict[str, Any] | None:
-    """The row to keep for one id, or None to keep `existing` as it is. Idempotent per job."""
+    """The row to keep for one id, or None to keep `existing` as it is.
+
+    Collecting a job again (a crash between the write and its marker) changes nothing: jobs are
+    merged oldest first, so a result older than what the row already reflects is a replay.
+    """
     if existing is None:
         return dict(new)
     retry = existing.get("retry") or {}
     if new["job"] in (existing.get("job"), retry.get("job")):
-        return None  # this job was merged before (a collect interrupted before its marker)
-    same_target = (existing.get("spec_hash"), existing.get("request_hash")) == (
-        new["spec_hash"], new["request_hash"])
+        return None
     if new["status"] == SUCCEEDED:
         if existing.get("status") == SUCCEEDED:
-            if existing.get("spec_hash") == current_spec and new["spec_hash"] != current_spec:
-                return None  # never trade an answer of the current spec for a stale one
-            if same_target and (existing.get("finished_at") or "") >= new["finished_at"]:
-                return None
+            # Prefer an answer of the current spec, then the newer one; never trade down.
+            rank_new = (new["spec_hash"] == current_spec, new["finished_at"])
+            rank_old = (existing.get("spec_hash") == current_spec, existing.get("finished_at") or "")
+            return dict(new) if rank_new > rank_old else None
         return dict(new)
-    if existing.get("status") == FAILED and same_target:
-        return {**new, "attempts": int(existing.get("attempts") or 1) + 1}
+    latest = max(existing.get("finished_at") or "", retry.get("finished_at") or "")
+    if new["finished_at"] <= latest:
+        return None
+    same_target = (existing.get("spec_hash"), existing.get("request_hash")) == (
+        new["spec_hash"], new["request_hash"])
     if existing.get("status") == FAILED:
-        return dict(new)
+        attempts = int(existing.get("attempts") or 1) + 1 if same_target else 1
+        return {**new, "attempts": attempts}
+    if same_target:
+        return None  # the answer already stands for this very request
     # A failure next to a success: keep the answer, count the attempt beside it.
     same_retry = (retry.get("spec_hash"), retry.get("request_hash")) == (
         new["spec_hash"], new["request_hash"])
     attempts = int(retry.get("attempts") or 0) + 1 if same_retry else 1
-    if same_target:
-        return None  # the answer already stands for this very request
     return {**existing, "retry": {"spec_hash": new["spec_hash"],
                                   "request_hash": new["request_hash"], "attempts": attempts,
                                   "error": new["error"], "job": new["job"],

@@ -12,6 +12,7 @@ from rich.text import Text
 
 from runner.errors import Diagnostic
 from runner.plan import Estimate, ManifestPlan, Plan
+from runner.redact import redact
 
 
 def diagnostics_text(diags: Iterable[Diagnostic]) -> str:
@@ -30,7 +31,7 @@ def diagnostics_text(diags: Iterable[Diagnostic]) -> str:
         if d.hint:
             lines.append(f"  Hint: {d.hint}")
         blocks.append("\n".join(lines))
-    return "\n\n".join(blocks) + ("\n" if blocks else "")
+    return redact("\n\n".join(blocks)) + ("\n" if blocks else "")
 
 
 _SYMBOL = {"create": "+", "replace": "~", "cancel": "-", "collect": "<", "wait": "…",
@@ -43,7 +44,7 @@ def _n(count: int, noun: str) -> str:
 
 def _rows_text(m: ManifestPlan) -> str:
     r = m.rows
-    parts = [f"{r.total:,} rows", f"{r.done:,} done"]
+    parts = [_n(r.total, "row"), f"{r.done:,} done"]
     if r.in_flight:
         parts.append(f"{r.in_flight:,} in flight")
     parts.append(f"{r.to_do:,} to do")

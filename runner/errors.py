@@ -10,7 +10,8 @@
     ├── StalePlanError       the world changed since the saved plan was made
     ├── BudgetError          the plan's estimated cost is over max_cost
     └── BackendError         a remote or local store call failed
-        └── QuotaError       the service refused a job for quota: its rows wait for the next apply
+        ├── QuotaError       the service refused a job for quota: its rows wait for the next apply
+        └── ForeignDestinationError  the destination exists and batchrun did not write it
 """
 
 from __future__ import annotations
@@ -100,3 +101,11 @@ class StalePlanError(BatchrunError):
 
 class BudgetError(BatchrunError):
     pass
+
+
+class ForeignDestinationError(BackendError):
+    def __init__(self, where: str) -> None:
+        super().__init__([error(
+            f"destination {where} already exists and was not written by batchrun; refusing to "
+            "touch it", hint="point the manifest at a new destination, or set destination.adopt: "
+            "true to take it over (its rows are kept and merged)")])

@@ -149,18 +149,19 @@ def _source(raw: Mapping[str, Any], base: Path, problems: list[Diagnostic],
 
 
 def _destination(raw: Mapping[str, Any], base: Path, root: Path) -> DestinationSpec:
+    adopt = bool(raw.get("adopt", False))
     if "file" in raw:
         path = (base / raw["file"]).resolve()
         try:
             ident = path.relative_to(root).as_posix()
         except ValueError:
             ident = path.as_posix()
-        return DestinationSpec(DestinationKind.FILE, str(path), ident)
+        return DestinationSpec(DestinationKind.FILE, str(path), ident, adopt)
     if "bigquery" in raw:
         table = raw["bigquery"]["table"]
-        return DestinationSpec(DestinationKind.BIGQUERY, table, table)
+        return DestinationSpec(DestinationKind.BIGQUERY, table, table, adopt)
     prefix = raw["gcs"]["prefix"].rstrip("/") + "/"
-    return DestinationSpec(DestinationKind.GCS, prefix, prefix)
+    return DestinationSpec(DestinationKind.GCS, prefix, prefix, adopt)
 
 
 def _build(doc: Document, path: Path, settings: Settings,

@@ -86,8 +86,8 @@ class ManifestPlan:
         for change in self.changes:
             if change.action is Action.CREATE:
                 verb = "replace" if "replace" in self.actions else "create"
-                parts.append(f"{verb}: {change.rows:,} rows in {change.shards} "
-                             f"job{'s' if change.shards != 1 else ''}")
+                parts.append(f"{verb}: {change.rows:,} row{'s' if change.rows != 1 else ''} in "
+                             f"{change.shards} job{'s' if change.shards != 1 else ''}")
             elif change.action is Action.COLLECT:
                 parts.append(f"collect {len(change.jobs)} finished "
                              f"job{'s' if len(change.jobs) != 1 else ''}")

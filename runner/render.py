@@ -61,9 +61,11 @@ class RowError(Exception):
 class Renderer:
     """Compiled templates of one manifest; turns one row into one request line."""
 
-    def __init__(self, manifest: Manifest, *, max_request_bytes: int) -> None:
+    def __init__(self, manifest: Manifest, *, max_request_bytes: int,
+                 max_id_chars: int = 64) -> None:
         self.manifest = manifest
         self.max_request_bytes = max_request_bytes
+        self.max_id_chars = max_id_chars
         env = _environment()
         prompt = manifest.prompt
 
@@ -88,7 +90,11 @@ class Renderer:
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise RowError(f'id column "{column}" must be a string or a whole number, '
                            f"not {type(value).__name__}")
-        return str(value)
+        text = str(value)
+        if len(text) > self.max_id_chars:
+            raise RowError(f"id is {len(text)} characters, over the limit of {self.max_id_chars} "
+                           "(quota.max_id_chars)")
+        return text
 
     def _messages(self, context: Mapping[str, Any]) -> list[dict[str, str]]:
         messages = []
@@ -178,9 +184,10 @@ def render_rows(
     *,
     max_request_bytes: int,
     source_name: str,
+    max_id_chars: int = 64,
 ) -> Iterator[RenderedRow]:
     """Render every row, streaming; bad rows are collected and raised together at the end."""
-    renderer = Renderer(manifest, max_request_bytes=max_request_bytes)
+    renderer = Renderer(manifest, max_request_bytes=max_request_bytes, max_id_chars=max_id_chars)
     ids = _IdTracker()
     problems: list[Diagnostic] = []
     bad = 0

@@ -90,13 +90,14 @@ def discover_columns(path: Path, fmt: str) -> list[str] | None:
     try:
         if fmt == "csv":
             with path.open(encoding="utf-8-sig", newline="") as fh:
-                return [h.strip() for h in next(csv.reader(fh), [])]
+                header = [h.strip() for h in next(csv.reader(fh), [])]
+            return header or None
         seen: dict[str, None] = {}
         for i, item in enumerate(read_jsonl(path)):
             if i >= COLUMN_SAMPLE:
                 break
             if isinstance(item, SourceRow):
                 seen.update(dict.fromkeys(item.data))
-        return list(seen)
+        return list(seen) or None  # an empty file offers no columns to check against
     except (OSError, UnicodeDecodeError):
         return None

@@ -91,6 +91,7 @@ class DestinationSpec:
     kind: DestinationKind
     location: str  # absolute file path, "project.dataset.table" or "gs://bucket/prefix"
     identity: str  # the location as it enters the spec hash: file paths relative to the project
+    adopt: bool = False  # may take over an existing destination batchrun did not write
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +131,8 @@ class Quota:
     max_rows_per_job: int = 100_000
     max_bytes_per_job: int = 1_000_000_000
     max_request_bytes: int = 1_000_000
+    # Anthropic's batch API allows custom_id of 1-64 characters; Vertex documents no other limit.
+    max_id_chars: int = 64
     # Vertex fails the first job in a region with INTERNAL (code 13); its docs say resubmit later.
     internal_retry_delay: int = 600
 

@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 
 import pytest
+
 from tests import crashkit
 
 POINTS = [("stage", 1, False), ("staged", 1, False), ("staged", 2, False), ("created", 1, False),
@@ -35,3 +36,12 @@ def test_crash_point_names_are_known() -> None:
 
     assert {p for p, _, _ in POINTS} <= set(crashpoints.POINTS)
     assert signal.SIGKILL == 9
+
+
+def test_worker_killed_after_writing_its_output_still_counts(tmp_path: Path) -> None:
+    """Found by `make soak`: a worker dying between its output and its final record made the job
+    look failed, and its 4 answered rows were sent again."""
+    crashkit.make_project(tmp_path)
+    # Workers inherit the variable: a worker's 3rd atomic rename is its final record write.
+    trial = crashkit.crash_at(tmp_path, "atomic-rename", 3, grow_first=False)
+    assert (trial.duplicates, trial.losses) == (0, 0), trial

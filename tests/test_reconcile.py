@@ -47,9 +47,12 @@ def row(status: str = "succeeded", spec: str = "S", req: str = "R", job: str = "
     ("older success does not replace newer", row(at="t5"), row(job="j2", at="t2"), "keep"),
     ("stale-spec success never replaces current", row(), row(spec="OLD", job="j2", at="t9"), "keep"),
     ("success replaces failure", row("failed"), row(job="j2"), "new"),
-    ("failure never replaces success", row(spec="OLD"), row("failed", job="j2"), "retry"),
-    ("failure counts attempts", row("failed"), row("failed", job="j2"), "attempt+1"),
-    ("failure of another request restarts", row("failed", req="R0"), row("failed", job="j2"), "new"),
+    ("failure never replaces success", row(spec="OLD"), row("failed", job="j2", at="t2"), "retry"),
+    ("failure counts attempts", row("failed"), row("failed", job="j2", at="t2"), "attempt+1"),
+    ("failure of another request restarts", row("failed", req="R0"),
+     row("failed", job="j2", at="t2"), "new"),
+    ("an older failure is a replay", row("failed", at="t5"), row("failed", job="j2", at="t2"),
+     "keep"),
 ])
 def test_merge_rules(name: str, existing: dict[str, Any] | None, new: dict[str, Any],
                      expect: str) -> None:
@@ -63,9 +66,10 @@ def test_merge_rules(name: str, existing: dict[str, Any] | None, new: dict[str, 
     else:
         assert merged is not None and merged["output"] == "answer"  # the answer stays
         assert merged["retry"]["attempts"] == 1 and merged["retry"]["error"] == "boom"
-        again = merge(merged, {**new, "job": "j3"}, current_spec="S")
+        again = merge(merged, {**new, "job": "j3", "finished_at": "t3"}, current_spec="S")
         assert again is not None and again["retry"]["attempts"] == 2
-        assert merge(again, {**new, "job": "j3"}, current_spec="S") is None  # idempotent
+        assert merge(again, {**new, "job": "j3", "finished_at": "t3"}, current_spec="S") is None
+        assert merge(again, new, current_spec="S") is None  # replaying j2 changes nothing
 
 
 def test_ledger_state_reads_attempts_from_the_answer_or_its_retry() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from runner import api
+
 from tests.vertex_env import VertexWorld
 
 ROWS = "".join(f'{{"id": "a{i}", "text": "row {i}"}}\n' for i in range(1, 7))
@@ -150,3 +151,39 @@ def test_exact_tokens_come_from_the_count_tokens_endpoint(vertex: VertexWorld) -
     vertex.p.write("rows.jsonl", '{"id": "a1", "text": "supercalifragilistic"}\n')
     assert api.plan(vertex.project()).manifest("m").estimate.input_tokens == 5
     assert api.plan(vertex.project(), exact_tokens=True).manifest("m").estimate.input_tokens == 1
+
+
+def test_slow_responses(vertex: VertexWorld) -> None:
+    setup(vertex)
+    vertex.faults(slow_seconds=0.2)
+    assert_converged_once(vertex)
+
+
+def test_job_stuck_pending_stops_clearly_and_loses_nothing(vertex: VertexWorld) -> None:
+    setup(vertex)
+    vertex.faults(pending_seconds=3600)
+    import pytest
+
+    with pytest.raises(api.BatchrunError, match="gave up waiting after 1s; jobs keep running"):
+        api.converge(vertex.project(), poll_interval=0.2, timeout=1)
+    plan = api.plan(vertex.project())
+    assert plan.manifest("m").rows.in_flight == 6 and not plan.has_changes  # never resent
+    vertex.faults(pending_seconds=0)
+    assert_converged_once(vertex)
+
+
+def test_output_table_missing_rows_are_sent_again(vertex: VertexWorld) -> None:
+    setup(vertex)
+    dest = (vertex.p.root / "m.yaml").read_text().replace(
+        "destination: {file: out/m.jsonl}", f"destination: {{bigquery: {{table: {vertex.table('m_out')}}}}}")
+    vertex.p.write("m.yaml", dest)
+    vertex.faults(drop_output_rows=["a4"])
+    api.apply(vertex.project())
+    vertex.settle()
+    vertex.faults(drop_output_rows=[])
+    final = vertex.converge()
+    assert final.manifest("m").rows.done == 6
+    ids = vertex.sent_ids()
+    # a4 was answered but its output row was missing: provably no output, so it is sent again
+    assert ids.count("a4") == 2 and all(ids.count(f"a{i}") == 1 for i in (1, 2, 3, 5, 6))
+    assert len(vertex.rows("m_out")) == 6

@@ -18,7 +18,8 @@ import orjson
 
 from runner import crashpoints, rowfile
 from runner.backends.base import IndexEntry
-from runner.errors import BackendError
+from runner.collect import looks_like_ours
+from runner.errors import BackendError, ForeignDestinationError
 from runner.render import RowIssue, SourceRow
 from runner.spec import DestinationSpec, SourceSpec
 
@@ -94,7 +95,23 @@ def _is_csv(dest: DestinationSpec) -> bool:
     return dest.location.lower().endswith(".csv")
 
 
+def guard_foreign(dest: DestinationSpec, rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Pass the destination's rows through, refusing one batchrun did not write (unless adopted).
+    Judged by content, not the sidecar: a crash may leave our rows without their sidecar."""
+    first = next(rows, None)
+    if first is None:
+        return
+    if not dest.adopt and not looks_like_ours(first):
+        raise ForeignDestinationError(dest.location)
+    yield first
+    yield from rows
+
+
 def read_destination(dest: DestinationSpec) -> Iterator[dict[str, Any]]:
+    return guard_foreign(dest, _read_destination(dest))
+
+
+def _read_destination(dest: DestinationSpec) -> Iterator[dict[str, Any]]:
     path = Path(dest.location)
     if not path.is_file():
         return
@@ -113,6 +130,8 @@ def read_destination(dest: DestinationSpec) -> Iterator[dict[str, Any]]:
                 try:
                     yield orjson.loads(line)
                 except orjson.JSONDecodeError as exc:
+                    if number == 1 and not dest.adopt:
+                        raise ForeignDestinationError(str(path)) from exc
                     raise BackendError(f"destination {path} line {number} is not JSON; it was "
                                        "edited by hand? Fix or move the file.") from exc
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from runner import estimate
+from runner.redact import redact, secret_values
 from runner.spec import ExecutorSpec, Family
 
 Execute = Callable[[dict[str, Any]], dict[str, Any]]
@@ -115,7 +116,7 @@ def _headers(spec: ExecutorSpec, anthropic: bool) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"} if key else {}
 
 
-def _error_of(resp: Any) -> dict[str, Any]:
+def _error_of(resp: Any, spec: ExecutorSpec) -> dict[str, Any]:
     try:
         payload = resp.json()
     except ValueError:
@@ -123,7 +124,9 @@ def _error_of(resp: Any) -> dict[str, Any]:
     message = payload.get("error", payload) if isinstance(payload, dict) else payload
     if isinstance(message, dict):
         message = message.get("message", str(message))
-    return {"code": resp.status_code, "message": str(message)}
+    # An endpoint may echo the request, key included: never let it reach a result row.
+    return {"code": resp.status_code,
+            "message": redact(str(message), secret_values([spec.api_key_env]))}
 
 
 def openai_http(spec: ExecutorSpec, family: Family, model: str) -> Execute:
@@ -140,9 +143,10 @@ def openai_http(spec: ExecutorSpec, family: Family, model: str) -> Execute:
             resp = session.post(base + path, json=body, headers=_headers(spec, False),
                                 timeout=spec.timeout)
         except requests.RequestException as exc:
-            return openai_line(row, None, {"code": 503, "message": f"endpoint unreachable: {exc}"})
+            return openai_line(row, None, {"code": 503, "message": redact(
+                f"endpoint unreachable: {exc}", secret_values([spec.api_key_env]))})
         if resp.status_code >= 400:
-            return openai_line(row, None, _error_of(resp))
+            return openai_line(row, None, _error_of(resp, spec))
         return openai_line(row, resp.json())
 
     return run
@@ -161,9 +165,11 @@ def anthropic_http(spec: ExecutorSpec, family: Family, model: str) -> Execute:
             resp = session.post(base + "/v1/messages", json=body,
                                 headers=_headers(spec, True), timeout=spec.timeout)
         except requests.RequestException as exc:
-            return claude_line(row, None, f"Unavailable: endpoint unreachable: {exc}")
+            return claude_line(row, None, redact(f"Unavailable: endpoint unreachable: {exc}",
+                                                 secret_values([spec.api_key_env])))
         if resp.status_code >= 400:
-            return claude_line(row, None, f"Bad Request: {json.dumps({'error': _error_of(resp)})}")
+            error = _error_of(resp, spec)
+            return claude_line(row, None, f"Bad Request: {json.dumps({'error': error})}")
         return claude_line(row, resp.json())
 
     return run

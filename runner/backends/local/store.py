@@ -85,8 +85,16 @@ class JobStore:
             age = (datetime.now(UTC) - created).total_seconds() if created else 0
             if (pid is not None and not pid_alive(pid)) or (
                     pid is None and age > START_GRACE_SECONDS):
-                state = JobState.FAILED
-                error = {"code": 13, "message": "local worker process died before finishing"}
+                # The output is written whole before the final record: if it is there, the
+                # worker died after answering every row, and its answers must count.
+                outputs = sorted(self.dir(job_id).glob("output/prediction-model-*/predictions.jsonl"))
+                if outputs and not self.cancel_marker(job_id).exists():
+                    state = JobState.SUCCEEDED
+                    record.setdefault("outputInfo", {"gcsOutputDirectory": str(outputs[-1].parent)})
+                    record.setdefault("endTime", record.get("updateTime"))
+                else:
+                    state = JobState.FAILED
+                    error = {"code": 13, "message": "local worker process died before finishing"}
             elif self.cancel_marker(job_id).exists():
                 state = JobState.CANCELLING
         stats = record.get("completionStats", {})

@@ -19,6 +19,7 @@ from runner.backends.base import JobState
 from runner.backends.local.executors import FACTORIES
 from runner.backends.local.store import JobStore, now_rfc3339
 from runner.backends.localfiles import atomic_writer
+from runner.redact import redact
 from runner.spec import ExecutorSpec, Family
 
 
@@ -99,7 +100,7 @@ def main(argv: list[str]) -> int:
     except Exception as exc:  # the job fails; the record says why, the CLI never sees a traceback
         record = store.read(job_id)
         record.update(state=JobState.FAILED.value, endTime=now_rfc3339(),
-                      error={"code": 13, "message": f"{type(exc).__name__}: {exc}"})
+                      error={"code": 13, "message": redact(f"{type(exc).__name__}: {exc}")})
         store.write(job_id, record)
         return 1
     return 0

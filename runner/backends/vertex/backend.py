@@ -24,7 +24,7 @@ from runner.backends.vertex import jobs as vjobs
 from runner.backends.vertex.bq import BigQuery
 from runner.backends.vertex.gcs import Gcs, GcsLock
 from runner.backends.vertex.rest import RetryPolicy, TransientCreateError, VertexClient
-from runner.errors import BackendError
+from runner.errors import BackendError, ForeignDestinationError
 from runner.identity import INPUT_LABEL, MANAGED_LABEL, MANAGED_VALUE, NAME_LABEL
 from runner.render import RowIssue, SourceRow
 from runner.spec import DestinationKind, DestinationSpec, Family, Settings, SourceKind, SourceSpec
@@ -117,11 +117,13 @@ class VertexBackend:
         if dest.kind is DestinationKind.FILE:
             return localfiles.read_destination(dest)
         if dest.kind is DestinationKind.BIGQUERY:
+            if not dest.adopt and not self.bq.is_ours_or_absent(dest.location):
+                raise ForeignDestinationError(dest.location)
             return self.bq.destination_rows(dest.location)
         uri = dest.location + "results.jsonl"
         if not self.gcs.exists(uri):
             return iter(())
-        return (orjson.loads(line) for line in self.gcs.lines(uri))
+        return localfiles.guard_foreign(dest, (orjson.loads(line) for line in self.gcs.lines(uri)))
 
     def count_tokens(self, family: Family, model: str, request: Mapping[str, Any]) -> int | None:
         if family is not Family.CLAUDE:

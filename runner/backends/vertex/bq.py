@@ -89,6 +89,16 @@ class BigQuery:
             return False
         return True
 
+    def is_ours_or_absent(self, table: str) -> bool:
+        """A destination table batchrun made carries the ledger columns."""
+        from google.api_core.exceptions import NotFound
+
+        try:
+            schema = self.client.get_table(table, retry=self.retry).schema
+        except NotFound:
+            return True
+        return {"custom_id", "status", "spec_hash", "request_hash"} <= {f.name for f in schema}
+
     def created(self, table: str) -> str | None:
         from google.api_core.exceptions import NotFound
 

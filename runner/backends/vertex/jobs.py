@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from runner.backends.base import JobState, RemoteJob
+from runner.redact import redact
 
 _STATE_BY_NUMBER = dict(enumerate(JobState))
 
@@ -95,6 +96,6 @@ def rpc_error_text(status: int, payload: Any, fallback: str) -> str:
     """google.rpc.Status JSON -> "429 RESOURCE_EXHAUSTED: Quota exceeded ..."."""
     err = payload.get("error") if isinstance(payload, Mapping) else None
     if not isinstance(err, Mapping):
-        return f"{status}: {fallback[:300]}"
+        return redact(f"{status}: {fallback[:300]}")
     code = err.get("status") or err.get("code") or status
-    return f"{status} {code}: {err.get('message', '').strip() or fallback[:300]}"
+    return redact(f"{status} {code}: {err.get('message', '').strip() or fallback[:300]}")

@@ -1,0 +1,120 @@
+"""`make soak`: the full crash and race trials (minutes; not part of `make test`). Prints one table:
+trials, rows, duplicates, losses — all of the last two must be zero. Seeded: `--seed N`."""
+
+from __future__ import annotations
+
+import argparse
+import random
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+from runner import crashpoints
+
+from tests import crashkit
+
+
+def local_trials(work: Path, rnd: random.Random, kills: int) -> list[crashkit.Trial]:
+    trials = []
+    for point in crashpoints.POINTS:
+        for nth in (1, 2, 3):
+            for grow in (False, True):
+                root = work / f"local-{point}-{nth}-{grow}"
+                crashkit.make_project(root)
+                trial = crashkit.crash_at(root, point, nth, grow_first=grow)
+                if trial.killed or nth == 1:
+                    trials.append(trial)
+    for i in range(kills):
+        root = work / f"kill-{i}"
+        crashkit.make_project(root)
+        trials.append(crashkit.kill_after(root, rnd.uniform(0.05, 1.5)))
+    return trials
+
+
+def race_trials(work: Path, count: int) -> list[crashkit.Trial]:
+    trials = []
+    for i in range(count):
+        root = work / f"race-{i}"
+        crashkit.make_project(root)
+        procs = [subprocess.Popen([sys.executable, "-m", "runner", "apply", "--auto-approve"],
+                                  cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for _ in range(3)]
+        for p in procs:
+            p.wait(timeout=120)
+        jobs = len(list((root / ".batchrun" / "jobs").iterdir()))
+        trial = crashkit.judge(root, f"race of 3 applies ({jobs} jobs)", False,
+                               lambda r=root: crashkit.local_sent(r))  # type: ignore[misc]
+        trials.append(trial)
+    return trials
+
+
+def vertex_trials(work: Path, rnd: random.Random) -> list[crashkit.Trial]:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+    from runner.emulators import Emulators
+
+    emulators = Emulators(work / "emulators")
+    (work / "emulators").mkdir()
+    env = emulators.start()
+    trials = []
+    try:
+        gcs = storage.Client(project="p", credentials=AnonymousCredentials(),
+                             client_options={"api_endpoint": env["STORAGE_EMULATOR_HOST"]})
+        vertex = env["BATCHRUN_VERTEX_ENDPOINT"]
+        cases = [(p, 1, g) for p in ("stage", "staged", "created", "collect", "collected",
+                                      "atomic-rename") for g in (False, True)]
+        for point, nth, grow in cases:
+            bucket = f"soak-{secrets.token_hex(4)}"
+            gcs.create_bucket(bucket)
+            requests.post(f"{vertex}/_fake/reset", timeout=10)
+            root = work / f"vertex-{point}-{grow}"
+            crashkit.make_project(root, f"backend: vertex\nproject: soak-project\nregion: us-east5\n"
+                                        f"staging: gs://{bucket}/staging\n")
+            trials.append(crashkit.crash_at(root, point, nth, grow_first=grow, env=env,
+                                            sent=lambda: crashkit.fake_sent(vertex)))
+            trials[-1].name = "vertex " + trials[-1].name
+        for i in range(4):
+            bucket = f"soak-{secrets.token_hex(4)}"
+            gcs.create_bucket(bucket)
+            requests.post(f"{vertex}/_fake/reset", timeout=10)
+            requests.post(f"{vertex}/_fake/faults", json={"create_errors": ["500-after"],
+                                                          "drop_connections": 1}, timeout=10)
+            root = work / f"vertex-kill-{i}"
+            crashkit.make_project(root, f"backend: vertex\nproject: soak-project\nregion: us-east5\n"
+                                        f"staging: gs://{bucket}/staging\n")
+            trial = crashkit.kill_after(root, rnd.uniform(0.3, 2.0), env=env,
+                                        sent=lambda: crashkit.fake_sent(vertex))
+            trial.name = "vertex " + trial.name + " +faults"
+            trials.append(trial)
+    finally:
+        emulators.stop()
+    return trials
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="make soak")
+    parser.add_argument("--seed", type=int, default=20261121)
+    parser.add_argument("--kills", type=int, default=10)
+    parser.add_argument("--races", type=int, default=5)
+    parser.add_argument("--no-vertex", action="store_true")
+    args = parser.parse_args()
+    rnd = random.Random(args.seed)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="batchrun-soak-") as tmp:
+        work = Path(tmp)
+        trials = local_trials(work, rnd, args.kills) + race_trials(work, args.races)
+        if not args.no_vertex:
+            trials += vertex_trials(work, rnd)
+    print(crashkit.table(trials))
+    print(f"seed {args.seed}; {sum(t.killed for t in trials)} processes killed mid-apply; "
+          f"{time.monotonic() - started:.0f} s")
+    bad = [t for t in trials if t.duplicates or t.losses]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

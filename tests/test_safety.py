@@ -1,0 +1,106 @@
+"""Secrets never leave the process, and a destination batchrun did not create is never overwritten."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from runner import api, cli
+from runner.errors import ForeignDestinationError
+from runner.redact import MASK, redact
+
+from tests.conftest import ProjectDir
+from tests.test_executors import _Stub
+
+SECRET = "sk-test-SECRET-0123456789abcdef"
+TOKEN = "ya29.a0AfB_FAKEtoken0123456789"
+
+
+class _Echoing(_Stub):
+    """An endpoint that answers every request with an error quoting the request's headers."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self._send(401, {"error": {"message": f"bad key, headers were: {dict(self.headers)}"}})
+
+
+def scan(root: Path, *outputs: str) -> list[str]:
+    """Every file under root and every output that contains a secret."""
+    hits = [str(p) for p in root.rglob("*") if p.is_file()
+            and (SECRET.encode() in p.read_bytes() or TOKEN.encode() in p.read_bytes())]
+    hits += [o[:200] for o in outputs if SECRET in o or TOKEN in o]
+    return hits
+
+
+def test_no_key_in_output_logs_results_or_plan_files(
+        project_dir: ProjectDir, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echoing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("MY_KEY", SECRET)
+    monkeypatch.chdir(project_dir.root)
+    project_dir.write("batchrun.yaml", f"""\
+        local:
+          executor: {{type: openai, base_url: "http://127.0.0.1:{server.server_address[1]}/v1",
+                      api_key_env: MY_KEY}}
+        """)
+    manifest = project_dir.root / "triage.yaml"
+    manifest.write_text(manifest.read_text().replace("anthropic/claude-3-5-haiku@20241022",
+                                                     "meta/llama-3.3-70b-instruct-maas"))
+    runner = CliRunner()
+    outputs = []
+    for args in (["plan", "--out", "plan.json"], ["apply", "--auto-approve", "--wait",
+                                                   "--poll-interval", "0.1", "--timeout", "60"],
+                 ["results", "triage", "--format", "jsonl"], ["status"], ["plan", "--json"]):
+        result = runner.invoke(cli.main, args)
+        outputs.append(result.stdout + result.stderr)
+    server.shutdown()
+    rows = [json.loads(x) for x in outputs[2].splitlines()]
+    assert rows and all(r["status"] == "failed" for r in rows)
+    assert MASK in rows[0]["error"]  # the endpoint quoted the key; the result row does not
+    assert scan(project_dir.root, *outputs) == []
+
+
+def test_redaction_patterns() -> None:
+    text = (f"Authorization: Bearer {TOKEN} key={SECRET} "
+            '{"private_key": "-----BEGIN PRIVATE KEY-----\\nMIIE\\n-----END PRIVATE KEY-----"}')
+    cleaned = redact(text)
+    assert TOKEN not in cleaned and SECRET not in cleaned and "MIIE" not in cleaned
+    assert redact("plain words stay") == "plain words stay"
+
+
+def test_vertex_errors_are_redacted() -> None:
+    from runner.backends.vertex.jobs import rpc_error_text
+
+    text = rpc_error_text(401, {"error": {"message": f"token {TOKEN} rejected"}}, "")
+    assert TOKEN not in text and MASK in text
+
+
+def test_foreign_destination_is_never_overwritten(project_dir: ProjectDir) -> None:
+    out = project_dir.root / "out" / "triage.jsonl"
+    out.parent.mkdir()
+    out.write_text('{"ticket_id": "T1", "label": "hand-made"}\n')
+    with pytest.raises(ForeignDestinationError, match="was not written by batchrun"):
+        api.plan(api.load_project(cwd=project_dir.root))
+    result = CliRunner().invoke(cli.main, ["plan"], catch_exceptions=False,
+                                env={"BATCHRUN_CONFIG": str(project_dir.root / "batchrun.yaml")})
+    assert result.exit_code == 1 and "destination.adopt: true" in result.stderr
+    assert out.read_text() == '{"ticket_id": "T1", "label": "hand-made"}\n'  # untouched
+    manifest = project_dir.root / "triage.yaml"
+    manifest.write_text(manifest.read_text().replace("destination: {file: out/triage.jsonl}",
+                                                     "destination: {file: out/triage.jsonl, adopt: true}"))
+    api.converge(api.load_project(cwd=project_dir.root), poll_interval=0.1, timeout=60)
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert {"ticket_id": "T1", "label": "hand-made"} in rows  # adopted: the old row is kept
+    assert sum(1 for r in rows if r.get("status") == "succeeded") == 5
+
+
+def test_a_crash_without_sidecar_is_still_ours(project_dir: ProjectDir) -> None:
+    api.converge(api.load_project(cwd=project_dir.root), poll_interval=0.1, timeout=60)
+    (project_dir.root / "out" / ".triage.jsonl.batchrun.json").unlink()
+    plan = api.plan(api.load_project(cwd=project_dir.root))
+    assert plan.manifest("triage").rows.done == 5
