@@ -107,7 +107,8 @@ def rendered_rows(manifest: Manifest, reader: BackendReader, settings: Settings)
     return render_rows(manifest, reader.read_source(manifest.source),
                        max_request_bytes=settings.quota.max_request_bytes,
                        source_name=display_path_of(manifest, settings),
-                       max_id_chars=settings.quota.max_id_chars)
+                       max_id_chars=settings.quota.max_id_chars,
+                       reread=lambda: reader.read_source(manifest.source))
 
 
 def display_path_of(manifest: Manifest, settings: Settings) -> str:

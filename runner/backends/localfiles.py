@@ -10,7 +10,6 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
 
@@ -65,7 +64,7 @@ def write_staged(rows: Iterable[tuple[bytes, IndexEntry]], input_path: Path,
         for line, entry in rows:
             inp.write(line + b"\n")
             digest.update(line + b"\n")
-            idx.write(orjson.dumps(asdict(entry)) + b"\n")
+            idx.write(orjson.dumps(entry) + b"\n")  # orjson encodes dataclasses natively
             count += 1
             size += len(line) + 1
     return digest.hexdigest()[:32], count, size
