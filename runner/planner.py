@@ -17,21 +17,28 @@ from runner import collect, estimate, identity
 from runner.backends.base import BackendReader, JobState, RemoteJob
 from runner.manifest import display_path
 from runner.plan import Action, Change, Estimate, ManifestPlan, Orphan, Plan, RowCounts
-from runner.reconcile import LedgerState, RowClass, RowFacts, classify, ledger_state
+from runner.reconcile import LedgerState, RowClass, RowFacts, classify, ledger_entries
 from runner.render import RenderedRow, render_rows
 from runner.spec import Family, Manifest, Settings
 
 MAX_FAILURES_SHOWN = 10
 
 
+def row_key(custom_id: str, request_hash: str) -> int:
+    """One row under one request as a machine word: a million done rows fit in tens of MB."""
+    return hash((custom_id, request_hash))
+
+
 @dataclass
 class Ledger:
-    """What is known of one manifest's rows beyond the source: destination, jobs and outputs."""
+    """What is known of one manifest's rows beyond the source, under the current spec hash, keyed
+    by row_key: the destination's answers and failures, rows in flight, uncollected outputs."""
 
     spec_hash: str
-    destination: dict[str, dict[str, Any]] = field(default_factory=dict)
-    in_flight: dict[str, str] = field(default_factory=dict)  # custom_id -> request hash
-    pending: dict[str, dict[str, Any]] = field(default_factory=dict)  # uncollected results
+    answered_keys: set[int] = field(default_factory=set)
+    failures: dict[int, tuple[int, str | None]] = field(default_factory=dict)
+    in_flight: set[int] = field(default_factory=set)
+    pending: dict[int, tuple[bool, str | None]] = field(default_factory=dict)  # ok, error
     to_collect: list[RemoteJob] = field(default_factory=list)
     running_same: list[RemoteJob] = field(default_factory=list)
     running_stale: list[RemoteJob] = field(default_factory=list)  # old spec, still running
@@ -39,33 +46,32 @@ class Ledger:
     output_tokens: int = 0
 
     def facts(self, row: RenderedRow, max_attempts: int) -> tuple[RowFacts, LedgerState]:
-        stored = ledger_state(self.destination.get(row.custom_id), self.spec_hash,
-                              row.request_hash)
-        pending = self.pending.get(row.custom_id)
-        pending_ok = pending_fail = False
-        if pending is not None and (pending["spec_hash"], pending["request_hash"]) == (
-                self.spec_hash, row.request_hash):
-            pending_ok = pending["status"] == collect.SUCCEEDED
-            pending_fail = not pending_ok
-        if pending_fail and pending is not None:
-            stored = LedgerState(stored.answered, stored.failures, pending["error"])
+        key = row_key(row.custom_id, row.request_hash)
+        attempts, error = self.failures.get(key, (0, None))
+        pending_ok, pending_error = self.pending.get(key, (False, None))
+        pending_fail = key in self.pending and not pending_ok
+        stored = LedgerState(key in self.answered_keys, attempts + int(pending_fail),
+                             pending_error if pending_fail else error)
         facts = RowFacts(
             answered=stored.answered,
             pending_success=pending_ok,
-            in_flight=self.in_flight.get(row.custom_id) == row.request_hash,
-            failures=stored.failures + int(pending_fail),
+            in_flight=key in self.in_flight,
+            failures=stored.failures,
             max_attempts=max_attempts,
         )
         return facts, stored
 
 
-_KEPT = ("spec_hash", "request_hash", "status", "attempts", "error", "retry")
-
-
 def read_ledger(manifest: Manifest, reader: BackendReader, jobs: Sequence[RemoteJob]) -> Ledger:
     ledger = Ledger(manifest.spec_hash)
     for row in reader.read_destination(manifest.destination):
-        ledger.destination[str(row.get("custom_id"))] = {k: row.get(k) for k in _KEPT}
+        custom_id = str(row.get("custom_id"))
+        for request_hash, state in ledger_entries(row, manifest.spec_hash):
+            key = row_key(custom_id, request_hash)
+            if state.answered:
+                ledger.answered_keys.add(key)
+            else:
+                ledger.failures[key] = (state.failures, state.last_error)
         usage = row.get("usage")
         if row.get("status") == collect.SUCCEEDED and isinstance(usage, dict):
             ledger.answered += 1
@@ -78,14 +84,17 @@ def read_ledger(manifest: Manifest, reader: BackendReader, jobs: Sequence[Remote
             if job.spec_hash == manifest.spec_hash:
                 ledger.running_same.append(job)
                 for entry in reader.read_index(job):
-                    ledger.in_flight[entry.custom_id] = entry.request_hash
+                    ledger.in_flight.add(row_key(entry.custom_id, entry.request_hash))
             else:
                 ledger.running_stale.append(job)
         elif job.name not in collected:
             ledger.to_collect.append(job)
             if job.spec_hash == manifest.spec_hash:
                 for result in job_results(manifest, reader, job):
-                    ledger.pending[result["custom_id"]] = result
+                    key = row_key(result["custom_id"], result["request_hash"])
+                    ok = result["status"] == collect.SUCCEEDED
+                    if ok or not ledger.pending.get(key, (False, None))[0]:
+                        ledger.pending[key] = (ok, result["error"])
     return ledger
 
 

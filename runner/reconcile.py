@@ -63,17 +63,29 @@ class LedgerState:
 NOTHING: Final = LedgerState(False, 0, None)
 
 
+def ledger_entries(row: Mapping[str, Any], spec_hash: str) -> list[tuple[str, LedgerState]]:
+    """What a destination row says under the current spec: for which request hash it holds an
+    answer, or how often that request failed. A row may speak for two requests: its answer, and
+    the failures of a newer request kept beside it as `retry`."""
+    out = []
+    if row.get("spec_hash") == spec_hash:
+        if row.get("status") == "succeeded":
+            out.append((str(row.get("request_hash")), LedgerState(True, 0, None)))
+        elif row.get("status") == "failed":
+            out.append((str(row.get("request_hash")),
+                        LedgerState(False, int(row.get("attempts") or 1), row.get("error"))))
+    retry = row.get("retry")
+    if isinstance(retry, Mapping) and retry.get("spec_hash") == spec_hash:
+        out.append((str(retry.get("request_hash")),
+                    LedgerState(False, int(retry.get("attempts") or 1), retry.get("error"))))
+    return out
+
+
 def ledger_state(row: Mapping[str, Any] | None, spec_hash: str, request_hash: str) -> LedgerState:
     """How a destination row stands for (spec_hash, request_hash): answered, or failed N times."""
     if row is None:
         return NOTHING
-    same = row.get("spec_hash") == spec_hash and row.get("request_hash") == request_hash
-    if same and row.get("status") == "succeeded":
-        return LedgerState(True, 0, None)
-    if same and row.get("status") == "failed":
-        return LedgerState(False, int(row.get("attempts") or 1), row.get("error"))
-    retry = row.get("retry")
-    if isinstance(retry, Mapping) and retry.get("spec_hash") == spec_hash and retry.get(
-            "request_hash") == request_hash:
-        return LedgerState(False, int(retry.get("attempts") or 1), retry.get("error"))
+    for hashed, state in ledger_entries(row, spec_hash):
+        if hashed == request_hash:
+            return state
     return NOTHING
