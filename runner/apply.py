@@ -7,10 +7,13 @@ each create so a crash or a second run never sends a row twice.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from runner import collect, crashpoints, identity
 from runner.backends.base import Backend, IndexEntry, JobRequest, RemoteJob
@@ -40,22 +43,35 @@ def _quiet(_: str) -> None:
 
 def collect_finished(manifest: Manifest, backend: Backend, jobs: Sequence[RemoteJob],
                      report: ApplyReport, say: Event = _quiet) -> None:
-    """Merge every finished, uncollected job of the manifest into its destination, in one write."""
+    """Merge every finished, uncollected job of the manifest into its destination, in one write.
+
+    Streams: answers for ids the destination surely lacks are spooled to a temp file and appended;
+    only answers that may meet an existing row (or another answer) are held for the merge.
+    """
     done = backend.collected_jobs(manifest.destination)
     todo = sorted((j for j in jobs if j.manifest_name == manifest.name and j.state.finished
                    and j.name not in done), key=lambda j: j.end_time or j.create_time or "")
     if not todo:
         return
+    seen = collect.IdFilter()
+    for row in backend.read_destination(manifest.destination):
+        seen.check_and_add(str(row.get("custom_id")))
     updates: dict[str, list[dict[str, Any]]] = {}
-    for job in todo:  # oldest first, so a newer answer is merged after an older one
-        for row in job_results(manifest, backend, job):
-            updates.setdefault(row["custom_id"], []).append(row)
-            report.rows_collected += 1
-    merged = collect.merge_rows(backend.read_destination(manifest.destination), updates,
-                                manifest.spec_hash)
-    crashpoints.reached("collect")
-    backend.write_destination(manifest.destination, merged,
-                              collected=done | {j.name for j in todo})
+    with tempfile.TemporaryFile() as spool:
+        for job in todo:  # oldest first, so a newer answer is merged after an older one
+            for row in job_results(manifest, backend, job):
+                report.rows_collected += 1
+                if seen.check_and_add(row["custom_id"]):
+                    updates.setdefault(row["custom_id"], []).append(row)
+                else:
+                    spool.write(orjson.dumps(row) + b"\n")
+        spool.seek(0)
+        merged = collect.merge_rows(backend.read_destination(manifest.destination), updates,
+                                    manifest.spec_hash,
+                                    appended=(orjson.loads(line) for line in spool))
+        crashpoints.reached("collect")
+        backend.write_destination(manifest.destination, merged,
+                                  collected=done | {j.name for j in todo})
     crashpoints.reached("collected")
     report.collected.extend(j.name for j in todo)
     say(f"{manifest.name}: collected {len(todo)} job(s)")

@@ -51,22 +51,13 @@ def result_rows(
     output: Iterable[bytes | dict[str, Any]],
     job_error: str | None,
 ) -> Iterator[dict[str, Any]]:
-    """One result row per staged row: its answer, or why it has none."""
-    answers: dict[str, ParsedOutput] = {}
-    unmatched = 0
-    for line in output:
-        parsed = parse_line(line, manifest.family)
-        if parsed.custom_id is None:
-            unmatched += 1
-            continue
-        answers[parsed.custom_id] = parsed
-    missing = job_error or "the job's output has no line for this row"
-    if unmatched and not job_error:
-        missing += f" ({unmatched} output lines could not be read)"
-    for entry in index:
-        parsed = answers.get(entry.custom_id) or ParsedOutput(entry.custom_id, False, error=missing)
+    """One result row per staged row: its answer, or why it has none. Holds the job's index (ids,
+    request hashes, passthrough) and streams the output, which is the larger side."""
+    staged = {entry.custom_id: entry for entry in index}
+
+    def row(entry: Any, parsed: ParsedOutput) -> dict[str, Any]:
         parsed = _validated(manifest, parsed)
-        yield {
+        return {
             "custom_id": entry.custom_id,
             **{k: entry.passthrough.get(k) for k in manifest.passthrough},
             "status": SUCCEEDED if parsed.ok else FAILED,
@@ -81,6 +72,37 @@ def result_rows(
             "finished_at": finished_at,
             "retry": None,
         }
+
+    unmatched = 0
+    for line in output:
+        parsed = parse_line(line, manifest.family)
+        entry = staged.pop(parsed.custom_id, None) if parsed.custom_id is not None else None
+        if entry is None:  # unreadable, or not a row of this job, or a second line for one
+            unmatched += 1
+            continue
+        yield row(entry, parsed)
+    missing = job_error or "the job's output has no line for this row"
+    if unmatched and not job_error:
+        missing += f" ({unmatched} output lines could not be read)"
+    for entry in staged.values():
+        yield row(entry, ParsedOutput(entry.custom_id, False, error=missing))
+
+
+class IdFilter:
+    """A bitmap over id hashes: "surely new" when the bit is clear, "maybe seen" otherwise.
+    Lets collect stream new answers straight through and keep only possible conflicts in memory."""
+
+    def __init__(self, bits: int = 1 << 26) -> None:  # 8 MB
+        self.bits = bits
+        self._map = bytearray(bits // 8)
+
+    def check_and_add(self, custom_id: str) -> bool:
+        """True when the id may have been added before."""
+        h = hash(custom_id) % self.bits
+        byte, bit = divmod(h, 8)
+        seen = bool(self._map[byte] & (1 << bit))
+        self._map[byte] |= 1 << bit
+        return seen
 
 
 def looks_like_ours(row: Mapping[str, Any]) -> bool:
@@ -140,20 +162,30 @@ def fold(existing: dict[str, Any] | None, updates: Iterable[Mapping[str, Any]],
 
 def merge_rows(existing: Iterable[dict[str, Any]],
                updates: Mapping[str, Sequence[Mapping[str, Any]]],
-               current_spec: str) -> Iterator[tuple[dict[str, Any], bool]]:
-    """Stream the destination through, folding each id's new results in; new ids are appended.
-    Yields (row, changed): file destinations rewrite every row, tables MERGE only changed ones."""
-    seen: set[str] = set()
+               current_spec: str,
+               appended: Iterable[dict[str, Any]] = ()) -> Iterator[tuple[dict[str, Any], bool]]:
+    """Stream the destination through, folding each id's new results in; then the `appended` new
+    rows (ids the destination lacks), each folded with any later results for its id; then the ids
+    left in `updates`. Yields (row, changed): files rewrite every row, tables MERGE changed ones."""
+    merged: set[str] = set()
     for row in existing:
         custom_id = str(row.get("custom_id"))
         if custom_id in updates:
-            seen.add(custom_id)
-            merged = fold(row, updates[custom_id], current_spec)
-            yield (row, False) if merged is None or merged is row else (merged, True)
+            merged.add(custom_id)
+            result = fold(row, updates[custom_id], current_spec)
+            yield (row, False) if result is None or result is row else (result, True)
         else:
             yield row, False
+    for row in appended:
+        custom_id = str(row.get("custom_id"))
+        later = updates.get(custom_id)
+        if later is not None:
+            merged.add(custom_id)
+            yield fold(row, later, current_spec) or row, True
+        else:
+            yield row, True
     for custom_id, items in updates.items():
-        if custom_id not in seen:
-            merged = fold(None, items, current_spec)
-            if merged is not None:
-                yield merged, True
+        if custom_id not in merged:
+            result = fold(None, items, current_spec)
+            if result is not None:
+                yield result, True
