@@ -10,7 +10,7 @@ BQ_VENV := .venv-bq
 BQ_STAMP := $(BQ_VENV)/.installed-0.3.2
 DUCKDB := 1.5.5
 
-.PHONY: install emulators-install emulators lint typecheck test soak demo clean
+.PHONY: install emulators-install emulators lint typecheck test soak bench demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ typecheck: install
 
 test: lint typecheck emulators-install
 	$(BIN)/pytest -q
+
+# Throughput, memory and API calls against the targets of issue 7 (minutes; writes bench/results.json).
+bench: install
+	$(BIN)/python -m bench.bench
 
 # The full crash and race trials (minutes; not part of make test).
 soak: emulators-install

@@ -54,10 +54,10 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         params = {k: v[0] for k, v in parse_qs(url.query).items()}
         path = unquote(url.path)
-        fake.requests.append(f"{method} {path}")
         if path.startswith("/_fake/"):
             self._control(method, path)
             return
+        fake.requests.append(f"{method} {path}")
         if fake.faults.drop_connections > 0:
             fake.faults.drop_connections -= 1
             self.close_connection = True
@@ -113,12 +113,21 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, asdict(fake.faults))
         elif path == "/_fake/sent":
             self._send(200, fake.sent)
-        elif path == "/_fake/jobs":
+        elif path == "/_fake/jobs" and method == "GET":
             self._send(200, list(fake.jobs.values()))
+        elif path == "/_fake/jobs" and method == "POST":  # seed many jobs at once (benchmarks)
+            with fake.lock:
+                for job in self._body():
+                    fake.jobs[job["name"]] = job
+                    fake.started[job["name"]] = time.monotonic()
+            self._send(200, {"jobs": len(fake.jobs)})
+        elif path == "/_fake/requests":
+            self._send(200, {"count": len(fake.requests), "requests": fake.requests[-50:]})
         elif path == "/_fake/reset" and method == "POST":
             with fake.lock:
                 fake.jobs.clear()
                 fake.sent.clear()
+                fake.requests.clear()
                 fake.regions_seen.clear()
                 fake.faults = Faults()
             self._send(200, {})

@@ -1,0 +1,395 @@
+"""`make bench`: batchrun against a naive baseline and against its targets (issue 7), one table.
+
+Each measurement runs in a fresh subprocess so its peak RSS is its own. Data is generated, never
+shipped. Results are also written as JSON (bench/results.json) so later runs can be compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+MANIFEST = """\
+apiVersion: batchrun/v1
+kind: BatchJob
+metadata: {{name: {name}}}
+spec:
+  model: {model}
+  parameters: {{max_tokens: 64}}
+  source: {{file: {source}, id: ticket_id}}
+  prompt:
+    system: You triage support tickets. Answer billing, bug or question.
+    user: "Subject: {{{{ subject }}}}\\n{{{{ body }}}}"
+  destination: {{file: {dest}}}
+"""
+SYSTEM = "You triage support tickets. Answer billing, bug or question."
+USER = "Subject: {{ subject }}\n{{ body }}"
+WORDS = ("invoice refund login crash export dashboard upload error billing account password "
+         "payment latency timeout mobile android browser").split()
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def generate(path: Path, start: int, count: int) -> None:
+    """Ticket-like rows of about 500 bytes."""
+    with path.open("a", encoding="utf-8") as fh:
+        for i in range(start, start + count):
+            w = WORDS[i % len(WORDS)]
+            body = (f"Hello, since yesterday my {w} does not work as expected (case {i}). " * 6)[:400]
+            fh.write(json.dumps({"ticket_id": f"T{i:09d}", "subject": f"Problem with {w} #{i}",
+                                 "body": body, "priority": "high" if i % 7 == 0 else "normal",
+                                 "channel": "email"}) + "\n")
+
+
+def project(root: Path, name: str = "triage", model: str = "anthropic/claude-3-5-haiku@20241022",
+            source: str = "rows.jsonl", settings: str = "backend: local\n") -> None:
+    (root / "batchrun.yaml").write_text(settings)
+    (root / f"{name}.yaml").write_text(MANIFEST.format(name=name, model=model, source=source,
+                                                       dest=f"out/{name}.jsonl"))
+
+
+# --- the measurements, each in its own process --------------------------------------------------
+
+def one_render(n: int, work: Path) -> dict[str, Any]:
+    from runner import api
+    from runner.backends.base import IndexEntry
+    from runner.backends.local.backend import LocalBackend
+    from runner.planner import rendered_rows
+
+    p = api.load_project(cwd=work)
+    m = p.manifests[0]
+    backend = LocalBackend(p.settings)
+    start = time.perf_counter()
+    staged = backend.stage(m.name, ((r.line, IndexEntry(r.custom_id, r.request_hash, {},
+                                                         len(r.line)))
+                                    for r in rendered_rows(m, backend, p.settings)))
+    seconds = time.perf_counter() - start
+    assert staged.rows == n
+    return {"rows": n, "seconds": seconds, "rows_per_s": n / seconds, "rss_mb": rss_mb()}
+
+
+def one_baseline(n: int, work: Path) -> dict[str, Any]:
+    import jinja2
+
+    start = time.perf_counter()
+    rows = [json.loads(line) for line in (work / "rows.jsonl").open(encoding="utf-8")]
+    system, user = jinja2.Template(SYSTEM), jinja2.Template(USER)
+    with (work / "baseline.jsonl").open("w", encoding="utf-8") as out:
+        for row in rows:
+            request = {"custom_id": row["ticket_id"], "request": {
+                "messages": [{"role": "user", "content": user.render(**row)}],
+                "anthropic_version": "vertex-2023-10-16", "max_tokens": 64,
+                "system": system.render(**row)}}
+            line = json.dumps(request)
+            hashlib.sha256(line.encode()).hexdigest()
+            out.write(line + "\n")
+    seconds = time.perf_counter() - start
+    return {"rows": n, "seconds": seconds, "rows_per_s": n / seconds, "rss_mb": rss_mb()}
+
+
+def one_plan_done(n: int, new: int, work: Path) -> dict[str, Any]:
+    import orjson
+
+    from runner import api
+    from runner.backends.local.backend import LocalBackend
+    from runner.planner import rendered_rows
+
+    p = api.load_project(cwd=work)
+    m = p.manifests[0]
+    backend = LocalBackend(p.settings)
+    (work / "out").mkdir(exist_ok=True)
+    with (work / "out" / "triage.jsonl").open("wb") as fh:  # every row answered under this spec
+        for r in rendered_rows(m, backend, p.settings):
+            fh.write(orjson.dumps({"custom_id": r.custom_id, "status": "succeeded", "output": "bug",
+                                   "error": None, "attempts": 1,
+                                   "usage": {"input_tokens": 120, "output_tokens": 2},
+                                   "model": m.model.short, "spec_hash": m.spec_hash,
+                                   "request_hash": r.request_hash, "job": "j", "finished_at": "t",
+                                   "retry": None}) + b"\n")
+    generate(work / "rows.jsonl", n, new)
+    p = api.load_project(cwd=work)
+    start = time.perf_counter()
+    plan = api.plan(p, backend=backend)
+    seconds = time.perf_counter() - start
+    rows = plan.manifests[0].rows
+    report = api.apply(p, plan, backend=backend)
+    return {"done": rows.done, "to_do": rows.to_do, "seconds": seconds,
+            "rows_sent": report.rows_sent, "rss_mb": rss_mb()}
+
+
+def one_plan_scale(manifests: int, jobs_each: int, work: Path) -> dict[str, Any]:
+    import orjson
+    import requests
+
+    from runner import api
+    from runner.planner import rendered_rows
+
+    generate(work / "rows.jsonl", 0, 1)
+    settings = ("backend: vertex\nproject: bench-project\nregion: us-east5\n"
+                "staging: gs://bench/staging\n")
+    (work / "batchrun.yaml").write_text(settings)
+    for i in range(manifests):
+        (work / f"m{i:04d}.yaml").write_text(MANIFEST.format(
+            name=f"m{i:04d}", model="anthropic/claude-3-5-haiku@20241022", source="rows.jsonl",
+            dest=f"out/m{i:04d}.jsonl"))
+    url = os.environ["BATCHRUN_VERTEX_ENDPOINT"]
+    p = api.load_project(cwd=work)
+    out = work / "out"
+    out.mkdir()
+    seeded = []
+    n = 0
+    for m in p.manifests:
+        (row,) = list(rendered_rows(m, _NoBackend(), p.settings))
+        names = []
+        for _ in range(jobs_each):
+            n += 1
+            name = f"projects/1/locations/us-east5/batchPredictionJobs/{10**18 + n}"
+            names.append(name)
+            seeded.append({"name": name, "displayName": "x", "state": "JOB_STATE_SUCCEEDED",
+                           "createTime": "2026-01-01T00:00:00.000000Z",
+                           "endTime": "2026-01-01T01:00:00.000000Z",
+                           "labels": {"batchrun-managed": "v1", "batchrun-name": m.name,
+                                      "batchrun-spec": m.spec_hash, "batchrun-input": "0" * 32,
+                                      "batchrun-shard": "0"}})
+        dest = out / f"{m.name}.jsonl"
+        dest.write_bytes(orjson.dumps({"custom_id": row.custom_id, "status": "succeeded",
+                                       "spec_hash": m.spec_hash, "request_hash": row.request_hash,
+                                       "job": names[0], "finished_at": "t"}) + b"\n")
+        st = dest.stat()
+        (out / f".{m.name}.jsonl.batchrun.json").write_bytes(orjson.dumps(
+            {"stamp": [st.st_size, st.st_mtime_ns], "collected_jobs": names}))
+    requests.post(f"{url}/_fake/reset", timeout=30)
+    requests.post(f"{url}/_fake/faults", json={"page_size_max": 100}, timeout=30)
+    requests.post(f"{url}/_fake/jobs", json=seeded, timeout=120)
+    start = time.perf_counter()
+    p = api.load_project(cwd=work)
+    loaded = time.perf_counter() - start
+    plan = api.plan(p)
+    seconds = time.perf_counter() - start
+    calls = requests.get(f"{url}/_fake/requests", timeout=30).json()["count"]
+    assert not plan.has_changes
+    return {"manifests": manifests, "jobs": len(seeded), "seconds": seconds,
+            "load_seconds": loaded, "api_calls": calls, "rss_mb": rss_mb()}
+
+
+class _NoBackend:
+    kind = "none"
+
+    def read_source(self, source: Any) -> Any:
+        from runner.backends import localfiles
+
+        return localfiles.read_source(source)
+
+
+class _Slow(BaseHTTPRequestHandler):
+    latency = 0.05
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        time.sleep(self.latency)
+        data = json.dumps({"choices": [{"message": {"content": "ok"}}],
+                           "usage": {"prompt_tokens": 10, "completion_tokens": 1}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def one_executor(rows: int, concurrency: int, work: Path) -> dict[str, Any]:
+    from datetime import datetime
+
+    from runner import api
+    from runner.backends.local.backend import LocalBackend
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    generate(work / "rows.jsonl", 0, rows)
+    project(work, model="meta/llama-3.3-70b-instruct-maas",
+            settings=f"local:\n  executor: {{type: openai, base_url: "
+                     f"'http://127.0.0.1:{server.server_address[1]}/v1', "
+                     f"concurrency: {concurrency}}}\nquota: {{max_rows_per_job: {rows}}}\n")
+    p = api.load_project(cwd=work)
+    backend = LocalBackend(p.settings)
+    report = api.apply(p, backend=backend)
+    (job,) = report.created
+    job_id = job.rsplit("/", 1)[-1]
+    while not backend.get_job(job).state.finished:
+        time.sleep(0.05)
+    record = backend.store.read(job_id)
+
+    def t(v: str) -> float:
+        return datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp()
+
+    seconds = t(record["endTime"]) - t(record["startTime"])
+    ideal = rows / concurrency * _Slow.latency
+    server.shutdown()
+    return {"rows": rows, "concurrency": concurrency, "seconds": seconds, "ideal_seconds": ideal,
+            "efficiency": ideal / seconds, "rss_mb": rss_mb()}
+
+
+def one_collect(n: int, work: Path) -> dict[str, Any]:
+    import orjson
+
+    from runner import api
+    from runner.apply import ApplyReport, collect_finished
+    from runner.backends.local.backend import LocalBackend
+    from runner.backends.local.store import JobStore
+
+    project(work)
+    generate(work / "rows.jsonl", 0, 1)
+    p = api.load_project(cwd=work)
+    m = p.manifests[0]
+    store = JobStore(p.settings.state_dir)
+    job_id = "1000000000000000001"
+    folder = store.dir(job_id)
+    out_dir = folder / "output" / "prediction-model-2026-01-01T00:00:00.000001Z"
+    out_dir.mkdir(parents=True)
+    index = folder / "index.jsonl"
+    with index.open("wb") as idx, (out_dir / "predictions.jsonl").open("wb") as out:
+        for i in range(n):
+            cid = f"T{i:09d}"
+            idx.write(orjson.dumps({"custom_id": cid, "request_hash": f"{i:032x}",
+                                    "passthrough": {}, "input_chars": 500}) + b"\n")
+            out.write(orjson.dumps({"custom_id": cid, "status": "", "processed_time": "x",
+                                    "response": {"content": [{"type": "text", "text": f"bug {i}"}],
+                                                 "usage": {"input_tokens": 120,
+                                                           "output_tokens": 2}}}) + b"\n")
+    store.write(job_id, {"name": f"projects/local/locations/local/batchPredictionJobs/{job_id}",
+                         "state": "JOB_STATE_SUCCEEDED", "createTime": "2026-01-01T00:00:00.000000Z",
+                         "endTime": "2026-01-01T01:00:00.000000Z",
+                         "labels": {"batchrun-managed": "v1", "batchrun-name": m.name,
+                                    "batchrun-spec": m.spec_hash, "batchrun-input": "0" * 32},
+                         "outputInfo": {"gcsOutputDirectory": str(out_dir)},
+                         "_local": {"index": str(index), "family": "claude"}})
+    backend = LocalBackend(p.settings)
+    report = ApplyReport()
+    start = time.perf_counter()
+    collect_finished(m, backend, backend.list_jobs(), report)
+    seconds = time.perf_counter() - start
+    assert report.rows_collected == n
+    return {"lines": n, "seconds": seconds, "lines_per_s": n / seconds, "rss_mb": rss_mb()}
+
+
+# --- the driver ----------------------------------------------------------------------------------
+
+def child(kind: str, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    result = subprocess.run([sys.executable, "-m", "bench.bench", "--one", kind, *args],
+                            capture_output=True, text=True, env={**os.environ, **(env or {})},
+                            check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"{kind} failed:\n{result.stderr[-3000:]}")
+    out: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="make bench")
+    parser.add_argument("--sizes", default="200000,1000000,10000000")
+    parser.add_argument("--baseline-max", type=int, default=1_000_000,
+                        help="largest size for the naive baseline (it holds every row in memory)")
+    parser.add_argument("--out", default="bench/results.json")
+    parser.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        kind, *rest = args.one
+        work = Path(rest[-1])
+        numbers = [int(x) for x in rest[:-1]]
+        result = {"render": one_render, "baseline": one_baseline, "plan_done": one_plan_done,
+                  "plan_scale": one_plan_scale, "executor": one_executor,
+                  "collect": one_collect}[kind](*numbers, work)  # type: ignore[operator]
+        print(json.dumps(result))
+        return 0
+
+    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+                               "date": time.strftime("%Y-%m-%d %H:%M:%S"), "render": []}
+    lines = []
+    with tempfile.TemporaryDirectory(prefix="batchrun-bench-") as tmp:
+        root = Path(tmp)
+        for n in (int(x) for x in args.sizes.split(",")):
+            work = root / f"render-{n}"
+            work.mkdir()
+            project(work)
+            generate(work / "rows.jsonl", 0, n)
+            ours = child("render", str(n), str(work))
+            base = child("baseline", str(n), str(work)) if n <= args.baseline_max else None
+            ratio = ours["rows_per_s"] / base["rows_per_s"] if base else None
+            results["render"].append({"rows": n, "batchrun": ours, "baseline": base,
+                                      "ratio": ratio})
+            lines.append(f"render+hash+stage {n:>10,} rows   batchrun {ours['rows_per_s']:>9,.0f} rows/s "
+                         f"{ours['rss_mb']:>6.0f} MB   baseline "
+                         + (f"{base['rows_per_s']:>9,.0f} rows/s {base['rss_mb']:>6.0f} MB   "
+                            f"ratio {ratio:.2f}x" if base and ratio else "   (not run: holds every row)"))
+            (work / "rows.jsonl").unlink()
+            for f in work.glob("baseline.jsonl"):
+                f.unlink()
+        work = root / "plan-done"
+        work.mkdir()
+        project(work)
+        generate(work / "rows.jsonl", 0, 1_000_000)
+        done = child("plan_done", "1000000", "1000", str(work))
+        results["plan_done"] = done
+        lines.append(f"plan, 1M done + 1k new rows   {done['seconds']:.1f} s, {done['to_do']} to do, "
+                     f"sent {done['rows_sent']}, {done['rss_mb']:.0f} MB")
+        from runner.emulators import free_port
+
+        port = free_port()
+        fake = subprocess.Popen([sys.executable, "-m", "runner.fakevertex", "--port", str(port)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            for _ in range(100):
+                try:
+                    import requests
+
+                    requests.get(f"{url}/_fake/sent", timeout=1)
+                    break
+                except Exception:
+                    time.sleep(0.1)
+            work = root / "plan-scale"
+            work.mkdir()
+            scale = child("plan_scale", "1000", "10", str(work),
+                          env={"BATCHRUN_VERTEX_ENDPOINT": url})
+        finally:
+            fake.terminate()
+            fake.wait()
+        results["plan_scale"] = scale
+        lines.append(f"plan, 1,000 manifests / 10,000 jobs   {scale['seconds']:.1f} s "
+                     f"(loading manifests {scale['load_seconds']:.1f} s), {scale['api_calls']} API "
+                     f"calls (100 jobs a page)")
+        work = root / "executor"
+        work.mkdir()
+        ex = child("executor", "400", "8", str(work))
+        results["executor"] = ex
+        lines.append(f"local executor, 400 rows, 8 at once, 50 ms stub   {ex['seconds']:.2f} s vs "
+                     f"ideal {ex['ideal_seconds']:.2f} s = {ex['efficiency']:.0%}")
+        work = root / "collect"
+        work.mkdir()
+        col = child("collect", "1000000", str(work))
+        results["collect"] = col
+        lines.append(f"collect 1M output lines   {col['lines_per_s']:,.0f} lines/s, "
+                     f"{col['rss_mb']:.0f} MB")
+    print("\n".join(lines))
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    print(f"(written to {args.out})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
