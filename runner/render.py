@@ -5,6 +5,7 @@ Templates run in Jinja2's sandbox with StrictUndefined. Never reads files or imp
 
 from __future__ import annotations
 
+import hashlib
 import json
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -20,6 +21,8 @@ from jinja2.sandbox import SandboxedEnvironment
 from runner import estimate
 from runner.errors import Diagnostic, RenderError, error
 from runner.identity import request_hash
+
+_sha = hashlib.sha256  # request_hash, inlined on the hot path (tests pin that they agree)
 from runner.spec import Family, Manifest, Template
 
 ANTHROPIC_VERSION: Final = "vertex-2023-10-16"
@@ -77,20 +80,15 @@ def _simple_pieces(env: SandboxedEnvironment, text: str) -> list[str | tuple[str
     return pieces
 
 
-def _substitute(pieces: list[str | tuple[str]], data: Mapping[str, Any]) -> str:
-    out = []
-    for piece in pieces:
-        if isinstance(piece, str):
-            out.append(piece)
-            continue
-        name = piece[0]
-        if name in data:
-            out.append(str(data[name]))
-        elif name == ROW_NAME:
-            out.append(str(data))
-        else:
-            raise RowError(f"template needs a value the row lacks: '{name}' is undefined")
-    return "".join(out)
+def _text(data: Mapping[str, Any], name: str) -> str:
+    """`{{ name }}` as Jinja prints it: str() of the value; a missing column is an error."""
+    try:
+        value = data[name]
+    except KeyError:
+        if name == ROW_NAME:
+            return str(data)
+        raise RowError(f"template needs a value the row lacks: '{name}' is undefined") from None
+    return value if type(value) is str else str(value)
 
 
 _SLOT = "@@batchrun-slot-{}@@"
@@ -129,9 +127,12 @@ class Renderer:
         self._fast: dict[str, list[str | tuple[str]]] | None = None
         self._skeleton: list[bytes] = []
         self._order: list[str] = []
+        self._slot_var: dict[str, str] = {}
+        self._fast_line: Callable[[str, Mapping[str, Any]], tuple[bytes, int]] | None = None
         if not self._requests and all(p is not None for p in pieces.values()):
             self._fast = {k: p for k, p in pieces.items() if p is not None}
             self._compile_skeleton()
+            self._fast_line = self._compile_fast()
 
     def _compile_skeleton(self) -> None:
         """Split the line of a request with marker texts into literal bytes and slots."""
@@ -153,6 +154,9 @@ class Renderer:
 
     def custom_id(self, row: SourceRow) -> str:
         column = self.manifest.source.id_column
+        value = row.data.get(column)
+        if type(value) is str and 0 < len(value) <= self.max_id_chars:
+            return value  # the common case, checked in one step
         if column not in row.data:
             raise RowError(f'has no id column "{column}"')
         value = row.data[column]
@@ -197,25 +201,48 @@ class Renderer:
         context = {**data, ROW_NAME: data}
         return self.build(custom_id, {k: t.render(context) for k, t in self._templates.items()})
 
-    def _fast_line(self, custom_id: str, data: Mapping[str, Any]) -> tuple[bytes, int]:
+    def _compile_fast(self) -> Callable[[str, Mapping[str, Any]], tuple[bytes, int]]:
+        """Generate one Python function for the whole line: the hot path of big sources.
+        Only our own literals go into the code, as repr() constants; row values stay data."""
         assert self._fast is not None
-        texts = {k: _substitute(p, data) for k, p in self._fast.items()}
-        texts["id"] = custom_id
-        out = [self._skeleton[0]]
-        for slot, literal in zip(self._order, self._skeleton[1:], strict=True):
-            out.append(orjson.dumps(texts[slot]))
-            out.append(literal)
-        chars = sum(len(v) for k, v in texts.items() if k != "id")
-        return b"".join(out), chars
+        lines = ["def line(custom_id, d):"]
+        for n, (key, pieces) in enumerate(self._fast.items()):
+            terms = []
+            for piece in pieces:
+                if isinstance(piece, str):
+                    terms.append(repr(piece))
+                else:
+                    terms.append(f"_text(d, {piece[0]!r})")
+            lines.append(f"    t{n} = " + (" + ".join(terms) if terms else "''"))
+            self._slot_var[key] = f"t{n}"
+        parts = [f"_S[{0}]"]
+        for i, slot in enumerate(self._order, start=1):
+            parts.append("_dumps(custom_id)" if slot == "id" else f"_dumps({self._slot_var[slot]})")
+            parts.append(f"_S[{i}]")
+        chars = " + ".join(f"len({v})" for v in self._slot_var.values()) or "0"
+        lines.append(f"    return b''.join(({', '.join(parts)},)), {chars}")
+        namespace: dict[str, Any] = {"_S": tuple(self._skeleton), "_dumps": orjson.dumps,
+                                     "_text": _text}
+        exec(compile("\n".join(lines), "<batchrun fast template>", "exec"), namespace)
+        fn: Callable[[str, Mapping[str, Any]], tuple[bytes, int]] = namespace["line"]
+        return fn
 
     def render(self, row: SourceRow, custom_id: str | None = None) -> RenderedRow:
         custom_id = self.custom_id(row) if custom_id is None else custom_id
+        fast = self._fast_line
+        if fast is not None:
+            try:
+                line, chars = fast(custom_id, row.data)
+            except TypeError as exc:  # orjson refuses text that is not valid Unicode
+                raise RowError(f"holds text that is not valid Unicode ({exc})") from exc
+            if len(line) > self.max_request_bytes:
+                raise RowError(f"request is {len(line):,} bytes, over the limit of "
+                               f"{self.max_request_bytes:,} (quota.max_request_bytes)")
+            return RenderedRow(custom_id, line, _sha(line).hexdigest()[:32], row, chars)
         try:
             if self._requests:
                 line = dumps(row.data)
                 chars = estimate.prompt_chars(self.manifest.family, row.data)
-            elif self._fast is not None:
-                line, chars = self._fast_line(custom_id, row.data)
             else:
                 request = self.request(custom_id, row.data)
                 line = dumps(request)
@@ -308,17 +335,19 @@ def render_rows(
     ids = IdTracker()
     problems: list[Diagnostic] = []
     bad = 0
+    get_id, render, add_id = renderer.custom_id, renderer.render, ids.add
     for item in rows:
-        if isinstance(item, RowIssue):
+        if type(item) is RowIssue:
             bad += 1
             if len(problems) < MAX_REPORTED:
                 problems.append(row_problem(source_name, item.number, item.message, None))
             continue
+        assert isinstance(item, SourceRow)
         custom_id: str | None = None
         try:
-            custom_id = renderer.custom_id(item)
-            ids.add(custom_id)
-            rendered = renderer.render(item, custom_id)
+            custom_id = get_id(item)
+            add_id(custom_id)
+            rendered = render(item, custom_id)
         except RowError as exc:
             bad += 1
             if len(problems) < MAX_REPORTED:

@@ -43,11 +43,29 @@ def parse_jsonl_line(number: int, text: str | bytes, where: str = "") -> SourceR
 
 
 def read_jsonl(path: Path) -> Iterator[SourceRow | RowIssue]:
-    for number, text in _decoded_lines(path):
-        if isinstance(text, RowIssue):
-            yield text
-        elif text.strip():
-            yield parse_jsonl_line(number, text)
+    # orjson reads the bytes and checks UTF-8 itself; decoding first only to name a bad byte.
+    loads, decode_error = orjson.loads, orjson.JSONDecodeError
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            if number == 1 and raw.startswith(_BOM):
+                raw = raw[len(_BOM):]  # noqa: PLW2901
+            try:
+                data = loads(raw)
+            except decode_error:
+                if not raw.strip():
+                    continue
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    yield RowIssue(number, f"is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at "
+                                           f"column {exc.start + 1}); re-encode the file as UTF-8")
+                    continue
+                yield parse_jsonl_line(number, text)
+                continue
+            if type(data) is dict:
+                yield SourceRow(number, data)
+            else:
+                yield RowIssue(number, f"must be a JSON object, not {type(data).__name__}")
 
 
 def read_csv(path: Path) -> Iterator[SourceRow | RowIssue]:
