@@ -280,10 +280,13 @@ def make_plan(manifests: Sequence[Manifest], reader: BackendReader, settings: Se
     """Read-only: one listing of the jobs for all manifests, then a row pass per manifest."""
     jobs = reader.list_jobs()
     free = settings.quota.max_concurrent_jobs - busy_slots(jobs)
+    by_name: dict[str, list[RemoteJob]] = {}
+    for job in jobs:  # one pass: plans scale with the listing, not manifests x jobs
+        by_name.setdefault(job.manifest_name, []).append(job)
     plans = []
     for manifest in manifests:
-        plan, used = plan_manifest(manifest, reader, settings, jobs, free,
-                                   exact_tokens=exact_tokens)
+        plan, used = plan_manifest(manifest, reader, settings, by_name.get(manifest.name, []),
+                                   free, exact_tokens=exact_tokens)
         free -= used
         plans.append(plan)
     names = {m.name for m in manifests}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import sys
 import threading
 import time
@@ -31,6 +32,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args: Any) -> None:
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in two writes; without this, Nagle and delayed ACKs stall each
+        # keep-alive answer by 40 ms.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _body(self) -> Any:
         length = int(self.headers.get("Content-Length") or 0)
@@ -120,6 +127,7 @@ class _Handler(BaseHTTPRequestHandler):
                 for job in self._body():
                     fake.jobs[job["name"]] = job
                     fake.started[job["name"]] = time.monotonic()
+                fake.version += 1
             self._send(200, {"jobs": len(fake.jobs)})
         elif path == "/_fake/requests":
             self._send(200, {"count": len(fake.requests), "requests": fake.requests[-50:]})
@@ -128,6 +136,7 @@ class _Handler(BaseHTTPRequestHandler):
                 fake.jobs.clear()
                 fake.sent.clear()
                 fake.requests.clear()
+                fake.version += 1
                 fake.regions_seen.clear()
                 fake.faults = Faults()
             self._send(200, {})
