@@ -51,9 +51,23 @@ def result_rows(
     output: Iterable[bytes | dict[str, Any]],
     job_error: str | None,
 ) -> Iterator[dict[str, Any]]:
-    """One result row per staged row: its answer, or why it has none. Holds the job's index (ids,
-    request hashes, passthrough) and streams the output, which is the larger side."""
-    staged = {entry.custom_id: entry for entry in index}
+    """One result row per staged row: its answer, or why it has none.
+
+    Both sides stream: outputs usually come in input order, so the index is read in step with
+    them and only entries passed over out of order are held; memory follows the disorder, not
+    the job's size."""
+    pending = iter(index)
+    staged: dict[str, Any] = {}
+
+    def find(custom_id: str) -> Any:
+        entry = staged.pop(custom_id, None)
+        if entry is not None:
+            return entry
+        for entry in pending:
+            if entry.custom_id == custom_id:
+                return entry
+            staged[entry.custom_id] = entry
+        return None
 
     def row(entry: Any, parsed: ParsedOutput) -> dict[str, Any]:
         parsed = _validated(manifest, parsed)
@@ -76,7 +90,7 @@ def result_rows(
     unmatched = 0
     for line in output:
         parsed = parse_line(line, manifest.family)
-        entry = staged.pop(parsed.custom_id, None) if parsed.custom_id is not None else None
+        entry = find(parsed.custom_id) if parsed.custom_id is not None else None
         if entry is None:  # unreadable, or not a row of this job, or a second line for one
             unmatched += 1
             continue
@@ -84,7 +98,7 @@ def result_rows(
     missing = job_error or "the job's output has no line for this row"
     if unmatched and not job_error:
         missing += f" ({unmatched} output lines could not be read)"
-    for entry in staged.values():
+    for entry in [*staged.values(), *pending]:
         yield row(entry, ParsedOutput(entry.custom_id, False, error=missing))
 
 
