@@ -38,7 +38,7 @@ emulators: emulators-install
 	$(BIN)/python -m runner.emulators
 
 lint: install
-	$(BIN)/ruff check runner tests
+	$(BIN)/ruff check runner tests bench
 
 typecheck: install
 	$(BIN)/mypy

@@ -35,8 +35,10 @@ spec:
 """
 SYSTEM = "You triage support tickets. Answer billing, bug or question."
 USER = "Subject: {{ subject }}\n{{ body }}"
-WORDS = ("invoice refund login crash export dashboard upload error billing account password "
-         "payment latency timeout mobile android browser").split()
+WORDS = (
+    "invoice", "refund", "login", "crash", "export", "dashboard", "upload", "error", "billing",
+    "account", "password", "payment", "latency", "timeout", "mobile", "android", "browser",
+)
 
 
 def rss_mb() -> float:

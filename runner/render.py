@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import jinja2
@@ -21,10 +23,9 @@ from jinja2.sandbox import SandboxedEnvironment
 from runner import estimate
 from runner.errors import Diagnostic, RenderError, error
 from runner.identity import request_hash
-
-_sha = hashlib.sha256  # request_hash, inlined on the hot path (tests pin that they agree)
 from runner.spec import Family, Manifest, Template
 
+_sha = hashlib.sha256  # request_hash, inlined on the hot path (tests pin that they agree)
 ANTHROPIC_VERSION: Final = "vertex-2023-10-16"
 MAX_REPORTED: Final = 20  # row problems listed before "... and N more"
 ROW_NAME: Final = "row"  # every template may also read the whole row as `row`
@@ -205,22 +206,30 @@ class Renderer:
         """Generate one Python function for the whole line: the hot path of big sources.
         Only our own literals go into the code, as repr() constants; row values stay data."""
         assert self._fast is not None
-        lines = ["def line(custom_id, d):"]
-        for n, (key, pieces) in enumerate(self._fast.items()):
-            terms = []
+        lines = ["def line(custom_id, d):", "  try:"]
+        names: dict[str, str] = {}
+        for pieces in self._fast.values():
             for piece in pieces:
-                if isinstance(piece, str):
-                    terms.append(repr(piece))
-                else:
-                    terms.append(f"_text(d, {piece[0]!r})")
+                if isinstance(piece, tuple) and piece[0] not in names:
+                    names[piece[0]] = f"v{len(names)}"
+                    v = names[piece[0]]
+                    lines.append(f"    {v} = d[{piece[0]!r}]")
+                    lines.append(f"    {v} = {v} if type({v}) is str else str({v})")
+        for n, (key, pieces) in enumerate(self._fast.items()):
+            terms = [repr(p) if isinstance(p, str) else names[p[0]] for p in pieces]
             lines.append(f"    t{n} = " + (" + ".join(terms) if terms else "''"))
             self._slot_var[key] = f"t{n}"
+        # A missing column: let _text name it (and read `row`, the whole row, if that is the name).
+        lines.append("  except KeyError:")
+        for n, pieces in enumerate(self._fast.values()):
+            terms = [repr(p) if isinstance(p, str) else f"_text(d, {p[0]!r})" for p in pieces]
+            lines.append(f"    t{n} = " + (" + ".join(terms) if terms else "''"))
         parts = [f"_S[{0}]"]
         for i, slot in enumerate(self._order, start=1):
             parts.append("_dumps(custom_id)" if slot == "id" else f"_dumps({self._slot_var[slot]})")
             parts.append(f"_S[{i}]")
         chars = " + ".join(f"len({v})" for v in self._slot_var.values()) or "0"
-        lines.append(f"    return b''.join(({', '.join(parts)},)), {chars}")
+        lines.append(f"  return b''.join(({', '.join(parts)},)), {chars}")
         namespace: dict[str, Any] = {"_S": tuple(self._skeleton), "_dumps": orjson.dumps,
                                      "_text": _text}
         exec(compile("\n".join(lines), "<batchrun fast template>", "exec"), namespace)
@@ -267,26 +276,52 @@ def row_problem(file: str, row: SourceRow | int, message: str, custom_id: str | 
 
 
 class IdTracker:
-    """Remembers every id as an 8-byte hash in 256 arrays, so 10M ids take 80 MB, not gigabytes.
-    Duplicates are found at the end; naming their rows then takes a second pass over the source."""
+    """Remembers every id as an 8-byte hash in 256 buckets that spill to temp files, so memory stays
+    flat however many rows there are (10M ids: 80 MB on disk, about 8 MB in memory). Duplicates are
+    found at the end, a bucket at a time; naming their rows takes a second pass over the source."""
 
     BUCKETS: Final = 256
+    SPILL: Final = 4096  # hashes a bucket holds in memory before it goes to its file
 
     def __init__(self) -> None:
         self._buckets = [array("q") for _ in range(self.BUCKETS)]
+        self._spill: tempfile.TemporaryDirectory[str] | None = None
 
     def add(self, custom_id: str) -> None:
         h = hash(custom_id)
-        self._buckets[h % self.BUCKETS].append(h)
+        bucket = self._buckets[h % self.BUCKETS]
+        bucket.append(h)
+        if len(bucket) >= self.SPILL:
+            self._flush(h % self.BUCKETS)
+
+    def _path(self, n: int) -> str:
+        if self._spill is None:
+            self._spill = tempfile.TemporaryDirectory(prefix="batchrun-ids-")
+        return f"{self._spill.name}/{n}"
+
+    def _flush(self, n: int) -> None:
+        with open(self._path(n), "ab") as fh:
+            self._buckets[n].tofile(fh)
+        self._buckets[n] = array("q")
 
     def duplicate_hashes(self) -> set[int]:
         found: set[int] = set()
-        for bucket in self._buckets:
-            seen: set[int] = set()
-            for h in bucket:
-                if h in seen:
-                    found.add(h)
-                seen.add(h)
+        try:
+            for n, bucket in enumerate(self._buckets):
+                hashes = array("q")
+                if self._spill is not None and Path(self._path(n)).exists():
+                    with open(self._path(n), "rb") as fh:
+                        hashes.frombytes(fh.read())
+                hashes.extend(bucket)
+                seen: set[int] = set()
+                for h in hashes:
+                    if h in seen:
+                        found.add(h)
+                    seen.add(h)
+        finally:
+            if self._spill is not None:
+                self._spill.cleanup()
+                self._spill = None
         return found
 
 
@@ -342,16 +377,15 @@ def render_rows(
             if len(problems) < MAX_REPORTED:
                 problems.append(row_problem(source_name, item.number, item.message, None))
             continue
-        assert isinstance(item, SourceRow)
         custom_id: str | None = None
         try:
-            custom_id = get_id(item)
+            custom_id = get_id(item)  # type: ignore[arg-type]
             add_id(custom_id)
-            rendered = render(item, custom_id)
+            rendered = render(item, custom_id)  # type: ignore[arg-type]
         except RowError as exc:
             bad += 1
             if len(problems) < MAX_REPORTED:
-                problems.append(row_problem(source_name, item, str(exc), custom_id))
+                problems.append(row_problem(source_name, item, str(exc), custom_id))  # type: ignore[arg-type]
             continue
         if not problems:
             yield rendered

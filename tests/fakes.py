@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 import orjson
+
 from runner.backends import localfiles
 from runner.backends.base import IndexEntry, JobRequest, JobState, RemoteJob, StagedInput
 from runner.backends.local.executors import echo

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import requests
-from runner import crashpoints
 
+from runner import crashpoints
 from tests import crashkit
 
 
@@ -55,6 +55,7 @@ def race_trials(work: Path, count: int) -> list[crashkit.Trial]:
 def vertex_trials(work: Path, rnd: random.Random) -> list[crashkit.Trial]:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
+
     from runner.emulators import Emulators
 
     emulators = Emulators(work / "emulators")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+
 from runner import cli
 from tests.conftest import ProjectDir
 

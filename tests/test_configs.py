@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from runner import api
 from tests.conftest import REPO
 

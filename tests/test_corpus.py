@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+
 from runner import cli
 
 CORPUS = Path(__file__).parent / "data" / "corpus"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from runner import api
 from runner.backends.base import JobState
 from tests.conftest import ProjectDir

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from rich.console import Console
+
 from runner import api, display
 from tests.conftest import ProjectDir
 

@@ -4,6 +4,7 @@ client drives it, and its list filter and paging follow the reference."""
 from __future__ import annotations
 
 import pytest
+
 from runner.fakevertex.filters import FilterError, compile_filter
 
 JOB = {"displayName": "my_job_1", "state": "JOB_STATE_RUNNING", "createTime": "2026-01-02T00:00:00Z",

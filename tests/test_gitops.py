@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+
 from runner import api, cli, estimate
 from runner.backends.base import IndexEntry, JobRequest
 from runner.backends.local.backend import LocalBackend

@@ -68,3 +68,12 @@ def test_labels_and_label_rules(project_dir: ProjectDir) -> None:
 def test_request_hash_is_of_the_exact_bytes() -> None:
     assert identity.request_hash(b"{}") == identity.request_hash(b"{}")
     assert identity.request_hash(b"{}") != identity.request_hash(b"{ }")
+
+
+def test_the_hot_path_request_hash_is_the_identity_one(project_dir: ProjectDir) -> None:
+    from runner.render import Renderer, SourceRow
+
+    m = api.load_project(cwd=project_dir.root).manifests[0]
+    row = Renderer(m, max_request_bytes=10**6).render(SourceRow(1, {"ticket_id": "T9",
+                                                                     "subject": "s", "body": "b"}))
+    assert row.request_hash == identity.request_hash(row.line)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from runner import api, display
 from runner.errors import ConfigError, ManifestError
 from runner.manifest import find_manifest_files, load_manifests

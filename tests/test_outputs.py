@@ -4,6 +4,7 @@ shapes become failed rows with the raw text kept, never a crash."""
 from __future__ import annotations
 
 import pytest
+
 from runner.backends.vertex.jobs import parse_job
 from runner.outputs import parse_line
 from runner.spec import Family

@@ -7,6 +7,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from runner import identity
 from runner.collect import FAILED, SUCCEEDED, fold, merge
 from runner.reconcile import RowClass, RowFacts, classify

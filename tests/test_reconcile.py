@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from runner.collect import merge
 from runner.reconcile import RULES, RowClass, RowFacts, classify, ledger_state
 

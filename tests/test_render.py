@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from runner import api, display
 from runner.errors import RenderError
 from tests.conftest import ProjectDir

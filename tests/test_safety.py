@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+
 from runner import api, cli
 from runner.errors import ForeignDestinationError
 from runner.redact import MASK, redact
-
 from tests.conftest import ProjectDir
 from tests.test_executors import _Stub
 

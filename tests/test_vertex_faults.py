@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 
 from runner import api
-
 from tests.vertex_env import VertexWorld
 
 ROWS = "".join(f'{{"id": "a{i}", "text": "row {i}"}}\n' for i in range(1, 7))

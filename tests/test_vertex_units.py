@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from google.api_core.exceptions import NotFound, PreconditionFailed
+
 from runner.backends.vertex.gcs import Gcs, GcsLock
 from runner.backends.vertex.rest import (
     QuotaExceeded,

@@ -11,6 +11,7 @@ from typing import Any
 import requests
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery, storage
+
 from runner import api
 from tests.conftest import ProjectDir
 
