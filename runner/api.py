@@ -273,8 +273,7 @@ def results(project: Project, name: str, *, backend: Backend | None = None) -> I
 def cancel(project: Project, name: str, *, backend: Backend | None = None) -> list[str]:
     m = project.manifest(name)
     backend = backend or open_backend(project)
-    running = [j.name for j in backend.list_jobs() if j.manifest_name == m.name and
-               j.state.in_flight]
+    running = [j.name for j in backend.list_jobs(m.name, in_flight_only=True)]
     with backend.lock(m.name):
         for job in running:
             backend.cancel_job(job)

@@ -113,9 +113,9 @@ def _shard(rows: _Peekable, manifest: Manifest, settings: Settings) -> Iterator[
 
 def create_jobs(manifest: Manifest, backend: Backend, settings: Settings, report: ApplyReport,
                 say: Event = _quiet) -> None:
-    jobs = backend.list_jobs()
-    if busy_slots(jobs) >= settings.quota.max_concurrent_jobs:
+    if busy_slots(backend.list_jobs(in_flight_only=True)) >= settings.quota.max_concurrent_jobs:
         return
+    jobs = backend.list_jobs(manifest.name)
     held = hold_until(manifest, jobs, settings, datetime.now(UTC))
     if held is not None:
         say(f"{manifest.name}: resubmitting after {held:%H:%M:%S} UTC (the last job failed with "
@@ -129,11 +129,11 @@ def create_jobs(manifest: Manifest, backend: Backend, settings: Settings, report
         crashpoints.reached("stage")
         staged = backend.stage(manifest.name, _shard(to_do, manifest, settings))
         crashpoints.reached("staged")
-        fresh = backend.list_jobs()  # right before the create: what exists now?
+        fresh = backend.list_jobs(in_flight_only=True)  # right before the create: what runs now?
         # An earlier finished job may hold the same rows (a retry of the same failed rows): only a
         # job still in flight means these rows are already being answered.
         twin = next((j for j in fresh if j.manifest_name == manifest.name
-                     and j.input_digest == staged.digest and j.state.in_flight), None)
+                     and j.input_digest == staged.digest), None)
         if twin is not None:
             report.skipped.append(f"{manifest.name}: rows already staged in {twin.name}")
             continue
@@ -181,7 +181,7 @@ def apply_plan(plan: Plan, manifests: Sequence[Manifest], backend: Backend, sett
                         backend.cancel_job(job)
                         report.cancelled.append(job)
                         say(f"{manifest.name}: cancelled {job}")
-            collect_finished(manifest, backend, backend.list_jobs(), report, say)
+            collect_finished(manifest, backend, backend.list_jobs(manifest.name), report, say)
             if any(c.action is Action.CREATE for c in mplan.changes) or mplan.rows.waiting:
                 create_jobs(manifest, backend, settings, report, say)
     for orphan in plan.orphans:

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from runner.backends import localfiles
-from runner.backends.base import IndexEntry, JobRequest, JobState, RemoteJob, StagedInput
+from runner.backends.base import IndexEntry, JobRequest, JobState, RemoteJob, StagedInput, select
 from runner.backends.local.executors import echo
 from runner.errors import BackendError, LockError
 from runner.identity import digest
@@ -46,9 +46,10 @@ class FakeBackend:
     def read_source(self, source: SourceSpec) -> Iterator[SourceRow | RowIssue]:
         return localfiles.read_source(source)
 
-    def list_jobs(self) -> list[RemoteJob]:
-        self.calls.append(("list_jobs", ""))
-        return sorted(self.jobs.values(), key=lambda j: j.create_time or "", reverse=True)
+    def list_jobs(self, manifest_name: str | None = None,
+                  in_flight_only: bool = False) -> list[RemoteJob]:
+        self.calls.append(("list_jobs", manifest_name or ""))
+        return select(self.jobs.values(), manifest_name, in_flight_only)
 
     def get_job(self, name: str) -> RemoteJob:
         return self.jobs[name]

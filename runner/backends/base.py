@@ -45,6 +45,19 @@ class JobState(StrEnum):
         return self.value.removeprefix("JOB_STATE_").lower()
 
 
+IN_FLIGHT_STATES = ("JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING",
+                    "JOB_STATE_CANCELLING", "JOB_STATE_UPDATING", "JOB_STATE_PAUSED",
+                    "JOB_STATE_UNSPECIFIED")
+
+
+def select(jobs: Iterable[RemoteJob], manifest_name: str | None,
+           in_flight_only: bool) -> list[RemoteJob]:
+    """The same narrowing in memory, for backends without a server-side filter."""
+    out = [j for j in jobs if (manifest_name is None or j.manifest_name == manifest_name)
+           and (not in_flight_only or j.state.in_flight)]
+    return sorted(out, key=lambda j: j.create_time or "", reverse=True)
+
+
 _FINISHED = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.EXPIRED,
                        JobState.PARTIALLY_SUCCEEDED})
 
@@ -121,8 +134,10 @@ class BackendReader(Protocol):
 
     def read_source(self, source: SourceSpec) -> Iterator[SourceRow | RowIssue]: ...
 
-    def list_jobs(self) -> list[RemoteJob]:
-        """Every batchrun-managed job (label filter, paged), newest first."""
+    def list_jobs(self, manifest_name: str | None = None,
+                  in_flight_only: bool = False) -> list[RemoteJob]:
+        """Batchrun-managed jobs (server-side label filter, paged), newest first; narrowed to one
+        manifest, or to jobs still in flight, so apply's re-reads stay a page or two."""
         ...
 
     def get_job(self, name: str) -> RemoteJob:

@@ -20,7 +20,14 @@ import filelock
 import orjson
 
 from runner.backends import localfiles
-from runner.backends.base import IndexEntry, JobRequest, JobState, RemoteJob, StagedInput
+from runner.backends.base import (
+    IndexEntry,
+    JobRequest,
+    JobState,
+    RemoteJob,
+    StagedInput,
+    select,
+)
 from runner.backends.local.store import NAME_PREFIX, JobStore, now_rfc3339, pid_alive
 from runner.errors import BackendError, LockError
 from runner.render import RowIssue, SourceRow
@@ -51,10 +58,10 @@ class LocalBackend:
                                f"{source.kind.value} (use backend: vertex)")
         return localfiles.read_source(source)
 
-    def list_jobs(self) -> list[RemoteJob]:
+    def list_jobs(self, manifest_name: str | None = None,
+                  in_flight_only: bool = False) -> list[RemoteJob]:
         jobs = [self.store.observe(job_id) for job_id in self.store.ids()]
-        jobs = [j for j in jobs if j.managed]
-        return sorted(jobs, key=lambda j: j.create_time or "", reverse=True)
+        return select((j for j in jobs if j.managed), manifest_name, in_flight_only)
 
     def get_job(self, name: str) -> RemoteJob:
         job_id = self._job_id(name)

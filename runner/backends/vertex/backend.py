@@ -19,7 +19,15 @@ import orjson
 
 from runner import rowfile
 from runner.backends import localfiles
-from runner.backends.base import IndexEntry, JobRequest, JobState, RemoteJob, StagedInput
+from runner.backends.base import (
+    IN_FLIGHT_STATES,
+    IndexEntry,
+    JobRequest,
+    JobState,
+    RemoteJob,
+    StagedInput,
+    select,
+)
 from runner.backends.vertex import jobs as vjobs
 from runner.backends.vertex.bq import BigQuery
 from runner.backends.vertex.gcs import Gcs, GcsLock
@@ -79,10 +87,15 @@ class VertexBackend:
                     number += 1
                     yield rowfile.parse_jsonl_line(number, line, f"({uri}) ")
 
-    def list_jobs(self) -> list[RemoteJob]:
-        found = [vjobs.parse_job(j) for j in self.client.list(MANAGED_FILTER)]
-        jobs = [j for j in found if j.managed]
-        return sorted(jobs, key=lambda j: j.create_time or "", reverse=True)
+    def list_jobs(self, manifest_name: str | None = None,
+                  in_flight_only: bool = False) -> list[RemoteJob]:
+        query = MANAGED_FILTER
+        if manifest_name is not None:
+            query += f' AND labels.{NAME_LABEL}="{manifest_name}"'
+        if in_flight_only:
+            query += " AND (" + " OR ".join(f'state="{s}"' for s in IN_FLIGHT_STATES) + ")"
+        found = [vjobs.parse_job(j) for j in self.client.list(query)]
+        return select((j for j in found if j.managed), manifest_name, in_flight_only)
 
     def get_job(self, name: str) -> RemoteJob:
         return vjobs.parse_job(self.client.get(name))
