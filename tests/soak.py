@@ -31,7 +31,7 @@ def local_trials(work: Path, rnd: random.Random, kills: int) -> list[crashkit.Tr
     for i in range(kills):
         root = work / f"kill-{i}"
         crashkit.make_project(root)
-        trials.append(crashkit.kill_after(root, rnd.uniform(0.05, 1.5)))
+        trials.append(crashkit.kill_after(root, rnd.uniform(0.05, 0.6)))
     return trials
 
 
@@ -87,7 +87,7 @@ def vertex_trials(work: Path, rnd: random.Random) -> list[crashkit.Trial]:
             root = work / f"vertex-kill-{i}"
             crashkit.make_project(root, f"backend: vertex\nproject: soak-project\nregion: us-east5\n"
                                         f"staging: gs://{bucket}/staging\n")
-            trial = crashkit.kill_after(root, rnd.uniform(0.3, 2.0), env=env,
+            trial = crashkit.kill_after(root, rnd.uniform(0.2, 1.0), env=env,
                                         sent=lambda: crashkit.fake_sent(vertex))
             trial.name = "vertex " + trial.name + " +faults"
             trials.append(trial)
