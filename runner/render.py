@@ -31,13 +31,15 @@ MAX_REPORTED: Final = 20  # row problems listed before "... and N more"
 ROW_NAME: Final = "row"  # every template may also read the whole row as `row`
 
 
-@dataclass(frozen=True, slots=True)
+# The per-row records below are built millions of times: plain slotted dataclasses construct three
+# times faster than frozen ones. Nothing mutates them after construction.
+@dataclass(slots=True)
 class SourceRow:
     number: int  # 1-based line (JSONL) or record (CSV) number, for error messages
     data: Mapping[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RenderedRow:
     custom_id: str
     line: bytes  # the request row as sent, without the newline
