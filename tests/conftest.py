@@ -115,3 +115,20 @@ def project_dir(tmp_path: Path) -> ProjectDir:
     p.write("tickets.csv", TICKETS)
     p.write("triage.yaml", TRIAGE)
     return p
+
+
+@pytest.fixture
+def run(project_dir: ProjectDir, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """Invoke the CLI in the project folder; assert the exit code; return stdout + stderr."""
+    from click.testing import CliRunner
+
+    from runner import cli
+
+    monkeypatch.chdir(project_dir.root)
+
+    def invoke(*args: str, code: int = 0) -> str:
+        result = CliRunner().invoke(cli.main, list(args))
+        assert result.exit_code == code, result.output + result.stderr
+        return result.stdout + result.stderr
+
+    return invoke

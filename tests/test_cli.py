@@ -6,23 +6,8 @@ import json
 import os
 from pathlib import Path
 
-import pytest
-from click.testing import CliRunner
-
 from runner import cli
 from tests.conftest import ProjectDir
-
-
-@pytest.fixture
-def run(project_dir: ProjectDir, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    monkeypatch.chdir(project_dir.root)
-
-    def invoke(*args: str, code: int = 0) -> str:
-        result = CliRunner().invoke(cli.main, list(args))
-        assert result.exit_code == code, result.output + result.stderr
-        return result.stdout + result.stderr
-
-    return invoke
 
 
 def test_validate_ok_and_invalid(run, project_dir: ProjectDir) -> None:  # type: ignore[no-untyped-def]

@@ -8,25 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from runner import api, cli, estimate
 from runner.backends.base import IndexEntry, JobRequest
 from runner.backends.local.backend import LocalBackend
 from runner.spec import Family
 from tests.conftest import ProjectDir
-
-
-@pytest.fixture
-def run(project_dir: ProjectDir, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    monkeypatch.chdir(project_dir.root)
-
-    def invoke(*args: str, code: int = 0) -> str:
-        result = CliRunner().invoke(cli.main, list(args))
-        assert result.exit_code == code, result.output + result.stderr
-        return result.stdout + result.stderr
-
-    return invoke
 
 
 def sent(p: ProjectDir) -> list[str]:
