@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
-from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 
 import jinja2
@@ -22,6 +19,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from runner import estimate
 from runner.errors import Diagnostic, RenderError, error
+from runner.idcheck import IdTracker, name_duplicates
 from runner.identity import request_hash
 from runner.spec import Family, Manifest, Template
 
@@ -277,56 +275,6 @@ def row_problem(file: str, row: SourceRow | int, message: str, custom_id: str | 
                  hint="fix the source row, or filter it out of the source")
 
 
-class IdTracker:
-    """Remembers every id as an 8-byte hash in 256 buckets that spill to temp files, so memory stays
-    flat however many rows there are (10M ids: 80 MB on disk, about 8 MB in memory). Duplicates are
-    found at the end, a bucket at a time; naming their rows takes a second pass over the source."""
-
-    BUCKETS: Final = 256
-    SPILL: Final = 4096  # hashes a bucket holds in memory before it goes to its file
-
-    def __init__(self) -> None:
-        self._buckets = [array("q") for _ in range(self.BUCKETS)]
-        self._spill: tempfile.TemporaryDirectory[str] | None = None
-
-    def add(self, custom_id: str) -> None:
-        h = hash(custom_id)
-        bucket = self._buckets[h % self.BUCKETS]
-        bucket.append(h)
-        if len(bucket) >= self.SPILL:
-            self._flush(h % self.BUCKETS)
-
-    def _path(self, n: int) -> str:
-        if self._spill is None:
-            self._spill = tempfile.TemporaryDirectory(prefix="batchrun-ids-")
-        return f"{self._spill.name}/{n}"
-
-    def _flush(self, n: int) -> None:
-        with open(self._path(n), "ab") as fh:
-            self._buckets[n].tofile(fh)
-        self._buckets[n] = array("q")
-
-    def duplicate_hashes(self) -> set[int]:
-        found: set[int] = set()
-        try:
-            for n, bucket in enumerate(self._buckets):
-                hashes = array("q")
-                if self._spill is not None and Path(self._path(n)).exists():
-                    with open(self._path(n), "rb") as fh:
-                        hashes.frombytes(fh.read())
-                hashes.extend(bucket)
-                seen: set[int] = set()
-                for h in hashes:
-                    if h in seen:
-                        found.add(h)
-                    seen.add(h)
-        finally:
-            if self._spill is not None:
-                self._spill.cleanup()
-                self._spill = None
-        return found
-
-
 class RowIssue(Exception):
     """Raised by a row source for a row it cannot decode (non-UTF-8, bad JSON, bad CSV)."""
 
@@ -336,25 +284,14 @@ class RowIssue(Exception):
         self.message = message
 
 
-def _duplicates(renderer: Renderer, rows: Iterable[SourceRow | RowIssue], hashes: set[int],
-                source_name: str) -> list[Diagnostic]:
-    """Second pass, on the error path only: the rows of each duplicated id."""
-    first: dict[str, int] = {}
-    out: list[Diagnostic] = []
+def _ids(renderer: Renderer, rows: Iterable[SourceRow | RowIssue]) -> Iterator[tuple[int, str]]:
+    """(row number, id) of every row with a usable id; bad rows were reported by the first pass."""
     for item in rows:
-        if isinstance(item, RowIssue):
-            continue
-        try:
-            custom_id = renderer.custom_id(item)
-        except RowError:
-            continue
-        if hash(custom_id) not in hashes:
-            continue
-        seen = first.setdefault(custom_id, item.number)
-        if seen != item.number and len(out) < MAX_REPORTED:
-            out.append(row_problem(source_name, item, f"duplicate id, first seen at row {seen}",
-                                   custom_id))
-    return out
+        if isinstance(item, SourceRow):
+            try:
+                yield item.number, renderer.custom_id(item)
+            except RowError:
+                continue
 
 
 def render_rows(
@@ -393,7 +330,8 @@ def render_rows(
             yield rendered
     duplicated = ids.duplicate_hashes()
     if duplicated:
-        found = _duplicates(renderer, reread(), duplicated, source_name) if reread else []
+        found = (name_duplicates(_ids(renderer, reread()), duplicated, source_name)
+                 if reread else [])
         problems.extend(found or [error(f"{source_name} holds duplicate ids",
                                         hint="each row needs its own id")])
         bad += max(len(found), 1)
