@@ -46,6 +46,8 @@ def row(status: str = "succeeded", spec: str = "S", req: str = "R", job: str = "
     ("same job again is ignored", row(), row(job="j1", at="t9"), "keep"),
     ("newer success replaces older success", row(at="t1"), row(job="j2", at="t2"), "new"),
     ("older success does not replace newer", row(at="t5"), row(job="j2", at="t2"), "keep"),
+    ("older success of another request is a replay", row(req="R2", at="t5"),
+     row(job="j2", at="t2"), "keep"),
     ("stale-spec success never replaces current", row(), row(spec="OLD", job="j2", at="t9"), "keep"),
     ("success replaces failure", row("failed"), row(job="j2"), "new"),
     ("failure never replaces success", row(spec="OLD"), row("failed", job="j2", at="t2"), "retry"),
