@@ -104,7 +104,8 @@ def check_budget(the_plan: Plan) -> None:
     """BudgetError when the plan's estimate is over a max_cost: nothing is sent."""
     if the_plan.over_budget:
         notes = list(the_plan.budget_notes) + [
-            f"{m.name}: {n}" for m in the_plan.manifests for n in m.notes if n.startswith("over budget")]
+            f"{m.name}: {planner.over_budget_text(m.estimate)}" for m in the_plan.manifests
+            if m.estimate.over_budget]
         raise BudgetError([error(n, hint="raise max_cost, or narrow the run with --target")
                            for n in notes])
 
@@ -164,8 +165,9 @@ def converge(project: Project, *, backend: Backend | None = None, prune: bool = 
         if timeout is not None and time.monotonic() - started > timeout:
             raise BatchrunError(f"gave up waiting after {timeout:.0f}s; jobs keep running, "
                                 "run `batchrun apply` again later to collect them")
-        if busy or not current.has_changes:
-            time.sleep(poll_interval)
+        # Always pause: rows held for quota or an INTERNAL retry delay leave nothing to do now,
+        # and planning again at once would spin.
+        time.sleep(poll_interval)
 
 
 @dataclass(frozen=True)

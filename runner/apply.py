@@ -19,7 +19,14 @@ from runner import collect, crashpoints, identity
 from runner.backends.base import Backend, IndexEntry, JobRequest, RemoteJob
 from runner.errors import ApprovalError, QuotaError
 from runner.plan import Action, Plan
-from runner.planner import busy_slots, classified_rows, hold_until, job_results, read_ledger
+from runner.planner import (
+    Sharder,
+    busy_slots,
+    classified_rows,
+    hold_until,
+    job_results,
+    read_ledger,
+)
 from runner.reconcile import RowClass
 from runner.render import RenderedRow
 from runner.spec import Manifest, Settings
@@ -96,15 +103,14 @@ class _Peekable:
 
 def _shard(rows: _Peekable, manifest: Manifest, settings: Settings) -> Iterator[
         tuple[bytes, IndexEntry]]:
-    count = size = 0
-    quota = settings.quota
+    """The rows of one job: as many as fit, by the planner's own splitting rule."""
+    sharder = Sharder(settings)
     while (row := rows.peek()) is not None:
-        line_size = len(row.line) + 1
-        if count and (count >= quota.max_rows_per_job or size + line_size > quota.max_bytes_per_job):
+        size = len(row.line) + 1
+        if sharder.shards and sharder.full(size):
             return
+        sharder.add(size)
         rows.pop()
-        count += 1
-        size += line_size
         yield row.line, IndexEntry(
             custom_id=row.custom_id, request_hash=row.request_hash,
             passthrough={k: row.row.data.get(k) for k in manifest.passthrough},

@@ -40,7 +40,6 @@ class Ledger:
     in_flight: set[int] = field(default_factory=set)
     pending: dict[int, tuple[bool, str | None]] = field(default_factory=dict)  # ok, error
     to_collect: list[RemoteJob] = field(default_factory=list)
-    running_same: list[RemoteJob] = field(default_factory=list)
     running_stale: list[RemoteJob] = field(default_factory=list)  # old spec, still running
     answered: int = 0  # succeeded destination rows with usage, for the output-token estimate
     output_tokens: int = 0
@@ -82,7 +81,6 @@ def read_ledger(manifest: Manifest, reader: BackendReader, jobs: Sequence[Remote
             continue
         if job.state.in_flight:
             if job.spec_hash == manifest.spec_hash:
-                ledger.running_same.append(job)
                 for entry in reader.read_index(job):
                     ledger.in_flight.add(row_key(entry.custom_id, entry.request_hash))
             else:
@@ -142,9 +140,13 @@ class Sharder:
         self.shards = 0
         self._rows = self._bytes = 0
 
+    def full(self, size: int) -> bool:
+        """Whether a line of `size` bytes must start a new shard (the one splitting rule)."""
+        return self.shards == 0 or self._rows >= self.max_rows or self._bytes + size > self.max_bytes
+
     def add(self, size: int) -> bool:
         """Count one line of `size` bytes; True when it starts a new shard."""
-        if self.shards == 0 or self._rows >= self.max_rows or self._bytes + size > self.max_bytes:
+        if self.full(size):
             self.shards += 1
             self._rows = self._bytes = 0
             new = True
@@ -230,14 +232,20 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
     )
     cost = cost_estimate(manifest, settings, ledger, rows.to_do, input_tokens)
     if cost.over_budget:
-        notes.append(f"over budget: estimated ${cost.cost:,.2f} is more than max_cost "
-                     f"${manifest.max_cost:,.2f}")
+        notes.append(over_budget_text(cost))
     plan = ManifestPlan(
         name=manifest.name, file=display_path(manifest.file, settings.root),
         spec_hash=manifest.spec_hash, rows=rows, changes=tuple(changes),
         failures=tuple(failures), notes=tuple(notes), estimate=cost,
         manifest_digest=manifest.digest, source_digest=source_digest.hexdigest()[:32])
     return plan, len(now_shards)
+
+
+def over_budget_text(e: Estimate) -> str:
+    if e.cost is None:
+        return (f"over budget: no price is known for this model, so it cannot be checked against "
+                f"max_cost ${e.max_cost or 0:,.2f}")
+    return f"over budget: estimated ${e.cost:,.2f} is more than max_cost ${e.max_cost or 0:,.2f}"
 
 
 def cost_estimate(manifest: Manifest, settings: Settings, ledger: Ledger, rows: int,

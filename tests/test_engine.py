@@ -207,3 +207,14 @@ def test_deleted_result_file_is_recollected_not_paid_again(project_dir: ProjectD
     assert plan.manifest("triage").rows.to_do == 0
     api.converge(load(project_dir), backend=local, poll_interval=0.1, timeout=60)
     assert len(out.read_text().splitlines()) == 5
+
+
+def test_converge_pauses_while_rows_are_held(project_dir: ProjectDir) -> None:
+    fake = FakeBackend()
+    project_dir.write("batchrun.yaml", "quota: {internal_retry_delay: 315360000}\n")
+    api.apply(load(project_dir), backend=fake)
+    (job,) = fake.jobs
+    fake.run(job, JobState.FAILED)  # INTERNAL: rows wait out the delay, nothing to do now
+    with pytest.raises(api.BatchrunError, match="gave up waiting"):
+        api.converge(load(project_dir), backend=fake, poll_interval=0.2, timeout=0.5)
+    assert sum(1 for c, _ in fake.calls if c == "list_jobs") < 30  # planned a few times, no spin

@@ -179,3 +179,12 @@ def test_ci_workflow_example_is_shipped() -> None:
     workflow = Path(__file__).resolve().parent.parent / "docs" / "ci" / "github-actions.yml"
     text = workflow.read_text()
     assert "plan --format markdown" in text and "apply --auto-approve" in text
+
+
+def test_budget_on_a_model_without_a_price_is_refused_not_crashed(run, project_dir: ProjectDir) -> None:  # type: ignore[no-untyped-def]
+    f = project_dir.root / "triage.yaml"
+    f.write_text(f.read_text().replace("anthropic/claude-3-5-haiku@20241022",
+                                       "anthropic/claude-fable-9@20300101")
+                 .replace("max_attempts: 2", "max_attempts: 2\n  max_cost: 5"))
+    out = run("plan", code=cli.EXIT_BUDGET)
+    assert "no price is known for this model" in out and "Traceback" not in out
