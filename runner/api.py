@@ -13,9 +13,10 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from runner import apply as applier
 from runner import backends, collect, estimate, planfile, planner
 from runner import manifest as manifest_loader
-from runner.apply import ApplyReport, Event, apply_plan
+from runner.apply import ApplyReport, Event, RetryReport, apply_plan
 from runner.backends.base import Backend, IndexEntry, RemoteJob
 from runner.errors import (
     BatchrunError,
@@ -230,8 +231,9 @@ def usage(project: Project, name: str | None = None, *,
             counts = row.get("usage")
             if isinstance(counts, dict):
                 rows += 1
-                tokens_in += int(counts.get("input_tokens") or 0)
-                tokens_out += int(counts.get("output_tokens") or 0)
+                paid = collect.paid(row)  # every attempt, retries included
+                tokens_in += paid["input_tokens"]
+                tokens_out += paid["output_tokens"]
         price = estimate.price_for(m.model, project.settings.pricing)
         out.append(Usage(m.name, rows, tokens_in, tokens_out,
                          price.cost(tokens_in, tokens_out) if price else None))
@@ -256,7 +258,7 @@ def import_job(project: Project, name: str, job_name: str, *,
         for row in collect.result_rows(m, job_name=job.name, job_spec_hash=m.spec_hash,
                                        finished_at=job.end_time or "",
                                        index=[e for e in index if e.custom_id in answered],
-                                       output=backend.read_output(job), job_error=None):
+                                       output=backend.read_output(job)):
             if row["status"] == collect.SUCCEEDED:
                 updates[row["custom_id"]] = [row]
         merged = collect.merge_rows(backend.read_destination(m.destination), updates, m.spec_hash)
@@ -282,10 +284,19 @@ def cancel(project: Project, name: str, *, backend: Backend | None = None) -> li
     return running
 
 
+def retry(project: Project, name: str, *, failed: bool = False, backend: Backend | None = None,
+          say: Event | None = None) -> RetryReport:
+    """After fixing a cause: unblock NAME and, with `failed`, give its failed rows fresh attempts.
+    The next apply sends them."""
+    return applier.retry(project.manifest(name), backend or open_backend(project), failed=failed,
+                         say=say or (lambda _: None))
+
+
 def unlock(project: Project, name: str, *, backend: Backend | None = None) -> str:
     return (backend or open_backend(project)).unlock(project.manifest(name).name)
 
 
-__all__ = ["ApplyReport", "JobStatus", "Project", "RenderError", "apply", "apply_saved", "cancel",
-           "check_budget", "converge", "import_job", "load_project", "open_backend", "plan",
-           "render", "results", "save_plan", "status", "unlock", "usage"]
+__all__ = ["ApplyReport", "JobStatus", "Project", "RenderError", "RetryReport", "apply",
+           "apply_saved", "cancel", "check_budget", "converge", "import_job", "load_project",
+           "open_backend", "plan", "render", "results", "retry", "save_plan", "status", "unlock",
+           "usage"]

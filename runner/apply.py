@@ -23,7 +23,7 @@ from runner.planner import (
     Sharder,
     busy_slots,
     classified_rows,
-    hold_until,
+    failures_of,
     job_results,
     read_ledger,
 )
@@ -41,6 +41,7 @@ class ApplyReport:
     cancelled: list[str] = field(default_factory=list)
     rows_sent: int = 0
     rows_collected: int = 0
+    rows_to_do_again: int = 0  # caught in a job-level failure: no attempt used
     skipped: list[str] = field(default_factory=list)  # creates found already done, and why
 
 
@@ -64,9 +65,10 @@ def collect_finished(manifest: Manifest, backend: Backend, jobs: Sequence[Remote
     for row in backend.read_destination(manifest.destination):
         seen.check_and_add(str(row.get("custom_id")))
     updates: dict[str, list[dict[str, Any]]] = {}
+    tally = collect.Tally()
     with tempfile.TemporaryFile() as spool:
         for job in todo:  # oldest first, so a newer answer is merged after an older one
-            for row in job_results(manifest, backend, job):
+            for row in job_results(manifest, backend, job, tally):
                 report.rows_collected += 1
                 if seen.check_and_add(row["custom_id"]):
                     updates.setdefault(row["custom_id"], []).append(row)
@@ -81,7 +83,13 @@ def collect_finished(manifest: Manifest, backend: Backend, jobs: Sequence[Remote
                                   collected=done | {j.name for j in todo})
     crashpoints.reached("collected")
     report.collected.extend(j.name for j in todo)
-    say(f"{manifest.name}: collected {len(todo)} job(s)")
+    report.rows_to_do_again += tally.to_do_again
+    again = (f"; {tally.to_do_again:,} unanswered row(s) are to do again, no attempt used"
+             if tally.to_do_again else "")
+    ended = [f"{j.state.short}" for j in todo if j.state.short not in ("succeeded",)]
+    how = f" ({', '.join(sorted(set(ended)))})" if ended else ""
+    say(f"{manifest.name}: collected {len(todo)} job(s){how}: {tally.answered:,} answered, "
+        f"{tally.refused:,} refused by the model{again}")
 
 
 class _Peekable:
@@ -122,10 +130,15 @@ def create_jobs(manifest: Manifest, backend: Backend, settings: Settings, report
     if busy_slots(backend.list_jobs(in_flight_only=True)) >= settings.quota.max_concurrent_jobs:
         return
     jobs = backend.list_jobs(manifest.name)
-    held = hold_until(manifest, jobs, settings, datetime.now(UTC))
-    if held is not None:
-        say(f"{manifest.name}: resubmitting after {held:%H:%M:%S} UTC (the last job failed with "
-            "INTERNAL)")
+    failures = failures_of(manifest, jobs, settings, backend.forgiven_jobs(manifest.destination),
+                           datetime.now(UTC))
+    if failures.blocked:
+        say(f"{manifest.name}: blocked after {failures.streak} job-level failure(s); fix the cause, "
+            f"then run `batchrun retry {manifest.name}`")
+        return
+    if failures.hold_until is not None:
+        say(f"{manifest.name}: resubmitting after {failures.hold_until:%H:%M:%S} UTC (the last job "
+            "ended at job level; no row attempt was used)")
         return
     ledger = read_ledger(manifest, backend, jobs)
     to_do = _Peekable(row for row, kind, _ in classified_rows(manifest, backend, settings, ledger)
@@ -195,4 +208,50 @@ def apply_plan(plan: Plan, manifests: Sequence[Manifest], backend: Backend, sett
             backend.cancel_job(orphan.job)
             report.cancelled.append(orphan.job)
             say(f"{orphan.manifest_name}: cancelled {orphan.job} (manifest removed, --prune)")
+    return report
+
+
+@dataclass
+class RetryReport:
+    forgiven: list[str] = field(default_factory=list)  # failed jobs that no longer block
+    rows_reset: int = 0  # failed rows given a fresh set of attempts
+
+
+def _fresh_attempts(row: dict[str, Any], spec_hash: str) -> dict[str, Any] | None:
+    """The row with its failures under `spec_hash` given fresh attempts, or None if it has none."""
+    if row.get("status") == collect.FAILED and row.get("spec_hash") == spec_hash and row.get(
+            "attempts"):
+        return {**row, "attempts": 0}
+    retry = row.get("retry")
+    if isinstance(retry, dict) and retry.get("spec_hash") == spec_hash and retry.get("attempts"):
+        return {**row, "retry": {**retry, "attempts": 0}}
+    return None
+
+
+def retry(manifest: Manifest, backend: Backend, *, failed: bool,
+          say: Event = _quiet) -> RetryReport:
+    """After the user fixed a cause: set aside the job-level failures that block the manifest and,
+    with `failed`, give rows out of attempts a fresh set. Both are recorded beside the destination,
+    so the ledger stays the record; nothing is sent here."""
+    report = RetryReport()
+    with backend.lock(manifest.name):
+        jobs = backend.list_jobs(manifest.name)
+        collect_finished(manifest, backend, jobs, ApplyReport(), say)
+        forgiven = backend.forgiven_jobs(manifest.destination)
+        report.forgiven = sorted(
+            j.name for j in jobs if j.state.finished and j.spec_hash == manifest.spec_hash
+            and j.state.short in ("failed", "expired") and j.name not in forgiven)
+        if report.forgiven:
+            backend.forgive_jobs(manifest.destination, report.forgiven)
+        if failed and any(_fresh_attempts(row, manifest.spec_hash) is not None
+                          for row in backend.read_destination(manifest.destination)):
+            def rows() -> Iterator[tuple[dict[str, Any], bool]]:
+                for row in backend.read_destination(manifest.destination):
+                    fresh = _fresh_attempts(row, manifest.spec_hash)
+                    if fresh is not None:
+                        report.rows_reset += 1
+                    yield (row, False) if fresh is None else (fresh, True)
+
+            backend.write_destination(manifest.destination, rows(),
+                                      collected=backend.collected_jobs(manifest.destination))
     return report

@@ -2,7 +2,8 @@
 exit codes. Holds no logic of its own.
 
 Exit codes: 0 success (no changes), 1 error, 2 usage error (click), 3 changes present (plan
---detailed-exitcode only), 4 over budget (the estimate is over a max_cost; nothing was sent).
+--detailed-exitcode only), 4 over budget (the estimate is over a max_cost; nothing was sent),
+5 apply --wait finished with rows failed for good or a manifest blocked.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,6 +31,7 @@ EXIT_OK: Final = 0
 EXIT_ERROR: Final = 1
 EXIT_CHANGES: Final = 3
 EXIT_BUDGET: Final = 4
+EXIT_INCOMPLETE: Final = 5
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -53,6 +56,11 @@ def handle_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
+        except BrokenPipeError:
+            # `batchrun results NAME | head`: the reader left; end quietly, and keep Python from
+            # complaining when it flushes stdout on the way out.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(EXIT_OK)
         except BatchrunError as exc:
             if debug:
                 raise
@@ -241,9 +249,9 @@ def apply(ctx: click.Context, paths: tuple[str, ...], auto_approve: bool, wait: 
         final = api.converge(project, backend=backend, allow_cancel=allow_cancel,
                              poll_interval=poll_interval, timeout=timeout, on_plan=on_plan,
                              say=say)
-    done = sum(m.rows.done for m in final.manifests)
-    failed = sum(m.rows.failed for m in final.manifests)
-    click.echo(f"Done: {done:,} rows answered, {failed:,} failed after max_attempts.")
+    click.echo(display.converged_text(final))
+    if any(m.rows.failed or m.blocked for m in final.manifests):
+        ctx.exit(EXIT_INCOMPLETE)
 
 
 @main.command()
@@ -299,17 +307,19 @@ def results(ctx: click.Context, name: str, fmt: str) -> None:
         click.echo(buffer.getvalue(), nl=False)
         return
     manifest = project.manifest(name)
-    table_rows, failed = [], []
+    table_rows, failed, stale = [], [], 0
     for row in rows:
         output = _cell(row.get("output"))
+        status = display.result_status(row, manifest.spec_hash)
+        stale += status == "stale"
         table_rows.append([row.get("custom_id"), *(_cell(row.get(k)) for k in manifest.passthrough),
-                           row.get("status"), output[:80] + ("…" if len(output) > 80 else "")])
+                           status, output[:80] + ("…" if len(output) > 80 else "")])
         if row.get("status") == "failed":
             failed.append(row)
     console = Console(highlight=False, width=max(Console().width, 120))
     display.print_table(console, ["custom_id", *manifest.passthrough, "status", "output"],
                         table_rows, title=name)
-    click.echo(f"{len(table_rows)} rows, {len(failed)} failed")
+    click.echo(display.results_summary(len(table_rows), len(failed), stale))
     for row in failed[:20]:
         click.echo(f"  ! {row.get('custom_id')}: {row.get('error')} "
                    f"(attempts: {row.get('attempts')})")
@@ -334,6 +344,21 @@ def import_(ctx: click.Context, name: str, job: str) -> None:
     """Adopt JOB, made outside batchrun, so its answers count as NAME's done rows."""
     count = api.import_job(_project(ctx), name, job)
     click.echo(f"Imported {count} answers from {job} into {name}'s destination.")
+
+
+@main.command()
+@click.argument("name")
+@click.option("--failed", is_flag=True, help="Also give rows that failed max_attempts times a fresh "
+              "set of attempts.")
+@click.option("--blocked", is_flag=True, help="Unblock the manifest (what retry always does).")
+@click.pass_context
+@handle_errors
+def retry(ctx: click.Context, name: str, failed: bool, blocked: bool) -> None:
+    """After fixing a cause: unblock NAME and, with --failed, retry its failed rows. Sends nothing;
+    the next apply does."""
+    report = api.retry(_project(ctx), name, failed=failed,
+                       say=lambda message: click.echo(message, err=True))
+    click.echo(display.retry_text(name, report.forgiven, report.rows_reset, failed))
 
 
 @main.command()

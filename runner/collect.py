@@ -6,12 +6,14 @@ a failure never overwrites a success, it is kept beside it as `retry` to count a
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
 import orjson
 
 from runner.outputs import ParsedOutput, parse_line
+from runner.reconcile import Fault, fault_of
 from runner.redact import redact
 from runner.spec import Manifest
 
@@ -41,6 +43,16 @@ def _validated(manifest: Manifest, parsed: ParsedOutput) -> ParsedOutput:
     return ParsedOutput(parsed.custom_id, True, output=value, usage=parsed.usage)
 
 
+@dataclass
+class Tally:
+    """What collecting jobs found, for the messages apply prints."""
+
+    answered: int = 0
+    refused: int = 0  # the row's own failure: an attempt used
+    to_do_again: int = 0  # no line, or an infrastructure error on its line: no attempt used
+    unreadable: int = 0  # output lines matching no staged row
+
+
 def result_rows(
     manifest: Manifest,
     *,
@@ -49,13 +61,16 @@ def result_rows(
     finished_at: str,
     index: Iterable[Any],
     output: Iterable[bytes | dict[str, Any]],
-    job_error: str | None,
+    tally: Tally | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """One result row per staged row: its answer, or why it has none.
+    """One result row per staged row the output answered or refused, whatever state the job ended
+    in. A row with no line, or whose line is an infrastructure error (reconcile.FAULT_RULES), yields
+    nothing: it is to do again and none of its attempts is used.
 
     Both sides stream: outputs usually come in input order, so the index is read in step with
     them and only entries passed over out of order are held; memory follows the disorder, not
     the job's size."""
+    tally = tally if tally is not None else Tally()
     pending = iter(index)
     staged: dict[str, Any] = {}
 
@@ -70,7 +85,6 @@ def result_rows(
         return None
 
     def row(entry: Any, parsed: ParsedOutput) -> dict[str, Any]:
-        parsed = _validated(manifest, parsed)
         return {
             "custom_id": entry.custom_id,
             **{k: entry.passthrough.get(k) for k in manifest.passthrough},
@@ -87,19 +101,22 @@ def result_rows(
             "retry": None,
         }
 
-    unmatched = 0
     for line in output:
         parsed = parse_line(line, manifest.family)
         entry = find(parsed.custom_id) if parsed.custom_id is not None else None
         if entry is None:  # unreadable, or not a row of this job, or a second line for one
-            unmatched += 1
+            tally.unreadable += 1
             continue
+        if not parsed.ok and fault_of(parsed.code, parsed.error or "") is not Fault.ROW:
+            tally.to_do_again += 1
+            continue
+        parsed = _validated(manifest, parsed)
+        if parsed.ok:
+            tally.answered += 1
+        else:
+            tally.refused += 1
         yield row(entry, parsed)
-    missing = job_error or "the job's output has no line for this row"
-    if unmatched and not job_error:
-        missing += f" ({unmatched} output lines could not be read)"
-    for entry in [*staged.values(), *pending]:
-        yield row(entry, ParsedOutput(entry.custom_id, False, error=missing))
+    tally.to_do_again += len(staged) + sum(1 for _ in pending)
 
 
 class IdFilter:
@@ -124,12 +141,34 @@ def looks_like_ours(row: Mapping[str, Any]) -> bool:
     return {"custom_id", "status", "spec_hash", "request_hash"} <= set(row)
 
 
+def paid(row: Mapping[str, Any]) -> dict[str, int]:
+    """Tokens paid for every attempt merged into this row (the answer's own usage if only one)."""
+    usage = row.get("usage")
+    usage = usage if isinstance(usage, Mapping) else {}
+    total = usage.get("paid")
+    total = total if isinstance(total, Mapping) else usage
+    return {k: int(total.get(k) or 0) for k in ("input_tokens", "output_tokens")}
+
+
+def _charged(row: Mapping[str, Any], before: Mapping[str, Any], new: Mapping[str, Any]) -> dict[
+        str, Any]:
+    """`row` with usage.paid = what `before` had paid plus the attempt `new` paid."""
+    earlier, now = paid(before), paid(new)
+    if not any(earlier.values()) and row.get("job") == new.get("job"):
+        return dict(row)  # nothing paid before: the new answer's own usage is the whole bill
+    total = {k: earlier[k] + now[k] for k in earlier}
+    usage = dict(row.get("usage") or {})
+    usage["paid"] = total
+    return {**row, "usage": usage}
+
+
 def merge(existing: Mapping[str, Any] | None, new: Mapping[str, Any],
           current_spec: str) -> dict[str, Any] | None:
     """The row to keep for one id, or None to keep `existing` as it is.
 
     Collecting a job again (a crash between the write and its marker) changes nothing: jobs are
-    merged oldest first, so a result older than what the row already reflects is a replay.
+    merged oldest first, so a result older than what the row already reflects is a replay. Every
+    attempt merged adds its tokens to usage.paid, so status can count what retries cost.
     """
     if existing is None:
         return dict(new)
@@ -141,26 +180,28 @@ def merge(existing: Mapping[str, Any] | None, new: Mapping[str, Any],
             # Prefer an answer of the current spec, then the newer one; never trade down.
             rank_new = (new["spec_hash"] == current_spec, new["finished_at"])
             rank_old = (existing.get("spec_hash") == current_spec, existing.get("finished_at") or "")
-            return dict(new) if rank_new > rank_old else None
-        return dict(new)
+            # The losing answer leaves no trace to tell a replay by, so it is not charged.
+            return _charged(dict(new), existing, new) if rank_new > rank_old else None
+        return _charged(dict(new), existing, new)
     latest = max(existing.get("finished_at") or "", retry.get("finished_at") or "")
     if new["finished_at"] <= latest:
         return None
     same_target = (existing.get("spec_hash"), existing.get("request_hash")) == (
         new["spec_hash"], new["request_hash"])
     if existing.get("status") == FAILED:
-        attempts = int(existing.get("attempts") or 1) + 1 if same_target else 1
-        return {**new, "attempts": attempts}
+        attempts = int(existing.get("attempts") or 0) + 1 if same_target else 1
+        return _charged({**new, "attempts": attempts}, existing, new)
     if same_target:
         return None  # the answer already stands for this very request
     # A failure next to a success: keep the answer, count the attempt beside it.
     same_retry = (retry.get("spec_hash"), retry.get("request_hash")) == (
         new["spec_hash"], new["request_hash"])
     attempts = int(retry.get("attempts") or 0) + 1 if same_retry else 1
-    return {**existing, "retry": {"spec_hash": new["spec_hash"],
+    kept = {**existing, "retry": {"spec_hash": new["spec_hash"],
                                   "request_hash": new["request_hash"], "attempts": attempts,
                                   "error": new["error"], "job": new["job"],
                                   "finished_at": new["finished_at"]}}
+    return _charged(kept, existing, new)
 
 
 def fold(existing: dict[str, Any] | None, updates: Iterable[Mapping[str, Any]],

@@ -35,7 +35,24 @@ def diagnostics_text(diags: Iterable[Diagnostic]) -> str:
 
 
 _SYMBOL = {"create": "+", "replace": "~", "cancel": "-", "collect": "<", "wait": "…",
-           "up-to-date": "=", "failed": "!", "running": "…"}
+           "up-to-date": "=", "failed": "!", "running": "…", "blocked": "!"}
+
+
+def _symbol(m: ManifestPlan) -> str:
+    if m.blocked is not None:
+        return "!"
+    return _SYMBOL.get(m.actions[0] if m.actions else m.headline.split(":")[0], " ")
+
+
+def blocked_text(m: ManifestPlan) -> str:
+    b = m.blocked
+    assert b is not None
+    what = ("the endpoint refused the credentials" if b.credentials
+            else f"{_n(b.failures, 'job')} in a row ended at job level with no row answered")
+    fix = ("fix the key (api_key_env) or the service account" if b.credentials
+           else "fix the cause")
+    return (f"! blocked since {b.since}: {what}; last error: {b.error}. No row attempt was used. "
+            f"What to do: {fix}, then run `batchrun retry {m.name}`.")
 
 
 def _n(count: int, noun: str) -> str:
@@ -72,11 +89,12 @@ def plan_text(plan: Plan) -> str:
     lines = []
     width = max((len(m.name) for m in plan.manifests), default=0)
     for m in plan.manifests:
-        symbol = _SYMBOL.get(m.actions[0] if m.actions else m.headline.split(":")[0], " ")
-        lines.append(f"{symbol} {m.name.ljust(width)}  {m.headline}")
+        lines.append(f"{_symbol(m)} {m.name.ljust(width)}  {m.headline}")
         lines.append(f"  {' ' * width}  {_rows_text(m)}")
         if m.rows.to_do:
             lines.append(f"  {' ' * width}  {_estimate_text(m.estimate)}")
+        if m.blocked is not None:
+            lines.append(f"  {' ' * width}  {blocked_text(m)}")
         lines.extend(f"  {' ' * width}  {note}" for note in m.notes)
         for custom_id, err in m.failures:
             lines.append(f"  {' ' * width}  ! {custom_id}: {err}")
@@ -91,6 +109,8 @@ def plan_text(plan: Plan) -> str:
         f"{s['jobs_to_collect']} to collect, {s['jobs_to_cancel']} to cancel, "
         f"{_n(s['rows_waiting'], 'row')} waiting for a job slot. "
         f"{_n(s['up_to_date'], 'manifest')} up to date."
+        + (f" {_n(s['blocked'], 'manifest')} blocked." if s["blocked"] else "")
+        + (f" {_n(s['rows_failed'], 'row')} failed for good." if s["rows_failed"] else "")
         + (f" Estimated cost: {_money(plan.cost)}." if s["rows_to_send"] or s["rows_waiting"] else "")
     )
     return "\n".join(lines) + "\n"
@@ -142,7 +162,7 @@ def plan_markdown(plan: Plan) -> str:
     lines += ["| | manifest | action | to do | done | failed | jobs | tokens in / out | cost |",
               "|---|---|---|--:|--:|--:|--:|--:|--:|"]
     for m in plan.manifests:
-        symbol = _SYMBOL.get(m.actions[0] if m.actions else m.headline.split(":")[0], " ")
+        symbol = _symbol(m)
         jobs = sum(c.shards for c in m.changes)
         e = m.estimate
         cost = _money(e.cost) if m.rows.to_do else "-"
@@ -152,7 +172,8 @@ def plan_markdown(plan: Plan) -> str:
                      f"{m.rows.failed:,} | {jobs} | {tokens} | {cost} |")
     details = []
     for m in plan.manifests:
-        notes = [m.headline, *m.notes, *(f"failed `{i}`: {err}" for i, err in m.failures)]
+        notes = [m.headline, *([blocked_text(m)] if m.blocked else []), *m.notes,
+                 *(f"failed `{i}`: {err}" for i, err in m.failures)]
         details.append(f"- **{m.name}** (`{m.file}`, spec `{m.spec_hash[:8]}`): "
                        + "; ".join(notes))
     for orphan in plan.orphans:
@@ -166,3 +187,39 @@ def usage_text(used: Any) -> str:
     """One manifest's tokens and cost actually used (an api.Usage)."""
     return (f"{used.manifest}: {used.rows:,} answers used {used.input_tokens:,} input + "
             f"{used.output_tokens:,} output tokens, {_money(used.cost)}")
+
+
+def converged_text(plan: Plan) -> str:
+    """The last line of apply --wait: what was answered, what failed for good, what is blocked."""
+    done = sum(m.rows.done for m in plan.manifests)
+    failed = sum(m.rows.failed for m in plan.manifests)
+    blocked = [m.name for m in plan.manifests if m.blocked is not None]
+    text = f"Done: {_n(done, 'row')} answered"
+    if failed:
+        text += f", {_n(failed, 'row')} failed after max_attempts (see `batchrun results NAME`)"
+    if blocked:
+        text += (f"; blocked: {', '.join(blocked)} (fix the cause, then `batchrun retry NAME`)")
+    return text + "."
+
+
+def result_status(row: Any, spec_hash: str) -> str:
+    """A result row's status for people: an answer made under an older spec is `stale`."""
+    status = str(row.get("status") or "")
+    if status == "succeeded" and row.get("spec_hash") != spec_hash:
+        return "stale"
+    return status
+
+
+def results_summary(rows: int, failed: int, stale: int) -> str:
+    text = f"{_n(rows, 'row')}, {failed:,} failed"
+    if stale:
+        text += f", {stale:,} stale (answered under an older spec; the next apply replaces them)"
+    return text
+
+
+def retry_text(name: str, forgiven: Sequence[str], rows_reset: int, failed: bool) -> str:
+    parts = [f"{name}: unblocked ({_n(len(forgiven), 'failed job')} set aside)" if forgiven
+             else f"{name}: was not blocked"]
+    if failed:
+        parts.append(f"{_n(rows_reset, 'failed row')} given a fresh set of attempts")
+    return "; ".join(parts) + ". Run `batchrun apply` to send them."

@@ -6,8 +6,11 @@ raw text kept, never an exception.
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 import orjson
@@ -24,11 +27,24 @@ class ParsedOutput:
     output: Any = None  # text, or the embedding vector
     error: str | None = None
     usage: dict[str, int] = field(default_factory=dict)  # input_tokens, output_tokens
+    code: int | None = None  # the error's HTTP status or google.rpc code, when the line says one
 
 
-def _status_error(status: str) -> str:
-    """"Bad Request: {json}" -> the inner message; any other text stays as it is."""
+_PHRASES = {s.phrase.lower(): s.value for s in HTTPStatus} | {"unavailable": 503}
+
+
+def _int_code(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+def _status_error(status: str) -> tuple[str, int | None]:
+    """"Bad Request: {json}" -> the inner message and its code; any other text stays as it is."""
     head, _, rest = status.partition(": ")
+    code = _PHRASES.get(head.strip().lower()) or _int_code(head.split(" ", 1)[0])
     try:
         inner = json.loads(rest) if rest.startswith("{") else None
     except ValueError:
@@ -37,19 +53,20 @@ def _status_error(status: str) -> str:
         err = inner.get("error", inner)
         if isinstance(err, dict):
             message = err.get("message") or json.dumps(err)
-            code = err.get("code") or err.get("type")
-            return f"{head}: {message}" + (f" ({code})" if code else "")
-    return status
+            label = err.get("code") or err.get("type")
+            return (f"{head}: {message}" + (f" ({label})" if label else ""),
+                    _int_code(err.get("code")) or code)
+    return status, code
 
 
-def _error_text(err: Any) -> str:
+def _error_text(err: Any) -> tuple[str, int | None]:
     if isinstance(err, dict) and isinstance(err.get("error"), dict | str):
         return _error_text(err["error"])  # an OpenAI-style body: {"error": {...}}
     if isinstance(err, dict):
         message = err.get("message") or json.dumps(err, ensure_ascii=False)
         code = err.get("code") or err.get("status")
-        return f"{message} ({code})" if code else str(message)
-    return str(err)
+        return (f"{message} ({code})" if code else str(message)), _int_code(code)
+    return str(err), None
 
 
 def _response(data: dict[str, Any]) -> Any:
@@ -63,49 +80,109 @@ def _response(data: dict[str, Any]) -> Any:
     return response
 
 
+def _custom_id(data: dict[str, Any]) -> str | None:
+    """The top-level custom_id, else the one inside an echoed request or body."""
+    if data.get("custom_id") is not None:
+        return _id(data["custom_id"])
+    for key in ("request", "body"):
+        inner = data.get(key)
+        if isinstance(inner, dict) and inner.get("custom_id") is not None:
+            return _id(inner["custom_id"])
+    return None
+
+
+def _empty(why: str) -> str:
+    return f"the model returned no answer ({why})"
+
+
 def _claude(data: dict[str, Any]) -> ParsedOutput:
-    custom_id = data.get("custom_id")
+    custom_id = _custom_id(data)
     status = data.get("status") or ""
     response = _response(data)
     if status:
-        return ParsedOutput(_id(custom_id), False, error=_status_error(str(status)))
+        text, code = _status_error(str(status))
+        return ParsedOutput(custom_id, False, error=text, code=code)
+    if isinstance(response, dict) and response.get("type") == "error":
+        text, code = _error_text(response.get("error") or response)
+        return ParsedOutput(custom_id, False, error=text, code=code)
     if not isinstance(response, dict) or "content" not in response:
-        return ParsedOutput(_id(custom_id), False, error="no answer in the output row")
-    blocks = response.get("content") or []
-    text = "".join(b.get("text", "") for b in blocks if isinstance(b, dict)
-                   and b.get("type", "text") == "text")
+        return ParsedOutput(custom_id, False, error="no answer in the output row")
     usage = response.get("usage") or {}
-    return ParsedOutput(_id(custom_id), True, output=text, usage={
-        "input_tokens": int(usage.get("input_tokens") or 0),
-        "output_tokens": int(usage.get("output_tokens") or 0)})
+    counts = {"input_tokens": int(usage.get("input_tokens") or 0),
+              "output_tokens": int(usage.get("output_tokens") or 0)}
+    blocks = [b for b in response.get("content") or [] if isinstance(b, dict)]
+    text = "".join(str(b.get("text") or "") for b in blocks if b.get("type", "text") == "text")
+    tools = [{"name": b.get("name"), "input": b.get("input")} for b in blocks
+             if b.get("type") == "tool_use"]
+    if tools:
+        return ParsedOutput(custom_id, True, output={"text": text, "tool_calls": tools},
+                            usage=counts)
+    if not text.strip():
+        reason = response.get("stop_reason")
+        why = ("content: null" if response.get("content") is None
+               else f"stop_reason: {reason}" if reason else "empty content")
+        return ParsedOutput(custom_id, False, error=_empty(why), usage=counts)
+    return ParsedOutput(custom_id, True, output=text, usage=counts)
+
+
+def _vector(value: Any) -> list[float] | None:
+    """An embedding as floats: a JSON list, or base64 of little-endian float32 (encoding_format)."""
+    if isinstance(value, list):
+        return value
+    if isinstance(value, str):
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except ValueError:
+            return None
+        if len(raw) % 4:
+            return None
+        return list(struct.unpack(f"<{len(raw) // 4}f", raw))
+    return None
 
 
 def _openai(data: dict[str, Any]) -> ParsedOutput:
-    custom_id = data.get("custom_id")
+    custom_id = _custom_id(data)
     err = data.get("error")
     response = _response(data)
+    status_code = None
     if isinstance(response, dict) and "body" in response and "status_code" in response:
-        if int(response.get("status_code") or 0) >= 400 and not err:
-            err = response.get("body")
+        status_code = int(response.get("status_code") or 0)
+        if status_code >= 400 and not err:
+            err = response.get("body") or {"message": f"HTTP {status_code}"}
         response = response.get("body")
     if err:
-        return ParsedOutput(_id(custom_id), False, error=_error_text(err))
+        text, code = _error_text(err)
+        return ParsedOutput(custom_id, False, error=text,
+                            code=status_code if status_code and status_code >= 400 else code)
     if not isinstance(response, dict):
-        return ParsedOutput(_id(custom_id), False, error="no answer in the output row")
+        return ParsedOutput(custom_id, False, error="no answer in the output row")
     usage = response.get("usage") or {}
     counts = {"input_tokens": int(usage.get("prompt_tokens") or 0),
               "output_tokens": int(usage.get("completion_tokens") or 0)}
     if "data" in response:
         items = response.get("data") or []
-        vector = items[0].get("embedding") if items and isinstance(items[0], dict) else None
-        if not isinstance(vector, list):
-            return ParsedOutput(_id(custom_id), False, error="embedding missing from the output")
-        return ParsedOutput(_id(custom_id), True, output=vector, usage=counts)
+        vector = _vector(items[0].get("embedding")) if items and isinstance(items[0], dict) \
+            else None
+        if vector is None:
+            return ParsedOutput(custom_id, False, error="embedding missing from the output")
+        return ParsedOutput(custom_id, True, output=vector, usage=counts)
     choices = response.get("choices") or []
     if not choices or not isinstance(choices[0], dict):
-        return ParsedOutput(_id(custom_id), False, error="no choices in the output row")
+        return ParsedOutput(custom_id, False, error="no choices in the output row")
     message = choices[0].get("message") or {}
-    return ParsedOutput(_id(custom_id), True, output=message.get("content") or "", usage=counts)
+    text = message.get("content") or ""
+    calls = [{"name": (c.get("function") or {}).get("name"),
+              "input": (c.get("function") or {}).get("arguments")}
+             for c in message.get("tool_calls") or [] if isinstance(c, dict)]
+    if calls:
+        return ParsedOutput(custom_id, True, output={"text": text, "tool_calls": calls},
+                            usage=counts)
+    if not str(text).strip():
+        reason = choices[0].get("finish_reason")
+        why = ("content: null" if message.get("content") is None
+               else f"finish_reason: {reason}" if reason else "empty content")
+        return ParsedOutput(custom_id, False, error=_empty(why), usage=counts)
+    return ParsedOutput(custom_id, True, output=text, usage=counts)
 
 
 def _id(value: Any) -> str | None:
@@ -127,5 +204,5 @@ def parse_line(line: bytes | str | dict[str, Any], family: Family) -> ParsedOutp
         return _openai(data)
     except (TypeError, ValueError, AttributeError) as exc:
         raw = json.dumps(data, ensure_ascii=False)[:RAW_KEEP]
-        return ParsedOutput(_id(data.get("custom_id")), False,
+        return ParsedOutput(_custom_id(data), False,
                             error=f"unexpected output shape ({exc}): {raw}")

@@ -51,6 +51,17 @@ class Change:
 
 
 @dataclass(frozen=True, slots=True)
+class Blocked:
+    """Why a manifest creates no jobs until `batchrun retry NAME`: repeated job-level failures of
+    the same rows with none answered, or credentials refused."""
+
+    since: str  # when the last of those jobs ended
+    error: str  # its error, redacted
+    failures: int  # job-level failures in a row
+    credentials: bool = False  # the endpoint or service refused the credentials
+
+
+@dataclass(frozen=True, slots=True)
 class ManifestPlan:
     name: str
     file: str
@@ -62,6 +73,8 @@ class ManifestPlan:
     estimate: Estimate = field(default_factory=Estimate)
     manifest_digest: str = ""  # what the plan saw: a saved plan is stale when these differ
     source_digest: str = ""
+    blocked: Blocked | None = None
+    hold_until: str | None = None  # creates back off until then after a job-level failure
 
     @property
     def actions(self) -> list[str]:
@@ -81,6 +94,12 @@ class ManifestPlan:
         return bool(self.actions)
 
     @property
+    def settled(self) -> bool:
+        """Nothing to do, in flight, failed or blocked: every row answered."""
+        r = self.rows
+        return not (self.has_changes or r.in_flight or r.failed or r.to_do or self.blocked)
+
+    @property
     def headline(self) -> str:
         parts = []
         for change in self.changes:
@@ -96,6 +115,9 @@ class ManifestPlan:
                              f" ({change.reason})")
         if self.rows.waiting:
             parts.append(f"wait: {self.rows.waiting:,} rows for a free job slot")
+        if self.blocked is not None:
+            parts.append(f"blocked: {self.rows.to_do:,} row{'s' if self.rows.to_do != 1 else ''}"
+                         f" to do wait for `batchrun retry {self.name}`")
         if not parts:
             if self.rows.in_flight:
                 return f"running: {self.rows.in_flight:,} rows in flight"
@@ -118,6 +140,8 @@ class ManifestPlan:
             "estimate": asdict(self.estimate),
             "manifest_digest": self.manifest_digest,
             "source_digest": self.source_digest,
+            "blocked": asdict(self.blocked) if self.blocked else None,
+            "hold_until": self.hold_until,
         }
 
     @classmethod
@@ -130,7 +154,9 @@ class ManifestPlan:
                           for c in data["changes"]),
             failures=tuple((f["custom_id"], f["error"]) for f in data["failures"]),
             notes=tuple(data["notes"]), estimate=Estimate(**data["estimate"]),
-            manifest_digest=data["manifest_digest"], source_digest=data["source_digest"])
+            manifest_digest=data["manifest_digest"], source_digest=data["source_digest"],
+            blocked=Blocked(**data["blocked"]) if data.get("blocked") else None,
+            hold_until=data.get("hold_until"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +205,9 @@ class Plan:
                                   if c.action is Action.CANCEL)
             + sum(1 for o in self.orphans if o.cancel),
             "rows_waiting": sum(m.rows.waiting for m in self.manifests),
-            "up_to_date": sum(1 for m in self.manifests if not m.has_changes),
+            "up_to_date": sum(1 for m in self.manifests if m.settled),
+            "blocked": sum(1 for m in self.manifests if m.blocked is not None),
+            "rows_failed": sum(m.rows.failed for m in self.manifests),
             "input_tokens": sum(m.estimate.input_tokens for m in self.manifests),
             "output_tokens": sum(m.estimate.output_tokens for m in self.manifests),
         }

@@ -7,17 +7,28 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from runner import collect, estimate, identity
-from runner.backends.base import BackendReader, JobState, RemoteJob
+from runner.backends.base import BackendReader, RemoteJob
 from runner.manifest import display_path
-from runner.plan import Action, Change, Estimate, ManifestPlan, Orphan, Plan, RowCounts
-from runner.reconcile import LedgerState, RowClass, RowFacts, classify, ledger_entries
+from runner.plan import Action, Blocked, Change, Estimate, ManifestPlan, Orphan, Plan, RowCounts
+from runner.reconcile import (
+    FailurePolicy,
+    JobEnd,
+    JobFailures,
+    LedgerState,
+    RowClass,
+    RowFacts,
+    classify,
+    job_failures,
+    ledger_entries,
+)
+from runner.redact import redact
 from runner.render import RenderedRow, render_rows
 from runner.spec import Family, Manifest, Settings
 
@@ -96,17 +107,14 @@ def read_ledger(manifest: Manifest, reader: BackendReader, jobs: Sequence[Remote
     return ledger
 
 
-def job_results(manifest: Manifest, reader: BackendReader, job: RemoteJob) -> Iterator[
-        dict[str, Any]]:
-    error = None
-    if job.state.finished and job.state.short not in ("succeeded", "partially_succeeded"):
-        error = (f"job {job.state.short}: {job.error_message or 'no reason given'}"
-                 + (f" (code {job.error_code})" if job.error_code is not None else ""))
+def job_results(manifest: Manifest, reader: BackendReader, job: RemoteJob,
+                tally: collect.Tally | None = None) -> Iterator[dict[str, Any]]:
+    """The answers and refusals a finished job wrote, whatever state it ended in: a failed, expired
+    or cancelled job's output is read too, since what it answered was paid for."""
     return collect.result_rows(
         manifest, job_name=job.name, job_spec_hash=job.spec_hash,
         finished_at=job.end_time or job.create_time or "",
-        index=reader.read_index(job), output=reader.read_output(job) if error is None else (),
-        job_error=error)
+        index=reader.read_index(job), output=reader.read_output(job), tally=tally)
 
 
 def rendered_rows(manifest: Manifest, reader: BackendReader, settings: Settings) -> Iterator[
@@ -157,21 +165,33 @@ class Sharder:
         return new
 
 
-INTERNAL = 13
+def failure_policy(settings: Settings) -> FailurePolicy:
+    q = settings.quota
+    return FailurePolicy(max_job_failures=q.max_job_failures, backoff=q.failure_backoff,
+                         backoff_max=q.failure_backoff_max, internal_delay=q.internal_retry_delay)
 
 
-def hold_until(manifest: Manifest, jobs: Sequence[RemoteJob], settings: Settings,
-               now: datetime) -> datetime | None:
-    """When the newest job of this spec failed with INTERNAL, creates wait until this time."""
-    mine = [j for j in jobs if j.manifest_name == manifest.name and j.spec_hash == manifest.spec_hash]
-    if not mine:
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def failures_of(manifest: Manifest, jobs: Sequence[RemoteJob], settings: Settings,
+                forgiven: set[str], now: datetime) -> JobFailures:
+    """The job-level failures of this spec: when creates may resume, or that they are blocked."""
+    ends = [JobEnd(j.name, j.input_digest, j.state.short, j.create_time or "",
+                   _time(j.end_time), j.error_code, j.error_message)
+            for j in jobs if j.manifest_name == manifest.name
+            and j.spec_hash == manifest.spec_hash and j.state.finished]
+    return job_failures(ends, failure_policy(settings), frozenset(forgiven), now)
+
+
+def _blocked(failures: JobFailures) -> Blocked | None:
+    if not failures.blocked or failures.last is None:
         return None
-    newest = max(mine, key=lambda j: j.create_time or "")
-    if newest.state is not JobState.FAILED or newest.error_code != INTERNAL or not newest.end_time:
-        return None
-    until = datetime.fromisoformat(newest.end_time.replace("Z", "+00:00")) + timedelta(
-        seconds=settings.quota.internal_retry_delay)
-    return until if until > now else None
+    last = failures.last
+    return Blocked(since=last.ended.strftime("%Y-%m-%d %H:%M:%S UTC") if last.ended else "unknown",
+                   error=redact(last.error_text), failures=failures.streak,
+                   credentials=failures.auth)
 
 
 def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
@@ -179,7 +199,9 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
                   now: datetime | None = None, exact_tokens: bool = False) -> tuple[ManifestPlan, int]:
     """The plan of one manifest and the job slots it uses."""
     ledger = read_ledger(manifest, reader, jobs)
-    held = hold_until(manifest, jobs, settings, now or datetime.now(UTC))
+    job_ends = failures_of(manifest, jobs, settings, reader.forgiven_jobs(manifest.destination),
+                           now or datetime.now(UTC))
+    held, blocked = job_ends.hold_until, _blocked(job_ends)
     counts = dict.fromkeys(RowClass, 0)
     failures: list[tuple[str, str]] = []
     sharder = Sharder(settings)
@@ -200,7 +222,7 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
             failures.append((row.custom_id, stored.last_error or "failed"))
     stale = ledger.running_stale
     # Cancelled jobs free their slot only once Vertex says so; count them as busy this time.
-    slots = 0 if held else max(0, free_slots)
+    slots = 0 if held or blocked else max(0, free_slots)
     now_shards = shard_rows[:slots]
     changes: list[Change] = []
     if ledger.to_collect:
@@ -213,10 +235,16 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
         changes.append(Change(Action.CREATE, "rows to do", rows=sum(now_shards),
                               shards=len(now_shards)))
     notes = []
-    if held and shard_rows:
+    last = job_ends.last
+    if held and shard_rows and last is not None and last.code == 13:
         notes.append(f"Vertex failed the last job with INTERNAL (code 13), as it does for the first "
                      f"job in a region; resubmitting after {held:%Y-%m-%d %H:%M:%S} UTC "
                      "(quota.internal_retry_delay)")
+    elif held and shard_rows and last is not None:
+        notes.append(f"the last job ended {last.state} ({redact(last.error_text)}); no attempt of "
+                     f"any row was used. Resubmitting after {held:%Y-%m-%d %H:%M:%S} UTC "
+                     f"(failure {job_ends.streak} of {settings.quota.max_job_failures} before the "
+                     "manifest is blocked; quota.failure_backoff)")
     if stale and manifest.family.value == "claude":
         notes.append("warning: a cancelled partner-model job yields no output; its rows are "
                      "sent again under the new spec")
@@ -228,7 +256,7 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
         in_flight=counts[RowClass.IN_FLIGHT],
         to_do=counts[RowClass.TO_DO],
         failed=counts[RowClass.FAILED],
-        waiting=sum(shard_rows[slots:]),
+        waiting=0 if blocked else sum(shard_rows[slots:]),
     )
     cost = cost_estimate(manifest, settings, ledger, rows.to_do, input_tokens)
     if cost.over_budget:
@@ -237,7 +265,8 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
         name=manifest.name, file=display_path(manifest.file, settings.root),
         spec_hash=manifest.spec_hash, rows=rows, changes=tuple(changes),
         failures=tuple(failures), notes=tuple(notes), estimate=cost,
-        manifest_digest=manifest.digest, source_digest=source_digest.hexdigest()[:32])
+        manifest_digest=manifest.digest, source_digest=source_digest.hexdigest()[:32],
+        blocked=blocked, hold_until=held.strftime("%Y-%m-%dT%H:%M:%SZ") if held else None)
     return plan, len(now_shards)
 
 

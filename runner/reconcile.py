@@ -8,8 +8,9 @@ nothing observed matches it and it is to do again.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
@@ -73,12 +74,18 @@ def ledger_entries(row: Mapping[str, Any], spec_hash: str) -> list[tuple[str, Le
             out.append((str(row.get("request_hash")), LedgerState(True, 0, None)))
         elif row.get("status") == "failed":
             out.append((str(row.get("request_hash")),
-                        LedgerState(False, int(row.get("attempts") or 1), row.get("error"))))
+                        LedgerState(False, _attempts(row), row.get("error"))))
     retry = row.get("retry")
     if isinstance(retry, Mapping) and retry.get("spec_hash") == spec_hash:
         out.append((str(retry.get("request_hash")),
-                    LedgerState(False, int(retry.get("attempts") or 1), retry.get("error"))))
+                    LedgerState(False, _attempts(retry), retry.get("error"))))
     return out
+
+
+def _attempts(row: Mapping[str, Any]) -> int:
+    """Attempts a failure used; 0 after `batchrun retry --failed` gave it fresh ones."""
+    value = row.get("attempts")
+    return 1 if value is None or value == "" else int(value)
 
 
 def ledger_state(row: Mapping[str, Any] | None, spec_hash: str, request_hash: str) -> LedgerState:
@@ -89,3 +96,141 @@ def ledger_state(row: Mapping[str, Any] | None, spec_hash: str, request_hash: st
         if hashed == request_hash:
             return state
     return NOTHING
+
+
+# --- whose failure it is --------------------------------------------------------------------------
+
+class Fault(StrEnum):
+    """Whose failure an error is: only the row's own uses one of its attempts."""
+
+    ROW = "row"  # the model answered this row with an error: spends an attempt
+    INFRA = "infra"  # the job, worker, endpoint or credentials failed: the row is to do again
+    AUTH = "auth"  # credentials refused: infrastructure, and it blocks the manifest at once
+
+
+# HTTP statuses and google.rpc codes (1-16, so the two never collide) that are not about the row.
+_AUTH_CODES: Final = frozenset({401, 403, 7, 16})  # PERMISSION_DENIED, UNAUTHENTICATED
+_INFRA_CODES: Final = frozenset({404, 408, 409, 425, 429, 1, 4, 8, 10, 13, 14})
+_INFRA_WORDS: Final = ("RESOURCE_EXHAUSTED", "UNAVAILABLE", "INTERNAL", "DEADLINE_EXCEEDED",
+                       "ABORTED", "rate_limit", "overloaded", "unreachable", "timed out")
+_AUTH_WORDS: Final = ("UNAUTHENTICATED", "PERMISSION_DENIED", "authentication_error",
+                      "permission_error")
+
+
+def _code_fault(code: int | None) -> Fault | None:
+    if code is None:
+        return None
+    if code in _AUTH_CODES:
+        return Fault.AUTH
+    if code in _INFRA_CODES or code >= 500:
+        return Fault.INFRA
+    return None
+
+
+# The one table: (what was observed, how to tell, whose fault). First match wins; the last always
+# applies. Job-level ends (FAILED, EXPIRED, CANCELLED, a dead worker) are never the row's: rows
+# without an answer line simply stay to do, so they have no entry here.
+FAULT_RULES: Final[tuple[tuple[str, Callable[[int | None, str], bool], Fault], ...]] = (
+    ("credentials refused: 401/403, UNAUTHENTICATED, PERMISSION_DENIED",
+     lambda code, text: _code_fault(code) is Fault.AUTH or any(w in text for w in _AUTH_WORDS),
+     Fault.AUTH),
+    ("endpoint down, slow, over quota or failing: 404/408/429/5xx, unreachable, INTERNAL",
+     lambda code, text: _code_fault(code) is Fault.INFRA or any(w in text for w in _INFRA_WORDS),
+     Fault.INFRA),
+    ("the model refused the request (other 4xx), or its answer is empty, not JSON or off-schema",
+     lambda code, text: True, Fault.ROW),
+)
+
+
+def fault_of(code: int | None, text: str = "") -> Fault:
+    """Whose failure an error line is, from its status code (HTTP or google.rpc) and its text."""
+    for _, applies, fault in FAULT_RULES:
+        if applies(code, text):
+            return fault
+    raise AssertionError("the last rule always applies")
+
+
+# --- job-level failures: back off, then block ----------------------------------------------------
+
+JOB_FAILURE_STATES: Final = frozenset({"failed", "expired"})  # a cancel is deliberate: not counted
+DEAD_WORKER = 10  # google.rpc ABORTED: how the local backend reports a worker that vanished
+INTERNAL = 13
+
+
+@dataclass(frozen=True, slots=True)
+class JobEnd:
+    """A finished job of the current spec, as the failure rules need it."""
+
+    name: str
+    input_digest: str  # the same rows staged again have the same digest
+    state: str  # short state: succeeded, partially_succeeded, failed, expired, cancelled
+    created: str
+    ended: datetime | None
+    code: int | None
+    message: str | None
+
+    @property
+    def job_failure(self) -> bool:
+        return self.state in JOB_FAILURE_STATES
+
+    @property
+    def error_text(self) -> str:
+        text = self.message or f"job {self.state}"
+        return f"{text} (code {self.code})" if self.code is not None else text
+
+
+@dataclass(frozen=True, slots=True)
+class FailurePolicy:
+    max_job_failures: int = 3
+    backoff: float = 60.0  # seconds after the first job-level failure, doubling
+    backoff_max: float = 3600.0
+    internal_delay: float = 600.0  # Vertex: resubmit a region's failed first job after ~10 min
+
+
+@dataclass(frozen=True, slots=True)
+class JobFailures:
+    """What the job-level failures of a manifest's current spec mean for its next create."""
+
+    streak: int = 0  # the longest run of job-level failures of the same rows, none answered
+    last: JobEnd | None = None  # the newest job-level failure in that run
+    blocked: bool = False
+    auth: bool = False  # credentials were refused
+    hold_until: datetime | None = None  # creates wait until then (backoff)
+
+
+def job_failures(jobs: Iterable[JobEnd], policy: FailurePolicy, forgiven: frozenset[str],
+                 now: datetime) -> JobFailures:
+    """Per staged input (the same rows sent again), the trailing run of job-level failures: a job
+    that answered anything (success or the row's own failure) ends the run. Blocked after
+    `max_job_failures` in a run, or at once when credentials were refused."""
+    by_digest: dict[str, list[JobEnd]] = {}
+    for job in sorted(jobs, key=lambda j: j.created):
+        if job.name not in forgiven:
+            by_digest.setdefault(job.input_digest, []).append(job)
+    streak, last, newest = 0, None, None
+    for runs in by_digest.values():
+        run = 0
+        for job in reversed(runs):
+            if not job.job_failure:
+                break
+            run += 1
+        if run and (newest is None or runs[-1].created > newest.created):
+            newest = runs[-1]
+        if run > streak or (run == streak and run and last is not None
+                            and runs[-1].created > last.created):
+            streak, last = run, runs[-1]
+    if last is None or newest is None:
+        return JobFailures()
+    auth = fault_of(newest.code, newest.message or "") is Fault.AUTH
+    blocked = auth or streak >= policy.max_job_failures
+    hold = None
+    if not blocked and newest.ended is not None:
+        if newest.code == INTERNAL:
+            delay = policy.internal_delay
+        elif newest.code == DEAD_WORKER:
+            delay = 0.0  # a crashed machine: resume at once, the streak still guards a loop
+        else:
+            delay = min(policy.backoff_max, policy.backoff * 2 ** (streak - 1))
+        until = newest.ended + timedelta(seconds=delay)
+        hold = until if until > now else None
+    return JobFailures(streak, newest if auth else last, blocked, auth, hold)

@@ -135,6 +135,11 @@ class Quota:
     max_id_chars: int = 64
     # Vertex fails the first job in a region with INTERNAL (code 13); its docs say resubmit later.
     internal_retry_delay: int = 600
+    # After a job-level failure (not the rows' fault) the next create waits, doubling from this.
+    failure_backoff: float = 60.0
+    failure_backoff_max: float = 3600.0
+    # Job-level failures of the same rows in a row, none answered, before the manifest is blocked.
+    max_job_failures: int = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +154,9 @@ class ExecutorSpec:
     timeout: float = 120.0
     model_path: str | None = None
     fail_ids: tuple[str, ...] = ()
+    # 429, 5xx, timeouts and refused connections are tried again inside the job, then fail the job.
+    retries: int = 4
+    retry_delay: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)

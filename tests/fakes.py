@@ -35,6 +35,7 @@ class FakeBackend:
         self.outputs: dict[str, list[bytes]] = {}
         self.destinations: dict[str, list[dict[str, Any]]] = {}
         self.collected: dict[str, set[str]] = {}
+        self.forgiven: dict[str, set[str]] = {}
         self.calls: list[tuple[str, str]] = []
         self.sent: Counter[tuple[str, str]] = Counter()  # (manifest, custom_id) -> times executed
         self.fail_ids = set(fail_ids)
@@ -69,7 +70,12 @@ class FakeBackend:
     def collected_jobs(self, dest: DestinationSpec) -> set[str]:
         return set(self.collected.get(dest.location, set()))
 
+    def forgiven_jobs(self, dest: DestinationSpec) -> set[str]:
+        return set(self.forgiven.get(dest.location, set()))
+
     # writes
+    def forgive_jobs(self, dest: DestinationSpec, names: Iterable[str]) -> None:
+        self.forgiven.setdefault(dest.location, set()).update(names)
     def stage(self, manifest_name: str, rows: Iterable[tuple[bytes, IndexEntry]]) -> StagedInput:
         items = list(rows)
         data = b"".join(line + b"\n" for line, _ in items)

@@ -14,7 +14,7 @@ def test_public_names_are_pinned() -> None:
     assert runner.__all__ == [
         "ApplyReport", "BatchrunError", "JobStatus", "Plan", "Project", "Usage", "__version__",
         "apply", "apply_saved", "cancel", "converge", "import_job", "load_project", "plan", "render",
-        "results", "save_plan", "status", "unlock", "usage",
+        "results", "retry", "save_plan", "status", "unlock", "usage",
     ]
 
 

@@ -59,9 +59,10 @@ def test_no_key_in_output_logs_results_or_plan_files(
         result = runner.invoke(cli.main, args)
         outputs.append(result.stdout + result.stderr)
     server.shutdown()
-    rows = [json.loads(x) for x in outputs[2].splitlines()]
-    assert rows and all(r["status"] == "failed" for r in rows)
-    assert MASK in rows[0]["error"]  # the endpoint quoted the key; the result row does not
+    assert outputs[2].strip() == ""  # a 401 is no row's failure: nothing is booked against rows
+    (blocked,) = [m["blocked"] for m in json.loads(outputs[4])["manifests"]]
+    assert blocked["credentials"] and "401 Unauthorized" in blocked["error"]
+    assert MASK in blocked["error"]  # the endpoint quoted the key; the plan does not
     assert scan(project_dir.root, *outputs) == []
 
 

@@ -158,6 +158,10 @@ class BackendReader(Protocol):
 
     def collected_jobs(self, dest: DestinationSpec) -> set[str]: ...
 
+    def forgiven_jobs(self, dest: DestinationSpec) -> set[str]:
+        """Failed jobs `batchrun retry` set aside: they no longer count toward blocking."""
+        ...
+
 
 class Backend(BackendReader, Protocol):
     """The read/write interface; only apply holds one."""
@@ -174,6 +178,10 @@ class Backend(BackendReader, Protocol):
                           *, collected: Iterable[str]) -> None:
         """Store the merged rows ((row, changed) for every row) atomically, then record the jobs
         now collected. Files rewrite all rows; tables MERGE the changed ones keyed on custom_id."""
+        ...
+
+    def forgive_jobs(self, dest: DestinationSpec, names: Iterable[str]) -> None:
+        """Add to the destination's record the failed jobs that no longer block its manifest."""
         ...
 
     def lock(self, manifest_name: str) -> AbstractContextManager[None]: ...

@@ -153,6 +153,27 @@ def collected_jobs(dest: DestinationSpec) -> set[str]:
     return set(data.get("collected_jobs", ()))
 
 
+def _sidecar_data(dest: DestinationSpec) -> dict[str, Any]:
+    sidecar = _sidecar(dest)
+    if not sidecar.is_file():
+        return {}
+    data = orjson.loads(sidecar.read_bytes())
+    return data if isinstance(data, dict) else {}
+
+
+def forgiven_jobs(dest: DestinationSpec) -> set[str]:
+    """Failed jobs set aside by `batchrun retry`; kept whatever happened to the result file."""
+    return set(_sidecar_data(dest).get("forgiven_jobs", ()))
+
+
+def forgive_jobs(dest: DestinationSpec, names: Iterable[str]) -> None:
+    data = _sidecar_data(dest)
+    data.setdefault("stamp", _stamp(Path(dest.location)))
+    data.setdefault("collected_jobs", [])
+    data["forgiven_jobs"] = sorted(set(data.get("forgiven_jobs", ())) | set(names))
+    write_json(_sidecar(dest), data)
+
+
 def write_destination(dest: DestinationSpec, merged: Iterable[tuple[dict[str, Any], bool]],
                       collected: Iterable[str]) -> None:
     path = Path(dest.location)
@@ -176,4 +197,5 @@ def write_destination(dest: DestinationSpec, merged: Iterable[tuple[dict[str, An
                 fh.write(orjson.dumps(row))
                 fh.write(b"\n")
     crashpoints.reached("destination-written")
-    write_json(_sidecar(dest), {"stamp": _stamp(path), "collected_jobs": sorted(set(collected))})
+    write_json(_sidecar(dest), {"stamp": _stamp(path), "collected_jobs": sorted(set(collected)),
+                                "forgiven_jobs": sorted(forgiven_jobs(dest))})

@@ -52,9 +52,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _error(self, status: int, message: str) -> None:
+    def _error(self, status: int, message: str, rpc_status: str | None = None) -> None:
         self._send(status, {"error": {"code": status, "message": message,
-                                      "status": CANONICAL.get(status, "UNKNOWN")}})
+                                      "status": rpc_status or CANONICAL.get(status, "UNKNOWN")}})
 
     def _route(self, method: str) -> None:
         fake = self.server.fake
@@ -104,7 +104,7 @@ class _Handler(BaseHTTPRequestHandler):
             if exc.status == -1:  # the connection drops after the job was made
                 self.close_connection = True
                 return
-            self._error(exc.status, exc.message)
+            self._error(exc.status, exc.message, exc.rpc_status)
         except (ValueError, KeyError) as exc:
             self._error(400, f"Invalid request: {exc}")
 

@@ -25,6 +25,7 @@ IN_FLIGHT = {"JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_
 @dataclass
 class Faults:
     first_job_internal: bool = False  # the first job in a region fails with code 13 INTERNAL
+    internal_jobs: int = 0  # the next N jobs to start fail with code 13 INTERNAL
     max_concurrent: int = 4
     quota_mode: str = "reject"  # "reject": 429 on the create past the quota; "queue": JOB_STATE_QUEUED
     # Next creates fail: "500", "429", or "500-after"/"drop-after" once the job exists (ambiguous).
@@ -35,8 +36,17 @@ class Faults:
     pending_seconds: float = 0.0
     run_seconds: float = 0.0
     expire_after: float | None = None  # a job still pending after this many seconds expires
+    # A running job ends EXPIRED after answering this many rows, and writes those out (the newer
+    # Claude page: results are readable "after all rows finish or after 24 hours").
+    expire_after_rows: int | None = None
+    partial_success: bool = False  # a job with failed rows ends PARTIALLY_SUCCEEDED
     fail_rows: list[str] = field(default_factory=list)  # custom_ids that fail inside the job
+    # Per-row infrastructure errors inside a job that succeeds (429 RESOURCE_EXHAUSTED on a line).
+    busy_rows: list[str] = field(default_factory=list)
     cancelled_output: bool = False  # Gemini keeps partial output; partner models leave none
+    cancel_after_rows: int = 0  # with cancelled_output: rows answered before a cancel lands
+    cancelling_seconds: float = 0.0  # how long CANCELLING lasts
+    cancel_ends: str = "JOB_STATE_CANCELLED"  # or JOB_STATE_SUCCEEDED: the job finished anyway
     truncate_output: bool = False  # cut the output file mid-line
     drop_output_rows: list[str] = field(default_factory=list)
     page_size_max: int = 50
@@ -51,10 +61,11 @@ def _ts(moment: datetime) -> str:
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, rpc_status: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.rpc_status = rpc_status
 
 
 class FakeVertex:
@@ -62,6 +73,7 @@ class FakeVertex:
         self.project_number = project_number
         self.jobs: dict[str, dict[str, Any]] = {}
         self.started: dict[str, float] = {}
+        self.cancelled_at: dict[str, float] = {}
         self.sent: list[dict[str, str]] = []
         self.faults = Faults()
         self.regions_seen: set[str] = set()
@@ -142,8 +154,11 @@ class FakeVertex:
                 raise ApiError(404, "The BatchPredictionJob does not exist.")
             if job["state"] not in IN_FLIGHT:
                 raise ApiError(400, f"BatchPredictionJob {name} is in state {job['state']} and "
-                                    "cannot be cancelled.")
+                                    "cannot be cancelled.", "FAILED_PRECONDITION")
+            if job["state"] == "JOB_STATE_CANCELLING":
+                return {}
             job.update(state="JOB_STATE_CANCELLING", updateTime=_ts(_now()))
+            self.cancelled_at[name] = time.monotonic()
             self.version += 1
         return {}
 
@@ -192,6 +207,16 @@ class FakeVertex:
             busy = sum(1 for j in self.jobs.values() if j["state"] in (
                 "JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_CANCELLING"))
         if state == "JOB_STATE_CANCELLING":
+            if time.monotonic() - self.cancelled_at.get(name, 0.0) < faults.cancelling_seconds:
+                return
+            if faults.cancel_ends == "JOB_STATE_SUCCEEDED":
+                self._run(name, job, finish_from="JOB_STATE_CANCELLING")
+                return
+            if faults.cancelled_output:
+                self._run(name, job, finish_from="JOB_STATE_CANCELLING",
+                          limit=faults.cancel_after_rows, end="JOB_STATE_CANCELLED",
+                          error={"code": 1, "message": "CANCELED"})
+                return
             self._finish(name, "JOB_STATE_CANCELLED", error={"code": 1, "message": "CANCELED"})
             return
         if state == "JOB_STATE_QUEUED":
@@ -207,7 +232,10 @@ class FakeVertex:
             if age < faults.pending_seconds:
                 return
             region = name.split("/locations/")[1].split("/", maxsplit=1)[0]
-            if faults.first_job_internal and region not in self.regions_seen:
+            internal = faults.internal_jobs > 0
+            if internal or (faults.first_job_internal and region not in self.regions_seen):
+                with self.lock:
+                    faults.internal_jobs = max(0, faults.internal_jobs - 1)
                 self.regions_seen.add(region)
                 self._finish(name, "JOB_STATE_FAILED", error={"code": 13, "message": "INTERNAL"})
                 return
@@ -218,9 +246,16 @@ class FakeVertex:
                 self.version += 1
             return
         if state == "JOB_STATE_RUNNING" and age >= faults.pending_seconds + faults.run_seconds:
-            self._run(name, job)
+            if faults.expire_after_rows is not None:
+                self._run(name, job, limit=faults.expire_after_rows, end="JOB_STATE_EXPIRED")
+            else:
+                self._run(name, job)
 
-    def _run(self, name: str, job: dict[str, Any]) -> None:
+    def _run(self, name: str, job: dict[str, Any], *, finish_from: str = "JOB_STATE_RUNNING",
+             limit: int | None = None, end: str | None = None,
+             error: dict[str, Any] | None = None) -> None:
+        """Answer the job's rows (the first `limit` of them), write what was answered, and end it
+        in `end` (by default SUCCEEDED, or PARTIALLY_SUCCEEDED with failed rows if asked)."""
         faults = self.faults
         model = job["model"]
         source = job["inputConfig"]
@@ -230,16 +265,24 @@ class FakeVertex:
         out_rows: list[dict[str, Any]] = []
         ok = failed = 0
         execute = None
-        for row in rows:
+        for number, row in enumerate(rows):
+            if limit is not None and number >= limit:
+                break
             custom_id = str(row.get("custom_id"))
             family = Family.CLAUDE if claude else (
                 Family.OPENAI_EMBEDDINGS if row.get("url") == "/v1/embeddings" else Family.OPENAI_CHAT)
             execute = echo(ExecutorSpec(fail_ids=tuple(faults.fail_rows)), family, model)
             with self.lock:
-                if self.jobs[name]["state"] != "JOB_STATE_RUNNING":
+                if self.jobs[name]["state"] != finish_from:
                     break  # cancelled while running
                 self.sent.append({"job": name, "custom_id": custom_id})
             line = execute(row)
+            if custom_id in faults.busy_rows:
+                line = ({**line, "status": "Too Many Requests: " + json.dumps({"error": {
+                    "code": 429, "message": "Resource exhausted", "status": "RESOURCE_EXHAUSTED"}}),
+                    "response": {}} if claude else
+                    {**line, "response": None, "error": {"code": 429,
+                                                         "message": "RESOURCE_EXHAUSTED"}})
             if line.get("status") or line.get("error"):
                 failed += 1
             else:
@@ -249,11 +292,15 @@ class FakeVertex:
             passthrough = {k: v for k, v in row.items() if k not in ("method", "url")}
             out_rows.append({**passthrough, **line} if "bigquerySource" in source else line)
         with self.lock:
-            if self.jobs[name]["state"] != "JOB_STATE_RUNNING":
+            if self.jobs[name]["state"] != finish_from:
                 return
         created = datetime.strptime(job["createTime"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
         info = self._write_output(job, out_rows, claude, created)
-        self._finish(name, "JOB_STATE_SUCCEEDED", outputInfo=info,
+        if end is None:
+            end = ("JOB_STATE_PARTIALLY_SUCCEEDED" if failed and faults.partial_success
+                   else "JOB_STATE_SUCCEEDED")
+        extra: dict[str, Any] = {"error": error} if error else {}
+        self._finish(name, end, outputInfo=info, **extra,
                      completionStats={"successfulCount": str(ok), "failedCount": str(failed)})
 
     def _write_output(self, job: dict[str, Any], rows: list[dict[str, Any]], claude: bool,

@@ -103,7 +103,15 @@ class LocalBackend:
         self._check_destination(dest)
         return localfiles.collected_jobs(dest)
 
+    def forgiven_jobs(self, dest: DestinationSpec) -> set[str]:
+        self._check_destination(dest)
+        return localfiles.forgiven_jobs(dest)
+
     # --- writing -------------------------------------------------------------------------------
+
+    def forgive_jobs(self, dest: DestinationSpec, names: Iterable[str]) -> None:
+        self._check_destination(dest)
+        localfiles.forgive_jobs(dest, names)
 
     def stage(self, manifest_name: str, rows: Iterable[tuple[bytes, IndexEntry]]) -> StagedInput:
         folder = self.state_dir / "staging" / manifest_name

@@ -9,11 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import struct
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any
 
 from runner import estimate
@@ -21,6 +23,32 @@ from runner.redact import redact, secret_values
 from runner.spec import ExecutorSpec, Family
 
 Execute = Callable[[dict[str, Any]], dict[str, Any]]
+
+# Retried inside the job, then the job fails: the endpoint's trouble, not the row's.
+RETRIED_STATUS = frozenset({408, 409, 425, 429})
+RETRY_CAP_SECONDS = 30.0
+
+
+class EndpointError(Exception):
+    """The endpoint failed in a way that is not about the row: the job fails at job level, with
+    this google.rpc code and message, and the rows it did not answer are to do again."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _phrase(status: int) -> str:
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"HTTP {status}"
+
+
+def _rpc_code(status: int) -> int:
+    """HTTP status -> the google.rpc code a job error carries."""
+    return {401: 16, 403: 7, 404: 5, 408: 4, 429: 8}.get(status, 14)
 
 
 def approx_tokens(text: str) -> int:
@@ -129,6 +157,45 @@ def _error_of(resp: Any, spec: ExecutorSpec) -> dict[str, Any]:
             "message": redact(str(message), secret_values([spec.api_key_env]))}
 
 
+def _post(session: Any, url: str, body: dict[str, Any], headers: dict[str, str],
+          spec: ExecutorSpec) -> Any:
+    """POST one request. 429, 408, 5xx and refused or timed-out connections are tried again with
+    jittered exponential backoff (spec.retries times), then raise EndpointError, as do 401/403
+    (credentials) and 404 (wrong URL or model) at once. Any other answer is the row's."""
+    import requests
+
+    secrets = secret_values([spec.api_key_env])
+    for attempt in range(spec.retries + 1):
+        last_try = attempt == spec.retries
+        try:
+            resp = session.post(url, json=body, headers=headers, timeout=spec.timeout)
+        except requests.RequestException as exc:
+            if last_try:
+                kind = "timed out" if isinstance(exc, requests.Timeout) else "unreachable"
+                raise EndpointError(4 if kind == "timed out" else 14, redact(
+                    f"endpoint {kind}: {type(exc).__name__}: {exc} (after {attempt + 1} "
+                    "tries)", secrets)) from None
+        else:
+            status = resp.status_code
+            if status in (401, 403):
+                env = spec.api_key_env
+                raise EndpointError(_rpc_code(status), f"{_phrase(status)}: credentials "
+                                    f"rejected — check api_key_env ({env or 'not set'}): "
+                                    f"{_error_of(resp, spec)['message']}")
+            if status == 404:
+                raise EndpointError(5, f"{_phrase(status)}: {url} — check base_url and the model "
+                                    f"name: {_error_of(resp, spec)['message']}")
+            if not (status in RETRIED_STATUS or status >= 500):
+                return resp
+            if last_try:
+                raise EndpointError(_rpc_code(status), f"{_phrase(status)}: "
+                                    f"{_error_of(resp, spec)['message']} (after {attempt + 1} "
+                                    "tries)")
+        delay = min(RETRY_CAP_SECONDS, spec.retry_delay * 2 ** attempt)
+        time.sleep(random.uniform(delay / 2, delay))
+    raise AssertionError("the last try returns or raises")
+
+
 def openai_http(spec: ExecutorSpec, family: Family, model: str) -> Execute:
     import requests
 
@@ -139,13 +206,8 @@ def openai_http(spec: ExecutorSpec, family: Family, model: str) -> Execute:
         body = dict(row.get("body", {}))
         body["model"] = spec.model or body.get("model") or model
         path = "/embeddings" if family is Family.OPENAI_EMBEDDINGS else "/chat/completions"
-        try:
-            resp = session.post(base + path, json=body, headers=_headers(spec, False),
-                                timeout=spec.timeout)
-        except requests.RequestException as exc:
-            return openai_line(row, None, {"code": 503, "message": redact(
-                f"endpoint unreachable: {exc}", secret_values([spec.api_key_env]))})
-        if resp.status_code >= 400:
+        resp = _post(session, base + path, body, _headers(spec, False), spec)
+        if resp.status_code >= 400:  # about this request: the row's own failure
             return openai_line(row, None, _error_of(resp, spec))
         return openai_line(row, resp.json())
 
@@ -161,15 +223,11 @@ def anthropic_http(spec: ExecutorSpec, family: Family, model: str) -> Execute:
     def run(row: dict[str, Any]) -> dict[str, Any]:
         body = {k: v for k, v in row.get("request", {}).items() if k != "anthropic_version"}
         body["model"] = spec.model or model.rsplit("/", 1)[-1].replace("@", "-")
-        try:
-            resp = session.post(base + "/v1/messages", json=body,
-                                headers=_headers(spec, True), timeout=spec.timeout)
-        except requests.RequestException as exc:
-            return claude_line(row, None, redact(f"Unavailable: endpoint unreachable: {exc}",
-                                                 secret_values([spec.api_key_env])))
-        if resp.status_code >= 400:
+        resp = _post(session, base + "/v1/messages", body, _headers(spec, True), spec)
+        if resp.status_code >= 400:  # about this request: the row's own failure
             error = _error_of(resp, spec)
-            return claude_line(row, None, f"Bad Request: {json.dumps({'error': error})}")
+            phrase = _phrase(resp.status_code).split(" ", 1)[1]
+            return claude_line(row, None, f"{phrase}: {json.dumps({'error': error})}")
         return claude_line(row, resp.json())
 
     return run

@@ -19,6 +19,7 @@ from runner.backends.localfiles import write_json
 
 NAME_PREFIX = "projects/local/locations/local/batchPredictionJobs/"
 START_GRACE_SECONDS = 60  # a job whose worker has not started by then is reported failed
+DEAD_WORKER = 10  # google.rpc ABORTED (reconcile.DEAD_WORKER): no backoff, the rows are to do
 
 
 def now_rfc3339() -> str:
@@ -79,22 +80,21 @@ class JobStore:
         record = self.read(job_id)
         state = JobState(record.get("state", JobState.UNSPECIFIED.value))
         error = record.get("error") or {}
+        end_time = record.get("endTime")
         if state.in_flight:
             pid = record.get("_local", {}).get("pid")
             created = parse_time(record.get("createTime"))
             age = (datetime.now(UTC) - created).total_seconds() if created else 0
             if (pid is not None and not pid_alive(pid)) or (
                     pid is None and age > START_GRACE_SECONDS):
-                # The output is written whole before the final record: if it is there, the
-                # worker died after answering every row, and its answers must count.
-                outputs = sorted(self.dir(job_id).glob("output/prediction-model-*/predictions.jsonl"))
-                if outputs and not self.cancel_marker(job_id).exists():
-                    state = JobState.SUCCEEDED
-                    record.setdefault("outputInfo", {"gcsOutputDirectory": str(outputs[-1].parent)})
-                    record.setdefault("endTime", record.get("updateTime"))
-                else:
-                    state = JobState.FAILED
-                    error = {"code": 13, "message": "local worker process died before finishing"}
+                # Not the rows' fault: what the worker answered is in its output, which is
+                # collected like any ended job's; the rest is to do again.
+                state = JobState.FAILED
+                end_time = end_time or record.get("updateTime")
+                error = {"code": DEAD_WORKER,
+                         "message": "the local worker process died (killed, or out of memory) "
+                                    "before finishing; its answers so far are kept"
+                         if pid is not None else "the local worker process never started"}
             elif self.cancel_marker(job_id).exists():
                 state = JobState.CANCELLING
         stats = record.get("completionStats", {})
@@ -105,7 +105,7 @@ class JobStore:
             display_name=record.get("displayName", ""),
             model=record.get("model", ""),
             create_time=record.get("createTime"),
-            end_time=record.get("endTime"),
+            end_time=end_time,
             error_code=error.get("code"),
             error_message=error.get("message"),
             succeeded_count=int(stats["successfulCount"]) if "successfulCount" in stats else None,

@@ -1,50 +1,91 @@
 """The background process that runs one local job: RUNNING, answer each row, SUCCEEDED.
 
-Started detached by LocalBackend.create_job, so it outlives the CLI. Output lands all at once, as
-on Vertex for partner models: a cancelled job leaves none.
+Started detached by LocalBackend.create_job, so it outlives the CLI. Each answer is appended to the
+job's output as it arrives (flushed at once, fsynced every second or few hundred rows), so a worker
+that dies loses only the rows in flight; the output folder is recorded before the first row, so a
+failed, cancelled or killed job's answers are found and collected like any other's.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
+import time
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
+from runner import crashpoints
 from runner.backends.base import JobState
-from runner.backends.local.executors import FACTORIES
+from runner.backends.local.executors import FACTORIES, EndpointError
 from runner.backends.local.store import JobStore, now_rfc3339
-from runner.backends.localfiles import atomic_writer
 from runner.redact import redact
 from runner.spec import ExecutorSpec, Family
 
+SYNC_SECONDS = 1.0
+SYNC_ROWS = 200
+UNKNOWN = 2  # google.rpc UNKNOWN: the worker's own error; not INTERNAL, which Vertex holds 10 min
 
-def _failed_status(line: dict[str, Any]) -> bool:
-    return bool(line.get("status")) or line.get("error") is not None
+
+class _Cancelled(Exception):
+    pass
+
+
+class _Output:
+    """Append-only answers: each line flushed as it is written, fsynced now and then."""
+
+    def __init__(self, fh: IO[bytes]) -> None:
+        self.fh = fh
+        self.ok = self.failed = 0
+        self._unsynced = 0
+        self._synced_at = time.monotonic()
+
+    def write(self, line: bytes) -> None:
+        self.fh.write(line + b"\n")
+        self.fh.flush()
+        data = orjson.loads(line)
+        if data.get("status") or data.get("error") is not None:
+            self.failed += 1
+        else:
+            self.ok += 1
+        self._unsynced += 1
+        if self._unsynced >= SYNC_ROWS or time.monotonic() - self._synced_at >= SYNC_SECONDS:
+            self.sync()
+        crashpoints.reached("answered")
+
+    def sync(self) -> None:
+        os.fsync(self.fh.fileno())
+        self._unsynced = 0
+        self._synced_at = time.monotonic()
+
+
+def _rows(path: Path) -> Iterator[dict[str, Any]]:
+    with path.open("rb") as fh:
+        for line in fh:
+            if line.strip():
+                yield orjson.loads(line)
 
 
 def run_job(state_dir: Path, job_id: str) -> None:
     store = JobStore(state_dir)
     record = store.read(job_id)
     local = record["_local"]
-    local["pid"] = os.getpid()
-    record["state"] = JobState.RUNNING.value
-    record["startTime"] = now_rfc3339()
-    store.write(job_id, record)
-    spec = ExecutorSpec(**{**local["executor"], "fail_ids": tuple(local["executor"]["fail_ids"])})
-    family = Family(local["family"])
-    execute = FACTORIES[spec.type](spec, family, record["model"])
-    input_path = Path(record["inputConfig"]["gcsSource"]["uris"][0])
-    sent_log = state_dir / "sent.jsonl"
-    rows = (orjson.loads(line) for line in input_path.open("rb") if line.strip())
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     out_dir = Path(record["outputConfig"]["gcsDestination"]["outputUriPrefix"]) / (
         f"prediction-model-{stamp}")
-    ok = failed = 0
+    out_dir.mkdir(parents=True, exist_ok=True)
+    local["pid"] = os.getpid()
+    record.update(state=JobState.RUNNING.value, startTime=now_rfc3339(),
+                  outputInfo={"gcsOutputDirectory": str(out_dir)})
+    store.write(job_id, record)
+    spec = ExecutorSpec(**{**local["executor"], "fail_ids": tuple(local["executor"]["fail_ids"])})
+    execute = FACTORIES[spec.type](spec, Family(local["family"]), record["model"])
+    input_path = Path(record["inputConfig"]["gcsSource"]["uris"][0])
+    sent_log = state_dir / "sent.jsonl"
 
     def answer(row: dict[str, Any]) -> bytes:
         # One append per row: the executor's own record of what was sent, for the crash tests.
@@ -52,39 +93,49 @@ def run_job(state_dir: Path, job_id: str) -> None:
             log.write(orjson.dumps({"job": job_id, "custom_id": row.get("custom_id")}) + b"\n")
         return orjson.dumps(execute(row))
 
-    with atomic_writer(out_dir / "predictions.jsonl") as out:
+    failure: EndpointError | None = None
+    with (out_dir / "predictions.jsonl").open("ab") as fh:
+        out = _Output(fh)
         workers = spec.concurrency if spec.type in ("openai", "anthropic") else 1
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            pending = []
-            for row in rows:
-                if store.cancel_marker(job_id).exists():
+            running: set[Future[bytes]] = set()
+
+            def settle(done: set[Future[bytes]]) -> None:
+                nonlocal failure
+                for future in done:
+                    try:
+                        out.write(future.result())
+                    except EndpointError as exc:  # no line: the row is to do again
+                        failure = failure or exc
+
+            for row in _rows(input_path):
+                if failure is not None or store.cancel_marker(job_id).exists():
                     break
-                pending.append(pool.submit(answer, row))
-                if len(pending) >= workers * 4:
-                    line = pending.pop(0).result()
-                    out.write(line + b"\n")
-                    ok, failed = _count(line, ok, failed)
-            for future in pending:
-                line = future.result()
-                out.write(line + b"\n")
-                ok, failed = _count(line, ok, failed)
-        if store.cancel_marker(job_id).exists():
-            raise _Cancelled
-    record["state"] = JobState.SUCCEEDED.value
-    record["endTime"] = now_rfc3339()
-    record["completionStats"] = {"successfulCount": str(ok), "failedCount": str(failed)}
-    record["outputInfo"] = {"gcsOutputDirectory": str(out_dir)}
+                running.add(pool.submit(answer, row))
+                if len(running) >= workers:
+                    done, running = wait(running, return_when=FIRST_COMPLETED)
+                    settle(done)
+            settle(set(wait(running).done))
+        out.sync()
+    record = store.read(job_id)
+    record["completionStats"] = {"successfulCount": str(out.ok), "failedCount": str(out.failed)}
+    if failure is not None:
+        record.update(state=JobState.FAILED.value, endTime=now_rfc3339(),
+                      error={"code": failure.code, "message": failure.message})
+        store.write(job_id, record)
+        return
+    if store.cancel_marker(job_id).exists():
+        store.write(job_id, record)
+        raise _Cancelled
+    record.update(state=JobState.SUCCEEDED.value, endTime=now_rfc3339())
     store.write(job_id, record)
 
 
-class _Cancelled(Exception):
-    pass
-
-
-def _count(line: bytes, ok: int, failed: int) -> tuple[int, int]:
-    if _failed_status(orjson.loads(line)):
-        return ok, failed + 1
-    return ok + 1, failed
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"local I/O error: {exc.strerror}{where}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def main(argv: list[str]) -> int:
@@ -100,7 +151,7 @@ def main(argv: list[str]) -> int:
     except Exception as exc:  # the job fails; the record says why, the CLI never sees a traceback
         record = store.read(job_id)
         record.update(state=JobState.FAILED.value, endTime=now_rfc3339(),
-                      error={"code": 13, "message": redact(f"{type(exc).__name__}: {exc}")})
+                      error={"code": UNKNOWN, "message": redact(_error_text(exc))})
         store.write(job_id, record)
         return 1
     return 0

@@ -112,7 +112,8 @@ class VertexBackend:
         if not job.output_uri:
             return
         if job.output_uri.startswith("bq://"):
-            yield from self.bq.output_rows(job.output_uri)
+            if self.bq.table_exists(job.output_uri.removeprefix("bq://")):
+                yield from self.bq.output_rows(job.output_uri)
             return
         for uri in self.gcs.list_jsonl(job.output_uri):
             yield from self.gcs.lines(uri)
@@ -153,7 +154,22 @@ class VertexBackend:
             return set()  # the destination changed behind our back: re-collect, never re-pay
         return set(data.get("jobs", ()))
 
+    def forgiven_jobs(self, dest: DestinationSpec) -> set[str]:
+        if dest.kind is DestinationKind.FILE:
+            return localfiles.forgiven_jobs(dest)
+        data = self.gcs.read_json(self._collected_uri(dest))
+        return set((data or {}).get("forgiven", ()))
+
     # --- writing -------------------------------------------------------------------------------
+
+    def forgive_jobs(self, dest: DestinationSpec, names: Iterable[str]) -> None:
+        if dest.kind is DestinationKind.FILE:
+            localfiles.forgive_jobs(dest, names)
+            return
+        uri = self._collected_uri(dest)
+        data = self.gcs.read_json(uri) or {"stamp": self._stamp(dest), "jobs": []}
+        data["forgiven"] = sorted(set(data.get("forgiven", ())) | set(names))
+        self.gcs.write_json(uri, data)
 
     def stage(self, manifest_name: str, rows: Iterable[tuple[bytes, IndexEntry]]) -> StagedInput:
         with tempfile.TemporaryDirectory() as tmp:
@@ -183,7 +199,10 @@ class VertexBackend:
             # The table must not exist yet (reference §2.2): unique per create.
             return (f"bq://{project}.{dataset}.batchrun_out_{request.input.digest[:16]}_"
                     f"{secrets.token_hex(3)}")
-        return f"{self.staging}/{request.manifest_name}/outputs/{request.input.digest}/"
+        # Unique per create too: a failed job without outputInfo is read from here, and must not
+        # pick up what another job of the same rows wrote.
+        return (f"{self.staging}/{request.manifest_name}/outputs/{request.input.digest}/"
+                f"{secrets.token_hex(4)}/")
 
     def _twin(self, request: JobRequest, since: str) -> RemoteJob | None:
         """A job our own ambiguous create made: same rows, created since we first tried."""
@@ -228,7 +247,8 @@ class VertexBackend:
             self.gcs.upload_lines(dest.location + "results.jsonl",
                                   (orjson.dumps(row) for row, _ in rows))
         self.gcs.write_json(self._collected_uri(dest), {"stamp": self._stamp(dest),
-                                                        "jobs": sorted(set(collected))})
+                                                        "jobs": sorted(set(collected)),
+                                                        "forgiven": sorted(self.forgiven_jobs(dest))})
 
     def _lock(self, manifest_name: str) -> GcsLock:
         return GcsLock(self.gcs, f"{self.staging}/_locks/{manifest_name}.json")

@@ -31,17 +31,20 @@ def _int(value: Any) -> int | None:
 
 
 def output_location(job: Mapping[str, Any]) -> str | None:
-    """Where the job wrote: outputInfo first (never a guessed folder), else the table we asked for."""
+    """Where the job wrote: outputInfo first (never a guessed folder); for a job that ended without
+    one (failed, expired, cancelled), the location we asked it to write under, which is unique to
+    that create, so whatever it did write is found and collected."""
     info = job.get("outputInfo") or {}
     if info.get("gcsOutputDirectory"):
         return str(info["gcsOutputDirectory"])
     if info.get("bigqueryOutputTable") and info.get("bigqueryOutputDataset"):
         return f"{info['bigqueryOutputDataset']}.{info['bigqueryOutputTable']}"
-    dest = (job.get("outputConfig") or {}).get("bigqueryDestination") or {}
-    if dest.get("outputUri") and _state(job.get("state")) in (JobState.SUCCEEDED,
-                                                               JobState.PARTIALLY_SUCCEEDED):
-        return str(dest["outputUri"])
-    return None
+    if not _state(job.get("state")).finished:
+        return None
+    config = job.get("outputConfig") or {}
+    asked = ((config.get("bigqueryDestination") or {}).get("outputUri")
+             or (config.get("gcsDestination") or {}).get("outputUriPrefix"))
+    return str(asked) if asked else None
 
 
 def input_location(job: Mapping[str, Any]) -> str | None:

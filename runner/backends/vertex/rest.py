@@ -145,7 +145,14 @@ class VertexClient:
                 return
 
     def cancel(self, name: str) -> None:
-        self._call("POST", f"{quote(name, safe='/')}:cancel", body={})
+        """Ask for a cancel. A job that already ended answers 400 FAILED_PRECONDITION: nothing is
+        left to cancel, so that is success (its output is collected like any ended job's)."""
+        try:
+            self._call("POST", f"{quote(name, safe='/')}:cancel", body={})
+        except VertexError as exc:
+            if exc.status == 400 and "FAILED_PRECONDITION" in str(exc):
+                return
+            raise
 
     def delete(self, name: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call("DELETE", name)
