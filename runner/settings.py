@@ -124,13 +124,33 @@ def load_settings(
         max_cost=data.get("max_cost"),
         origins=origins,
     )
-    return settings, check_settings(settings)
+    return settings, check_settings(settings, environ)
 
 
-def check_settings(settings: Settings) -> list[Diagnostic]:
-    """What the schema cannot say: backend choices, regions, required vertex settings."""
+def _missing_keys(settings: Settings, environ: Mapping[str, str], file: str | None) -> list[
+        Diagnostic]:
+    """A local executor whose api_key_env is not set would be refused by its endpoint (401) on
+    every row: say so before anything is sent."""
+    if settings.backend != "local":
+        return []
+    out = []
+    executors = [("local.executor", settings.executor)] + [
+        (f"local.models.{pattern}", spec) for pattern, spec in settings.model_executors.items()]
+    for path, spec in executors:
+        if spec.api_key_env and not environ.get(spec.api_key_env):
+            out.append(error(f"the environment variable {spec.api_key_env} (api_key_env) is not "
+                             "set", file=file, path=f"{path}.api_key_env",
+                             hint=f"export {spec.api_key_env}=... before running batchrun, or "
+                                  "remove api_key_env if the endpoint needs no key"))
+    return out
+
+
+def check_settings(settings: Settings, environ: Mapping[str, str] | None = None) -> list[
+        Diagnostic]:
+    """What the schema cannot say: backend choices, regions, required vertex settings, keys."""
     file = str(settings.config_file) if settings.config_file else None
-    out: list[Diagnostic] = []
+    out: list[Diagnostic] = _missing_keys(settings, os.environ if environ is None else environ,
+                                          file)
     if settings.backend not in ("local", "vertex"):
         out.append(error(f'unknown backend "{settings.backend}" (from '
                          f'{settings.origins.get("backend", "default")})', file=file,

@@ -143,6 +143,21 @@ class FakeBackend:
                                   error_code=13 if state is JobState.FAILED else None,
                                   error_message="INTERNAL" if state is JobState.FAILED else None)
 
+    def end(self, name: str, state: JobState, *, answered: int = 0, code: int | None = None,
+            message: str | None = None) -> None:
+        """End a job at job level (FAILED, EXPIRED, CANCELLED) after answering its first
+        `answered` rows, whose output it keeps, as Vertex keeps what an expired job finished."""
+        job = self.jobs[name]
+        execute = echo(ExecutorSpec(fail_ids=tuple(self.fail_ids)), self.family[name], job.model)
+        lines = []
+        for line, entry in self.staged[job.input_digest][:answered]:
+            self.sent[(job.manifest_name, entry.custom_id)] += 1
+            lines.append(orjson.dumps(execute(orjson.loads(line))))
+        self.outputs[name] = lines
+        self.jobs[name] = replace(job, state=state, end_time=self._stamp(),
+                                  output_uri=f"mem://out/{name}" if lines else None,
+                                  error_code=code, error_message=message)
+
     def run_all(self) -> None:
         for name, job in list(self.jobs.items()):
             if job.state.in_flight:
