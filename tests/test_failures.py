@@ -19,8 +19,8 @@ from runner import api
 from runner.backends.base import JobState
 from runner.reconcile import (
     FAULT_RULES,
-    Fault,
     FailurePolicy,
+    Fault,
     JobEnd,
     fault_of,
     job_failures,
@@ -208,7 +208,7 @@ def test_status_counts_every_attempt_paid() -> None:
     assert merge(answered, result("succeeded", "j3", "t3", 10), "S") is None  # a replay: no charge
 
 
-class _running:  # noqa: N801 - a thin wrapper that runs jobs as soon as they exist
+class _running:
     """The FakeBackend, with every job run to completion right after apply creates it."""
 
     def __init__(self, fake: FakeBackend) -> None:
