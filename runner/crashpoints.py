@@ -13,7 +13,7 @@ from typing import Final
 ENV: Final = "BATCHRUN_CRASH_AT"
 PAUSE_ENV: Final = "BATCHRUN_PAUSE_AT"
 POINTS: Final = ("stage", "staged", "created", "cancel", "collect", "collected",
-                 "destination-written", "atomic-rename")
+                 "destination-written", "atomic-rename", "answered")  # answered: in a worker
 
 
 class _Hits:

@@ -1,6 +1,8 @@
 """The crash-trial harness: runs `batchrun apply` as a subprocess, kills it (SIGKILL) at a named
-point or after a random delay, runs `apply --wait` again, then counts, from the executor's own
-record, how often each row was answered and whether the destination holds every answer."""
+point or after a random delay — with its local workers too — runs `apply --wait` again, then counts
+how often each row was answered (by the executor's record, or by a stub endpoint that counts the
+prompts it was paid for), whether any row ended failed, and whether the destination holds every
+answer."""
 
 from __future__ import annotations
 
@@ -27,6 +29,13 @@ class Trial:
     killed: bool
     duplicates: int  # rows answered more than once under one spec
     losses: int  # source rows without a succeeded answer in the destination
+    failed: int = 0  # rows the destination reports failed: a crash is never the row's fault
+    resent: int = 0  # prompts answered beyond one per row
+    allowed: int = 0  # prompts that were in flight when workers died: re-sending them is fair
+
+    @property
+    def ok(self) -> bool:
+        return self.losses == 0 and self.failed == 0 and self.resent <= self.allowed
 
 
 def cli(root: Path, *args: str, env: dict[str, str] | None = None,
@@ -36,11 +45,19 @@ def cli(root: Path, *args: str, env: dict[str, str] | None = None,
                           check=False)
 
 
-def make_project(root: Path, backend_yaml: str = "backend: local\n") -> None:
+CONCURRENCY = 2  # of the local workers' calls to a stub endpoint
+
+
+def make_project(root: Path, backend_yaml: str = "backend: local\n", rows: int = ROWS,
+                 endpoint: str | None = None) -> None:
+    """A project of `rows` rows; with `endpoint`, local workers call that Anthropic-compatible
+    stub (tests/stub_endpoint.py), which counts every prompt it answers."""
     root.mkdir(parents=True, exist_ok=True)
-    (root / "batchrun.yaml").write_text(backend_yaml + "quota: {max_rows_per_job: 4, "
-                                        "internal_retry_delay: 0}\n")
-    write_rows(root, ROWS)
+    local = (f"local: {{executor: {{type: anthropic, base_url: \"{endpoint}\", "
+             f"concurrency: {CONCURRENCY}, retries: 0}}}}\n" if endpoint else "")
+    (root / "batchrun.yaml").write_text(backend_yaml + local + "quota: {max_rows_per_job: 4, "
+                                        "internal_retry_delay: 0, failure_backoff: 0}\n")
+    write_rows(root, rows)
     (root / "m.yaml").write_text("""\
 apiVersion: batchrun/v1
 kind: BatchJob
@@ -57,6 +74,35 @@ spec:
 def write_rows(root: Path, count: int) -> None:
     (root / "rows.jsonl").write_text("".join(
         f'{{"id": "r{i:03d}", "text": "row {i}"}}\n' for i in range(count)))
+
+
+def stub_sent(url: str) -> Counter[str]:
+    """Prompts the stub endpoint answered, as row ids ("row 7" is r007)."""
+    seen = requests.get(f"{url}/_stub/seen", timeout=10).json()["seen"]
+    return Counter(f"r{int(text.split()[-1]):03d}" for text in seen)
+
+
+def worker_pids(root: Path) -> list[int]:
+    pids = []
+    for record in (root / ".batchrun" / "jobs").glob("*/job.json"):
+        try:
+            pid = json.loads(record.read_text()).get("_local", {}).get("pid")
+        except (OSError, ValueError):
+            continue
+        if pid:
+            pids.append(int(pid))
+    return pids
+
+
+def kill_workers(root: Path) -> int:
+    killed = 0
+    for pid in worker_pids(root):
+        try:
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+        except ProcessLookupError:
+            pass
+    return killed
 
 
 def local_sent(root: Path) -> Counter[str]:
@@ -78,23 +124,27 @@ def wait_idle(root: Path, env: dict[str, str] | None = None, timeout: float = 60
 
 
 def judge(root: Path, name: str, killed: bool, sent: Callable[[], Counter[str]],
-          env: dict[str, str] | None = None) -> Trial:
+          env: dict[str, str] | None = None, allowed: int = 0) -> Trial:
     final = cli(root, "apply", "--auto-approve", "--wait", "--poll-interval", "0.1",
                 "--timeout", "90", env=env)
-    assert final.returncode == 0, final.stdout + final.stderr
+    assert final.returncode in (0, 5), final.stdout + final.stderr
     ids = [json.loads(x)["id"] for x in (root / "rows.jsonl").read_text().splitlines()]
-    results = cli(root, "results", "m", "--format", "jsonl", env=env)
-    answered = {json.loads(x)["custom_id"] for x in results.stdout.splitlines()
-                if json.loads(x)["status"] == "succeeded"}
+    results = [json.loads(x) for x in cli(root, "results", "m", "--format", "jsonl",
+                                          env=env).stdout.splitlines()]
+    answered = {r["custom_id"] for r in results if r["status"] == "succeeded"}
     counts = sent()
     return Trial(name, len(ids), killed, sum(1 for i in ids if counts[i] > 1),
-                 sum(1 for i in ids if i not in answered))
+                 sum(1 for i in ids if i not in answered),
+                 failed=sum(1 for r in results if r["status"] == "failed"),
+                 resent=sum(counts[i] for i in ids) - sum(1 for i in ids if counts[i]),
+                 allowed=allowed)
 
 
 def crash_at(root: Path, point: str, nth: int, *, grow_first: bool,
              env: dict[str, str] | None = None,
-             sent: Callable[[], Counter[str]] | None = None) -> Trial:
-    """grow_first: answer the first rows before the crash, so collect and create both run."""
+             sent: Callable[[], Counter[str]] | None = None, allowed: int = 0) -> Trial:
+    """grow_first: answer the first rows before the crash, so collect and create both run.
+    `allowed`: prompts each killed worker may have had in flight."""
     sent = sent or (lambda: local_sent(root))
     if grow_first:
         write_rows(root, ROWS // 2)
@@ -103,8 +153,37 @@ def crash_at(root: Path, point: str, nth: int, *, grow_first: bool,
         write_rows(root, ROWS)
     crashed = cli(root, "apply", "--auto-approve", env={**(env or {}),
                                                         "BATCHRUN_CRASH_AT": f"{point}:{nth}"})
-    killed = crashed.returncode == -signal.SIGKILL
-    return judge(root, f"{point}:{nth}{' after growth' if grow_first else ''}", killed, sent, env)
+    # Workers inherit the variable: at "answered" each one dies at its N-th answer, and what each
+    # had in flight may be sent again.
+    dead = _dead_workers(root) if point == "answered" else 0
+    killed = crashed.returncode == -signal.SIGKILL or dead > 0
+    return judge(root, f"{point}:{nth}{' after growth' if grow_first else ''}", killed, sent, env,
+                 allowed * max(dead, 1))
+
+
+def _dead_workers(root: Path, timeout: float = 30) -> int:
+    """Wait until no local worker runs; then how many died without writing their final record."""
+    deadline = time.monotonic() + timeout
+    while True:
+        jobs = []
+        for path in (root / ".batchrun" / "jobs").glob("*/job.json"):
+            try:
+                jobs.append(json.loads(path.read_text()))
+            except (OSError, ValueError):
+                continue
+        running = [j for j in jobs if j.get("state") in ("JOB_STATE_PENDING", "JOB_STATE_RUNNING")]
+        pids = [j.get("_local", {}).get("pid") for j in running]
+        if all(pid and not _alive(int(pid)) for pid in pids) or time.monotonic() > deadline:
+            return len(running)
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def kill_after(root: Path, delay: float, env: dict[str, str] | None = None,
@@ -120,17 +199,40 @@ def kill_after(root: Path, delay: float, env: dict[str, str] | None = None,
     return judge(root, f"kill after {delay:.2f}s", killed, sent, env)
 
 
+def kill_storm(root: Path, delays: list[float], sent: Callable[[], Counter[str]]) -> Trial:
+    """`apply --wait` killed together with its local workers (a crashed laptop, an OOM kill), once
+    per delay; then one more `apply --wait` must converge. Each kill may cost what was in flight."""
+    kills = 0
+    for delay in delays:
+        process = subprocess.Popen([sys.executable, "-m", "runner", "apply", "--auto-approve",
+                                    "--wait", "--poll-interval", "0.1"], cwd=root,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        process.kill()
+        process.wait()
+        kills += 1 + kill_workers(root)
+    return judge(root, f"{len(delays)} kills of apply --wait and its workers", True, sent,
+                 allowed=kills * CONCURRENCY)
+
+
 def fake_sent(vertex_url: str) -> Counter[str]:
     sent = requests.get(f"{vertex_url}/_fake/sent", timeout=10).json()
     return Counter(s["custom_id"] for s in sent)
 
 
 def table(trials: list[Trial]) -> str:
-    lines = [f"{'trial':40} {'rows':>5} {'killed':>6} {'dupes':>6} {'losses':>6}"]
+    """One line per trial: rows failed and lost must be 0, prompts re-sent at most those in flight
+    when a worker died (`allowed`)."""
+    head = (f"{'trial':46} {'rows':>5} {'killed':>6} {'failed':>6} {'lost':>5} {'dupes':>5} "
+            f"{'resent':>6} {'allowed':>7} {'ok':>3}")
+    lines = [head]
     for t in trials:
-        lines.append(f"{t.name:40} {t.rows:>5} {'yes' if t.killed else 'no':>6} "
-                     f"{t.duplicates:>6} {t.losses:>6}")
-    lines.append(f"{'TOTAL: ' + str(len(trials)) + ' trials':40} {sum(t.rows for t in trials):>5} "
-                 f"{sum(t.killed for t in trials):>6} {sum(t.duplicates for t in trials):>6} "
-                 f"{sum(t.losses for t in trials):>6}")
+        lines.append(f"{t.name:46} {t.rows:>5} {'yes' if t.killed else 'no':>6} {t.failed:>6} "
+                     f"{t.losses:>5} {t.duplicates:>5} {t.resent:>6} {t.allowed:>7} "
+                     f"{'yes' if t.ok else 'NO':>3}")
+    lines.append(f"{'TOTAL: ' + str(len(trials)) + ' trials':46} {sum(t.rows for t in trials):>5} "
+                 f"{sum(t.killed for t in trials):>6} {sum(t.failed for t in trials):>6} "
+                 f"{sum(t.losses for t in trials):>5} {sum(t.duplicates for t in trials):>5} "
+                 f"{sum(t.resent for t in trials):>6} {sum(t.allowed for t in trials):>7} "
+                 f"{'yes' if all(t.ok for t in trials) else 'NO':>3}")
     return "\n".join(lines)

@@ -1,5 +1,7 @@
 """`make soak`: the full crash and race trials (minutes; not part of `make test`). Prints one table:
-trials, rows, duplicates, losses — all of the last two must be zero. Seeded: `--seed N`."""
+per trial the rows failed and lost (both must be zero) and the prompts re-sent, counted by a stub
+endpoint the local workers call (at most what was in flight when workers were killed). Seeded:
+`--seed N`."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import requests
 
 from runner import crashpoints
 from tests import crashkit
+from tests.stub_endpoint import StubServer
 
 
 def local_trials(work: Path, rnd: random.Random, kills: int) -> list[crashkit.Trial]:
@@ -23,32 +26,54 @@ def local_trials(work: Path, rnd: random.Random, kills: int) -> list[crashkit.Tr
     for point in crashpoints.POINTS:
         for nth in (1, 2, 3):
             for grow in (False, True):
-                root = work / f"local-{point}-{nth}-{grow}"
-                crashkit.make_project(root)
-                trial = crashkit.crash_at(root, point, nth, grow_first=grow)
+                with StubServer().start() as stub:
+                    root = work / f"local-{point}-{nth}-{grow}"
+                    crashkit.make_project(root, endpoint=stub.url)
+                    # "answered" kills a worker mid-job: what it had in flight may be sent again
+                    allowed = crashkit.CONCURRENCY if point == "answered" else 0
+                    trial = crashkit.crash_at(root, point, nth, grow_first=grow,
+                                              sent=lambda s=stub: crashkit.stub_sent(s.url),
+                                              allowed=allowed)
                 if trial.killed or nth == 1:
                     trials.append(trial)
     for i in range(kills):
-        root = work / f"kill-{i}"
-        crashkit.make_project(root)
-        trials.append(crashkit.kill_after(root, rnd.uniform(0.05, 0.6)))
+        with StubServer().start() as stub:
+            root = work / f"kill-{i}"
+            crashkit.make_project(root, endpoint=stub.url)
+            trials.append(crashkit.kill_after(root, rnd.uniform(0.05, 0.6),
+                                              sent=lambda s=stub: crashkit.stub_sent(s.url)))
+    return trials
+
+
+def storm_trials(work: Path, rnd: random.Random, storms: int) -> list[crashkit.Trial]:
+    """The report of issue 10: `apply --wait` killed eight times together with its workers."""
+    trials = []
+    for i in range(storms):
+        with StubServer().start() as stub:
+            stub.set_mode("ok", delay=0.01)
+            root = work / f"storm-{i}"
+            crashkit.make_project(root, endpoint=stub.url, rows=300)
+            delays = [rnd.uniform(0.3, 2.0) for _ in range(8)]
+            trials.append(crashkit.kill_storm(root, delays,
+                                              sent=lambda s=stub: crashkit.stub_sent(s.url)))
     return trials
 
 
 def race_trials(work: Path, count: int) -> list[crashkit.Trial]:
     trials = []
     for i in range(count):
-        root = work / f"race-{i}"
-        crashkit.make_project(root)
-        procs = [subprocess.Popen([sys.executable, "-m", "runner", "apply", "--auto-approve"],
-                                  cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                 for _ in range(3)]
-        for p in procs:
-            p.wait(timeout=120)
-        jobs = len(list((root / ".batchrun" / "jobs").iterdir()))
-        trial = crashkit.judge(root, f"race of 3 applies ({jobs} jobs)", False,
-                               lambda r=root: crashkit.local_sent(r))  # type: ignore[misc]
-        trials.append(trial)
+        with StubServer().start() as stub:
+            root = work / f"race-{i}"
+            crashkit.make_project(root, endpoint=stub.url)
+            procs = [subprocess.Popen([sys.executable, "-m", "runner", "apply", "--auto-approve"],
+                                      cwd=root, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL)
+                     for _ in range(3)]
+            for p in procs:
+                p.wait(timeout=120)
+            jobs = len(list((root / ".batchrun" / "jobs").iterdir()))
+            trials.append(crashkit.judge(root, f"race of 3 applies ({jobs} jobs)", False,
+                                         lambda s=stub: crashkit.stub_sent(s.url)))
     return trials
 
 
@@ -101,19 +126,21 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=20261121)
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--races", type=int, default=5)
+    parser.add_argument("--storms", type=int, default=3)
     parser.add_argument("--no-vertex", action="store_true")
     args = parser.parse_args()
     rnd = random.Random(args.seed)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="batchrun-soak-") as tmp:
         work = Path(tmp)
-        trials = local_trials(work, rnd, args.kills) + race_trials(work, args.races)
+        trials = (local_trials(work, rnd, args.kills) + storm_trials(work, rnd, args.storms)
+                  + race_trials(work, args.races))
         if not args.no_vertex:
             trials += vertex_trials(work, rnd)
     print(crashkit.table(trials))
     print(f"seed {args.seed}; {sum(t.killed for t in trials)} processes killed mid-apply; "
           f"{time.monotonic() - started:.0f} s")
-    bad = [t for t in trials if t.duplicates or t.losses]
+    bad = [t for t in trials if not t.ok]
     return 1 if bad else 0
 
 

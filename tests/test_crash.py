@@ -45,3 +45,17 @@ def test_worker_killed_after_writing_its_output_still_counts(tmp_path: Path) -> 
     # Workers inherit the variable: a worker's 3rd atomic rename is its final record write.
     trial = crashkit.crash_at(tmp_path, "atomic-rename", 3, grow_first=False)
     assert (trial.duplicates, trial.losses) == (0, 0), trial
+
+
+def test_apply_wait_killed_with_its_workers_converges_without_failing_a_row(
+        tmp_path: Path) -> None:
+    """Issue 10: killed together with its workers, repeatedly, then converged — 3,000 rows used to
+    end failed. Prompts are counted by the stub endpoint the workers call."""
+    from tests.stub_endpoint import StubServer
+
+    with StubServer().start() as stub:
+        stub.set_mode("ok", delay=0.01)
+        crashkit.make_project(tmp_path, endpoint=stub.url, rows=60)
+        trial = crashkit.kill_storm(tmp_path, [0.8, 1.2, 1.6],
+                                    sent=lambda: crashkit.stub_sent(stub.url))
+    assert trial.ok and trial.failed == 0 and trial.losses == 0, trial

@@ -342,3 +342,26 @@ def test_workers_killed_mid_job_resend_no_more_than_was_in_flight(project_dir: P
     assert len(results) == 40 and all(r["status"] == "succeeded" for r in results)
     status = batchrun(root, "status").stdout
     assert "failed" in status  # the dead worker's job is reported as what it was
+
+
+def test_results_piped_into_head_ends_quietly(project_dir: ProjectDir) -> None:
+    out = project_dir.root / "out" / "triage.jsonl"
+    out.parent.mkdir()
+    row = {"status": "succeeded", "output": "x" * 200, "spec_hash": "S", "request_hash": "R"}
+    out.write_text("".join(json.dumps({"custom_id": f"T{i}", **row}) + "\n" for i in range(3_000)))
+    for fmt in ("jsonl", "csv", "table"):
+        result = subprocess.run(
+            ["bash", "-c", f"set -o pipefail; {sys.executable} -m runner results triage "
+                           f"--format {fmt} | head -2"],
+            cwd=project_dir.root, text=True, capture_output=True, timeout=120, check=False)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == "" and len(result.stdout.splitlines()) == 2
+
+
+def test_results_mark_answers_of_an_older_spec_stale(run, project_dir: ProjectDir) -> None:  # type: ignore[no-untyped-def]
+    run(*WAIT)
+    manifest = project_dir.root / "triage.yaml"
+    manifest.write_text(manifest.read_text().replace("Classify the ticket.", "Sort the ticket."))
+    out = run("results", "triage")
+    assert "stale" in out and "succeeded" not in out
+    assert "5 rows, 0 failed, 5 stale (answered under an older spec" in out

@@ -81,3 +81,71 @@ def test_job_json_every_field_optional_and_int64_strings() -> None:
     bq = parse_job({"name": "n", "state": "JOB_STATE_SUCCEEDED",
                     "outputInfo": {"bigqueryOutputDataset": "bq://p.d", "bigqueryOutputTable": "t"}})
     assert bq.output_uri == "bq://p.d.t"
+
+
+# --- issue 10: codes for the fault table, ids found inside, empty answers, tools, base64 ----------
+
+def _claude(response: object, **extra: object) -> bytes:
+    import json
+
+    return json.dumps({"custom_id": "c1", "status": "", "response": response, **extra}).encode()
+
+
+def test_error_lines_carry_their_code_so_the_fault_table_can_judge() -> None:
+    from runner.reconcile import Fault, fault_of
+
+    cases = [(CLAUDE_FAIL, Family.CLAUDE, 400, Fault.ROW),
+             (OPENAI_WRAPPED_FAIL, Family.OPENAI_CHAT, 429, Fault.INFRA),
+             (OPENAI_FAIL_OBJ, Family.OPENAI_CHAT, 400, Fault.ROW),
+             (OPENAI_FAIL_STR, Family.OPENAI_CHAT, None, Fault.ROW),
+             (b'{"custom_id": "x", "status": "Service Unavailable: {\\"error\\": {\\"message\\": '
+              b'\\"try later\\"}}", "response": {}}', Family.CLAUDE, 503, Fault.INFRA),
+             (b'{"custom_id": "x", "response": null, "error": {"code": 13, "message": "INTERNAL"}}',
+              Family.OPENAI_CHAT, 13, Fault.INFRA)]
+    for line, family, code, fault in cases:
+        parsed = parse_line(line, family)
+        assert (parsed.ok, parsed.code) == (False, code), line
+        assert fault_of(parsed.code, parsed.error or "") is fault, line
+
+
+def test_a_line_without_a_top_level_id_is_matched_through_the_request() -> None:
+    line = (b'{"request": {"custom_id": "inner", "method": "POST", "body": {}}, "response": '
+            b'{"choices": [{"message": {"content": "ok"}}]}}')
+    assert parse_line(line, Family.OPENAI_CHAT).custom_id == "inner"
+
+
+@pytest.mark.parametrize(("response", "why"), [
+    ({"content": [], "stop_reason": "max_tokens", "usage": {"output_tokens": 10}},
+     "stop_reason: max_tokens"),
+    ({"content": None, "stop_reason": "end_turn"}, "content: null"),
+    ({"content": [{"type": "text", "text": "  "}]}, "empty content"),
+])
+def test_an_empty_answer_is_the_rows_failure_and_says_why(response: object, why: str) -> None:
+    parsed = parse_line(_claude(response), Family.CLAUDE)
+    assert not parsed.ok and parsed.error == f"the model returned no answer ({why})"
+
+
+def test_tool_use_blocks_are_kept() -> None:
+    parsed = parse_line(_claude({"content": [
+        {"type": "text", "text": "Looking it up."},
+        {"type": "tool_use", "id": "t", "name": "lookup", "input": {"q": "x"}}],
+        "stop_reason": "tool_use"}), Family.CLAUDE)
+    assert parsed.ok and parsed.output == {"text": "Looking it up.", "tool_calls": [
+        {"name": "lookup", "input": {"q": "x"}}]}
+    openai = (b'{"custom_id": "o", "response": {"choices": [{"message": {"content": null, '
+              b'"tool_calls": [{"type": "function", "function": {"name": "f", "arguments": '
+              b'"{\\"a\\": 1}"}}]}}]}}')
+    parsed = parse_line(openai, Family.OPENAI_CHAT)
+    assert parsed.ok and parsed.output == {"text": "", "tool_calls": [
+        {"name": "f", "input": '{"a": 1}'}]}
+
+
+def test_base64_embeddings_are_decoded() -> None:
+    import base64
+    import struct
+
+    raw = base64.b64encode(struct.pack("<3f", 0.5, -1.0, 0.25)).decode()
+    line = (b'{"custom_id": "e", "response": {"data": [{"embedding": "' + raw.encode()
+            + b'"}]}}')
+    parsed = parse_line(line, Family.OPENAI_EMBEDDINGS)
+    assert parsed.ok and parsed.output == [0.5, -1.0, 0.25]

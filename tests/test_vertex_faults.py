@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from runner import api
 from tests.vertex_env import VertexWorld
 
@@ -186,3 +188,96 @@ def test_output_table_missing_rows_are_sent_again(vertex: VertexWorld) -> None:
     # a4 was answered but its output row was missing: provably no output, so it is sent again
     assert ids.count("a4") == 2 and all(ids.count(f"a{i}") == 1 for i in (1, 2, 3, 5, 6))
     assert len(vertex.rows("m_out")) == 6
+
+
+# --- issue 10: an ended job keeps what it answered; only the row's own failure uses an attempt ----
+
+def max_attempts_1(vertex: VertexWorld) -> None:
+    m = vertex.p.root / "m.yaml"
+    m.write_text(m.read_text().replace("parameters: {max_tokens: 10}",
+                                       "parameters: {max_tokens: 10}\n  max_attempts: 1"))
+
+
+def test_internal_on_the_next_jobs_spends_no_attempt(vertex: VertexWorld) -> None:
+    setup(vertex)
+    max_attempts_1(vertex)
+    vertex.faults(internal_jobs=2)
+    assert_converged_once(vertex)
+    states = sorted(j["state"] for j in vertex.fake_jobs())
+    assert states == ["JOB_STATE_FAILED", "JOB_STATE_FAILED", "JOB_STATE_SUCCEEDED"]
+
+
+@pytest.mark.parametrize("dest", ["file", "bigquery"])
+def test_expired_job_keeps_the_rows_it_finished(vertex: VertexWorld, dest: str) -> None:
+    """The fake names no outputInfo for a job cut short: the rows are found where they were asked
+    to go (a Cloud Storage prefix, or a BigQuery table)."""
+    setup(vertex)
+    max_attempts_1(vertex)
+    if dest == "bigquery":
+        m = vertex.p.root / "m.yaml"
+        m.write_text(m.read_text().replace(
+            "destination: {file: out/m.jsonl}",
+            f"destination: {{bigquery: {{table: {vertex.table('m_out')}}}}}"))
+    vertex.faults(expire_after_rows=3)
+    api.apply(vertex.project())
+    vertex.settle()
+    vertex.faults(expire_after_rows=None)
+    plan = api.plan(vertex.project())
+    m = plan.manifest("m")
+    assert (m.rows.done, m.rows.to_do, m.rows.failed) == (3, 3, 0)
+    assert vertex.fake_jobs()[0]["state"] == "JOB_STATE_EXPIRED"
+    vertex.p.write("batchrun.yaml", (vertex.p.root / "batchrun.yaml").read_text().replace(
+        "internal_retry_delay: 1", "internal_retry_delay: 1, failure_backoff: 0"))
+    assert_converged_once(vertex)  # the three answers were kept, the rest sent once
+
+
+def test_cancelled_job_keeps_its_partial_output(vertex: VertexWorld) -> None:
+    setup(vertex)
+    vertex.faults(run_seconds=60, cancelled_output=True, cancel_after_rows=2)
+    api.apply(vertex.project())
+    time.sleep(0.5)
+    assert api.cancel(vertex.project(), "m")
+    vertex.settle()
+    vertex.faults(run_seconds=0)
+    assert api.plan(vertex.project()).manifest("m").rows.done == 2
+    assert_converged_once(vertex)
+
+
+def test_cancelling_that_lasts_and_ends_succeeded_is_collected_not_resent(
+        vertex: VertexWorld) -> None:
+    setup(vertex)
+    vertex.faults(run_seconds=60, cancelling_seconds=1.0, cancel_ends="JOB_STATE_SUCCEEDED")
+    api.apply(vertex.project())
+    time.sleep(0.3)
+    assert api.cancel(vertex.project(), "m")
+    plan = api.plan(vertex.project())
+    assert plan.manifest("m").rows.in_flight == 6 and not plan.has_changes  # never resent
+    assert_converged_once(vertex)
+    assert [j["state"] for j in vertex.fake_jobs()] == ["JOB_STATE_SUCCEEDED"]
+
+
+def test_cancel_of_an_ended_job_is_done(vertex: VertexWorld) -> None:
+    from runner.backends.vertex.backend import VertexBackend
+
+    setup(vertex)
+    assert_converged_once(vertex)
+    (job,) = vertex.fake_jobs()
+    VertexBackend(vertex.project().settings).cancel_job(job["name"])  # 400 FAILED_PRECONDITION
+    assert vertex.fake_jobs()[0]["state"] == "JOB_STATE_SUCCEEDED"
+
+
+def test_partially_succeeded_and_per_row_infrastructure_errors(vertex: VertexWorld) -> None:
+    setup(vertex)
+    max_attempts_1(vertex)
+    vertex.faults(partial_success=True, fail_rows=["a2"], busy_rows=["a5"])
+    api.apply(vertex.project())
+    vertex.settle()
+    assert vertex.fake_jobs()[0]["state"] == "JOB_STATE_PARTIALLY_SUCCEEDED"
+    m = api.plan(vertex.project()).manifest("m")
+    # a2 was refused by the model: its one attempt is spent; a5 met a 429: it is to do again
+    assert (m.rows.done, m.rows.failed, m.rows.to_do) == (4, 1, 1)
+    vertex.faults(busy_rows=[])
+    final = vertex.converge()
+    assert (final.manifest("m").rows.done, final.manifest("m").rows.failed) == (5, 1)
+    ids = vertex.sent_ids()
+    assert ids.count("a5") == 2 and ids.count("a2") == 1

@@ -300,7 +300,9 @@ class FakeVertex:
             end = ("JOB_STATE_PARTIALLY_SUCCEEDED" if failed and faults.partial_success
                    else "JOB_STATE_SUCCEEDED")
         extra: dict[str, Any] = {"error": error} if error else {}
-        self._finish(name, end, outputInfo=info, **extra,
+        if end in ("JOB_STATE_SUCCEEDED", "JOB_STATE_PARTIALLY_SUCCEEDED"):
+            extra["outputInfo"] = info  # a job cut short names no output: the client must look
+        self._finish(name, end, **extra,
                      completionStats={"successfulCount": str(ok), "failedCount": str(failed)})
 
     def _write_output(self, job: dict[str, Any], rows: list[dict[str, Any]], claude: bool,
