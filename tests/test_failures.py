@@ -365,3 +365,21 @@ def test_results_mark_answers_of_an_older_spec_stale(run, project_dir: ProjectDi
     out = run("results", "triage")
     assert "stale" in out and "succeeded" not in out
     assert "5 rows, 0 failed, 5 stale (answered under an older spec" in out
+
+
+def test_a_worker_whose_heartbeat_is_old_is_gone_even_if_its_pid_lives(tmp_path: Path) -> None:
+    from runner.backends.local.store import HEARTBEAT_STALE, JobStore
+
+    store = JobStore(tmp_path)
+    store.dir("1").mkdir(parents=True)
+    store.write("1", {"name": "projects/local/locations/local/batchPredictionJobs/1",
+                      "state": "JOB_STATE_RUNNING", "createTime": "2026-11-29T00:00:00Z",
+                      "_local": {"pid": os.getpid()}})  # a live process: this test's own
+    assert store.observe("1").state is JobState.RUNNING
+    beat = store.heartbeat("1")
+    beat.touch()
+    assert store.observe("1").state is JobState.RUNNING
+    old = beat.stat().st_mtime - HEARTBEAT_STALE - 1
+    os.utime(beat, (old, old))
+    job = store.observe("1")
+    assert (job.state, job.error_code) == (JobState.FAILED, 10)

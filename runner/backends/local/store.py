@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from runner.backends.localfiles import write_json
 NAME_PREFIX = "projects/local/locations/local/batchPredictionJobs/"
 START_GRACE_SECONDS = 60  # a job whose worker has not started by then is reported failed
 DEAD_WORKER = 10  # google.rpc ABORTED (reconcile.DEAD_WORKER): no backoff, the rows are to do
+HEARTBEAT_SECONDS = 5.0  # a running worker touches its heartbeat file this often
+HEARTBEAT_STALE = 60.0  # older than this, the worker is gone even if its pid looks alive
 
 
 def now_rfc3339() -> str:
@@ -62,6 +65,16 @@ class JobStore:
     def cancel_marker(self, job_id: str) -> Path:
         return self.dir(job_id) / "cancel"
 
+    def heartbeat(self, job_id: str) -> Path:
+        return self.dir(job_id) / "heartbeat"
+
+    def _stale(self, job_id: str) -> bool:
+        try:
+            age = time.time() - self.heartbeat(job_id).stat().st_mtime
+        except FileNotFoundError:
+            return False  # an older worker, or one just starting: judged by its pid alone
+        return age > HEARTBEAT_STALE
+
     def write(self, job_id: str, record: dict[str, Any]) -> None:
         record["updateTime"] = now_rfc3339()
         write_json(self.record_path(job_id), record)
@@ -85,7 +98,7 @@ class JobStore:
             pid = record.get("_local", {}).get("pid")
             created = parse_time(record.get("createTime"))
             age = (datetime.now(UTC) - created).total_seconds() if created else 0
-            if (pid is not None and not pid_alive(pid)) or (
+            if (pid is not None and (not pid_alive(pid) or self._stale(job_id))) or (
                     pid is None and age > START_GRACE_SECONDS):
                 # Not the rows' fault: what the worker answered is in its output, which is
                 # collected like any ended job's; the rest is to do again.

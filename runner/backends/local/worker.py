@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -22,7 +23,7 @@ import orjson
 from runner import crashpoints
 from runner.backends.base import JobState
 from runner.backends.local.executors import FACTORIES, EndpointError
-from runner.backends.local.store import JobStore, now_rfc3339
+from runner.backends.local.store import HEARTBEAT_SECONDS, JobStore, now_rfc3339
 from runner.redact import redact
 from runner.spec import ExecutorSpec, Family
 
@@ -61,6 +62,14 @@ class _Output:
         os.fsync(self.fh.fileno())
         self._unsynced = 0
         self._synced_at = time.monotonic()
+
+
+def _beat(path: Path, stop: threading.Event) -> None:
+    """Touch the heartbeat file while the job runs, so a worker whose process id was reused by
+    another process is still seen to be gone."""
+    while not stop.is_set():
+        path.touch()
+        stop.wait(HEARTBEAT_SECONDS)
 
 
 def _rows(path: Path) -> Iterator[dict[str, Any]]:
@@ -141,6 +150,8 @@ def _error_text(exc: BaseException) -> str:
 def main(argv: list[str]) -> int:
     state_dir, job_id = Path(argv[0]), argv[1]
     store = JobStore(state_dir)
+    stop = threading.Event()
+    threading.Thread(target=_beat, args=(store.heartbeat(job_id), stop), daemon=True).start()
     try:
         run_job(state_dir, job_id)
     except _Cancelled:
@@ -154,6 +165,8 @@ def main(argv: list[str]) -> int:
                       error={"code": UNKNOWN, "message": redact(_error_text(exc))})
         store.write(job_id, record)
         return 1
+    finally:
+        stop.set()
     return 0
 
 
