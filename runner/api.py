@@ -70,9 +70,10 @@ def load_project(
                                                flags=flags, environ=environ)
     if any(d.is_error for d in setting_warnings):
         raise ConfigError(setting_warnings)
-    chosen = [Path(p) if Path(p).is_absolute() else cwd / p for p in paths] or [
-        settings.root / p for p in settings.manifests] or [settings.root]
-    manifests, warnings = manifest_loader.load_manifests(chosen, settings)
+    everything = [settings.root / p for p in settings.manifests] or [settings.root]
+    chosen = [Path(p) if Path(p).is_absolute() else cwd / p for p in paths] or everything
+    manifests, warnings = manifest_loader.load_manifests(
+        chosen, settings, project=everything if settings.config_file else ())
     if targets:
         missing = sorted(set(targets) - {m.name for m in manifests})
         if missing:
@@ -252,7 +253,7 @@ def import_job(project: Project, name: str, job_name: str, *,
                             "can be imported")
     index = [IndexEntry(r.custom_id, r.request_hash, {k: r.row.data.get(k) for k in m.passthrough})
              for r in planner.rendered_rows(m, backend, project.settings)]
-    with backend.lock(m.name):
+    with applier.locked(backend, m):
         updates: dict[str, list[dict[str, Any]]] = {}
         answered = {str(parse_line(line, m.family).custom_id) for line in backend.read_output(job)}
         for row in collect.result_rows(m, job_name=job.name, job_spec_hash=m.spec_hash,
@@ -278,7 +279,7 @@ def cancel(project: Project, name: str, *, backend: Backend | None = None) -> li
     m = project.manifest(name)
     backend = backend or open_backend(project)
     running = [j.name for j in backend.list_jobs(m.name, in_flight_only=True)]
-    with backend.lock(m.name):
+    with applier.locked(backend, m):
         for job in running:
             backend.cancel_job(job)
     return running
@@ -293,7 +294,12 @@ def retry(project: Project, name: str, *, failed: bool = False, backend: Backend
 
 
 def unlock(project: Project, name: str, *, backend: Backend | None = None) -> str:
-    return (backend or open_backend(project)).unlock(project.manifest(name).name)
+    """Remove the locks of NAME and of its destination left by a dead apply."""
+    backend = backend or open_backend(project)
+    own, dest = applier.lock_names(project.manifest(name))
+    said = backend.unlock(own)
+    backend.unlock(dest)
+    return said
 
 
 __all__ = ["ApplyReport", "JobStatus", "Project", "RenderError", "RetryReport", "apply",

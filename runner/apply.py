@@ -7,6 +7,8 @@ each create so a crash or a second run never sends a row twice.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +20,7 @@ import orjson
 from runner import collect, crashpoints, identity
 from runner.backends.base import Backend, IndexEntry, JobRequest, RemoteJob
 from runner.errors import ApprovalError, QuotaError
+from runner.paths import destination_key
 from runner.plan import Action, Plan
 from runner.planner import (
     Sharder,
@@ -47,6 +50,20 @@ class ApplyReport:
 
 def _quiet(_: str) -> None:
     pass
+
+
+def lock_names(manifest: Manifest) -> tuple[str, str]:
+    """The manifest's lock and its destination's: two manifests (or two checkouts) writing one
+    place cannot write it at once, whatever their names."""
+    kind, where = destination_key(manifest.destination)
+    return manifest.name, "destination-" + hashlib.sha256(f"{kind}:{where}".encode()).hexdigest()[:20]
+
+
+@contextlib.contextmanager
+def locked(backend: Backend, manifest: Manifest) -> Iterator[None]:
+    name, dest = lock_names(manifest)
+    with backend.lock(name), backend.lock(dest):
+        yield
 
 
 def collect_finished(manifest: Manifest, backend: Backend, jobs: Sequence[RemoteJob],
@@ -130,8 +147,9 @@ def create_jobs(manifest: Manifest, backend: Backend, settings: Settings, report
     if busy_slots(backend.list_jobs(in_flight_only=True)) >= settings.quota.max_concurrent_jobs:
         return
     jobs = backend.list_jobs(manifest.name)
+    ledger = read_ledger(manifest, backend, jobs)
     failures = failures_of(manifest, jobs, settings, backend.forgiven_jobs(manifest.destination),
-                           datetime.now(UTC))
+                           datetime.now(UTC), backend, ledger)
     if failures.blocked:
         say(f"{manifest.name}: blocked after {failures.streak} job-level failure(s); fix the cause, "
             f"then run `batchrun retry {manifest.name}`")
@@ -140,7 +158,6 @@ def create_jobs(manifest: Manifest, backend: Backend, settings: Settings, report
         say(f"{manifest.name}: resubmitting after {failures.hold_until:%H:%M:%S} UTC (the last job "
             "ended at job level; no row attempt was used)")
         return
-    ledger = read_ledger(manifest, backend, jobs)
     to_do = _Peekable(row for row, kind, _ in classified_rows(manifest, backend, settings, ledger)
                       if kind is RowClass.TO_DO)
     shard = 0
@@ -188,7 +205,7 @@ def apply_plan(plan: Plan, manifests: Sequence[Manifest], backend: Backend, sett
         manifest = by_name[mplan.name]
         if not mplan.has_changes:
             continue
-        with backend.lock(manifest.name):
+        with locked(backend, manifest):
             for change in mplan.changes:
                 if change.action is Action.CANCEL:
                     if manifest.protect and not allow_cancel:
@@ -213,7 +230,7 @@ def apply_plan(plan: Plan, manifests: Sequence[Manifest], backend: Backend, sett
 
 @dataclass
 class RetryReport:
-    forgiven: list[str] = field(default_factory=list)  # failed jobs that no longer block
+    forgiven: list[str] = field(default_factory=list)  # ended jobs that no longer count to a block
     rows_reset: int = 0  # failed rows given a fresh set of attempts
 
 
@@ -234,13 +251,14 @@ def retry(manifest: Manifest, backend: Backend, *, failed: bool,
     with `failed`, give rows out of attempts a fresh set. Both are recorded beside the destination,
     so the ledger stays the record; nothing is sent here."""
     report = RetryReport()
-    with backend.lock(manifest.name):
+    with locked(backend, manifest):
         jobs = backend.list_jobs(manifest.name)
         collect_finished(manifest, backend, jobs, ApplyReport(), say)
         forgiven = backend.forgiven_jobs(manifest.destination)
+        # Every ended job of this spec so far: none of them counts toward a block any more.
         report.forgiven = sorted(
             j.name for j in jobs if j.state.finished and j.spec_hash == manifest.spec_hash
-            and j.state.short in ("failed", "expired") and j.name not in forgiven)
+            and j.name not in forgiven)
         if report.forgiven:
             backend.forgive_jobs(manifest.destination, report.forgiven)
         if failed and any(_fresh_attempts(row, manifest.spec_hash) is not None

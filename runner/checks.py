@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -14,6 +15,7 @@ import jinja2
 
 from runner import catalog, identity, rowfile
 from runner.errors import Diagnostic, error, warning
+from runner.paths import destination_key
 from runner.render import template_variables
 from runner.spec import Family, Manifest, SourceKind, Task, Template
 from runner.yamldoc import Document, PathKey
@@ -168,10 +170,9 @@ def check_manifest(manifest: Manifest, doc: Document) -> list[Diagnostic]:
 
 
 def check_repository(loaded: Iterable[tuple[Manifest, Document]]) -> list[Diagnostic]:
-    """Names and destinations are unique across every manifest loaded together."""
+    """Names are unique across every manifest loaded together."""
     out: list[Diagnostic] = []
     names: dict[str, Document] = {}
-    destinations: dict[tuple[str, str], tuple[str, Document]] = {}
     for manifest, doc in loaded:
         first = names.setdefault(manifest.name, doc)
         if first is not doc:
@@ -179,11 +180,48 @@ def check_repository(loaded: Iterable[tuple[Manifest, Document]]) -> list[Diagno
                              f"{first.line_of(('metadata', 'name'))}",
                              **_at(doc, "metadata", "name"),
                              hint="manifest names are unique in the repository"))
-        key = (manifest.destination.kind.value, manifest.destination.location)
-        owner = destinations.setdefault(key, (manifest.name, doc))
-        if owner[1] is not doc:
-            out.append(error(f'destination is already written by "{owner[0]}"',
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What one manifest document of the project writes and reads (scanned, not validated)."""
+
+    name: str
+    file: str
+    line: int
+    document: tuple[Path, int]  # the file and the document's place in it
+    destination: tuple[str, str]  # paths.destination_key
+    source: str | None  # a local source file, resolved
+
+
+def check_ownership(loaded: Iterable[tuple[Manifest, Document]],
+                    claims: Iterable[Claim]) -> list[Diagnostic]:
+    """A destination belongs to exactly one manifest of the whole project (not only of those loaded
+    together), and is never a manifest's source file: two writers would overwrite each other's
+    answers and pay for them again."""
+    claims = list(claims)
+    out: list[Diagnostic] = []
+    for manifest, doc in loaded:
+        key = destination_key(manifest.destination)
+        me = (manifest.file.resolve(), doc.index)
+        for claim in claims:
+            if claim.document == me:
+                continue
+            if claim.destination == key:
+                out.append(error(f'destination is also written by "{claim.name}" ({claim.file}, '
+                                 f"line {claim.line})", **_at(doc, "spec", "destination"),
+                                 hint="every manifest needs its own destination"))
+        written = key[1] if key[0] == "file" else None
+        readers = [c for c in claims if written is not None and c.source == written]
+        if manifest.source.kind.value == "file" and manifest.source.location == written:
+            out.append(error("the destination is this manifest's own source file",
                              **_at(doc, "spec", "destination"),
-                             hint="every manifest needs its own destination"))
+                             hint="write results to a file of their own, e.g. out/NAME.jsonl"))
+        for claim in readers:
+            if claim.document != me:
+                out.append(error(f'the destination is the source file of "{claim.name}" '
+                                 f"({claim.file})", **_at(doc, "spec", "destination"),
+                                 hint="write results to a file of their own, e.g. out/NAME.jsonl"))
     return out
 

@@ -15,7 +15,7 @@ import orjson
 from runner.outputs import ParsedOutput, parse_line
 from runner.reconcile import Fault, fault_of
 from runner.redact import redact
-from runner.spec import Manifest
+from runner.spec import Manifest, missing_ledger_fields
 
 SUCCEEDED = "succeeded"
 FAILED = "failed"
@@ -138,7 +138,7 @@ class IdFilter:
 
 def looks_like_ours(row: Mapping[str, Any]) -> bool:
     """A destination row batchrun wrote: it carries the ledger fields."""
-    return {"custom_id", "status", "spec_hash", "request_hash"} <= set(row)
+    return not missing_ledger_fields(row)
 
 
 def paid(row: Mapping[str, Any]) -> dict[str, int]:

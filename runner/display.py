@@ -218,7 +218,7 @@ def results_summary(rows: int, failed: int, stale: int) -> str:
 
 
 def retry_text(name: str, forgiven: Sequence[str], rows_reset: int, failed: bool) -> str:
-    parts = [f"{name}: unblocked ({_n(len(forgiven), 'failed job')} set aside)" if forgiven
+    parts = [f"{name}: unblocked ({_n(len(forgiven), 'earlier job')} set aside)" if forgiven
              else f"{name}: was not blocked"]
     if failed:
         parts.append(f"{_n(rows_reset, 'failed row')} given a fresh set of attempts")

@@ -104,8 +104,14 @@ class BudgetError(BatchrunError):
 
 
 class ForeignDestinationError(BackendError):
-    def __init__(self, where: str) -> None:
+    def __init__(self, where: str, missing: Iterable[str] = (), adopting: bool = False) -> None:
+        lacks = f" (it lacks {', '.join(missing)})" if missing else ""
+        if adopting:
+            super().__init__([error(
+                f"cannot adopt destination {where}: it lacks batchrun's ledger columns "
+                f"{', '.join(missing)}", hint="adopt takes over a result set with custom_id, "
+                "status, spec_hash and request_hash; point the manifest at a new destination")])
+            return
         super().__init__([error(
-            f"destination {where} already exists and was not written by batchrun; refusing to "
-            "touch it", hint="point the manifest at a new destination, or set destination.adopt: "
-            "true to take it over (its rows are kept and merged)")])
+            f"destination {where} already exists and was not written by batchrun{lacks}; "
+            "refusing to touch it", hint="point the manifest at a new destination")])

@@ -13,6 +13,7 @@ from typing import Any
 
 from runner import catalog, checks, identity, schemas
 from runner.errors import Diagnostic, ManifestError, error
+from runner.paths import OUTSIDE_HINT, destination_key, in_state_dir, outside_project
 from runner.settings import CONFIG_NAME
 from runner.spec import (
     DestinationKind,
@@ -78,12 +79,17 @@ def display_path(path: Path, root: Path) -> str:
 
 
 def _template(raw: Any, where: str, base: Path, problems: list[Diagnostic], doc: Document,
-              path: tuple[str | int, ...]) -> Template | None:
+              path: tuple[str | int, ...], settings: Settings) -> Template | None:
     if raw is None:
         return None
     if isinstance(raw, str):
         return Template(raw, where)
     file = base / raw["file"]
+    if outside_project(file, settings):
+        problems.append(error(f"template file {raw['file']} is outside the project",
+                              file=doc.file, line=doc.line_of((*path, "file")),
+                              path=".".join(str(p) for p in (*path, "file")), hint=OUTSIDE_HINT))
+        return None
     try:
         return Template(file.read_text(encoding="utf-8"), str(raw["file"]))
     except (OSError, UnicodeDecodeError) as exc:
@@ -96,24 +102,24 @@ def _template(raw: Any, where: str, base: Path, problems: list[Diagnostic], doc:
 
 
 def _prompt(raw: Mapping[str, Any], base: Path, problems: list[Diagnostic],
-            doc: Document) -> PromptSpec:
+            doc: Document, settings: Settings) -> PromptSpec:
     def t(key: str) -> Template | None:
         return _template(raw.get(key), f"spec.prompt.{key}", base, problems, doc,
-                         ("spec", "prompt", key))
+                         ("spec", "prompt", key), settings)
 
     examples = []
     for i, ex in enumerate(raw.get("examples", ())):
         u = _template(ex["user"], f"spec.prompt.examples[{i}].user", base, problems, doc,
-                      ("spec", "prompt", "examples", i, "user"))
+                      ("spec", "prompt", "examples", i, "user"), settings)
         a = _template(ex["assistant"], f"spec.prompt.examples[{i}].assistant", base, problems,
-                      doc, ("spec", "prompt", "examples", i, "assistant"))
+                      doc, ("spec", "prompt", "examples", i, "assistant"), settings)
         if u is not None and a is not None:
             examples.append((u, a))
     return PromptSpec(system=t("system"), user=t("user"), examples=tuple(examples),
                       input=t("input"))
 
 
-def _source(raw: Mapping[str, Any], base: Path, problems: list[Diagnostic],
+def _source(raw: Mapping[str, Any], base: Path, problems: list[Diagnostic], settings: Settings,
             doc: Document) -> SourceSpec:
     fmt = raw.get("format")
     columns = tuple(raw["columns"]) if "columns" in raw else None
@@ -125,6 +131,10 @@ def _source(raw: Mapping[str, Any], base: Path, problems: list[Diagnostic],
                               hint="name the column that identifies a row, e.g. id: ticket_id"))
     if "file" in raw:
         path = (base / raw["file"]).resolve()
+        if outside_project(path, settings):
+            problems.append(error(f'source file "{raw["file"]}" is outside the project',
+                                  file=doc.file, line=doc.line_of(("spec", "source", "file")),
+                                  path="spec.source.file", hint=OUTSIDE_HINT))
         if fmt is None:
             fmt = _FORMATS.get(path.suffix.lower())
             if fmt is None:
@@ -141,17 +151,32 @@ def _source(raw: Mapping[str, Any], base: Path, problems: list[Diagnostic],
         return SourceSpec(SourceKind.FILE, str(path), fmt, id_column, columns)
     if "bigquery" in raw:
         bq = raw["bigquery"]
+        key = "query" if "query" in bq else "table"
         return SourceSpec(SourceKind.BIGQUERY, bq.get("table") or bq["query"],
                           "requests" if fmt == "requests" else "bigquery", id_column, columns,
-                          is_query="query" in bq)
+                          is_query="query" in bq,
+                          line=doc.line_of(("spec", "source", "bigquery", key)))
     uris = tuple(raw["gcs"]["uris"])
     return SourceSpec(SourceKind.GCS, uris[0], fmt or "jsonl", id_column, columns, uris=uris)
 
 
-def _destination(raw: Mapping[str, Any], base: Path, root: Path) -> DestinationSpec:
+def _destination(raw: Mapping[str, Any], base: Path, settings: Settings,
+                 problems: list[Diagnostic] | None = None,
+                 doc: Document | None = None) -> DestinationSpec:
     adopt = bool(raw.get("adopt", False))
+    root = settings.root
     if "file" in raw:
         path = (base / raw["file"]).resolve()
+        if problems is not None and doc is not None:
+            where = {"file": doc.file, "line": doc.line_of(("spec", "destination", "file")),
+                     "path": "spec.destination.file"}
+            if in_state_dir(path, settings):
+                problems.append(error(f'destination "{raw["file"]}" is inside .batchrun/, '
+                                      "batchrun's own state", **where,
+                                      hint="write results elsewhere in the project, e.g. out/"))
+            elif outside_project(path, settings):
+                problems.append(error(f'destination "{raw["file"]}" is outside the project',
+                                      **where, hint=OUTSIDE_HINT))
         try:
             ident = path.relative_to(root).as_posix()
         except ValueError:
@@ -188,9 +213,9 @@ def _build(doc: Document, path: Path, settings: Settings,
         # 0 and 0.0 mean the same to the model; one spelling keeps request bytes and hashes stable.
         parameters=identity.normalise({**defaults.get("parameters", {}),
                                        **spec.get("parameters", {})}),
-        source=_source(spec["source"], base, problems, doc),
-        prompt=_prompt(spec.get("prompt", {}), base, problems, doc),
-        destination=_destination(spec["destination"], base, settings.root),
+        source=_source(spec["source"], base, problems, settings, doc),
+        prompt=_prompt(spec.get("prompt", {}), base, problems, doc, settings),
+        destination=_destination(spec["destination"], base, settings, problems, doc),
         response=ResponseSpec(
             format=spec.get("response", {}).get(
                 "format", "json" if "schema" in spec.get("response", {}) else "text"),
@@ -245,15 +270,44 @@ def _load_file(path: Path, settings: Settings,
     return out
 
 
-def load_manifests(paths: Iterable[Path], settings: Settings) -> tuple[list[Manifest],
-                                                                       list[Diagnostic]]:
-    """Every manifest under `paths`, or ManifestError with every problem found (warnings beside)."""
+def scan_claims(paths: Iterable[Path], settings: Settings) -> list[checks.Claim]:
+    """What every manifest of the project writes and reads, from its YAML alone: enough to tell
+    who owns a destination, whatever PATHS a command was given. Broken documents claim nothing
+    here; they are reported when they are loaded themselves."""
+    claims = []
+    for path in find_manifest_files(paths):
+        try:
+            docs, _ = load_documents(path.read_text(encoding="utf-8"), display_path(
+                path, settings.root))
+        except (OSError, UnicodeDecodeError):
+            continue
+        for doc in docs:
+            data = doc.data
+            try:
+                spec, name = data["spec"], str(data["metadata"]["name"])
+                dest = _destination(spec["destination"], path.parent, settings)
+                source = spec["source"].get("file")
+            except (KeyError, TypeError, AttributeError):
+                continue
+            claims.append(checks.Claim(
+                name=name, file=doc.file, line=doc.line_of(("spec", "destination")),
+                document=(path.resolve(), doc.index), destination=destination_key(dest),
+                source=str((path.parent / source).resolve()) if isinstance(source, str) else None))
+    return claims
+
+
+def load_manifests(paths: Iterable[Path], settings: Settings,
+                   project: Iterable[Path] = ()) -> tuple[list[Manifest], list[Diagnostic]]:
+    """Every manifest under `paths`, or ManifestError with every problem found (warnings beside).
+    `project`: where the rest of the project's manifests are, to check who owns a destination."""
     problems: list[Diagnostic] = []
     loaded: list[tuple[Manifest, Document]] = []
+    paths = list(paths)
     files = find_manifest_files(paths)
     for path in files:
         loaded.extend(_load_file(path, settings, problems))
     problems.extend(checks.check_repository(loaded))
+    problems.extend(checks.check_ownership(loaded, scan_claims([*paths, *project], settings)))
     if not files:
         problems.append(error("no manifests found",
                               hint="pass manifest files or folders, or list them under "

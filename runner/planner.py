@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ import orjson
 
 from runner import collect, estimate, identity
 from runner.backends.base import BackendReader, RemoteJob
+from runner.errors import BackendError
 from runner.manifest import display_path
 from runner.plan import Action, Blocked, Change, Estimate, ManifestPlan, Orphan, Plan, RowCounts
 from runner.reconcile import (
@@ -29,7 +30,7 @@ from runner.reconcile import (
     ledger_entries,
 )
 from runner.redact import redact
-from runner.render import RenderedRow, render_rows
+from runner.render import RenderedRow, RowIssue, SourceRow, render_rows
 from runner.spec import Family, Manifest, Settings
 
 MAX_FAILURES_SHOWN = 10
@@ -54,6 +55,11 @@ class Ledger:
     running_stale: list[RemoteJob] = field(default_factory=list)  # old spec, still running
     answered: int = 0  # succeeded destination rows with usage, for the output-token estimate
     output_tokens: int = 0
+
+    def has_trace(self, custom_id: str, request_hash: str) -> bool:
+        """Whether this row under this request has an answer or a recorded refusal."""
+        key = row_key(custom_id, request_hash)
+        return key in self.answered_keys or key in self.failures or key in self.pending
 
     def facts(self, row: RenderedRow, max_attempts: int) -> tuple[RowFacts, LedgerState]:
         key = row_key(row.custom_id, row.request_hash)
@@ -117,13 +123,31 @@ def job_results(manifest: Manifest, reader: BackendReader, job: RemoteJob,
         index=reader.read_index(job), output=reader.read_output(job), tally=tally)
 
 
+def _source_rows(manifest: Manifest, reader: BackendReader,
+                 settings: Settings) -> Iterator[SourceRow | RowIssue]:
+    """The source's rows; a source the backend refuses (a query that would write, a file that is
+    gone) is reported against the manifest that names it."""
+    try:
+        yield from reader.read_source(manifest.source)
+    except BackendError as exc:
+        source = manifest.source
+        key = ("query" if source.is_query else "table") if source.kind.value == "bigquery" \
+            else source.kind.value
+        path = f"spec.source.{source.kind.value}" + (
+            f".{key}" if source.kind.value == "bigquery" else "")
+        raise BackendError([
+            replace(d, file=display_path(manifest.file, settings.root),
+                    line=source.line or manifest.line, path=path) if d.file is None else d
+            for d in exc.diagnostics]) from exc
+
+
 def rendered_rows(manifest: Manifest, reader: BackendReader, settings: Settings) -> Iterator[
         RenderedRow]:
-    return render_rows(manifest, reader.read_source(manifest.source),
+    return render_rows(manifest, _source_rows(manifest, reader, settings),
                        max_request_bytes=settings.quota.max_request_bytes,
                        source_name=display_path_of(manifest, settings),
                        max_id_chars=settings.quota.max_id_chars,
-                       reread=lambda: reader.read_source(manifest.source))
+                       reread=lambda: _source_rows(manifest, reader, settings))
 
 
 def display_path_of(manifest: Manifest, settings: Settings) -> str:
@@ -176,12 +200,25 @@ def _time(value: str | None) -> datetime | None:
 
 
 def failures_of(manifest: Manifest, jobs: Sequence[RemoteJob], settings: Settings,
-                forgiven: set[str], now: datetime) -> JobFailures:
-    """The job-level failures of this spec: when creates may resume, or that they are blocked."""
-    ends = [JobEnd(j.name, j.input_digest, j.state.short, j.create_time or "",
-                   _time(j.end_time), j.error_code, j.error_message)
-            for j in jobs if j.manifest_name == manifest.name
+                forgiven: set[str], now: datetime, reader: BackendReader,
+                ledger: Ledger) -> JobFailures:
+    """The job-level failures of this spec: when creates may resume, or that they are blocked.
+
+    A job that ended well but whose rows left no trace in the ledger counts too, when the same
+    rows were staged again: otherwise a destination that does not record answers, or a 429 on
+    every line, would have apply --wait pay for them in a loop. Only such re-sent inputs have
+    their index read (and only until one row shows a trace)."""
+    mine = [j for j in jobs if j.manifest_name == manifest.name
             and j.spec_hash == manifest.spec_hash and j.state.finished]
+    digests = [j.input_digest for j in mine]
+    ends = []
+    for j in mine:
+        trace = True
+        if j.state.short in ("succeeded", "partially_succeeded") and digests.count(
+                j.input_digest) > 1:
+            trace = any(ledger.has_trace(e.custom_id, e.request_hash) for e in reader.read_index(j))
+        ends.append(JobEnd(j.name, j.input_digest, j.state.short, j.create_time or "",
+                           _time(j.end_time), j.error_code, j.error_message, trace))
     return job_failures(ends, failure_policy(settings), frozenset(forgiven), now)
 
 
@@ -200,7 +237,7 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
     """The plan of one manifest and the job slots it uses."""
     ledger = read_ledger(manifest, reader, jobs)
     job_ends = failures_of(manifest, jobs, settings, reader.forgiven_jobs(manifest.destination),
-                           now or datetime.now(UTC))
+                           now or datetime.now(UTC), reader, ledger)
     held, blocked = job_ends.hold_until, _blocked(job_ends)
     counts = dict.fromkeys(RowClass, 0)
     failures: list[tuple[str, str]] = []

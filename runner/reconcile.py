@@ -168,13 +168,20 @@ class JobEnd:
     ended: datetime | None
     code: int | None
     message: str | None
+    # For a job that ended well: whether any of its rows now has an answer or a refusal in the
+    # destination. False means the same rows come back with nothing recorded: no progress.
+    left_trace: bool = True
 
     @property
     def job_failure(self) -> bool:
-        return self.state in JOB_FAILURE_STATES
+        return self.state in JOB_FAILURE_STATES or not self.left_trace
 
     @property
     def error_text(self) -> str:
+        if not self.left_trace and self.state not in JOB_FAILURE_STATES:
+            return ("the job ended but none of its rows' answers or refusals reached the "
+                    "destination (every row met a 429/5xx, or the destination does not record "
+                    "them), so the same rows would be sent and paid for again")
         text = self.message or f"job {self.state}"
         return f"{text} (code {self.code})" if self.code is not None else text
 

@@ -68,6 +68,10 @@ def _executor(raw: Mapping[str, Any]) -> ExecutorSpec:
     return ExecutorSpec(**fields)
 
 
+def _allowed(value: Any) -> bool | tuple[str, ...]:
+    return tuple(str(v) for v in value) if isinstance(value, list) else bool(value)
+
+
 def load_settings(
     *,
     cwd: Path,
@@ -123,6 +127,7 @@ def load_settings(
         pricing=data.get("pricing", {}),
         max_cost=data.get("max_cost"),
         origins=origins,
+        allow_paths_outside=_allowed(data.get("allow_paths_outside", False)),
     )
     return settings, check_settings(settings, environ)
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 
 class Task(StrEnum):
@@ -78,12 +78,23 @@ class SourceSpec:
     columns: tuple[str, ...] | None = None  # declared columns, if any
     uris: tuple[str, ...] = ()  # every gs:// URI of a Cloud Storage source
     is_query: bool = False
+    line: int = 0  # where the source is written in its manifest, for errors; never hashed
 
 
 class DestinationKind(StrEnum):
     FILE = "file"
     BIGQUERY = "bigquery"
     GCS = "gcs"
+
+
+# The columns that make a destination batchrun's ledger: every writer writes them.
+LEDGER_FIELDS: Final = ("custom_id", "status", "spec_hash", "request_hash")
+
+
+def missing_ledger_fields(columns: Iterable[str]) -> list[str]:
+    """The ledger fields a destination's rows (or table) lack: batchrun wrote none of it if any."""
+    have = set(columns)
+    return [f for f in LEDGER_FIELDS if f not in have]
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +189,9 @@ class Settings:
     pricing: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     max_cost: float | None = None  # USD for one apply, over every manifest
     origins: Mapping[str, str] = field(default_factory=dict)  # setting -> "flag", "env", "file"...
+    # Local paths a manifest may read or write: the project only (False), anywhere (True), or the
+    # project plus these folders (relative to the project).
+    allow_paths_outside: bool | tuple[str, ...] = False
 
     @property
     def state_dir(self) -> Path:

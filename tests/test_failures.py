@@ -279,7 +279,7 @@ def test_endpoint_down_blocks_without_failing_rows_and_retry_recovers(
     endpoint.set_mode("ok")
     assert batchrun(root, *WAIT).returncode == 5  # still blocked until the user says so
     retry = batchrun(root, "retry", "triage")
-    assert retry.returncode == 0 and "unblocked (2 failed jobs set aside)" in retry.stdout
+    assert retry.returncode == 0 and "unblocked (2 earlier jobs set aside)" in retry.stdout
     done = batchrun(root, *WAIT)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Done: 5 rows answered." in done.stdout

@@ -51,7 +51,7 @@ def test_names_are_unique_across_files(project_dir: ProjectDir) -> None:
 def test_shared_destination_is_rejected(project_dir: ProjectDir) -> None:
     project_dir.write("second.yaml", (project_dir.root / "triage.yaml").read_text()
                       .replace("name: triage", "name: second"))
-    with pytest.raises(ManifestError, match='destination is already written by "second"'):
+    with pytest.raises(ManifestError, match='destination is also written by "second"'):
         api.load_project(cwd=project_dir.root)
 
 

@@ -89,15 +89,24 @@ def test_foreign_destination_is_never_overwritten(project_dir: ProjectDir) -> No
         api.plan(api.load_project(cwd=project_dir.root))
     result = CliRunner().invoke(cli.main, ["plan"], catch_exceptions=False,
                                 env={"BATCHRUN_CONFIG": str(project_dir.root / "batchrun.yaml")})
-    assert result.exit_code == 1 and "destination.adopt: true" in result.stderr
+    assert result.exit_code == 1
+    assert "(it lacks custom_id, status, spec_hash, request_hash)" in result.stderr
     assert out.read_text() == '{"ticket_id": "T1", "label": "hand-made"}\n'  # untouched
     manifest = project_dir.root / "triage.yaml"
     manifest.write_text(manifest.read_text().replace("destination: {file: out/triage.jsonl}",
                                                      "destination: {file: out/triage.jsonl, adopt: true}"))
+    # Issue 11: rows without an id or a spec cannot be a ledger, adopted or not: answers written
+    # beside them were never recognised, and apply --wait paid for every row again each second.
+    with pytest.raises(ForeignDestinationError, match="cannot adopt destination .* it lacks "
+                       "batchrun's ledger columns custom_id, status, spec_hash, request_hash"):
+        api.plan(api.load_project(cwd=project_dir.root))
+    assert out.read_text() == '{"ticket_id": "T1", "label": "hand-made"}\n'
+    out.write_text('{"custom_id": "T1", "status": "succeeded", "spec_hash": "old", '
+                   '"request_hash": "r", "output": "kept"}\n')  # a ledger from elsewhere
     api.converge(api.load_project(cwd=project_dir.root), poll_interval=0.1, timeout=60)
     rows = [json.loads(x) for x in out.read_text().splitlines()]
-    assert {"ticket_id": "T1", "label": "hand-made"} in rows  # adopted: the old row is kept
     assert sum(1 for r in rows if r.get("status") == "succeeded") == 5
+    assert len(rows) == 5  # T1's old answer was replaced by the current spec's, not duplicated
 
 
 def test_a_crash_without_sidecar_is_still_ours(project_dir: ProjectDir) -> None:

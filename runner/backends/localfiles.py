@@ -17,10 +17,9 @@ import orjson
 
 from runner import crashpoints, rowfile
 from runner.backends.base import IndexEntry
-from runner.collect import looks_like_ours
 from runner.errors import BackendError, ForeignDestinationError
 from runner.render import RowIssue, SourceRow
-from runner.spec import DestinationSpec, SourceSpec
+from runner.spec import LEDGER_FIELDS, DestinationSpec, SourceSpec, missing_ledger_fields
 
 # Result fields in the order a CSV destination writes them, after custom_id and passthrough.
 CSV_FIELDS = ("status", "output", "error", "attempts", "usage", "model", "spec_hash",
@@ -106,8 +105,9 @@ def guard_foreign(dest: DestinationSpec, rows: Iterator[dict[str, Any]]) -> Iter
     first = next(rows, None)
     if first is None:
         return
-    if not dest.adopt and not looks_like_ours(first):
-        raise ForeignDestinationError(dest.location)
+    missing = missing_ledger_fields(first)
+    if missing:  # adopted or not: rows without an id or a spec cannot be a ledger
+        raise ForeignDestinationError(dest.location, missing, adopting=dest.adopt)
     yield first
     yield from rows
 
@@ -183,7 +183,9 @@ def write_destination(dest: DestinationSpec, merged: Iterable[tuple[dict[str, An
             writer: csv.DictWriter[str] | None = None
             for row in rows:
                 if writer is None:
-                    fields = [k for k in row if k not in CSV_FIELDS] + list(CSV_FIELDS)
+                    # custom_id and the ledger columns always, whatever the first row holds.
+                    fields = ["custom_id", *(k for k in row if k not in CSV_FIELDS
+                                             and k not in LEDGER_FIELDS), *CSV_FIELDS]
                     writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
                     writer.writeheader()
                 out = dict(row)

@@ -35,7 +35,15 @@ from runner.backends.vertex.rest import RetryPolicy, TransientCreateError, Verte
 from runner.errors import BackendError, ForeignDestinationError
 from runner.identity import INPUT_LABEL, MANAGED_LABEL, MANAGED_VALUE, NAME_LABEL
 from runner.render import RowIssue, SourceRow
-from runner.spec import DestinationKind, DestinationSpec, Family, Settings, SourceKind, SourceSpec
+from runner.spec import (
+    DestinationKind,
+    DestinationSpec,
+    Family,
+    Settings,
+    SourceKind,
+    SourceSpec,
+    missing_ledger_fields,
+)
 
 MANAGED_FILTER = f'labels.{MANAGED_LABEL}="{MANAGED_VALUE}"'
 
@@ -131,8 +139,10 @@ class VertexBackend:
         if dest.kind is DestinationKind.FILE:
             return localfiles.read_destination(dest)
         if dest.kind is DestinationKind.BIGQUERY:
-            if not dest.adopt and not self.bq.is_ours_or_absent(dest.location):
-                raise ForeignDestinationError(dest.location)
+            columns = self.bq.columns(dest.location)
+            missing = missing_ledger_fields(columns) if columns is not None else []
+            if missing:  # a table batchrun made carries the ledger columns
+                raise ForeignDestinationError(dest.location, missing, adopting=dest.adopt)
             return self.bq.destination_rows(dest.location)
         uri = dest.location + "results.jsonl"
         if not self.gcs.exists(uri):

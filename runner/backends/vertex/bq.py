@@ -13,7 +13,19 @@ from typing import Any
 
 import orjson
 
+from runner.errors import BackendError, error
 from runner.render import SourceRow
+
+
+class UnsafeQueryError(BackendError):
+    """A query source that is not a single SELECT: never run, whoever asks."""
+
+    def __init__(self, statement_type: str) -> None:
+        self.statement_type = statement_type
+        super().__init__([error(
+            f"refusing to run a query source that BigQuery reads as a {statement_type} statement; "
+            "only a single SELECT may be a source",
+            hint="a source must only read: remove DDL, DML, scripts and procedure calls")])
 
 RESULT_JSON = ("usage", "retry")
 # `output` is STRING: the text answer, or the JSON text of a parsed answer or an embedding. (A JSON
@@ -73,8 +85,21 @@ class BigQuery:
         return self.client.query(sql, retry=self.retry).result(timeout=self.timeout,
                                                                 page_size=PAGE_ROWS)
 
+    def statement_type(self, sql: str) -> str:
+        """What BigQuery would run, by a dry run: it reads nothing, writes nothing, costs nothing."""
+        from google.cloud import bigquery
+
+        job = self.client.query(sql, job_config=bigquery.QueryJobConfig(
+            dry_run=True, use_query_cache=False), retry=self.retry)
+        return str(job.statement_type or "UNKNOWN")
+
     def read_rows(self, table: str | None = None, query: str | None = None) -> Iterator[SourceRow]:
-        """Stream a table (page by page) or a query's result, numbering rows from 1."""
+        """Stream a table (page by page) or a query's result, numbering rows from 1. A query runs
+        only when a dry run says it is one SELECT: a source may never write (plans run it)."""
+        if query is not None:
+            kind = self.statement_type(query)
+            if kind != "SELECT":
+                raise UnsafeQueryError(kind)
         rows = (self._query(query) if query is not None
                 else self.client.list_rows(table, page_size=PAGE_ROWS, retry=self.retry))
         for number, row in enumerate(rows, start=1):
@@ -89,15 +114,14 @@ class BigQuery:
             return False
         return True
 
-    def is_ours_or_absent(self, table: str) -> bool:
-        """A destination table batchrun made carries the ledger columns."""
+    def columns(self, table: str) -> list[str] | None:
+        """The table's columns, or None when it does not exist."""
         from google.api_core.exceptions import NotFound
 
         try:
-            schema = self.client.get_table(table, retry=self.retry).schema
+            return [f.name for f in self.client.get_table(table, retry=self.retry).schema]
         except NotFound:
-            return True
-        return {"custom_id", "status", "spec_hash", "request_hash"} <= {f.name for f in schema}
+            return None
 
     def created(self, table: str) -> str | None:
         from google.api_core.exceptions import NotFound
