@@ -13,6 +13,7 @@ import functools
 import io
 import os
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -45,6 +46,11 @@ def _print_diagnostics(diags: tuple[Diagnostic, ...] | list[Diagnostic]) -> None
         click.echo(display.diagnostics_text(diags), err=True, nl=False)
 
 
+def _traceback(exc: BaseException) -> None:
+    """--debug: the traceback, with credentials masked like everything else we print."""
+    click.echo(redact("".join(traceback.format_exception(exc))), err=True)
+
+
 def handle_errors(fn: F) -> F:
     """BatchrunError -> its diagnostics and exit 1; anything else -> one line, unless --debug."""
 
@@ -63,7 +69,7 @@ def handle_errors(fn: F) -> F:
             ctx.exit(EXIT_OK)
         except BatchrunError as exc:
             if debug:
-                raise
+                _traceback(exc)
             _print_diagnostics(exc.diagnostics)
             ctx.exit(EXIT_BUDGET if isinstance(exc, BudgetError) else EXIT_ERROR)
         except KeyboardInterrupt:
@@ -71,7 +77,8 @@ def handle_errors(fn: F) -> F:
             ctx.exit(130)
         except Exception as exc:
             if debug:
-                raise
+                _traceback(exc)
+                ctx.exit(EXIT_ERROR)
             click.echo(f"Error: unexpected {type(exc).__name__}: {redact(str(exc))}\n"
                        "  Re-run with --debug for the traceback.", err=True)
             ctx.exit(EXIT_ERROR)

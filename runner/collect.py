@@ -14,7 +14,7 @@ import orjson
 
 from runner.outputs import ParsedOutput, parse_line
 from runner.reconcile import Fault, fault_of
-from runner.redact import redact
+from runner.redact import redact, redact_value
 from runner.spec import Manifest, missing_ledger_fields
 
 SUCCEEDED = "succeeded"
@@ -89,7 +89,7 @@ def result_rows(
             "custom_id": entry.custom_id,
             **{k: entry.passthrough.get(k) for k in manifest.passthrough},
             "status": SUCCEEDED if parsed.ok else FAILED,
-            "output": parsed.output if parsed.ok else None,
+            "output": redact_value(parsed.output) if parsed.ok else None,
             "error": None if parsed.ok else redact(parsed.error or "failed"),
             "attempts": 1,
             "usage": parsed.usage or None,

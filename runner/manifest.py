@@ -83,7 +83,7 @@ def _template(raw: Any, where: str, base: Path, problems: list[Diagnostic], doc:
     if raw is None:
         return None
     if isinstance(raw, str):
-        return Template(raw, where)
+        return Template(raw, where, doc.line_of(path))
     file = base / raw["file"]
     if outside_project(file, settings):
         problems.append(error(f"template file {raw['file']} is outside the project",
@@ -91,7 +91,8 @@ def _template(raw: Any, where: str, base: Path, problems: list[Diagnostic], doc:
                               path=".".join(str(p) for p in (*path, "file")), hint=OUTSIDE_HINT))
         return None
     try:
-        return Template(file.read_text(encoding="utf-8"), str(raw["file"]))
+        return Template(file.read_text(encoding="utf-8"), str(raw["file"]),
+                        doc.line_of((*path, "file")))
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(error(f"cannot read template file {raw['file']}: "
                               f"{getattr(exc, 'strerror', None) or exc}",

@@ -147,7 +147,8 @@ def rendered_rows(manifest: Manifest, reader: BackendReader, settings: Settings)
                        max_request_bytes=settings.quota.max_request_bytes,
                        source_name=display_path_of(manifest, settings),
                        max_id_chars=settings.quota.max_id_chars,
-                       reread=lambda: _source_rows(manifest, reader, settings))
+                       reread=lambda: _source_rows(manifest, reader, settings),
+                       manifest_file=display_path(manifest.file, settings.root))
 
 
 def display_path_of(manifest: Manifest, settings: Settings) -> str:

@@ -1,32 +1,98 @@
-"""Keeps credentials out of everything batchrun prints or stores: access tokens, API keys, key-file
-contents, and the values of the environment variables named as API keys. Pure."""
+"""Keeps credentials out of everything batchrun prints or stores: access tokens, API keys, Basic
+auth, passwords in URLs, credential-looking query parameters, key-file contents, and the values of
+the environment variables named as API keys (of any length). Pure, but for the process-wide list
+of secret values `remember` adds to, so no caller has to know which keys are in play."""
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from collections.abc import Iterable
 from typing import Final
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 _PATTERNS: Final = (
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
+    re.compile(r"(?i)(basic\s+)[A-Za-z0-9+/=]{4,}"),
     re.compile(r"ya29\.[0-9A-Za-z_-]+"),  # Google OAuth access tokens
     re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"),  # OpenAI/Anthropic-style keys
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
     re.compile(r'(?i)("private_key"\s*:\s*")[^"]*'),
     re.compile(r"(?i)((?:api[_-]?key|x-api-key|access[_-]?token|key)[\"']?\s*[:=]\s*[\"']?)"
                r"[A-Za-z0-9._~+/-]{8,}"),
+    # user:password@ in any URL
+    re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]*(?=@)"),
+    # ?token=…, &client_secret=…, &sig=…: query parameters that carry credentials
+    re.compile(r"(?i)([?&;](?:[a-z0-9_.-]*(?:token|key|secret|password|passwd|pwd|credential|auth)"
+               r"[a-z0-9_.-]*|sig|signature|code)=)[^&#\s\"']+"),
 )
 MASK: Final = "[REDACTED]"
+_remembered: set[str] = set()
 
 
 def secret_values(names: Iterable[str | None]) -> list[str]:
-    """The values of the named environment variables that hold keys (long enough to matter)."""
-    return [v for n in names if n and (v := os.environ.get(n)) and len(v) >= 6]
+    """The values of the named environment variables that hold keys, whatever their length."""
+    return [v for n in names if n and (v := os.environ.get(n))]
+
+
+def remember(values: Iterable[str | None]) -> None:
+    """Secret values every later redact() masks, in this process."""
+    _remembered.update(v for v in values if v)
+
+
+_CREDENTIAL_PARAM: Final = re.compile(
+    r"(?i)^(?:[a-z0-9_.-]*(?:token|key|secret|password|passwd|pwd|credential|auth)[a-z0-9_.-]*"
+    r"|sig|signature|code)$")
+
+
+def url_secrets(url: str | None) -> list[str]:
+    """The password inside a URL, the Basic auth credentials an HTTP client builds from it, and
+    the values of its credential-looking query parameters."""
+    if not url:
+        return []
+    parts = urlsplit(url)
+    found = [v for k, v in parse_qsl(parts.query) if _CREDENTIAL_PARAM.match(k) and v]
+    if parts.password:
+        user_pass = f"{unquote(parts.username or '')}:{unquote(parts.password)}"
+        found += [parts.password, unquote(parts.password),
+                  base64.b64encode(user_pass.encode()).decode()]
+    return found
+
+
+def without_userinfo(url: str | None) -> str | None:
+    """The URL as it may be stored: no user name or password, credential parameters masked."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.username is not None or parts.password is not None:
+        netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    return redact(urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)))
+
+
+_ANY: Final = re.compile("|".join(f"(?:{p.pattern.replace('(?i)', '')})" for p in _PATTERNS),
+                         re.I | re.S)
+
+
+def might_hold_secret(text: str) -> bool:
+    """A quick look, for hot paths (every answer): False means redact() would change nothing."""
+    return bool(_ANY.search(text)) or any(v in text for v in _remembered)
+
+
+def redact_value(value: object) -> object:
+    """redact() through the strings of a JSON value (an answer: text, parsed JSON, tool calls)."""
+    if isinstance(value, str):
+        return redact(value) if might_hold_secret(value) else value
+    if isinstance(value, list):
+        return [redact_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: redact_value(v) for k, v in value.items()}
+    return value
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    for value in secrets:
+    for value in sorted({*secrets, *_remembered}, key=len, reverse=True):
         text = text.replace(value, MASK)
     for pattern in _PATTERNS:
         text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + MASK, text)

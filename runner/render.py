@@ -9,18 +9,19 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Final
 
 import jinja2
 import jinja2.meta
 import jinja2.nodes
 import orjson
-from jinja2.sandbox import SandboxedEnvironment
 
 from runner import estimate
 from runner.errors import Diagnostic, RenderError, error
 from runner.idcheck import IdTracker, name_duplicates
 from runner.identity import request_hash
+from runner.sandbox import REFUSALS, BoundedSandbox, TemplateLimit, refusal_text, time_limit
 from runner.spec import Family, Manifest, Template
 
 _sha = hashlib.sha256  # request_hash, inlined on the hot path (tests pin that they agree)
@@ -46,14 +47,17 @@ class RenderedRow:
     prompt_chars: int = 0  # characters of text the model reads, for the token estimate
 
 
-def _environment() -> SandboxedEnvironment:
-    return SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+def _environment(max_output: int = 1_000_000) -> BoundedSandbox:
+    return BoundedSandbox(max_output=max_output)
 
 
 def template_variables(template: Template) -> set[str]:
-    """Top-level names a template reads (raises jinja2.TemplateSyntaxError)."""
+    """Top-level names a template reads (raises jinja2.TemplateSyntaxError). The sandbox's
+    intercepted operators and guarded filters keep Jinja's constant folding from running a bomb
+    while a template is only being read; the time limit is the backstop."""
     env = _environment()
-    return set(jinja2.meta.find_undeclared_variables(env.parse(template.text))) - {ROW_NAME}
+    with time_limit():
+        return set(jinja2.meta.find_undeclared_variables(env.parse(template.text))) - {ROW_NAME}
 
 
 def dumps(value: Any) -> bytes:
@@ -65,7 +69,16 @@ class RowError(Exception):
     """A single bad row; collected into one RenderError per manifest."""
 
 
-def _simple_pieces(env: SandboxedEnvironment, text: str) -> list[str | tuple[str]] | None:
+class TemplateRefused(Exception):
+    """The sandbox refused a template: the template is at fault, not the row it met first."""
+
+    def __init__(self, template: Template | None, message: str) -> None:
+        super().__init__(message)
+        self.template = template
+        self.message = message
+
+
+def _simple_pieces(env: BoundedSandbox, text: str) -> list[str | tuple[str]] | None:
     """A template that only substitutes variables, as literal text and (name,) pieces; else None."""
     pieces: list[str | tuple[str]] = []
     for node in env.parse(text).body:
@@ -108,7 +121,7 @@ class Renderer:
         self.manifest = manifest
         self.max_request_bytes = max_request_bytes
         self.max_id_chars = max_id_chars
-        env = _environment()
+        env = _environment(max_request_bytes)
         prompt = manifest.prompt
         texts: dict[str, Template] = {}
         if prompt.system is not None:
@@ -121,6 +134,7 @@ class Renderer:
         if prompt.input is not None:
             texts["input"] = prompt.input
         self._examples = len(prompt.examples)
+        self._sources = texts
         self._templates = {k: env.from_string(t.text) for k, t in texts.items()}
         self._params = dict(manifest.parameters)
         self._requests = manifest.source.format == "requests"
@@ -198,9 +212,18 @@ class Renderer:
         return {"custom_id": custom_id, "method": "POST", "url": "/v1/embeddings", "body": body}
 
     def request(self, custom_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
-        """The request row rendered by sandboxed Jinja (the reference path)."""
-        context = {**data, ROW_NAME: data}
-        return self.build(custom_id, {k: t.render(context) for k, t in self._templates.items()})
+        """The request row rendered by sandboxed Jinja (the reference path), within the sandbox's
+        limits; `row` is read-only, so a template cannot forge the columns passed through."""
+        context = {**data, ROW_NAME: MappingProxyType(dict(data))}
+        texts: dict[str, str] = {}
+        key = ""
+        try:
+            with time_limit():
+                for key, template in self._templates.items():
+                    texts[key] = template.render(context)
+        except (*REFUSALS, TemplateLimit) as exc:
+            raise TemplateRefused(self._sources.get(key), refusal_text(exc)) from None
+        return self.build(custom_id, texts)
 
     def _compile_fast(self) -> Callable[[str, Mapping[str, Any]], tuple[bytes, int]]:
         """Generate one Python function for the whole line: the hot path of big sources.
@@ -302,9 +325,11 @@ def render_rows(
     source_name: str,
     max_id_chars: int = 64,
     reread: Callable[[], Iterable[SourceRow | RowIssue]] | None = None,
+    manifest_file: str | None = None,
 ) -> Iterator[RenderedRow]:
     """Render every row, streaming; bad rows are collected and raised together at the end.
-    `reread` reads the source again to name the rows of duplicate ids (error path only)."""
+    `reread` reads the source again to name the rows of duplicate ids (error path only). A template
+    the sandbox refuses stops at once, reported against the template in `manifest_file`."""
     renderer = Renderer(manifest, max_request_bytes=max_request_bytes, max_id_chars=max_id_chars)
     ids = IdTracker()
     problems: list[Diagnostic] = []
@@ -326,6 +351,15 @@ def render_rows(
             if len(problems) < MAX_REPORTED:
                 problems.append(row_problem(source_name, item, str(exc), custom_id))  # type: ignore[arg-type]
             continue
+        except TemplateRefused as exc:
+            template = exc.template
+            raise RenderError([error(
+                f"the template sandbox refused {template.where if template else 'a template'}: "
+                f"{exc.message} (first met at {source_name} row {item.number})",
+                file=manifest_file, line=template.line if template and template.line else None,
+                path=template.where if template and template.where.startswith("spec.") else None,
+                hint="templates format the row's values; loops, big numbers and repetition are "
+                     "limited (runner/sandbox.py)")]) from None
         if not problems:
             yield rendered
     duplicated = ids.duplicate_hashes()

@@ -17,6 +17,10 @@ from runner.render import RowIssue, SourceRow
 
 _BOM = b"\xef\xbb\xbf"
 COLUMN_SAMPLE = 1000  # JSONL rows read to discover columns
+# Python's csv refuses fields over 128 KiB; a row's text may be as long as a request may be (and an
+# answer longer). Over this, a field is an error naming its line, not a crash.
+CSV_FIELD_LIMIT = 64 * 1024 * 1024
+csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
 
 
 def _decoded_lines(path: Path) -> Iterator[tuple[int, str | RowIssue]]:
@@ -82,12 +86,27 @@ def read_csv(path: Path) -> Iterator[SourceRow | RowIssue]:
 
     reader = csv.reader(text_lines())
     header: list[str] | None = None
-    for record in reader:
+    while True:
+        try:
+            record = next(reader, None)
+        except csv.Error as exc:  # the reader cannot go on past a broken record
+            yield from issues
+            yield RowIssue((line_numbers[-1] if line_numbers else 0),
+                           f"is not valid CSV ({exc}); nothing after it was read")
+            return
+        if record is None:
+            break
         yield from issues
         issues.clear()
         start = line_numbers[-1] if line_numbers else 0
         if header is None:
             header = [h.strip() for h in record]
+            repeated = sorted({h for h in header if header.count(h) > 1})
+            if repeated:
+                yield RowIssue(start, "the header repeats the column "
+                                      + ", ".join(f'"{h}"' for h in repeated)
+                                      + "; each column needs its own name")
+                return
             continue
         if not record or all(not field for field in record):
             continue

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from runner import catalog, schemas
+from runner import catalog, redact, schemas
 from runner.errors import ConfigError, Diagnostic, error, warning
 from runner.spec import ExecutorSpec, Quota, Settings
 from runner.yamldoc import Document, load_documents
@@ -129,7 +129,16 @@ def load_settings(
         origins=origins,
         allow_paths_outside=_allowed(data.get("allow_paths_outside", False)),
     )
+    _remember_secrets(settings, environ)
     return settings, check_settings(settings, environ)
+
+
+def _remember_secrets(settings: Settings, environ: Mapping[str, str]) -> None:
+    """Every key and URL password the executors will use, masked wherever text leaves us."""
+    for spec in (settings.executor, *settings.model_executors.values()):
+        if spec.api_key_env and environ.get(spec.api_key_env):
+            redact.remember([environ[spec.api_key_env]])
+        redact.remember(redact.url_secrets(spec.base_url))
 
 
 def _missing_keys(settings: Settings, environ: Mapping[str, str], file: str | None) -> list[

@@ -47,6 +47,7 @@ class ModelRef:
 class Template:
     text: str
     where: str  # "spec.prompt.user" or the template file, for error messages
+    line: int = 0  # the line of the manifest that holds or names it, for error messages
 
 
 @dataclass(frozen=True, slots=True)

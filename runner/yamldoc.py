@@ -14,6 +14,13 @@ from runner.errors import Diagnostic, error
 
 PathKey = tuple[str | int, ...]
 
+# A manifest is small: more nodes than this, counting what aliases repeat, is an alias bomb.
+MAX_NODES = 100_000
+_PLAIN_TAGS = frozenset({
+    "tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null", "tag:yaml.org,2002:map",
+    "tag:yaml.org,2002:seq"})
+
 
 # libyaml's parser when PyYAML has it (much faster on a repository of manifests), same semantics.
 _Base: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -63,16 +70,68 @@ class Document:
         return 1
 
 
-def _walk(node: yaml.Node, path: PathKey, lines: dict[PathKey, int]) -> None:
+def _walk(node: yaml.Node, path: PathKey, lines: dict[PathKey, int],
+          seen: set[int] | None = None) -> None:
+    """Lines by path. A node an alias repeats is walked once: its copies keep the alias's line."""
+    seen = set() if seen is None else seen
     lines[path] = node.start_mark.line + 1
+    if id(node) in seen:
+        return
+    seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
-            _walk(value_node, (*path, key), lines)
+            _walk(value_node, (*path, key), lines, seen)
             lines[(*path, key)] = key_node.start_mark.line + 1
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _walk(item, (*path, i), lines)
+            _walk(item, (*path, i), lines, seen)
+
+
+def _graph_problems(root: yaml.Node, file: str) -> list[Diagnostic]:
+    """Before anything is built: an alias that contains itself, a document that aliases expand
+    past MAX_NODES, or a tag that is not plain data (!!binary, !!set, !!python/...)."""
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in on_path:
+            raise _Refused("a YAML alias refers to the node that contains it", node)
+        if node.tag not in _PLAIN_TAGS and not node.tag.startswith("tag:yaml.org,2002:merge"):
+            raise _Refused(f"YAML tag {node.tag.replace('tag:yaml.org,2002:', '!!')} is not "
+                           "allowed in batchrun files (plain values, lists and mappings only)", node)
+        on_path.add(key)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            total += sum(size(item) for item in node.value)
+        on_path.discard(key)
+        if total > MAX_NODES:
+            raise _Refused(f"the document expands to more than {MAX_NODES:,} values through "
+                           "YAML aliases (an alias bomb?)", node)
+        sizes[key] = total
+        return total
+
+    try:
+        size(root)
+    except _Refused as exc:
+        return [error(exc.message, file=file, line=exc.node.start_mark.line + 1,
+                      hint="write the values out, or use fewer anchors and aliases")]
+    except RecursionError:
+        return [error("the document nests too deeply", file=file,
+                      line=root.start_mark.line + 1)]
+    return []
+
+
+class _Refused(Exception):
+    def __init__(self, message: str, node: yaml.Node) -> None:
+        super().__init__(message)
+        self.message = message
+        self.node = node
 
 
 def load_documents(text: str, file: str) -> tuple[list[Document], list[Diagnostic]]:
@@ -89,6 +148,11 @@ def load_documents(text: str, file: str) -> tuple[list[Document], list[Diagnosti
                 index += 1
                 continue
             loader.duplicate_keys = []
+            refused = _graph_problems(node, file)
+            if refused:
+                problems.extend(refused)
+                index += 1
+                continue
             data = loader.construct_document(node)
             if loader.duplicate_keys:
                 problems.extend(

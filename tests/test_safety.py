@@ -114,3 +114,60 @@ def test_a_crash_without_sidecar_is_still_ours(project_dir: ProjectDir) -> None:
     (project_dir.root / "out" / ".triage.jsonl.batchrun.json").unlink()
     plan = api.plan(api.load_project(cwd=project_dir.root))
     assert plan.manifest("triage").rows.done == 5
+
+
+SHORT = "k3y"  # a key of three characters is still a key
+PASSWORD = "hunter2-pw"
+QUERY_TOKEN = "qtok-0a1b2c3d"
+
+
+class _EchoingAll(_Stub):
+    """Answers 200 with every header and the full URL it got quoted back as the model's text."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        text = f"path {self.path} headers {dict(self.headers)}"
+        self._send(200, {"id": "m", "type": "message", "role": "assistant", "stop_reason": "end_turn",
+                         "content": [{"type": "text", "text": text}],
+                         "usage": {"input_tokens": 1, "output_tokens": 1}})
+
+
+@pytest.mark.parametrize("key", [SECRET, SHORT])
+def test_secrets_in_every_form_never_reach_a_file_or_the_screen(
+        project_dir: ProjectDir, monkeypatch: pytest.MonkeyPatch, key: str) -> None:
+    """Issue 11: Basic auth from user:pass@ in base_url, the password itself, a token= query
+    parameter, and an api_key_env value of any length: scanned for in every file batchrun wrote and
+    everything it printed, --debug tracebacks included."""
+    import base64
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoingAll)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("MY_KEY", key)
+    monkeypatch.chdir(project_dir.root)
+    port = server.server_address[1]
+    project_dir.write("batchrun.yaml", f"""\
+        local:
+          executor: {{type: anthropic, api_key_env: MY_KEY,
+                      base_url: "http://bob:{PASSWORD}@127.0.0.1:{port}/v?token={QUERY_TOKEN}"}}
+        """)
+    runner = CliRunner()
+    outputs = []
+    for args in (["plan", "--out", "plan.json"], ["apply", "--auto-approve", "--wait",
+                                                   "--poll-interval", "0.1", "--timeout", "60"],
+                 ["results", "triage", "--format", "jsonl"], ["results", "triage"], ["status"],
+                 ["plan", "--format", "markdown"], ["plan", "--json"],
+                 ["--debug", "import", "triage", f"jobs/{key}-{PASSWORD}-{QUERY_TOKEN}"]):
+        result = runner.invoke(cli.main, args)
+        outputs.append(result.stdout + result.stderr)
+    server.shutdown()
+    rows = [json.loads(x) for x in outputs[2].splitlines()]
+    assert len(rows) == 5 and all(r["status"] == "succeeded" for r in rows), outputs[1]
+    assert "Traceback" in outputs[-1] and MASK in outputs[-1]
+    basic = base64.b64encode(f"bob:{PASSWORD}".encode()).decode()
+    planted = [key, PASSWORD, QUERY_TOKEN, basic]
+    written = [p for p in project_dir.root.rglob("*") if p.is_file() and p.name != "batchrun.yaml"]
+    hits = [(s, str(p)) for p in written for s in planted if s.encode() in p.read_bytes()]
+    hits += [(s, o[:300]) for o in outputs for s in planted if s in o]
+    assert hits == []

@@ -29,7 +29,9 @@ from runner.backends.base import (
     select,
 )
 from runner.backends.local.store import NAME_PREFIX, JobStore, now_rfc3339, pid_alive
+from runner.backends.local.worker import WORKER_URL_ENV
 from runner.errors import BackendError, LockError
+from runner.redact import without_userinfo
 from runner.render import RowIssue, SourceRow
 from runner.spec import (
     DestinationKind,
@@ -143,6 +145,9 @@ class LocalBackend:
         job_id = self.store.new_id()
         out_prefix = self.store.dir(job_id) / "output"
         index = Path(request.input.uri).with_name(f"{request.input.digest}.index.jsonl")
+        executor = self.executor_for(request.model)
+        # A password in base_url never lands on disk: the worker gets the URL in its environment.
+        stored = asdict(executor) | {"base_url": without_userinfo(executor.base_url)}
         record = {
             "name": NAME_PREFIX + job_id,
             "displayName": request.display_name,
@@ -155,14 +160,15 @@ class LocalBackend:
             "labels": dict(request.labels),
             "createTime": now_rfc3339(),
             "_local": {"family": request.family.value, "index": str(index),
-                       "executor": asdict(self.executor_for(request.model))},
+                       "executor": stored},
         }
         self.store.write(job_id, record)
         log = (self.store.dir(job_id) / "worker.log").open("ab")
+        env = {**os.environ, WORKER_URL_ENV: executor.base_url or ""}
         subprocess.Popen(  # detached: the job outlives this CLI process
             [sys.executable, "-m", "runner.backends.local.worker", str(self.state_dir), job_id],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-            close_fds=True, cwd=self.settings.root)
+            close_fds=True, cwd=self.settings.root, env=env)
         log.close()
         return self.store.observe(job_id)
 

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -24,9 +25,17 @@ from runner import crashpoints
 from runner.backends.base import JobState
 from runner.backends.local.executors import FACTORIES, EndpointError
 from runner.backends.local.store import HEARTBEAT_SECONDS, JobStore, now_rfc3339
-from runner.redact import redact
+from runner.redact import (
+    might_hold_secret,
+    redact,
+    remember,
+    secret_values,
+    url_secrets,
+    without_userinfo,
+)
 from runner.spec import ExecutorSpec, Family
 
+WORKER_URL_ENV = "BATCHRUN_WORKER_BASE_URL"  # base_url with its password, never stored on disk
 SYNC_SECONDS = 1.0
 SYNC_ROWS = 200
 UNKNOWN = 2  # google.rpc UNKNOWN: the worker's own error; not INTERNAL, which Vertex holds 10 min
@@ -79,6 +88,17 @@ def _rows(path: Path) -> Iterator[dict[str, Any]]:
                 yield orjson.loads(line)
 
 
+def _executor_spec(stored: dict[str, Any]) -> ExecutorSpec:
+    """The executor as the job record keeps it, with the base_url credentials the record leaves
+    out taken back from this process's environment."""
+    spec = ExecutorSpec(**{**stored, "fail_ids": tuple(stored["fail_ids"])})
+    full_url = os.environ.get(WORKER_URL_ENV)
+    if full_url and without_userinfo(full_url) == spec.base_url:
+        spec = replace(spec, base_url=full_url)
+    remember([*secret_values([spec.api_key_env]), *url_secrets(spec.base_url)])
+    return spec
+
+
 def run_job(state_dir: Path, job_id: str) -> None:
     store = JobStore(state_dir)
     record = store.read(job_id)
@@ -91,7 +111,7 @@ def run_job(state_dir: Path, job_id: str) -> None:
     record.update(state=JobState.RUNNING.value, startTime=now_rfc3339(),
                   outputInfo={"gcsOutputDirectory": str(out_dir)})
     store.write(job_id, record)
-    spec = ExecutorSpec(**{**local["executor"], "fail_ids": tuple(local["executor"]["fail_ids"])})
+    spec = _executor_spec(local["executor"])
     execute = FACTORIES[spec.type](spec, Family(local["family"]), record["model"])
     input_path = Path(record["inputConfig"]["gcsSource"]["uris"][0])
     sent_log = state_dir / "sent.jsonl"
@@ -100,7 +120,10 @@ def run_job(state_dir: Path, job_id: str) -> None:
         # One append per row: the executor's own record of what was sent, for the crash tests.
         with sent_log.open("ab") as log:
             log.write(orjson.dumps({"job": job_id, "custom_id": row.get("custom_id")}) + b"\n")
-        return orjson.dumps(execute(row))
+        line = orjson.dumps(execute(row))
+        text = line.decode("utf-8")
+        # An endpoint may echo what it was sent, key included: our own files never hold it.
+        return redact(text).encode("utf-8") if might_hold_secret(text) else line
 
     failure: EndpointError | None = None
     with (out_dir / "predictions.jsonl").open("ab") as fh:
