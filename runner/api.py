@@ -23,6 +23,7 @@ from runner.errors import (
     BudgetError,
     ConfigError,
     Diagnostic,
+    LockError,
     ManifestError,
     RenderError,
     StalePlanError,
@@ -162,7 +163,11 @@ def converge(project: Project, *, backend: Backend | None = None, prune: bool = 
         if not current.has_changes and not busy:
             return current
         if current.has_changes:
-            apply(project, current, backend=backend, allow_cancel=allow_cancel, say=say)
+            try:
+                apply(project, current, backend=backend, allow_cancel=allow_cancel, say=say)
+            except LockError as exc:  # another apply (cron, a colleague) is on it: wait, then look
+                if say:
+                    say(f"waiting: {exc}")
             prune = False  # orphans are cancelled once
         if timeout is not None and time.monotonic() - started > timeout:
             raise BatchrunError(f"gave up waiting after {timeout:.0f}s; jobs keep running, "
@@ -289,8 +294,8 @@ def retry(project: Project, name: str, *, failed: bool = False, backend: Backend
           say: Event | None = None) -> RetryReport:
     """After fixing a cause: unblock NAME and, with `failed`, give its failed rows fresh attempts.
     The next apply sends them."""
-    return applier.retry(project.manifest(name), backend or open_backend(project), failed=failed,
-                         say=say or (lambda _: None))
+    return applier.retry(project.manifest(name), backend or open_backend(project),
+                         project.settings, failed=failed, say=say or (lambda _: None))
 
 
 def unlock(project: Project, name: str, *, backend: Backend | None = None) -> str:

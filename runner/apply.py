@@ -231,6 +231,7 @@ def apply_plan(plan: Plan, manifests: Sequence[Manifest], backend: Backend, sett
 @dataclass
 class RetryReport:
     forgiven: list[str] = field(default_factory=list)  # ended jobs that no longer count to a block
+    was_blocked: bool = False
     rows_reset: int = 0  # failed rows given a fresh set of attempts
 
 
@@ -245,7 +246,7 @@ def _fresh_attempts(row: dict[str, Any], spec_hash: str) -> dict[str, Any] | Non
     return None
 
 
-def retry(manifest: Manifest, backend: Backend, *, failed: bool,
+def retry(manifest: Manifest, backend: Backend, settings: Settings, *, failed: bool,
           say: Event = _quiet) -> RetryReport:
     """After the user fixed a cause: set aside the job-level failures that block the manifest and,
     with `failed`, give rows out of attempts a fresh set. Both are recorded beside the destination,
@@ -255,10 +256,11 @@ def retry(manifest: Manifest, backend: Backend, *, failed: bool,
         jobs = backend.list_jobs(manifest.name)
         collect_finished(manifest, backend, jobs, ApplyReport(), say)
         forgiven = backend.forgiven_jobs(manifest.destination)
-        # Every ended job of this spec so far: none of them counts toward a block any more.
-        report.forgiven = sorted(
-            j.name for j in jobs if j.state.finished and j.spec_hash == manifest.spec_hash
-            and j.name not in forgiven)
+        failures = failures_of(manifest, jobs, settings, forgiven, datetime.now(UTC), backend,
+                               read_ledger(manifest, backend, jobs))
+        report.was_blocked = failures.blocked
+        # Every ended job of the manifest so far: none of them counts toward a block any more.
+        report.forgiven = sorted(j.name for j in jobs if j.state.finished and j.name not in forgiven)
         if report.forgiven:
             backend.forgive_jobs(manifest.destination, report.forgiven)
         if failed and any(_fresh_attempts(row, manifest.spec_hash) is not None

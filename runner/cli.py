@@ -365,7 +365,7 @@ def retry(ctx: click.Context, name: str, failed: bool, blocked: bool) -> None:
     the next apply does."""
     report = api.retry(_project(ctx), name, failed=failed,
                        say=lambda message: click.echo(message, err=True))
-    click.echo(display.retry_text(name, report.forgiven, report.rows_reset, failed))
+    click.echo(display.retry_text(name, report.was_blocked, report.rows_reset, failed))
 
 
 @main.command()

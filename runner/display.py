@@ -217,9 +217,10 @@ def results_summary(rows: int, failed: int, stale: int) -> str:
     return text
 
 
-def retry_text(name: str, forgiven: Sequence[str], rows_reset: int, failed: bool) -> str:
-    parts = [f"{name}: unblocked ({_n(len(forgiven), 'earlier job')} set aside)" if forgiven
-             else f"{name}: was not blocked"]
+def retry_text(name: str, was_blocked: bool, rows_reset: int, failed: bool) -> str:
+    parts = [f"{name}: unblocked" if was_blocked else f"{name}: was not blocked"]
     if failed:
         parts.append(f"{_n(rows_reset, 'failed row')} given a fresh set of attempts")
-    return "; ".join(parts) + ". Run `batchrun apply` to send them."
+    if was_blocked or rows_reset:
+        return "; ".join(parts) + ". Run `batchrun apply` to send them."
+    return "; ".join(parts) + ": nothing to retry."

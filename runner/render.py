@@ -9,7 +9,6 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any, Final
 
 import jinja2
@@ -214,7 +213,7 @@ class Renderer:
     def request(self, custom_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
         """The request row rendered by sandboxed Jinja (the reference path), within the sandbox's
         limits; `row` is read-only, so a template cannot forge the columns passed through."""
-        context = {**data, ROW_NAME: MappingProxyType(dict(data))}
+        context = {**data, ROW_NAME: dict(data)}  # a copy: the immutable sandbox refuses edits
         texts: dict[str, str] = {}
         key = ""
         try:

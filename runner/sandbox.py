@@ -44,11 +44,15 @@ def _check_args(args: Iterable[Any], what: str) -> None:
 
 
 def _bounded_range(*args: int) -> range:
+    _check_args(args, "range()")
     items = range(*args)
     if len(items) > MAX_RANGE:
         raise TemplateLimit(f"range() of {len(items):,} items is over the sandbox's limit of "
                             f"{MAX_RANGE:,}")
     return items
+
+
+_bounded_range.__name__ = "range"
 
 
 def _guard(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
@@ -87,8 +91,8 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             count = right if _sized(left) else left if _sized(right) else None
             size = _sized(left) or _sized(right)
             if isinstance(count, int) and count * size > self.max_output:
-                raise TemplateLimit(f"repeating {size:,} items {count:,} times is over the "
-                                    f"sandbox's limit of {self.max_output:,}")
+                raise TemplateLimit(f"'*' would make {count * size:,} characters or items, over "
+                                    f"the sandbox's limit of {self.max_output:,}")
         if operator == "%" and isinstance(left, str):
             _check_args([left], "a % format")
         return super().call_binop(context, operator, left, right)

@@ -99,10 +99,12 @@ def _graph_problems(root: yaml.Node, file: str) -> list[Diagnostic]:
         if key in sizes:
             return sizes[key]
         if key in on_path:
-            raise _Refused("a YAML alias refers to the node that contains it", node)
+            raise _Refused("a YAML alias refers to the node that contains it", node,
+                           "an anchor cannot be used inside itself; write the value out")
         if node.tag not in _PLAIN_TAGS and not node.tag.startswith("tag:yaml.org,2002:merge"):
             raise _Refused(f"YAML tag {node.tag.replace('tag:yaml.org,2002:', '!!')} is not "
-                           "allowed in batchrun files (plain values, lists and mappings only)", node)
+                           "allowed in batchrun files", node,
+                           "use plain text, numbers, lists and mappings; remove the tag")
         on_path.add(key)
         total = 1
         if isinstance(node, yaml.MappingNode):
@@ -112,15 +114,15 @@ def _graph_problems(root: yaml.Node, file: str) -> list[Diagnostic]:
         on_path.discard(key)
         if total > MAX_NODES:
             raise _Refused(f"the document expands to more than {MAX_NODES:,} values through "
-                           "YAML aliases (an alias bomb?)", node)
+                           "YAML aliases (an alias bomb?)", node,
+                           "write the values out, or use fewer anchors and aliases")
         sizes[key] = total
         return total
 
     try:
         size(root)
     except _Refused as exc:
-        return [error(exc.message, file=file, line=exc.node.start_mark.line + 1,
-                      hint="write the values out, or use fewer anchors and aliases")]
+        return [error(exc.message, file=file, line=exc.node.start_mark.line + 1, hint=exc.hint)]
     except RecursionError:
         return [error("the document nests too deeply", file=file,
                       line=root.start_mark.line + 1)]
@@ -128,10 +130,11 @@ def _graph_problems(root: yaml.Node, file: str) -> list[Diagnostic]:
 
 
 class _Refused(Exception):
-    def __init__(self, message: str, node: yaml.Node) -> None:
+    def __init__(self, message: str, node: yaml.Node, hint: str) -> None:
         super().__init__(message)
         self.message = message
         self.node = node
+        self.hint = hint
 
 
 def load_documents(text: str, file: str) -> tuple[list[Document], list[Diagnostic]]:

@@ -19,9 +19,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    from runner import redact
+
     for key in list(os.environ):
         if key.startswith("BATCHRUN_") or key == "STORAGE_EMULATOR_HOST":
             monkeypatch.delenv(key)
+    # Secrets a test's settings made this process remember are that test's alone.
+    monkeypatch.setattr(redact, "_remembered", set())
 
 
 @pytest.fixture(scope="session")

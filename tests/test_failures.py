@@ -279,7 +279,7 @@ def test_endpoint_down_blocks_without_failing_rows_and_retry_recovers(
     endpoint.set_mode("ok")
     assert batchrun(root, *WAIT).returncode == 5  # still blocked until the user says so
     retry = batchrun(root, "retry", "triage")
-    assert retry.returncode == 0 and "unblocked (2 earlier jobs set aside)" in retry.stdout
+    assert retry.returncode == 0 and "triage: unblocked. Run `batchrun apply`" in retry.stdout
     done = batchrun(root, *WAIT)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Done: 5 rows answered." in done.stdout
@@ -367,19 +367,96 @@ def test_results_mark_answers_of_an_older_spec_stale(run, project_dir: ProjectDi
     assert "5 rows, 0 failed, 5 stale (answered under an older spec" in out
 
 
-def test_a_worker_whose_heartbeat_is_old_is_gone_even_if_its_pid_lives(tmp_path: Path) -> None:
-    from runner.backends.local.store import HEARTBEAT_STALE, JobStore
+def test_a_reused_pid_is_not_our_worker_but_a_paused_worker_still_runs(tmp_path: Path) -> None:
+    """A pid that now belongs to another program means the worker is gone; a worker that is only
+    paused (laptop asleep, SIGSTOP) is still running: declaring it dead would send its rows again
+    while it goes on answering them (found by the red-team pass)."""
+    from runner.backends.local.store import JobStore, process_start
 
     store = JobStore(tmp_path)
     store.dir("1").mkdir(parents=True)
-    store.write("1", {"name": "projects/local/locations/local/batchPredictionJobs/1",
-                      "state": "JOB_STATE_RUNNING", "createTime": "2026-11-29T00:00:00Z",
-                      "_local": {"pid": os.getpid()}})  # a live process: this test's own
-    assert store.observe("1").state is JobState.RUNNING
-    beat = store.heartbeat("1")
-    beat.touch()
-    assert store.observe("1").state is JobState.RUNNING
-    old = beat.stat().st_mtime - HEARTBEAT_STALE - 1
-    os.utime(beat, (old, old))
+    record = {"name": "projects/local/locations/local/batchPredictionJobs/1",
+              "state": "JOB_STATE_RUNNING", "createTime": "2026-11-29T00:00:00Z",
+              "_local": {"pid": os.getpid(), "pid_start": process_start(os.getpid())}}
+    store.write("1", record)
+    assert store.observe("1").state is JobState.RUNNING  # alive (or paused): still running
+    record["_local"]["pid_start"] = "1"  # the same pid, another process
+    store.write("1", record)
     job = store.observe("1")
     assert (job.state, job.error_code) == (JobState.FAILED, 10)
+
+
+@pytest.mark.parametrize(("mode", "attempts_used"), [("garbage", 1), ("empty", 1)])
+def test_a_200_that_is_not_json_is_the_rows_and_keeps_the_other_answers(
+        project_dir: ProjectDir, mode: str, attempts_used: int) -> None:
+    """Red-team: one 200 with a body that is not JSON killed the worker's pool; the answers of the
+    rows beside it, already paid for, were thrown away and paid again three times."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[str] = []
+
+    class Broken(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            text = body["messages"][-1]["content"]
+            seen.append(text)
+            payload = (b"<html>oops" if mode == "garbage" else b"") if "Charged" in text else \
+                json.dumps({"type": "message", "content": [{"type": "text", "text": "ok"}],
+                            "usage": {"input_tokens": 1, "output_tokens": 1}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Broken)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        use_endpoint(project_dir, f"http://127.0.0.1:{server.server_address[1]}")
+        result = batchrun(project_dir.root, *WAIT)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 5, result.stdout + result.stderr  # T1 failed for good
+    rows = {r["custom_id"]: r for r in map(json.loads, batchrun(
+        project_dir.root, "results", "triage", "--format", "jsonl").stdout.splitlines())}
+    assert [r["status"] for r in rows.values()].count("succeeded") == 4
+    assert rows["T1"]["status"] == "failed" and "not JSON" in rows["T1"]["error"]
+    assert len(seen) == 4 + 2  # every other row once; T1 twice (max_attempts: 2)
+
+
+def test_a_read_timeout_is_not_sent_again_until_the_user_says_so(
+        project_dir: ProjectDir, endpoint: StubServer) -> None:
+    """Red-team: an endpoint slower than the executor's timeout was paid nine times for each row
+    (three tries in each of three jobs): it may answer, and bill, a request we gave up on."""
+    use_endpoint(project_dir, endpoint.url, extra=", timeout: 0.3")
+    endpoint.set_mode("ok", delay=0.6)
+    result = batchrun(project_dir.root, *WAIT)
+    assert result.returncode == 5
+    blocked = plan_doc(project_dir.root)["blocked"]
+    assert isinstance(blocked, dict) and "endpoint timed out" in blocked["error"]
+    assert blocked["failures"] == 1
+    import time
+
+    time.sleep(0.8)  # let the stub finish what it was still answering
+    assert max(endpoint.seen().values()) == 1  # no request was sent twice
+
+
+def test_a_refusal_quoting_infrastructure_words_is_still_the_rows() -> None:
+    assert fault_of(400, "Bad Request: my order timed out, INTERNAL error, overloaded") is Fault.ROW
+    assert fault_of(400, "Your credit balance is too low to access the API") is Fault.AUTH
+    assert fault_of(402, "Payment Required") is Fault.AUTH
+
+
+def test_apply_wait_waits_for_another_apply_instead_of_dying(project_dir: ProjectDir) -> None:
+    """Red-team: a `--wait` that met the lock of a cron apply exited 1."""
+    fake = FakeBackend()
+    fake.locked.add("triage")  # another apply holds it
+    with pytest.raises(api.BatchrunError, match="gave up waiting"):
+        api.converge(load(project_dir), backend=fake, poll_interval=0.05, timeout=0.3)
+    fake.locked.clear()
+    final = api.converge(load(project_dir), backend=_running(fake), poll_interval=0.01, timeout=5)
+    assert counts(final) == (5, 0, 0)

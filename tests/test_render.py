@@ -81,7 +81,7 @@ def test_sandbox_blocks_attribute_escapes(tmp_path) -> None:  # type: ignore[no-
     p.write("rows.jsonl", '{"id": "a", "text": "x"}\n')
     p.write("seed.yaml", manifest("meta/llama-3.3-70b-instruct-maas",
                                   "{user: \"{{ ''.__class__.__mro__ }}\"}"))
-    with pytest.raises(RenderError, match="template failed"):
+    with pytest.raises(RenderError, match="template sandbox refused"):
         list(api.render(api.load_project(cwd=tmp_path), "seed"))
 
 

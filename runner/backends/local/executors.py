@@ -48,7 +48,7 @@ def _phrase(status: int) -> str:
 
 def _rpc_code(status: int) -> int:
     """HTTP status -> the google.rpc code a job error carries."""
-    return {401: 16, 403: 7, 404: 5, 408: 4, 429: 8}.get(status, 14)
+    return {400: 7, 401: 16, 402: 7, 403: 7, 404: 5, 408: 4, 429: 8}.get(status, 14)
 
 
 def approx_tokens(text: str) -> int:
@@ -159,9 +159,11 @@ def _error_of(resp: Any, spec: ExecutorSpec) -> dict[str, Any]:
 
 def _post(session: Any, url: str, body: dict[str, Any], headers: dict[str, str],
           spec: ExecutorSpec) -> Any:
-    """POST one request. 429, 408, 5xx and refused or timed-out connections are tried again with
-    jittered exponential backoff (spec.retries times), then raise EndpointError, as do 401/403
-    (credentials) and 404 (wrong URL or model) at once. Any other answer is the row's."""
+    """POST one request. 429, 408, 5xx and refused connections are tried again with jittered
+    exponential backoff (spec.retries times), then raise EndpointError, as do 401/402/403 (the key
+    or the account), 404 (wrong URL or model) and a read timeout at once: a request the endpoint
+    may still be answering is never sent again here, since it may be billed. Any other answer is
+    the row's."""
     import requests
 
     secrets = secret_values([spec.api_key_env])
@@ -169,31 +171,48 @@ def _post(session: Any, url: str, body: dict[str, Any], headers: dict[str, str],
         last_try = attempt == spec.retries
         try:
             resp = session.post(url, json=body, headers=headers, timeout=spec.timeout)
+        except requests.ReadTimeout:
+            raise EndpointError(4, f"endpoint timed out: no answer within {spec.timeout:g} s; it "
+                                "may still have answered and billed the request, so it is not "
+                                "sent again until you raise the executor's timeout and run "
+                                "`batchrun retry`") from None
         except requests.RequestException as exc:
             if last_try:
-                kind = "timed out" if isinstance(exc, requests.Timeout) else "unreachable"
-                raise EndpointError(4 if kind == "timed out" else 14, redact(
-                    f"endpoint {kind}: {type(exc).__name__}: {exc} (after {attempt + 1} "
+                raise EndpointError(14, redact(
+                    f"endpoint unreachable: {type(exc).__name__}: {exc} (after {attempt + 1} "
                     "tries)", secrets)) from None
         else:
             status = resp.status_code
-            if status in (401, 403):
+            message = _error_of(resp, spec)["message"] if status >= 400 else ""
+            if status in (401, 402, 403) or "credit balance is too low" in message:
                 env = spec.api_key_env
-                raise EndpointError(_rpc_code(status), f"{_phrase(status)}: credentials "
-                                    f"rejected — check api_key_env ({env or 'not set'}): "
-                                    f"{_error_of(resp, spec)['message']}")
+                what = ("the account was refused (billing)" if status in {400, 402}
+                        else f"credentials rejected — check api_key_env ({env or 'not set'})")
+                raise EndpointError(_rpc_code(status), f"{_phrase(status)}: {what}: {message}")
             if status == 404:
                 raise EndpointError(5, f"{_phrase(status)}: {url} — check base_url and the model "
-                                    f"name: {_error_of(resp, spec)['message']}")
+                                    f"name: {message}")
             if not (status in RETRIED_STATUS or status >= 500):
                 return resp
             if last_try:
-                raise EndpointError(_rpc_code(status), f"{_phrase(status)}: "
-                                    f"{_error_of(resp, spec)['message']} (after {attempt + 1} "
-                                    "tries)")
+                raise EndpointError(_rpc_code(status), f"{_phrase(status)}: {message} (after "
+                                    f"{attempt + 1} tries)")
         delay = min(RETRY_CAP_SECONDS, spec.retry_delay * 2 ** attempt)
         time.sleep(random.uniform(delay / 2, delay))
     raise AssertionError("the last try returns or raises")
+
+
+def _json(resp: Any) -> Any:
+    """The answer's body; a 200 that is not JSON was still answered (and billed): the row's."""
+    try:
+        return resp.json()
+    except ValueError:
+        raise _Unreadable(f"the endpoint answered {resp.status_code} with a body that is not JSON: "
+                          f"{resp.text[:200]!r}") from None
+
+
+class _Unreadable(Exception):
+    pass
 
 
 def openai_http(spec: ExecutorSpec, family: Family, model: str) -> Execute:
@@ -209,7 +228,10 @@ def openai_http(spec: ExecutorSpec, family: Family, model: str) -> Execute:
         resp = _post(session, base + path, body, _headers(spec, False), spec)
         if resp.status_code >= 400:  # about this request: the row's own failure
             return openai_line(row, None, _error_of(resp, spec))
-        return openai_line(row, resp.json())
+        try:
+            return openai_line(row, _json(resp))
+        except _Unreadable as exc:
+            return openai_line(row, None, {"message": str(exc)})
 
     return run
 
@@ -228,7 +250,10 @@ def anthropic_http(spec: ExecutorSpec, family: Family, model: str) -> Execute:
             error = _error_of(resp, spec)
             phrase = _phrase(resp.status_code).split(" ", 1)[1]
             return claude_line(row, None, f"{phrase}: {json.dumps({'error': error})}")
-        return claude_line(row, resp.json())
+        try:
+            return claude_line(row, _json(resp))
+        except _Unreadable as exc:
+            return claude_line(row, None, str(exc))
 
     return run
 

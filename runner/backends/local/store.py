@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,6 @@ from runner.backends.localfiles import write_json
 NAME_PREFIX = "projects/local/locations/local/batchPredictionJobs/"
 START_GRACE_SECONDS = 60  # a job whose worker has not started by then is reported failed
 DEAD_WORKER = 10  # google.rpc ABORTED (reconcile.DEAD_WORKER): no backoff, the rows are to do
-HEARTBEAT_SECONDS = 5.0  # a running worker touches its heartbeat file this often
-HEARTBEAT_STALE = 60.0  # older than this, the worker is gone even if its pid looks alive
 
 
 def now_rfc3339() -> str:
@@ -49,6 +46,25 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def process_start(pid: int) -> str | None:
+    """When process `pid` started (clock ticks since boot), or None where /proc cannot say."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def worker_alive(pid: int, started: str | None) -> bool:
+    """The worker runs: its pid is alive and, where recorded, is the same process (a pid reused
+    by another program is not our worker). A paused worker still counts as running: it will go
+    on, and its rows must not be sent twice."""
+    if not pid_alive(pid):
+        return False
+    return started is None or process_start(pid) in (None, started)
+
+
 class JobStore:
     def __init__(self, state_dir: Path) -> None:
         self.root = state_dir / "jobs"
@@ -65,15 +81,6 @@ class JobStore:
     def cancel_marker(self, job_id: str) -> Path:
         return self.dir(job_id) / "cancel"
 
-    def heartbeat(self, job_id: str) -> Path:
-        return self.dir(job_id) / "heartbeat"
-
-    def _stale(self, job_id: str) -> bool:
-        try:
-            age = time.time() - self.heartbeat(job_id).stat().st_mtime
-        except FileNotFoundError:
-            return False  # an older worker, or one just starting: judged by its pid alone
-        return age > HEARTBEAT_STALE
 
     def write(self, job_id: str, record: dict[str, Any]) -> None:
         record["updateTime"] = now_rfc3339()
@@ -98,7 +105,8 @@ class JobStore:
             pid = record.get("_local", {}).get("pid")
             created = parse_time(record.get("createTime"))
             age = (datetime.now(UTC) - created).total_seconds() if created else 0
-            if (pid is not None and (not pid_alive(pid) or self._stale(job_id))) or (
+            started = record.get("_local", {}).get("pid_start")
+            if (pid is not None and not worker_alive(pid, started)) or (
                     pid is None and age > START_GRACE_SECONDS):
                 # Not the rows' fault: what the worker answered is in its output, which is
                 # collected like any ended job's; the rest is to do again.

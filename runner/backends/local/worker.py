@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -24,7 +23,7 @@ import orjson
 from runner import crashpoints
 from runner.backends.base import JobState
 from runner.backends.local.executors import FACTORIES, EndpointError
-from runner.backends.local.store import HEARTBEAT_SECONDS, JobStore, now_rfc3339
+from runner.backends.local.store import JobStore, now_rfc3339, process_start
 from runner.redact import (
     might_hold_secret,
     redact,
@@ -73,14 +72,6 @@ class _Output:
         self._synced_at = time.monotonic()
 
 
-def _beat(path: Path, stop: threading.Event) -> None:
-    """Touch the heartbeat file while the job runs, so a worker whose process id was reused by
-    another process is still seen to be gone."""
-    while not stop.is_set():
-        path.touch()
-        stop.wait(HEARTBEAT_SECONDS)
-
-
 def _rows(path: Path) -> Iterator[dict[str, Any]]:
     with path.open("rb") as fh:
         for line in fh:
@@ -108,6 +99,7 @@ def run_job(state_dir: Path, job_id: str) -> None:
         f"prediction-model-{stamp}")
     out_dir.mkdir(parents=True, exist_ok=True)
     local["pid"] = os.getpid()
+    local["pid_start"] = process_start(os.getpid())
     record.update(state=JobState.RUNNING.value, startTime=now_rfc3339(),
                   outputInfo={"gcsOutputDirectory": str(out_dir)})
     store.write(job_id, record)
@@ -125,7 +117,7 @@ def run_job(state_dir: Path, job_id: str) -> None:
         # An endpoint may echo what it was sent, key included: our own files never hold it.
         return redact(text).encode("utf-8") if might_hold_secret(text) else line
 
-    failure: EndpointError | None = None
+    failure: Exception | None = None
     with (out_dir / "predictions.jsonl").open("ab") as fh:
         out = _Output(fh)
         workers = spec.concurrency if spec.type in ("openai", "anthropic") else 1
@@ -137,7 +129,7 @@ def run_job(state_dir: Path, job_id: str) -> None:
                 for future in done:
                     try:
                         out.write(future.result())
-                    except EndpointError as exc:  # no line: the row is to do again
+                    except Exception as exc:  # no line: the row is to do again; others are kept
                         failure = failure or exc
 
             for row in _rows(input_path):
@@ -152,8 +144,10 @@ def run_job(state_dir: Path, job_id: str) -> None:
     record = store.read(job_id)
     record["completionStats"] = {"successfulCount": str(out.ok), "failedCount": str(out.failed)}
     if failure is not None:
+        code, message = ((failure.code, failure.message) if isinstance(failure, EndpointError)
+                         else (UNKNOWN, redact(_error_text(failure))))
         record.update(state=JobState.FAILED.value, endTime=now_rfc3339(),
-                      error={"code": failure.code, "message": failure.message})
+                      error={"code": code, "message": message})
         store.write(job_id, record)
         return
     if store.cancel_marker(job_id).exists():
@@ -173,8 +167,6 @@ def _error_text(exc: BaseException) -> str:
 def main(argv: list[str]) -> int:
     state_dir, job_id = Path(argv[0]), argv[1]
     store = JobStore(state_dir)
-    stop = threading.Event()
-    threading.Thread(target=_beat, args=(store.heartbeat(job_id), stop), daemon=True).start()
     try:
         run_job(state_dir, job_id)
     except _Cancelled:
@@ -188,8 +180,6 @@ def main(argv: list[str]) -> int:
                       error={"code": UNKNOWN, "message": redact(_error_text(exc))})
         store.write(job_id, record)
         return 1
-    finally:
-        stop.set()
     return 0
 
 
