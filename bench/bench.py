@@ -291,6 +291,34 @@ def one_collect(n: int, work: Path) -> dict[str, Any]:
 
 # --- the driver ----------------------------------------------------------------------------------
 
+HOSTILE = ("yaml-alias-bomb", "yaml-self-alias", "yaml-binary-tag", "template-power",
+           "template-nested-loops", "template-repeat", "template-huge-range",
+           "template-recursive-macro", "template-forge-row")
+HOSTILE_SECONDS, HOSTILE_MB = 2.0, 200.0  # issue 11: each refused within these, start-up included
+
+
+def hostile() -> list[dict[str, Any]]:
+    """`batchrun plan CASE` on each bomb of the bad-input corpus, as a user runs it: wall time and
+    the peak memory of that one process (os.wait4), against the targets."""
+    corpus = Path(__file__).resolve().parent.parent / "tests" / "data" / "corpus"
+    out = []
+    for case in HOSTILE:
+        started = time.monotonic()
+        proc = subprocess.Popen([sys.executable, "-m", "runner", "plan", case], cwd=corpus,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.monotonic() - started
+        assert proc.stderr is not None
+        first = proc.stderr.read().decode().splitlines()[:1]
+        proc.stderr.close()
+        mb = usage.ru_maxrss / 1024
+        out.append({"case": case, "seconds": round(seconds, 2), "rss_mb": round(mb, 1),
+                    "refused": os.waitstatus_to_exitcode(status) == 1,
+                    "within_target": seconds <= HOSTILE_SECONDS and mb <= HOSTILE_MB,
+                    "message": first[0] if first else ""})
+    return out
+
+
 def child(kind: str, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     result = subprocess.run([sys.executable, "-m", "bench.bench", "--one", kind, *args],
                             capture_output=True, text=True, env={**os.environ, **(env or {})},
@@ -308,7 +336,12 @@ def main() -> int:
                         help="largest size for the naive baseline (it holds every row in memory)")
     parser.add_argument("--out", default="bench/results.json")
     parser.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--only", choices=["hostile"], help="run one section of the bench")
     args = parser.parse_args()
+    if args.only == "hostile":
+        for row in hostile():
+            print(json.dumps(row))
+        return 0
     if args.one:
         kind, *rest = args.one
         work = Path(rest[-1])
@@ -387,6 +420,12 @@ def main() -> int:
         results["collect"] = col
         lines.append(f"collect 1M output lines   {col['lines_per_s']:,.0f} lines/s, "
                      f"{col['rss_mb']:.0f} MB")
+    results["hostile"] = hostile()
+    for row in results["hostile"]:
+        lines.append(f"hostile input {row['case']:<26} refused={row['refused']!s:<5} "
+                     f"{row['seconds']:.2f} s {row['rss_mb']:>5.0f} MB   "
+                     f"target ≤{HOSTILE_SECONDS:g} s ≤{HOSTILE_MB:g} MB: "
+                     f"{'met' if row['within_target'] else 'MISSED'}")
     print("\n".join(lines))
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print(f"(written to {args.out})")

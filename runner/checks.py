@@ -6,6 +6,7 @@ Pure apart from reading a local source's header to discover its columns.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,6 +115,40 @@ def _check_prompt(manifest: Manifest, doc: Document) -> list[Diagnostic]:
     return out
 
 
+_BQ_COLUMN: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,299}$")
+
+
+def _gs_problem(uri: str) -> str | None:
+    """What is wrong with a gs:// path that Cloud Storage would take literally or refuse."""
+    path = uri.removeprefix("gs://").split("/", 1)[1] if "/" in uri.removeprefix("gs://") else ""
+    parts = path.rstrip("/").split("/") if path else []
+    if any(p in (".", "..") for p in parts):
+        return "has a '.' or '..' segment (Cloud Storage names are literal, never resolved)"
+    if any(p == "" for p in parts):
+        return "has an empty segment ('//')"
+    return None
+
+
+def _check_locations(manifest: Manifest, doc: Document) -> list[Diagnostic]:
+    """Names the destination would refuse only after the rows were paid for."""
+    out: list[Diagnostic] = []
+    dest = manifest.destination
+    if dest.kind.value == "bigquery":
+        for name in manifest.passthrough:
+            if not _BQ_COLUMN.match(name):
+                out.append(error(f'passthrough column "{name}" cannot be a BigQuery column name',
+                                 **_at(doc, "spec", "passthrough"),
+                                 hint="BigQuery columns are letters, digits and '_', not starting "
+                                      "with a digit; rename it in the source"))
+    if dest.kind.value == "gcs" and (why := _gs_problem(dest.location)):
+        out.append(error(f"destination prefix {dest.location} {why}",
+                         **_at(doc, "spec", "destination", "gcs", "prefix")))
+    for i, uri in enumerate(manifest.source.uris):
+        if why := _gs_problem(uri):
+            out.append(error(f"source {uri} {why}", **_at(doc, "spec", "source", "gcs", "uris", i)))
+    return out
+
+
 def _check_names(manifest: Manifest, doc: Document) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     problem = identity.label_value_problem(manifest.name) or (
@@ -166,7 +201,7 @@ def _check_model(manifest: Manifest, doc: Document) -> list[Diagnostic]:
 
 def check_manifest(manifest: Manifest, doc: Document) -> list[Diagnostic]:
     return [*_check_names(manifest, doc), *_check_model(manifest, doc),
-            *_check_prompt(manifest, doc)]
+            *_check_prompt(manifest, doc), *_check_locations(manifest, doc)]
 
 
 def check_repository(loaded: Iterable[tuple[Manifest, Document]]) -> list[Diagnostic]:

@@ -53,6 +53,9 @@ class Ledger:
     pending: dict[int, tuple[bool, str | None]] = field(default_factory=dict)  # ok, error
     to_collect: list[RemoteJob] = field(default_factory=list)
     running_stale: list[RemoteJob] = field(default_factory=list)  # old spec, still running
+    # Running, but which rows or spec is not known (a damaged record): nothing is sent or
+    # cancelled for the manifest until the user has looked.
+    unknown: list[RemoteJob] = field(default_factory=list)
     answered: int = 0  # succeeded destination rows with usage, for the output-token estimate
     output_tokens: int = 0
 
@@ -97,7 +100,9 @@ def read_ledger(manifest: Manifest, reader: BackendReader, jobs: Sequence[Remote
         if job.manifest_name != manifest.name:
             continue
         if job.state.in_flight:
-            if job.spec_hash == manifest.spec_hash:
+            if not job.spec_hash or not job.input_digest:
+                ledger.unknown.append(job)
+            elif job.spec_hash == manifest.spec_hash:
                 for entry in reader.read_index(job):
                     ledger.in_flight.add(row_key(entry.custom_id, entry.request_hash))
             else:
@@ -245,6 +250,11 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
     job_ends = failures_of(manifest, jobs, settings, reader.forgiven_jobs(manifest.destination),
                            now or datetime.now(UTC), reader, ledger)
     held, blocked = job_ends.hold_until, _blocked(job_ends)
+    if ledger.unknown:
+        job = ledger.unknown[0]
+        blocked = Blocked(since=job.create_time or "unknown", failures=0, credentials=False,
+                          error=job.error_message or f"job {job.name} runs without batchrun's "
+                                "spec or input labels, so its rows cannot be told")
     counts = dict.fromkeys(RowClass, 0)
     failures: list[tuple[str, str]] = []
     sharder = Sharder(settings)

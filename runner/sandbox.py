@@ -22,7 +22,7 @@ MAX_OUTPUT_CHARS: Final = 1_000_000  # one template's output for one row
 MAX_RANGE: Final = 10_000  # items of one range()
 MAX_POWER_BITS: Final = 4_096  # the size of a ** result
 MAX_ARGUMENT: Final = 1_000_000  # an integer handed to a filter or method (widths, counts)
-RENDER_SECONDS: Final = 2.0  # one row, every template of it
+RENDER_SECONDS: Final = 1.0  # one row, every template of it
 _BIG_WIDTH: Final = re.compile(r"\d{7,}")  # a format width of a million or more
 
 

@@ -77,6 +77,30 @@ def race_trials(work: Path, count: int) -> list[crashkit.Trial]:
     return trials
 
 
+def shared_destination_trials(work: Path) -> list[crashkit.Trial]:
+    """Issue 11: two applies started at once, each of one manifest, both writing one destination:
+    both are refused before anything is sent."""
+    with StubServer().start() as stub:
+        root = work / "shared-destination"
+        crashkit.make_project(root, endpoint=stub.url)
+        (root / "m2.yaml").write_text((root / "m.yaml").read_text().replace("name: m}",
+                                                                            "name: m2}"))
+        procs = [subprocess.Popen([sys.executable, "-m", "runner", "apply", "--auto-approve",
+                                   name], cwd=root, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True)
+                 for name in ("m.yaml", "m2.yaml")]
+        refused = 0
+        for p in procs:
+            _, err = p.communicate(timeout=120)
+            refused += p.returncode == 1 and "destination is also written by" in err
+        sent = sum(crashkit.stub_sent(stub.url).values())
+        jobs = root / ".batchrun" / "jobs"
+        created = len(list(jobs.iterdir())) if jobs.exists() else 0
+    ok = refused == 2 and sent == 0 and created == 0
+    return [crashkit.Trial(f"2 applies sharing a destination: {refused} refused", 12, False,
+                           0, 0, failed=0 if ok else 1, resent=sent)]
+
+
 def vertex_trials(work: Path, rnd: random.Random) -> list[crashkit.Trial]:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
@@ -134,7 +158,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="batchrun-soak-") as tmp:
         work = Path(tmp)
         trials = (local_trials(work, rnd, args.kills) + storm_trials(work, rnd, args.storms)
-                  + race_trials(work, args.races))
+                  + race_trials(work, args.races) + shared_destination_trials(work))
         if not args.no_vertex:
             trials += vertex_trials(work, rnd)
     print(crashkit.table(trials))

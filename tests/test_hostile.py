@@ -4,6 +4,7 @@ project, limits on YAML and templates, secrets never stored, corrupt state conta
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -109,3 +110,133 @@ def test_the_same_rows_sent_again_without_an_answer_landing_block_the_manifest(
     assert "none of its rows' answers or refusals reached the destination" in m.blocked.error
     assert len(fake.created()) == 3  # three jobs, not one a second until killed
     assert set(fake.sent.values()) == {3}
+
+
+# --- destinations belong to one manifest; paths stay in the project -------------------------------
+
+def _second(p: ProjectDir, name: str = "second", dest: str = "out/triage.jsonl") -> None:
+    p.write(f"{name}.yaml", (p.root / "triage.yaml").read_text()
+            .replace("name: triage", f"name: {name}")
+            .replace("destination: {file: out/triage.jsonl}", f"destination: {{file: {dest}}}"))
+
+
+def test_a_destination_owned_twice_is_refused_whatever_paths_are_given(
+        project_dir: ProjectDir) -> None:
+    """Applied one at a time (`apply a.yaml`, then `apply b.yaml`), two manifests overwrote each
+    other's answers and paid for them again."""
+    _second(project_dir)
+    root = project_dir.root
+    for args in (["plan", "triage.yaml"], ["apply", "--auto-approve", "second.yaml"],
+                 ["validate", "second.yaml"]):
+        result = batchrun(root, *args)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert 'destination is also written by "' in result.stderr
+    assert not (root / "out").exists() and not (root / ".batchrun" / "jobs").exists()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ('source: {file: "../../../../../../../../etc/passwd", format: csv, id: ticket_id}',
+     'source file "../../../../../../../../etc/passwd" is outside the project'),
+    ("destination: {file: ../../escaped-out.jsonl}",
+     'destination "../../escaped-out.jsonl" is outside the project'),
+    ("destination: {file: /tmp/escaped-abs.jsonl}",
+     'destination "/tmp/escaped-abs.jsonl" is outside the project'),
+    ("destination: {file: .batchrun/steal.jsonl}",
+     'destination ".batchrun/steal.jsonl" is inside .batchrun/'),
+    ("destination: {file: tickets.csv}", "the destination is this manifest's own source file"),
+    ("system: {file: /etc/hostname}", "template file /etc/hostname is outside the project"),
+])
+def test_paths_stay_in_the_project(project_dir: ProjectDir, change: str, message: str) -> None:
+    manifest = project_dir.root / "triage.yaml"
+    text = manifest.read_text()
+    key = change.split(":", 1)[0]
+    lines = [change if line.strip().startswith(key + ":") else line for line in text.splitlines()]
+    if key == "system":
+        lines = [f"    {change}" if line.strip().startswith("system:") else line for line in lines]
+    else:
+        lines = [f"  {change}" if line.strip().startswith(key + ":") else line for line in lines]
+    manifest.write_text("\n".join(lines) + "\n")
+    result = batchrun(project_dir.root, "plan")
+    assert result.returncode == 1 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_symlinked_output_folder_that_leaves_the_project_is_refused(
+        project_dir: ProjectDir, tmp_path_factory: pytest.TempPathFactory) -> None:
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    (project_dir.root / "out").symlink_to(elsewhere, target_is_directory=True)
+    result = batchrun(project_dir.root, "apply", "--auto-approve")
+    assert result.returncode == 1 and 'destination "out/triage.jsonl" is outside the project' in \
+        result.stderr
+    project_dir.write("batchrun.yaml", f"allow_paths_outside: [{elsewhere}]\n")
+    assert batchrun(project_dir.root, "plan").returncode == 0  # opted out, by folder
+
+
+def test_bigquery_and_cloud_storage_names_that_would_fail_after_paying() -> None:
+    from runner.checks import _BQ_COLUMN, _gs_problem
+
+    assert not _BQ_COLUMN.match("x`y") and _BQ_COLUMN.match("ticket_id")
+    assert _gs_problem("gs://bucket/a/../../b/") and _gs_problem("gs://bucket/a//b")
+    assert _gs_problem("gs://bucket/a/b/") is None
+
+
+def test_a_read_only_destination_is_refused_not_replaced(project_dir: ProjectDir) -> None:
+    root = project_dir.root
+    assert batchrun(root, "apply", "--auto-approve", "--wait", "--poll-interval", "0.1").returncode == 0
+    out = root / "out" / "triage.jsonl"
+    before = out.read_bytes()
+    out.chmod(0o444)
+    (root / "tickets.csv").write_text((root / "tickets.csv").read_text() + "T6,New,Another\n")
+    result = batchrun(root, "apply", "--auto-approve", "--wait", "--poll-interval", "0.1",
+                      "--timeout", "20")
+    assert result.returncode == 1 and "is read-only; refusing to replace it" in result.stderr
+    assert out.read_bytes() == before and (out.stat().st_mode & 0o777) == 0o444
+    out.chmod(0o644)
+    assert batchrun(root, "apply", "--auto-approve", "--wait", "--poll-interval", "0.1").returncode == 0
+    assert len(out.read_text().splitlines()) == 6  # the answer waited in its job, not paid again
+
+
+# --- corrupt state is contained --------------------------------------------------------------------
+
+@pytest.mark.parametrize("cut", ["tail", "labels"])
+def test_a_damaged_job_record_is_quarantined_and_only_its_rows_wait(project_dir: ProjectDir,
+                                                                    cut: str) -> None:
+    """A truncated job.json stopped every plan with `unexpected JSONDecodeError`. Now the record
+    is moved aside and the job counts as running: with its labels intact its rows are in flight;
+    without them its manifest is blocked until the user looks. Other manifests go on."""
+    root = project_dir.root
+    _second(project_dir, "other", "out/other.jsonl")
+    assert batchrun(root, "apply", "--auto-approve", "--target", "triage").returncode == 0
+    (job,) = (root / ".batchrun" / "jobs").iterdir()
+    import time
+
+    deadline = time.monotonic() + 30
+    while json.loads((job / "job.json").read_text())["state"] != "JOB_STATE_SUCCEEDED":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    raw = (job / "job.json").read_text()
+    end = raw.index('"createTime"') if cut == "tail" else raw.index('"batchrun-spec"') + 30
+    (job / "job.json").write_text(raw[:end])
+    plan = batchrun(root, "plan", "--json")
+    assert plan.returncode == 0, plan.stderr
+    doc = {m["name"]: m for m in json.loads(plan.stdout)["manifests"]}
+    if cut == "tail":
+        assert doc["triage"]["rows"]["in_flight"] == 5 and doc["triage"]["rows"]["to_do"] == 0
+    else:
+        assert doc["triage"]["blocked"] and "quarantine" in doc["triage"]["blocked"]["error"]
+        assert not doc["triage"]["actions"]  # nothing sent, nothing cancelled
+    assert doc["other"]["rows"]["to_do"] == 5  # other manifests plan normally
+    assert (root / ".batchrun" / "quarantine" / job.name / "job.json").is_file()
+    status = batchrun(root, "status")
+    assert "moved to" in status.stdout and "quarantine" in status.stdout
+    assert batchrun(root, "apply", "--auto-approve", "--target", "other").returncode == 0
+
+
+def test_a_damaged_index_names_its_file(project_dir: ProjectDir) -> None:
+    root = project_dir.root
+    assert batchrun(root, "apply", "--auto-approve").returncode == 0
+    (index,) = (root / ".batchrun" / "staging" / "triage").glob("*.index.jsonl")
+    index.write_text(index.read_text()[:-30])
+    result = batchrun(root, "plan")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"the index of a job is damaged: {index}" in result.stderr

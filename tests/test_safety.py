@@ -97,8 +97,8 @@ def test_foreign_destination_is_never_overwritten(project_dir: ProjectDir) -> No
                                                      "destination: {file: out/triage.jsonl, adopt: true}"))
     # Issue 11: rows without an id or a spec cannot be a ledger, adopted or not: answers written
     # beside them were never recognised, and apply --wait paid for every row again each second.
-    with pytest.raises(ForeignDestinationError, match="cannot adopt destination .* it lacks "
-                       "batchrun's ledger columns custom_id, status, spec_hash, request_hash"):
+    with pytest.raises(ForeignDestinationError, match=r"cannot adopt destination .* it lacks "
+                       r"batchrun's ledger columns custom_id, status, spec_hash, request_hash"):
         api.plan(api.load_project(cwd=project_dir.root))
     assert out.read_text() == '{"ticket_id": "T1", "label": "hand-made"}\n'
     out.write_text('{"custom_id": "T1", "status": "succeeded", "spec_hash": "old", '

@@ -17,7 +17,7 @@ import orjson
 
 from runner import crashpoints, rowfile
 from runner.backends.base import IndexEntry
-from runner.errors import BackendError, ForeignDestinationError
+from runner.errors import BackendError, ForeignDestinationError, error
 from runner.render import RowIssue, SourceRow
 from runner.spec import LEDGER_FIELDS, DestinationSpec, SourceSpec, missing_ledger_fields
 
@@ -31,10 +31,20 @@ os.umask(_UMASK)
 
 @contextlib.contextmanager
 def atomic_writer(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Write to a temp file in the same folder, fsync, then rename over `path`; nothing half-written."""
+    """Write to a temp file in the same folder, fsync, then rename over `path`; nothing half-written.
+    The file keeps its permissions; a file the user made read-only is refused, never replaced."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        current = path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        current = 0o666 & ~_UMASK  # mkstemp makes 0600; results are ordinary files
+    else:
+        if not current & 0o200 or not os.access(path, os.W_OK):  # root passes os.access
+            raise BackendError([error(f"{path} is read-only; refusing to replace it",
+                                      hint="make it writable (chmod u+w) if batchrun should "
+                                           "update it")])
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are ordinary files
+    os.fchmod(fd, current)
     try:
         text = "b" not in mode
         with os.fdopen(fd, mode, encoding="utf-8" if text else None,
@@ -73,6 +83,19 @@ def write_staged(rows: Iterable[tuple[bytes, IndexEntry]], input_path: Path,
             count += 1
             size += len(chunk)
     return digest.hexdigest()[:32], count, size
+
+
+def read_index(where: object, lines: Iterable[bytes]) -> Iterator[IndexEntry]:
+    """A job's staged index; a damaged one names its file and line instead of a JSON error."""
+    for number, line in enumerate(lines, start=1):
+        try:
+            yield IndexEntry(**orjson.loads(line))
+        except (orjson.JSONDecodeError, TypeError) as exc:
+            raise BackendError([error(
+                f"the index of a job is damaged: {where}, line {number} ({exc})",
+                hint="its rows cannot be told apart, so this manifest stops here; restore the "
+                     "file, or cancel the job and move the file aside to send its rows again")]
+            ) from None
 
 
 def read_source(source: SourceSpec) -> Iterator[SourceRow | RowIssue]:
@@ -144,20 +167,20 @@ def _read_destination(dest: DestinationSpec) -> Iterator[dict[str, Any]]:
 def collected_jobs(dest: DestinationSpec) -> set[str]:
     """Jobs already merged; forgotten when the result file changed behind batchrun's back, so a
     deleted or replaced result file is re-collected from job outputs rather than paid for again."""
-    sidecar = _sidecar(dest)
-    if not sidecar.is_file():
-        return set()
-    data = orjson.loads(sidecar.read_bytes())
-    if data.get("stamp") != _stamp(Path(dest.location)):
+    data = _sidecar_data(dest)
+    if not data or data.get("stamp") != _stamp(Path(dest.location)):
         return set()
     return set(data.get("collected_jobs", ()))
 
 
 def _sidecar_data(dest: DestinationSpec) -> dict[str, Any]:
+    """The sidecar's record; a damaged one reads as empty: jobs are collected again (a replay
+    changes nothing), never paid again."""
     sidecar = _sidecar(dest)
-    if not sidecar.is_file():
+    try:
+        data = orjson.loads(sidecar.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
         return {}
-    data = orjson.loads(sidecar.read_bytes())
     return data if isinstance(data, dict) else {}
 
 

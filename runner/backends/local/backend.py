@@ -63,6 +63,7 @@ class LocalBackend:
     def list_jobs(self, manifest_name: str | None = None,
                   in_flight_only: bool = False) -> list[RemoteJob]:
         jobs = [self.store.observe(job_id) for job_id in self.store.ids()]
+        jobs += [self.store.quarantined(job_id) for job_id in self.store.quarantined_ids()]
         return select((j for j in jobs if j.managed), manifest_name, in_flight_only)
 
     def get_job(self, name: str) -> RemoteJob:
@@ -74,12 +75,17 @@ class LocalBackend:
     def _job_id(self, name: str) -> str:
         return name.rsplit("/", 1)[-1]
 
+    def _index_path(self, job: RemoteJob) -> Path:
+        try:
+            return Path(self.store.read(self._job_id(job.name))["_local"]["index"])
+        except (OSError, ValueError, KeyError, TypeError):  # quarantined: follow its labels
+            return (self.state_dir / "staging" / job.manifest_name
+                    / f"{job.input_digest}.index.jsonl")
+
     def read_index(self, job: RemoteJob) -> Iterator[IndexEntry]:
-        record = self.store.read(self._job_id(job.name))
-        with Path(record["_local"]["index"]).open("rb") as fh:
-            for line in fh:
-                data = orjson.loads(line)
-                yield IndexEntry(**data)
+        path = self._index_path(job)
+        with path.open("rb") as fh:
+            yield from localfiles.read_index(path, fh)
 
     def read_output(self, job: RemoteJob) -> Iterator[bytes | dict[str, Any]]:
         if not job.output_uri:

@@ -7,6 +7,7 @@ dropping a marker file, so the two never race on one file.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
@@ -95,8 +96,42 @@ class JobStore:
             return []
         return [p.name for p in self.root.iterdir() if (p / "job.json").is_file()]
 
+    @property
+    def quarantine(self) -> Path:
+        return self.root.parent / "quarantine"
+
+    def quarantined_ids(self) -> list[str]:
+        if not self.quarantine.is_dir():
+            return []
+        return [p.name for p in self.quarantine.iterdir() if p.is_dir()]
+
+    def quarantined(self, job_id: str) -> RemoteJob:
+        """A job whose record was damaged: its state is unknown, so it counts as in flight (its
+        rows are never sent again) until the user looks at it and deletes the folder."""
+        folder = self.quarantine / job_id
+        try:
+            raw = (folder / "job.json").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            raw = ""
+        labels = dict(re.findall(r'"(batchrun-[a-z]+)"\s*:\s*"([^"]*)"', raw))
+        return RemoteJob(
+            name=NAME_PREFIX + job_id, state=JobState.UNSPECIFIED, labels=labels,
+            error_message=f"the job record was damaged and moved to {folder}; its rows count as "
+                          "in flight until you check it and delete that folder")
+
     def observe(self, job_id: str) -> RemoteJob:
-        """The job as a client sees it, with dead workers and cancel requests taken into account."""
+        """The job as a client sees it, with dead workers and cancel requests taken into account.
+        A damaged record is moved to the quarantine and reported as unknown, never a crash."""
+        try:
+            return self._observe(job_id)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            self.quarantine.mkdir(parents=True, exist_ok=True)
+            target = self.quarantine / job_id
+            if not target.exists():
+                self.dir(job_id).replace(target)
+            return self.quarantined(job_id)
+
+    def _observe(self, job_id: str) -> RemoteJob:
         record = self.read(job_id)
         state = JobState(record.get("state", JobState.UNSPECIFIED.value))
         error = record.get("error") or {}

@@ -113,8 +113,7 @@ class VertexBackend:
 
     def read_index(self, job: RemoteJob) -> Iterator[IndexEntry]:
         uri = f"{self._inputs(job.manifest_name)}/{job.input_digest}.index.jsonl"
-        for line in self.gcs.lines(uri):
-            yield IndexEntry(**orjson.loads(line))
+        yield from localfiles.read_index(uri, self.gcs.lines(uri))
 
     def read_output(self, job: RemoteJob) -> Iterator[bytes | dict[str, Any]]:
         if not job.output_uri:

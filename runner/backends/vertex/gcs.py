@@ -89,7 +89,10 @@ class Gcs:
         blob = self.blob(uri)
         if not blob.exists():
             return None
-        return orjson.loads(blob.download_as_bytes())
+        try:
+            return orjson.loads(blob.download_as_bytes())
+        except orjson.JSONDecodeError:  # a damaged record of ours: as if absent (re-collect)
+            return None
 
     def write_json(self, uri: str, value: Any) -> None:
         self.blob(uri).upload_from_string(orjson.dumps(value), content_type="application/json")
