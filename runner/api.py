@@ -5,6 +5,7 @@ schedulers. Orchestration only: loads the project, picks the backend, calls plan
 from __future__ import annotations
 
 import difflib
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 from runner import apply as applier
 from runner import backends, collect, estimate, planfile, planner
 from runner import manifest as manifest_loader
+from runner import project as project_finder
 from runner.apply import ApplyReport, Event, RetryReport, apply_plan
 from runner.backends.base import Backend, IndexEntry, RemoteJob
 from runner.errors import (
@@ -65,16 +67,23 @@ def load_project(
     environ: Mapping[str, str] | None = None,
     targets: Sequence[str] = (),
 ) -> Project:
-    """Read batchrun.yaml and the manifests under `paths` (default: the project's manifests)."""
+    """The project the manifests under `paths` belong to: the nearest batchrun.yaml above them
+    (above `cwd` when no paths are given), its settings, and those manifests (default: all of the
+    project's). The working folder never decides the project for paths given elsewhere."""
     cwd = cwd or Path.cwd()
-    settings, setting_warnings = load_settings(cwd=cwd, config=config, environment=environment,
-                                               flags=flags, environ=environ)
+    located = project_finder.locate(paths, cwd, config,
+                                    os.environ if environ is None else environ)
+    settings, setting_warnings = load_settings(cwd=located.start, config=located.config,
+                                               environment=environment, flags=flags,
+                                               environ=environ)
     if any(d.is_error for d in setting_warnings):
         raise ConfigError(setting_warnings)
     everything = [settings.root / p for p in settings.manifests] or [settings.root]
-    chosen = [Path(p) if Path(p).is_absolute() else cwd / p for p in paths] or everything
+    chosen = list(located.paths) or everything
     manifests, warnings = manifest_loader.load_manifests(
         chosen, settings, project=everything if settings.config_file else ())
+    if settings.config_file is None:
+        warnings.insert(0, project_finder.no_project_note(located))
     if targets:
         missing = sorted(set(targets) - {m.name for m in manifests})
         if missing:
@@ -83,7 +92,11 @@ def load_project(
     return Project(settings, tuple(manifests), tuple(setting_warnings) + tuple(warnings))
 
 
-def open_backend(project: Project) -> Backend:
+def open_backend(project: Project, *, stateful: bool = True) -> Backend:
+    """The project's backend. Anything that keeps state (plan, apply, status, results...) needs a
+    project, so that .batchrun/ and the destinations are the project's, wherever one stands."""
+    if stateful and project.settings.config_file is None:
+        raise project_finder.no_project_error(project.settings.root)
     return backends.get_backend(project.settings)
 
 
@@ -91,7 +104,7 @@ def render(project: Project, name: str, *, limit: int | None = None,
            backend: Backend | None = None) -> Iterator[bytes]:
     """The request rows of one manifest, exactly as they would be sent."""
     m = project.manifest(name)
-    backend = backend or open_backend(project)
+    backend = backend or open_backend(project, stateful=False)
     rows = planner.rendered_rows(m, backend, project.settings)
     for row in islice(rows, limit):
         yield row.line
@@ -127,8 +140,14 @@ def save_plan(project: Project, the_plan: Plan, path: Path) -> None:
 
 
 def load_saved_plan(path: Path, **load: Any) -> tuple[Project, Plan, dict[str, Any]]:
-    """A saved plan and the project it was made for (its manifests only)."""
+    """A saved plan and the project it was made for (its manifests only), found from the plan's
+    own record, not from the folder the command runs in."""
     saved, doc = planfile.read(path)
+    if load.get("config") is None and not os.environ.get("BATCHRUN_CONFIG"):
+        config = planfile.recorded_config(doc, path)
+        if config is None:
+            raise project_finder.no_project_error(path.resolve().parent)
+        load = {**load, "config": config}
     project = load_project(**load)
     names = {m.name for m in saved.manifests}
     manifests = tuple(m for m in project.manifests if m.name in names)

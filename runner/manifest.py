@@ -309,7 +309,10 @@ def load_manifests(paths: Iterable[Path], settings: Settings,
         loaded.extend(_load_file(path, settings, problems))
     problems.extend(checks.check_repository(loaded))
     problems.extend(checks.check_ownership(loaded, scan_claims([*paths, *project], settings)))
-    if not files:
+    if not files and settings.config_file is None:
+        problems.append(error(f"no batchrun.yaml found in {settings.root} or any parent, and no "
+                              "manifests here", hint="run `batchrun init`, or pass --config"))
+    elif not files:
         problems.append(error("no manifests found",
                               hint="pass manifest files or folders, or list them under "
                                    "manifests: in batchrun.yaml"))

@@ -13,6 +13,7 @@ import jsonschema
 from runner import schemas
 from runner.errors import Diagnostic, PlanFileError, error
 from runner.plan import FORMAT_VERSION, Plan
+from runner.settings import find_config
 from runner.spec import Settings
 
 STALE_HINT = "run `batchrun plan --out FILE` again and apply the new plan"
@@ -38,8 +39,20 @@ def to_document(plan: Plan, settings: Settings, version: str) -> dict[str, Any]:
     doc = plan.to_dict()
     doc.update(batchrun_version=version, created_at=datetime.now(UTC).isoformat(),
                settings={"backend": settings.backend, "project": settings.project,
-                         "region": settings.region, "environment": settings.environment})
+                         "region": settings.region, "environment": settings.environment},
+               # where the plan was made, so `apply FILE` works from any folder
+               project={"root": str(settings.root),
+                        "config": str(settings.config_file) if settings.config_file else None})
     return doc
+
+
+def recorded_config(doc: dict[str, Any], path: Path) -> Path | None:
+    """The batchrun.yaml the plan was made with, if it is still there; else the one above the
+    plan file, for a plan carried to another checkout of the same repository."""
+    recorded = (doc.get("project") or {}).get("config")
+    if recorded and Path(recorded).is_file():
+        return Path(recorded)
+    return find_config(path.resolve().parent)
 
 
 def write(path: Path, plan: Plan, settings: Settings, version: str) -> None:

@@ -1,0 +1,125 @@
+"""One project wherever you stand (issue 12): the project is found from the manifests given, walking
+up to the nearest batchrun.yaml, never from the folder a command runs in. Run through the batchrun
+command from the project, its parent, a sibling and the filesystem root."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runner import api
+from tests.conftest import SETTINGS, TICKETS, TRIAGE
+
+
+def batchrun(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHRUN_")}
+    return subprocess.run([sys.executable, "-m", "runner", *args], cwd=cwd, text=True,
+                          capture_output=True, timeout=120, check=False,
+                          env={**env, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A user's repository: batchrun.yaml at the top, manifests and data below."""
+    root = tmp_path / "work" / "repo"
+    (root / "manifests").mkdir(parents=True)
+    (root / "batchrun.yaml").write_text(SETTINGS)
+    (root / "manifests" / "tickets.csv").write_text(TICKETS)
+    (root / "manifests" / "triage.yaml").write_text(TRIAGE)
+    (tmp_path / "work" / "sibling").mkdir()
+    return root
+
+
+WAIT = ("apply", "--auto-approve", "--wait", "--poll-interval", "0.1", "--timeout", "60")
+
+
+def test_standing_in_the_wrong_folder_neither_resends_nor_overwrites(repo: Path) -> None:
+    first = batchrun(repo, *WAIT)
+    assert first.returncode == 0, first.stderr
+    out = repo / "manifests" / "out" / "triage.jsonl"
+    answers = out.read_bytes()
+    sent = (repo / ".batchrun" / "sent.jsonl").read_bytes()
+    for cwd in (repo.parent, repo.parent / "sibling", Path("/")):
+        target = os.path.relpath(repo / "manifests", cwd)
+        result = batchrun(cwd, *WAIT, target)
+        assert result.returncode == 0, result.stderr
+        assert "Done: 5 rows answered." in result.stdout
+        assert not (cwd / ".batchrun").exists() or cwd == repo
+        assert out.read_bytes() == answers  # byte-identical
+        assert (repo / ".batchrun" / "sent.jsonl").read_bytes() == sent  # nothing sent again
+
+
+def test_no_batchrun_yaml_above_refuses_to_plan_or_apply(repo: Path) -> None:
+    sibling = repo.parent / "sibling"
+    for args in (("plan",), ("apply", "--auto-approve"), ("status",), ("results", "triage")):
+        result = batchrun(sibling, *args)
+        assert result.returncode == 1, (args, result.stdout, result.stderr)
+        assert f"Error: no batchrun.yaml found in {sibling.resolve()} or any parent" in \
+            result.stderr
+        assert "run `batchrun init`, or pass --config" in result.stderr
+    (sibling / "m.yaml").write_text(TRIAGE)  # a manifest there changes nothing: no project
+    (sibling / "tickets.csv").write_text(TICKETS)
+    result = batchrun(sibling, "apply", "--auto-approve")
+    assert result.returncode == 1 and "no batchrun.yaml found" in result.stderr
+    assert not (sibling / ".batchrun").exists()
+
+
+def test_validate_and_render_work_without_a_project_and_say_so(tmp_path: Path) -> None:
+    (tmp_path / "tickets.csv").write_text(TICKETS)
+    (tmp_path / "triage.yaml").write_text(TRIAGE)
+    result = batchrun(tmp_path, "validate")
+    assert result.returncode == 0 and "1 manifest valid: triage" in result.stdout
+    assert f"no batchrun.yaml found in {tmp_path.resolve()} or any parent" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1  # says so in one line
+    rendered = batchrun(tmp_path, "render", "triage.yaml", "--limit", "1")
+    assert rendered.returncode == 0 and json.loads(rendered.stdout)["custom_id"] == "T1"
+
+
+def test_paths_of_two_projects_are_refused(repo: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "batchrun.yaml").write_text(SETTINGS)
+    (other / "tickets.csv").write_text(TICKETS)
+    (other / "b.yaml").write_text(TRIAGE.replace("name: triage", "name: b"))
+    result = batchrun(tmp_path, "plan", str(repo / "manifests"), str(other / "b.yaml"))
+    assert result.returncode == 1
+    assert "the paths given belong to different projects" in result.stderr
+    assert str(repo) in result.stderr and str(other) in result.stderr
+
+
+def test_a_saved_plan_applies_from_any_folder(repo: Path) -> None:
+    made = batchrun(repo, "plan", "--out", "plan.json")
+    assert made.returncode == 0, made.stderr
+    applied = batchrun(repo.parent / "sibling", "apply", str(repo / "plan.json"))
+    assert applied.returncode == 0, applied.stderr
+    assert "Applied the saved plan: 5 rows sent in 1 jobs" in applied.stdout
+    assert (repo / ".batchrun" / "jobs").is_dir()
+    assert not (repo.parent / "sibling" / ".batchrun").exists()
+
+
+def test_spec_hashes_do_not_depend_on_where_the_command_runs(repo: Path) -> None:
+    hashes = set()
+    for cwd in (repo, repo / "manifests", repo.parent / "sibling"):
+        project = api.load_project([os.path.relpath(repo / "manifests", cwd)], cwd=cwd)
+        assert project.settings.root == repo.resolve()
+        hashes.add(project.manifests[0].spec_hash)
+        result = batchrun(cwd, "plan", "--json", os.path.relpath(repo / "manifests", cwd))
+        hashes.add(json.loads(result.stdout)["manifests"][0]["spec_hash"])
+    assert len(hashes) == 1
+
+
+def test_the_python_api_follows_the_same_rule(repo: Path) -> None:
+    elsewhere = repo.parent / "sibling"
+    project = api.load_project([repo / "manifests"], cwd=elsewhere)
+    assert project.settings.state_dir == repo.resolve() / ".batchrun"
+    (elsewhere / "tickets.csv").write_text(TICKETS)
+    (elsewhere / "m.yaml").write_text(TRIAGE)
+    lonely = api.load_project(cwd=elsewhere)  # loads, to be validated, but holds no state
+    with pytest.raises(api.BatchrunError, match="no batchrun.yaml found"):
+        api.plan(lonely)
+    assert not (elsewhere / ".batchrun").exists()
