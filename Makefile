@@ -3,7 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
-DEMO := cd configs && ../$(BIN)/batchrun
+# The demo needs only the runtime dependencies: its own small environment, quick on a fresh clone.
+DEMO_VENV ?= .venv-demo
+DEMO_STAMP := $(DEMO_VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+DEMO := cd configs && ../$(DEMO_VENV)/bin/batchrun
 
 PY313 ?= $(firstword $(wildcard $(PYENV_ROOT)/versions/3.13*/bin/python3.13 $(HOME)/.pyenv/versions/3.13*/bin/python3.13 /root/.pyenv/versions/3.13*/bin/python3.13 /usr/local/bin/python3.13 /usr/bin/python3.13))
 BQ_VENV := .venv-bq
@@ -19,6 +22,11 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP)
+
+$(DEMO_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e .
+	rm -f $(DEMO_VENV)/.installed-* && touch $(DEMO_STAMP)
 
 # local-bigquery needs Python >= 3.13 and, offline, duckdb 1.5.5 with its extension wheels.
 $(BQ_STAMP):
@@ -54,7 +62,7 @@ bench: install
 soak: emulators-install
 	$(BIN)/python -m tests.soak
 
-demo: install
+demo: $(DEMO_STAMP)
 	rm -rf configs/.batchrun configs/out
 	$(DEMO) validate
 	$(DEMO) render ticket-triage --limit 2
@@ -65,4 +73,4 @@ demo: install
 	$(DEMO) plan
 
 clean:
-	rm -rf $(VENV) $(BQ_VENV) configs/.batchrun configs/out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_VENV) $(BQ_VENV) configs/.batchrun configs/out .pytest_cache .mypy_cache .ruff_cache

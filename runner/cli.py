@@ -105,7 +105,7 @@ def _project(ctx: click.Context, paths: tuple[str, ...] = (),
 @click.option("--project", help="Override the Google Cloud project.")
 @click.option("--region", help="Override the Vertex region.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-@click.version_option(package_name="batchrun")
+@click.version_option(package_name="batchrun-vertex")
 @click.pass_context
 def main(ctx: click.Context, config: Path | None, env: str | None, backend: str | None,
          project: str | None, region: str | None, debug: bool) -> None:
