@@ -24,8 +24,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 $(DEMO_STAMP): pyproject.toml
-	$(PYTHON) -m venv $(DEMO_VENV)
-	$(DEMO_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e .
+	$(PYTHON) -m venv --without-pip $(DEMO_VENV)  # this Python's pip installs into it: seconds saved
+	$(PYTHON) -m pip --python $(DEMO_VENV)/bin/python install --quiet --disable-pip-version-check -e .
 	rm -f $(DEMO_VENV)/.installed-* && touch $(DEMO_STAMP)
 
 # local-bigquery needs Python >= 3.13 and, offline, duckdb 1.5.5 with its extension wheels.
