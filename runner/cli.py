@@ -116,6 +116,34 @@ def main(ctx: click.Context, config: Path | None, env: str | None, backend: str 
 
 
 @main.command()
+@click.argument("folder", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.pass_context
+@handle_errors
+def init(ctx: click.Context, folder: Path) -> None:
+    """Start a project in FOLDER: batchrun.yaml, an example manifest and data, .gitignore lines,
+    the CI workflow and the JSON Schemas for editors. Never overwrites a file."""
+    from runner import scaffold
+
+    written = scaffold.init(folder)
+    click.echo(f"Started a batchrun project in {folder}:")
+    for path in written:
+        click.echo(f"  {path}")
+    go = "" if folder.resolve() == Path.cwd().resolve() else f"  cd {folder}\n"
+    click.echo(scaffold.NEXT.replace("Next:\n", "Next:\n" + go))
+
+
+@main.command()
+@click.argument("name", type=click.Choice(["manifest", "project", "plan"]))
+@click.pass_context
+@handle_errors
+def schema(ctx: click.Context, name: str) -> None:
+    """Print the JSON Schema of a manifest, of batchrun.yaml, or of a saved plan (for editors)."""
+    from runner.schemas import schema_path
+
+    click.echo(schema_path(f"{name}.v1").read_text(encoding="utf-8"), nl=False)
+
+
+@main.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True))
 @click.pass_context
 @handle_errors

@@ -123,3 +123,35 @@ def test_the_python_api_follows_the_same_rule(repo: Path) -> None:
     with pytest.raises(api.BatchrunError, match="no batchrun.yaml found"):
         api.plan(lonely)
     assert not (elsewhere / ".batchrun").exists()
+
+
+def test_init_then_validate_plan_and_apply_in_a_new_folder(tmp_path: Path) -> None:
+    made = batchrun(tmp_path, "init", "proj")
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.splitlines()[-4:] == [
+        "  cd proj",
+        "  batchrun validate                       # every manifest error at once",
+        "  batchrun plan                           # what apply would send, and what it would cost",
+        "  batchrun apply --auto-approve --wait    # answer every row (echo, offline)"]
+    proj = tmp_path / "proj"
+    for yaml_file in (proj / "batchrun.yaml", proj / "manifests" / "review-sentiment.yaml"):
+        first = yaml_file.read_text().splitlines()[0]
+        assert first.startswith("# yaml-language-server: $schema=")
+        schema = (yaml_file.parent / first.split("=", 1)[1]).resolve()
+        assert json.loads(schema.read_text())["$schema"].startswith("https://json-schema.org")
+    assert (proj / ".github" / "workflows" / "batchrun.yml").read_text() == (
+        Path(__file__).resolve().parent.parent / "docs" / "ci" / "github-actions.yml").read_text()
+    assert ".batchrun/" in (proj / ".gitignore").read_text().splitlines()
+    assert batchrun(proj, "validate").returncode == 0
+    assert batchrun(proj, "plan").returncode == 0
+    done = batchrun(proj, *WAIT)
+    assert done.returncode == 0 and "Done: 3 rows answered." in done.stdout, done.stderr
+    again = batchrun(tmp_path, "init", "proj")
+    assert again.returncode == 1 and "init never overwrites a file" in again.stderr
+    assert (proj / "out" / "review-sentiment.jsonl").is_file()  # nothing was touched
+
+
+def test_schema_prints_the_shipped_schemas(tmp_path: Path) -> None:
+    for name in ("manifest", "project", "plan"):
+        out = batchrun(tmp_path, "schema", name)
+        assert out.returncode == 0 and json.loads(out.stdout)["$id"].endswith(f"{name}.v1.json")
