@@ -184,7 +184,8 @@ def create_jobs(manifest: Manifest, backend: Backend, settings: Settings, report
                 input=staged,
                 labels=identity.job_labels(manifest, input_digest=staged.digest, shard=shard),
                 manifest_name=manifest.name, source=manifest.source,
-                destination=manifest.destination,
+                destination=manifest.destination, response_format=manifest.response.format,
+                response_schema=manifest.response.schema,
             ))
         except QuotaError as exc:
             say(f"{manifest.name}: {exc}; the remaining rows wait for the next apply")

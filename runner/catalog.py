@@ -5,6 +5,7 @@ Pure; reads one data file inside the package.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Mapping
@@ -112,10 +113,10 @@ def check_parameters(family: Family, params: Mapping[str, Any]) -> list[tuple[st
     for key, value in params.items():
         kind = allowed.get(key)
         if kind is None:
-            strict = rules["unknown_parameters"] == "error"
-            known = ", ".join(sorted(allowed))
-            out.append((key, f'unknown parameter "{key}" for {family.value} models (known: {known})',
-                        strict))
+            close = difflib.get_close_matches(key, list(allowed), n=1)
+            hint = (f'did you mean "{close[0]}"?' if close
+                    else f"known: {', '.join(sorted(allowed))}")
+            out.append((key, f'unknown parameter "{key}" for {family.value} models; {hint}', True))
         elif not _fits(kind, value):
             out.append((key, f"parameters.{key} must be {_KIND_TEXT[kind]}", True))
     return out

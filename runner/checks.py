@@ -184,7 +184,9 @@ def _check_model(manifest: Manifest, doc: Document) -> list[Diagnostic]:
     known = catalog.known_task(manifest.model)
     if known is None:
         close = difflib.get_close_matches(manifest.model.base, catalog.known_models(), n=1)
-        hint = f'did you mean "{close[0]}"?' if close else "check the Vertex model garden"
+        version = manifest.model.short.removeprefix(manifest.model.base)  # "@20241022", or ""
+        hint = (f'did you mean "{close[0]}{version}"?' if close
+                else "check the Vertex model garden")
         out.append(warning(f'model "{manifest.model.short}" is not in batchrun\'s list of '
                            "batch-capable models", **_at(doc, "spec", "model"), hint=hint))
     elif known is not manifest.task:

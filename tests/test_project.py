@@ -155,3 +155,54 @@ def test_schema_prints_the_shipped_schemas(tmp_path: Path) -> None:
     for name in ("manifest", "project", "plan"):
         out = batchrun(tmp_path, "schema", name)
         assert out.returncode == 0 and json.loads(out.stdout)["$id"].endswith(f"{name}.v1.json")
+
+
+# --- errors that explain ----------------------------------------------------------------------
+
+def test_no_google_credentials_is_one_line_with_the_fix(tmp_path: Path, golden) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "batchrun.yaml").write_text(
+        "backend: vertex\nproject: my-proj-123\nregion: us-east5\nstaging: gs://b/x\n")
+    (tmp_path / "tickets.csv").write_text(TICKETS)
+    (tmp_path / "triage.yaml").write_text(TRIAGE)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("BATCHRUN_", "GOOGLE_", "CLOUDSDK_")) and k != "STORAGE_EMULATOR_HOST"}
+    result = subprocess.run([sys.executable, "-m", "runner", "plan"], cwd=tmp_path, text=True,
+                            capture_output=True, timeout=120, check=False,
+                            env={**env, "HOME": str(tmp_path), "GCE_METADATA_HOST": "127.0.0.1:9"})
+    assert result.returncode == 1
+    golden("errors/no-credentials.txt", result.stderr)
+
+
+@pytest.mark.parametrize(("params", "model"), [
+    ("{max_token: 256}", "anthropic/claude-3-5-haiku@20241022"),
+    ("{max_token: 256}", "meta/llama-3.3-70b-instruct-maas"),
+    ("{max_tokens: 64}", "anthropic/claude-3.5-haiku@20241022"),
+])
+def test_parameter_and_model_typos_are_named_with_the_fix(repo: Path, params: str, model: str,
+                                                          golden) -> None:  # type: ignore[no-untyped-def]
+    manifest = repo / "manifests" / "triage.yaml"
+    manifest.write_text(manifest.read_text().replace("{max_tokens: 64}", params)
+                        .replace("anthropic/claude-3-5-haiku@20241022", model))
+    result = batchrun(repo, "validate")
+    name = f"errors/typo-{params.split(':')[0].strip('{')}-{model.split('/')[0]}.txt"
+    golden(name, result.stderr)
+    assert result.returncode == (0 if params == "{max_tokens: 64}" else 1)
+
+
+def test_echo_answers_a_json_manifest_with_a_valid_instance(repo: Path) -> None:
+    manifest = repo / "manifests" / "triage.yaml"
+    manifest.write_text(manifest.read_text().replace("  max_attempts: 2", """\
+  max_attempts: 2
+  response:
+    format: json
+    schema:
+      type: object
+      required: [label, confidence]
+      properties:
+        label: {enum: [billing, bug, question]}
+        confidence: {type: number, minimum: 0, maximum: 1}"""))
+    done = batchrun(repo, *WAIT)
+    assert done.returncode == 0 and "Done: 5 rows answered." in done.stdout, done.stdout
+    rows = [json.loads(x) for x in batchrun(repo, "results", "triage", "--format", "jsonl")
+            .stdout.splitlines()]
+    assert {json.dumps(r["output"]) for r in rows} == {'{"label": "billing", "confidence": 0.0}'}

@@ -125,6 +125,9 @@ class JobRequest:
     manifest_name: str = ""
     source: SourceSpec | None = None  # decides a BigQuery input table on the vertex backend
     destination: DestinationSpec | None = None  # decides where the job writes its output
+    # What answers should look like: lets the local echo executor answer JSON manifests in kind.
+    response_format: str = "text"
+    response_schema: Mapping[str, Any] | None = None
 
 
 class BackendReader(Protocol):

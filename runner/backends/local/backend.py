@@ -166,7 +166,9 @@ class LocalBackend:
             "labels": dict(request.labels),
             "createTime": now_rfc3339(),
             "_local": {"family": request.family.value, "index": str(index),
-                       "executor": stored},
+                       "executor": stored,
+                       "response": {"format": request.response_format,
+                                    "schema": request.response_schema}},
         }
         self.store.write(job_id, record)
         log = (self.store.dir(job_id) / "worker.log").open("ab")

@@ -134,6 +134,67 @@ def echo(spec: ExecutorSpec, family: Family, model: str) -> Execute:
     return run
 
 
+def minimal_instance(schema: Any) -> Any:
+    """The smallest value a JSON Schema accepts, as far as a simple reading can tell: required
+    properties only, minItems items, enum/const/default first, the lowest allowed number."""
+    if not isinstance(schema, dict):
+        return {}
+    for key in ("const", "default"):
+        if key in schema:
+            return schema[key]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for key in ("oneOf", "anyOf"):
+        if schema.get(key):
+            return minimal_instance(schema[key][0])
+    if schema.get("allOf"):
+        merged: dict[str, Any] = {}
+        for part in schema["allOf"]:
+            if isinstance(part, dict):
+                merged.update(part)
+        return minimal_instance(merged)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object" or (kind is None and "properties" in schema):
+        props = schema.get("properties") or {}
+        return {k: minimal_instance(props.get(k, {})) for k in schema.get("required", [])}
+    if kind == "array":
+        return [minimal_instance(schema.get("items", {})) for _ in range(schema.get("minItems", 0))]
+    if kind == "string":
+        return "x" * int(schema.get("minLength", 0))
+    if kind in ("integer", "number"):
+        low = schema.get("minimum", schema.get("exclusiveMinimum", -1) + 1)
+        return int(low) if kind == "integer" else float(low)
+    if kind == "boolean":
+        return False
+    if kind == "null":
+        return None
+    return {}
+
+
+def echo_json(execute: Execute, schema: Any) -> Execute:
+    """echo for a manifest that asks for JSON answers: each answer is the smallest JSON value the
+    response schema accepts ({"echo": prompt} without a schema), so a JSON demo succeeds."""
+
+    def run(row: dict[str, Any]) -> dict[str, Any]:
+        line = execute(row)
+        blocks = ((line.get("response") or {}).get("content") or [])
+        choices = ((line.get("response") or {}).get("choices") or [])
+        prompt = (blocks[0].get("text") if blocks else
+                  choices[0]["message"]["content"] if choices else None)
+        if prompt is None:  # a failure or an embedding: nothing to turn into JSON
+            return line
+        answer = json.dumps(minimal_instance(schema) if schema else {"echo": prompt})
+        if blocks:
+            blocks[0]["text"] = answer
+        else:
+            choices[0]["message"]["content"] = answer
+        return line
+
+    return run
+
+
 def _headers(spec: ExecutorSpec, anthropic: bool) -> dict[str, str]:
     key = os.environ.get(spec.api_key_env, "") if spec.api_key_env else ""
     if anthropic:

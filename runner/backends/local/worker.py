@@ -22,7 +22,7 @@ import orjson
 
 from runner import crashpoints
 from runner.backends.base import JobState
-from runner.backends.local.executors import FACTORIES, EndpointError
+from runner.backends.local.executors import FACTORIES, EndpointError, Execute, echo_json
 from runner.backends.local.store import JobStore, now_rfc3339, process_start
 from runner.redact import (
     might_hold_secret,
@@ -90,6 +90,16 @@ def _executor_spec(stored: dict[str, Any]) -> ExecutorSpec:
     return spec
 
 
+def _executor(local: dict[str, Any], model: str) -> tuple[Execute, int]:
+    """The job's executor and how many rows it may have in flight at once."""
+    spec = _executor_spec(local["executor"])
+    execute = FACTORIES[spec.type](spec, Family(local["family"]), model)
+    response = local.get("response") or {}
+    if spec.type == "echo" and response.get("format") == "json":
+        execute = echo_json(execute, response.get("schema"))
+    return execute, spec.concurrency if spec.type in ("openai", "anthropic") else 1
+
+
 def run_job(state_dir: Path, job_id: str) -> None:
     store = JobStore(state_dir)
     record = store.read(job_id)
@@ -103,8 +113,7 @@ def run_job(state_dir: Path, job_id: str) -> None:
     record.update(state=JobState.RUNNING.value, startTime=now_rfc3339(),
                   outputInfo={"gcsOutputDirectory": str(out_dir)})
     store.write(job_id, record)
-    spec = _executor_spec(local["executor"])
-    execute = FACTORIES[spec.type](spec, Family(local["family"]), record["model"])
+    execute, workers = _executor(local, record["model"])
     input_path = Path(record["inputConfig"]["gcsSource"]["uris"][0])
     sent_log = state_dir / "sent.jsonl"
 
@@ -120,7 +129,6 @@ def run_job(state_dir: Path, job_id: str) -> None:
     failure: Exception | None = None
     with (out_dir / "predictions.jsonl").open("ab") as fh:
         out = _Output(fh)
-        workers = spec.concurrency if spec.type in ("openai", "anthropic") else 1
         with ThreadPoolExecutor(max_workers=workers) as pool:
             running: set[Future[bytes]] = set()
 
@@ -141,6 +149,11 @@ def run_job(state_dir: Path, job_id: str) -> None:
                     settle(done)
             settle(set(wait(running).done))
         out.sync()
+    _finish(store, job_id, out, failure)
+
+
+def _finish(store: JobStore, job_id: str, out: _Output, failure: Exception | None) -> None:
+    """The job's final record: FAILED with why, CANCELLED (raised), or SUCCEEDED."""
     record = store.read(job_id)
     record["completionStats"] = {"successfulCount": str(out.ok), "failedCount": str(out.failed)}
     if failure is not None:

@@ -30,6 +30,7 @@ from runner.backends.base import (
 )
 from runner.backends.vertex import jobs as vjobs
 from runner.backends.vertex.bq import BigQuery
+from runner.backends.vertex.explain import explaining
 from runner.backends.vertex.gcs import Gcs, GcsLock
 from runner.backends.vertex.rest import RetryPolicy, TransientCreateError, VertexClient
 from runner.errors import BackendError, ForeignDestinationError
@@ -48,6 +49,7 @@ from runner.spec import (
 MANAGED_FILTER = f'labels.{MANAGED_LABEL}="{MANAGED_VALUE}"'
 
 
+@explaining
 class VertexBackend:
     kind = "vertex"
 
