@@ -37,6 +37,10 @@ from runner.spec import Manifest, Settings
 Event = Callable[[str], None]
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 @dataclass
 class ApplyReport:
     created: list[str] = field(default_factory=list)
@@ -101,11 +105,11 @@ def collect_finished(manifest: Manifest, backend: Backend, jobs: Sequence[Remote
     crashpoints.reached("collected")
     report.collected.extend(j.name for j in todo)
     report.rows_to_do_again += tally.to_do_again
-    again = (f"; {tally.to_do_again:,} unanswered row(s) are to do again, no attempt used"
+    again = (f"; {_n(tally.to_do_again, 'unanswered row')} to do again, no attempt used"
              if tally.to_do_again else "")
     ended = [f"{j.state.short}" for j in todo if j.state.short not in ("succeeded",)]
     how = f" ({', '.join(sorted(set(ended)))})" if ended else ""
-    say(f"{manifest.name}: collected {len(todo)} job(s){how}: {tally.answered:,} answered, "
+    say(f"{manifest.name}: collected {_n(len(todo), 'job')}{how}: {tally.answered:,} answered, "
         f"{tally.refused:,} refused by the model{again}")
 
 
@@ -151,7 +155,7 @@ def create_jobs(manifest: Manifest, backend: Backend, settings: Settings, report
     failures = failures_of(manifest, jobs, settings, backend.forgiven_jobs(manifest.destination),
                            datetime.now(UTC), backend, ledger)
     if failures.blocked:
-        say(f"{manifest.name}: blocked after {failures.streak} job-level failure(s); fix the cause, "
+        say(f"{manifest.name}: blocked after {_n(failures.streak, 'job-level failure')}; fix the cause, "
             f"then run `batchrun retry {manifest.name}`")
         return
     if failures.hold_until is not None:
@@ -211,7 +215,7 @@ def apply_plan(plan: Plan, manifests: Sequence[Manifest], backend: Backend, sett
                 if change.action is Action.CANCEL:
                     if manifest.protect and not allow_cancel:
                         raise ApprovalError(f"{manifest.name} is protected: refusing to cancel "
-                                            f"{len(change.jobs)} running job(s); pass "
+                                            f"{_n(len(change.jobs), 'running job')}; pass "
                                             "--allow-cancel to replace them")
                     for job in change.jobs:
                         crashpoints.reached("cancel")

@@ -247,9 +247,7 @@ def apply(ctx: click.Context, paths: tuple[str, ...], auto_approve: bool, wait: 
             say=lambda message: click.echo(message, err=True), config=obj["config"],
             environment=obj["env"], flags={"backend": obj["backend"], "project": obj["project"],
                                            "region": obj["region"]})
-        click.echo(f"Applied the saved plan: {report.rows_sent:,} rows sent in "
-                   f"{len(report.created)} jobs, {len(report.collected)} jobs collected, "
-                   f"{len(report.cancelled)} cancelled.")
+        click.echo(display.applied_text(report, saved=True))
         return
     project = _project(ctx, paths, targets)
     backend = api.open_backend(project)
@@ -267,8 +265,7 @@ def apply(ctx: click.Context, paths: tuple[str, ...], auto_approve: bool, wait: 
 
     if not wait:
         report = api.apply(project, first, backend=backend, allow_cancel=allow_cancel, say=say)
-        click.echo(f"Applied: {report.rows_sent:,} rows sent in {len(report.created)} jobs, "
-                   f"{len(report.collected)} jobs collected, {len(report.cancelled)} cancelled.")
+        click.echo(display.applied_text(report))
         return
     api.apply(project, first, backend=backend, allow_cancel=allow_cancel, say=say)
     console = _err_console()
@@ -367,7 +364,7 @@ def results(ctx: click.Context, name: str, fmt: str) -> None:
 def cancel(ctx: click.Context, name: str) -> None:
     """Cancel NAME's running jobs (their rows are sent again by the next apply)."""
     jobs = api.cancel(_project(ctx), name)
-    click.echo(f"Cancelling {len(jobs)} job(s)" + "".join(f"\n  {j}" for j in jobs))
+    click.echo(f"Cancelling {display.n(len(jobs), 'job')}" + "".join(f"\n  {j}" for j in jobs))
 
 
 @main.command(name="import")

@@ -59,6 +59,17 @@ def _n(count: int, noun: str) -> str:
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
+def n(count: int, noun: str) -> str:
+    """"1 row", "2 rows": counts said properly wherever batchrun speaks."""
+    return _n(count, noun)
+
+
+def applied_text(report: Any, saved: bool = False) -> str:
+    head = "Applied the saved plan" if saved else "Applied"
+    return (f"{head}: {_n(report.rows_sent, 'row')} sent in {_n(len(report.created), 'job')}, "
+            f"{_n(len(report.collected), 'job')} collected, {len(report.cancelled):,} cancelled.")
+
+
 def _rows_text(m: ManifestPlan) -> str:
     r = m.rows
     parts = [_n(r.total, "row"), f"{r.done:,} done"]
@@ -121,7 +132,8 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | No
     for col in columns:
         out.add_column(col, overflow="fold")
     for row in rows:
-        out.add_row(*(Text(str(v)) if v is not None else Text("") for v in row))
+        # A multi-line message would break the table: each cell is one line.
+        out.add_row(*(Text(" ".join(str(v).split())) if v is not None else Text("") for v in row))
     return out
 
 

@@ -35,7 +35,7 @@ def test_saved_plan_round_trip(run, project_dir: ProjectDir) -> None:  # type: i
     doc = json.loads((project_dir.root / "plan.json").read_text())
     assert doc["format_version"] == 1
     assert "custom_id" not in json.dumps(doc)  # a plan holds digests, never the rendered rows
-    assert "Applied the saved plan: 5 rows sent in 1 jobs" in run("apply", "plan.json")
+    assert "Applied the saved plan: 5 rows sent in 1 job," in run("apply", "plan.json")
     wait_idle(project_dir)
     run("apply", "--auto-approve")
     run("plan", "--detailed-exitcode")  # nothing left
@@ -140,7 +140,7 @@ def test_protect_from_an_environment_overlay(run, project_dir: ProjectDir) -> No
     f = project_dir.root / "triage.yaml"
     f.write_text(f.read_text().replace("max_tokens: 64", "max_tokens: 32"))
     out = run("--env", "prod", "apply", "--auto-approve", code=1)
-    assert "triage is protected: refusing to cancel 1 running job(s)" in out
+    assert "triage is protected: refusing to cancel 1 running job;" in out
     assert "cancel" in run("apply", "--auto-approve")  # without the overlay: replaced
     run("--env", "prod", "cancel", "triage")
 

@@ -240,3 +240,31 @@ def test_a_damaged_index_names_its_file(project_dir: ProjectDir) -> None:
     result = batchrun(root, "plan")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"the index of a job is damaged: {index}" in result.stderr
+
+
+# --- issue 12: Google errors in one line with the fix ---------------------------------------------
+
+def test_a_missing_bucket_or_dataset_is_named_with_the_fix(vertex: VertexWorld, golden) -> None:  # type: ignore[no-untyped-def]
+    vertex.p.write("rows.jsonl", '{"id": "a1", "text": "hi"}\n')
+    vertex.p.write("m.yaml", f"""\
+        apiVersion: batchrun/v1
+        kind: BatchJob
+        metadata: {{name: m}}
+        spec:
+          model: anthropic/claude-3-5-haiku@20241022
+          parameters: {{max_tokens: 10}}
+          source: {{file: rows.jsonl, id: id}}
+          prompt: {{user: "{{{{ text }}}}"}}
+          destination: {{bigquery: {{table: {vertex.table("x").replace(vertex.dataset, "nope")}}}}}
+        """)
+    result = batchrun(vertex.p.root, "plan", env=vertex.env)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    golden("errors/missing-dataset.txt", result.stderr.replace(vertex.suffix, "SUFFIX"))
+    settings = (vertex.p.root / "batchrun.yaml").read_text()
+    vertex.p.write("batchrun.yaml", settings.replace(vertex.bucket, "no-such-bucket-here"))
+    vertex.p.write("m.yaml", (vertex.p.root / "m.yaml").read_text().replace(
+        f"{{bigquery: {{table: {vertex.table('x').replace(vertex.dataset, 'nope')}}}}}",
+        "{file: out/m.jsonl}"))
+    result = batchrun(vertex.p.root, "apply", "--auto-approve", env=vertex.env)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    golden("errors/missing-bucket.txt", result.stderr)

@@ -97,7 +97,7 @@ def test_a_saved_plan_applies_from_any_folder(repo: Path) -> None:
     assert made.returncode == 0, made.stderr
     applied = batchrun(repo.parent / "sibling", "apply", str(repo / "plan.json"))
     assert applied.returncode == 0, applied.stderr
-    assert "Applied the saved plan: 5 rows sent in 1 jobs" in applied.stdout
+    assert "Applied the saved plan: 5 rows sent in 1 job," in applied.stdout
     assert (repo / ".batchrun" / "jobs").is_dir()
     assert not (repo.parent / "sibling" / ".batchrun").exists()
 
@@ -184,7 +184,7 @@ def test_parameter_and_model_typos_are_named_with_the_fix(repo: Path, params: st
     manifest.write_text(manifest.read_text().replace("{max_tokens: 64}", params)
                         .replace("anthropic/claude-3-5-haiku@20241022", model))
     result = batchrun(repo, "validate")
-    name = f"errors/typo-{params.split(':')[0].strip('{')}-{model.split('/')[0]}.txt"
+    name = f"errors/typo-{params.split(':', maxsplit=1)[0].strip('{')}-{model.split('/', maxsplit=1)[0]}.txt"
     golden(name, result.stderr)
     assert result.returncode == (0 if params == "{max_tokens: 64}" else 1)
 
@@ -206,3 +206,19 @@ def test_echo_answers_a_json_manifest_with_a_valid_instance(repo: Path) -> None:
     rows = [json.loads(x) for x in batchrun(repo, "results", "triage", "--format", "jsonl")
             .stdout.splitlines()]
     assert {json.dumps(r["output"]) for r in rows} == {'{"label": "billing", "confidence": 0.0}'}
+
+
+def test_the_readme_api_example_runs_as_written(tmp_path: Path) -> None:
+    """The README's Python API snippet, executed as written against a copy of the examples."""
+    import shutil
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    code = readme.split("<!-- api-example -->\n```python\n", 1)[1].split("```", 1)[0]
+    configs = Path(__file__).resolve().parent.parent / "configs"
+    shutil.copytree(configs, tmp_path / "configs",
+                    ignore=shutil.ignore_patterns("vertex", "out", ".batchrun"))
+    namespace: dict[str, object] = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    answered = namespace["answer_every_row"](str(tmp_path / "configs"))  # type: ignore[operator]
+    assert answered == {"prebuilt-requests": 2, "product-embeddings": 3, "review-summary": 4,
+                        "ticket-triage": 6}

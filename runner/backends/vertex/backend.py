@@ -31,9 +31,9 @@ from runner.backends.base import (
 from runner.backends.vertex import jobs as vjobs
 from runner.backends.vertex.bq import BigQuery
 from runner.backends.vertex.explain import explaining
-from runner.backends.vertex.gcs import Gcs, GcsLock
+from runner.backends.vertex.gcs import Gcs, GcsLock, split
 from runner.backends.vertex.rest import RetryPolicy, TransientCreateError, VertexClient
-from runner.errors import BackendError, ForeignDestinationError
+from runner.errors import BackendError, ForeignDestinationError, error
 from runner.identity import INPUT_LABEL, MANAGED_LABEL, MANAGED_VALUE, NAME_LABEL
 from runner.render import RowIssue, SourceRow
 from runner.spec import (
@@ -65,6 +65,7 @@ class VertexBackend:
                                              retry=self.retry)
         self._gcs = gcs
         self._bq: BigQuery | None = None
+        self._staging_ok = False
 
     @property
     def gcs(self) -> Gcs:
@@ -97,8 +98,22 @@ class VertexBackend:
                     number += 1
                     yield rowfile.parse_jsonl_line(number, line, f"({uri}) ")
 
+    def _check_staging(self) -> None:
+        """Once per backend: the staging bucket exists. Said at plan time, not after the rows
+        were rendered and their upload failed."""
+        if self._staging_ok:
+            return
+        bucket, _ = split(self.staging)
+        if not self.gcs.client.bucket(bucket).exists():
+            raise BackendError([error(
+                f"the staging bucket gs://{bucket} does not exist",
+                hint=f"create it (`gcloud storage buckets create gs://{bucket} --location "
+                     f"{self.settings.region}`) or fix staging in batchrun.yaml")])
+        self._staging_ok = True
+
     def list_jobs(self, manifest_name: str | None = None,
                   in_flight_only: bool = False) -> list[RemoteJob]:
+        self._check_staging()
         query = MANAGED_FILTER
         if manifest_name is not None:
             query += f' AND labels.{NAME_LABEL}="{manifest_name}"'
@@ -141,6 +156,8 @@ class VertexBackend:
             return localfiles.read_destination(dest)
         if dest.kind is DestinationKind.BIGQUERY:
             columns = self.bq.columns(dest.location)
+            if columns is None:  # no table yet: its dataset must exist, or collect would fail
+                self.bq.check_dataset(dest.location)
             missing = missing_ledger_fields(columns) if columns is not None else []
             if missing:  # a table batchrun made carries the ledger columns
                 raise ForeignDestinationError(dest.location, missing, adopting=dest.adopt)

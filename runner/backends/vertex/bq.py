@@ -114,6 +114,11 @@ class BigQuery:
             return False
         return True
 
+    def check_dataset(self, table: str) -> None:
+        """The dataset of `table` exists (NotFound, explained by the backend, when it does not)."""
+        project, dataset, _ = table.split(".", 2)
+        self.client.get_dataset(f"{project}.{dataset}", retry=self.retry)
+
     def columns(self, table: str) -> list[str] | None:
         """The table's columns, or None when it does not exist."""
         from google.api_core.exceptions import NotFound
