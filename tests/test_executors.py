@@ -114,7 +114,7 @@ def test_anthropic_compatible_endpoint(project_dir: ProjectDir, stub: str) -> No
 def test_response_schema_parses_and_rejects(project_dir: ProjectDir) -> None:
     project_dir.write("rows.jsonl", '{"id": "a", "answer": "{\\"label\\": \\"bug\\"}"}\n'
                                     '{"id": "b", "answer": "{\\"label\\": 7}"}\n'
-                                    '{"id": "c", "answer": "not json"}\n')
+                                    '{"id": "c", "answer": "{not json"}\n')
     project_dir.write("triage.yaml", """\
         apiVersion: batchrun/v1
         kind: BatchJob

@@ -120,7 +120,7 @@ def test_the_python_api_follows_the_same_rule(repo: Path) -> None:
     (elsewhere / "tickets.csv").write_text(TICKETS)
     (elsewhere / "m.yaml").write_text(TRIAGE)
     lonely = api.load_project(cwd=elsewhere)  # loads, to be validated, but holds no state
-    with pytest.raises(api.BatchrunError, match="no batchrun.yaml found"):
+    with pytest.raises(api.BatchrunError, match=r"no batchrun\.yaml found"):
         api.plan(lonely)
     assert not (elsewhere / ".batchrun").exists()
 

@@ -174,20 +174,10 @@ def minimal_instance(schema: Any) -> Any:
 
 
 def echo_json(execute: Execute, schema: Any) -> Execute:
-    """echo for a manifest that asks for JSON answers: a prompt that is itself a fitting JSON answer
-    is echoed as it is; otherwise the answer is the smallest JSON value the response schema
-    accepts ({"echo": prompt} without a schema), so a JSON demo succeeds."""
-
-    def fits(text: str) -> bool:
-        try:
-            value = json.loads(text)
-        except ValueError:
-            return False
-        if schema is None:
-            return True
-        import jsonschema
-
-        return bool(jsonschema.Draft202012Validator(schema).is_valid(value))
+    """echo for a manifest that asks for JSON answers: a prompt that looks like JSON is echoed as it
+    is (so answers that miss the schema can be tried on purpose); any other prompt is answered with
+    the smallest JSON value the response schema accepts ({"echo": prompt} without a schema), so a
+    JSON demo succeeds."""
 
     def run(row: dict[str, Any]) -> dict[str, Any]:
         line = execute(row)
@@ -195,7 +185,7 @@ def echo_json(execute: Execute, schema: Any) -> Execute:
         choices = ((line.get("response") or {}).get("choices") or [])
         prompt = (blocks[0].get("text") if blocks else
                   choices[0]["message"]["content"] if choices else None)
-        if prompt is None or fits(prompt):  # a failure, an embedding, or already an answer
+        if prompt is None or prompt.lstrip()[:1] in ("{", "["):  # a failure, or JSON already
             return line
         answer = json.dumps(minimal_instance(schema) if schema else {"echo": prompt})
         if blocks:
