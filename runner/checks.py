@@ -18,6 +18,7 @@ from runner import catalog, identity, rowfile
 from runner.errors import Diagnostic, error, warning
 from runner.paths import destination_key
 from runner.render import template_variables
+from runner.sandbox import TemplateLimit, refusal_text
 from runner.spec import Family, Manifest, SourceKind, Task, Template
 from runner.yamldoc import Document, PathKey
 
@@ -94,6 +95,12 @@ def _check_prompt(manifest: Manifest, doc: Document) -> list[Diagnostic]:
             out.append(error(f"template syntax error in {template.where}: {exc.message} "
                              f"(template line {exc.lineno})", **_at(doc, *path),
                              hint="see https://jinja.palletsprojects.com/templates/"))
+            continue
+        except (TemplateLimit, RecursionError, MemoryError) as exc:
+            out.append(error(f"the template sandbox refused {template.where} while checking it: "
+                             f"{refusal_text(exc)}", **_at(doc, *path),
+                             hint="loops, big numbers and repetition are limited "
+                                  "(runner/sandbox.py)"))
             continue
         if columns is None:
             continue
@@ -206,34 +213,32 @@ def check_manifest(manifest: Manifest, doc: Document) -> list[Diagnostic]:
             *_check_prompt(manifest, doc), *_check_locations(manifest, doc)]
 
 
-def check_repository(loaded: Iterable[tuple[Manifest, Document]]) -> list[Diagnostic]:
-    """Names are unique across every manifest loaded together."""
-    out: list[Diagnostic] = []
-    names: dict[str, Document] = {}
-    for manifest, doc in loaded:
-        first = names.setdefault(manifest.name, doc)
-        if first is not doc:
-            out.append(error(f'name "{manifest.name}" is already used at {first.file}:'
-                             f"{first.line_of(('metadata', 'name'))}",
-                             **_at(doc, "metadata", "name"),
-                             hint="manifest names are unique in the repository"))
-    return out
-
-
 @dataclass(frozen=True, slots=True)
 class Claim:
     """What one manifest document of the project writes and reads (scanned, not validated)."""
 
     name: str
     file: str
-    line: int
+    line: int  # of its destination
     document: tuple[Path, int]  # the file and the document's place in it
     destination: tuple[str, str]  # paths.destination_key
     source: str | None  # a local source file, resolved
 
 
-def check_ownership(loaded: Iterable[tuple[Manifest, Document]],
-                    claims: Iterable[Claim]) -> list[Diagnostic]:
+def _other_project(path: Path, root: Path | None) -> Path | None:
+    """The batchrun.yaml of a project nested below `root` that `path` lies in, if any."""
+    if root is None:
+        return None
+    for folder in path.parents:
+        if folder == root or root not in folder.parents:
+            return None
+        if (folder / "batchrun.yaml").is_file():
+            return folder / "batchrun.yaml"
+    return None
+
+
+def check_ownership(loaded: Iterable[tuple[Manifest, Document]], claims: Iterable[Claim],
+                    root: Path | None = None) -> list[Diagnostic]:
     """A destination belongs to exactly one manifest of the whole project (not only of those loaded
     together), and is never a manifest's source file: two writers would overwrite each other's
     answers and pay for them again."""
@@ -242,9 +247,19 @@ def check_ownership(loaded: Iterable[tuple[Manifest, Document]],
     for manifest, doc in loaded:
         key = destination_key(manifest.destination)
         me = (manifest.file.resolve(), doc.index)
+        if key[0] == "file" and (other := _other_project(Path(key[1]), root)):
+            out.append(error(f"the destination is inside another project ({other})",
+                             **_at(doc, "spec", "destination"),
+                             hint="each project writes inside itself; move the destination"))
         for claim in claims:
             if claim.document == me:
                 continue
+            if claim.name == manifest.name:
+                out.append(error(f'name "{manifest.name}" is also used in {claim.file} (the '
+                                 f"manifest whose destination is at line {claim.line})",
+                                 **_at(doc, "metadata", "name"),
+                                 hint="manifest names are unique in the project: jobs are found "
+                                      "by name"))
             if claim.destination == key:
                 out.append(error(f'destination is also written by "{claim.name}" ({claim.file}, '
                                  f"line {claim.line})", **_at(doc, "spec", "destination"),

@@ -31,6 +31,7 @@ from runner.yamldoc import Document, load_documents
 
 _YAML_SUFFIXES = (".yaml", ".yml")
 _FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv"}
+_RESULT_SUFFIXES = frozenset(_FORMATS)
 
 
 def _looks_like_manifest(path: Path) -> bool:
@@ -85,6 +86,11 @@ def _template(raw: Any, where: str, base: Path, problems: list[Diagnostic], doc:
     if isinstance(raw, str):
         return Template(raw, where, doc.line_of(path))
     file = base / raw["file"]
+    if in_state_dir(file, settings):
+        problems.append(error(f"template file {raw['file']} is inside .batchrun/, batchrun's own "
+                              "state", file=doc.file, line=doc.line_of((*path, "file")),
+                              path=".".join(str(p) for p in (*path, "file"))))
+        return None
     if outside_project(file, settings):
         problems.append(error(f"template file {raw['file']} is outside the project",
                               file=doc.file, line=doc.line_of((*path, "file")),
@@ -171,7 +177,12 @@ def _destination(raw: Mapping[str, Any], base: Path, settings: Settings,
         if problems is not None and doc is not None:
             where = {"file": doc.file, "line": doc.line_of(("spec", "destination", "file")),
                      "path": "spec.destination.file"}
-            if in_state_dir(path, settings):
+            if path.is_dir() or path.suffix.lower() not in _RESULT_SUFFIXES or path.name.endswith(
+                    ".batchrun.json"):
+                problems.append(error(f'destination "{raw["file"]}" is not a result file name',
+                                      **where, hint="name a file ending in .jsonl or .csv, "
+                                                    "e.g. out/NAME.jsonl"))
+            elif in_state_dir(path, settings):
                 problems.append(error(f'destination "{raw["file"]}" is inside .batchrun/, '
                                       "batchrun's own state", **where,
                                       hint="write results elsewhere in the project, e.g. out/"))
@@ -307,8 +318,9 @@ def load_manifests(paths: Iterable[Path], settings: Settings,
     files = find_manifest_files(paths)
     for path in files:
         loaded.extend(_load_file(path, settings, problems))
-    problems.extend(checks.check_repository(loaded))
-    problems.extend(checks.check_ownership(loaded, scan_claims([*paths, *project], settings)))
+    problems.extend(checks.check_ownership(
+        loaded, scan_claims([*paths, *project], settings),
+        settings.root.resolve() if settings.config_file else None))
     if not files and settings.config_file is None:
         problems.append(error(f"no batchrun.yaml found in {settings.root} or any parent, and no "
                               "manifests here", hint="run `batchrun init`, or pass --config"))

@@ -6,11 +6,12 @@ of secret values `remember` adds to, so no caller has to know which keys are in 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 from collections.abc import Iterable
 from typing import Final
-from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit, urlunsplit
 
 _PATTERNS: Final = (
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
@@ -20,7 +21,7 @@ _PATTERNS: Final = (
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
     re.compile(r'(?i)("private_key"\s*:\s*")[^"]*'),
     re.compile(r"(?i)((?:api[_-]?key|x-api-key|access[_-]?token|key)[\"']?\s*[:=]\s*[\"']?)"
-               r"[A-Za-z0-9._~+/-]{8,}"),
+               r"(?=[A-Za-z._~+/-]*\d)[A-Za-z0-9._~+/-]{8,}"),
     # user:password@ in any URL
     re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]*(?=@)"),
     # ?token=…, &client_secret=…, &sig=…: query parameters that carry credentials
@@ -38,9 +39,21 @@ def secret_values(names: Iterable[str | None]) -> list[str]:
     return [v for n in names if n and (v := os.environ.get(n)) and len(v) >= MIN_SECRET_CHARS]
 
 
+def _spellings(value: str) -> set[str]:
+    """A secret as an endpoint may echo it back: raw, trimmed, URL-encoded, JSON-escaped, base64
+    and hex."""
+    out = {value, value.strip()}
+    for v in list(out):
+        out |= {quote(v, safe=""), quote_plus(v), json.dumps(v)[1:-1],
+                base64.b64encode(v.encode()).decode().rstrip("="), v.encode().hex()}
+    return {v for v in out if len(v) >= MIN_SECRET_CHARS}
+
+
 def remember(values: Iterable[str | None]) -> None:
-    """Secret values every later redact() masks, in this process."""
-    _remembered.update(v for v in values if v and len(v) >= MIN_SECRET_CHARS)
+    """Secret values every later redact() masks, in this process, in every spelling."""
+    for value in values:
+        if value and len(value.strip()) >= MIN_SECRET_CHARS:
+            _remembered.update(_spellings(value))
 
 
 _CREDENTIAL_PARAM: Final = re.compile(
@@ -94,7 +107,8 @@ def redact_value(value: object) -> object:
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    for value in sorted({*secrets, *_remembered}, key=len, reverse=True):
+    extra = {spelling for value in secrets for spelling in _spellings(value)}
+    for value in sorted(extra | _remembered, key=len, reverse=True):
         text = text.replace(value, MASK)
     for pattern in _PATTERNS:
         text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + MASK, text)

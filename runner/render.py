@@ -280,10 +280,18 @@ class Renderer:
                 chars = estimate.prompt_chars(self.manifest.family, request)
         except jinja2.UndefinedError as exc:
             raise RowError(f"template needs a value the row lacks: {exc.message}") from exc
+        except TemplateRefused:
+            raise
+        except jinja2.TemplateNotFound:
+            raise RowError("templates cannot include, import or extend other templates") from None
         except jinja2.TemplateError as exc:
             raise RowError(f"template failed: {exc}") from exc
-        except (UnicodeEncodeError, TypeError) as exc:
+        except UnicodeEncodeError as exc:
             raise RowError(f"holds text that is not valid Unicode ({exc})") from exc
+        except Exception as exc:  # the template's own arithmetic or lookups failed on this row
+            if "no loader" in str(exc):
+                raise RowError("templates cannot include, import or extend other templates") from None
+            raise RowError(f"template failed on this row: {type(exc).__name__}: {exc}") from exc
         if len(line) > self.max_request_bytes:
             raise RowError(f"request is {len(line):,} bytes, over the limit of "
                            f"{self.max_request_bytes:,} (quota.max_request_bytes)")

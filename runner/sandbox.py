@@ -15,15 +15,18 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final
 
 import jinja2
+import jinja2.nodes
+import jinja2.runtime
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import Namespace
 
 MAX_OUTPUT_CHARS: Final = 1_000_000  # one template's output for one row
 MAX_RANGE: Final = 10_000  # items of one range()
 MAX_POWER_BITS: Final = 4_096  # the size of a ** result
 MAX_ARGUMENT: Final = 1_000_000  # an integer handed to a filter or method (widths, counts)
 RENDER_SECONDS: Final = 1.0  # one row, every template of it
-_BIG_WIDTH: Final = re.compile(r"\d{7,}")  # a format width of a million or more
+_WIDTHS: Final = re.compile(r"%[-+ #0]*(\d+)|\{[^{}]*?:[^{}]*?(\d+)[^{}]*\}")
 
 
 class TemplateLimit(SecurityError):
@@ -34,13 +37,26 @@ def _sized(value: Any) -> int:
     return len(value) if isinstance(value, str | bytes | list | tuple) else 0
 
 
-def _check_args(args: Iterable[Any], what: str) -> None:
+def _said(number: int) -> str:
+    return f"{number:,}" if abs(number) < 10**15 else f"a number of {len(str(abs(number)))} digits"
+
+
+def _check_args(args: Iterable[Any], what: str, limit: int = MAX_ARGUMENT) -> None:
+    """Numbers (or digit strings, which format() takes as widths) over the limit, and format
+    strings whose widths add up past it, are refused before anything is built."""
     for arg in args:
-        if isinstance(arg, int) and not isinstance(arg, bool) and abs(arg) > MAX_ARGUMENT:
-            raise TemplateLimit(f"{what} was given {arg:,}, over the sandbox's limit of "
-                                f"{MAX_ARGUMENT:,}")
-        if isinstance(arg, str) and ("%" in arg or "{" in arg) and _BIG_WIDTH.search(arg):
-            raise TemplateLimit(f"{what} was given a format width over the sandbox's limit")
+        number = arg if isinstance(arg, int) and not isinstance(arg, bool) else (
+            int(arg) if isinstance(arg, str) and arg.isdigit() and len(arg) < 30 else None)
+        if number is not None and abs(number) > limit:
+            raise TemplateLimit(f"{what} was given {_said(number)}, over the sandbox's limit of "
+                                f"{limit:,}")
+        if isinstance(arg, str) and arg.isdigit() and len(arg) >= 30:
+            raise TemplateLimit(f"{what} was given a number of {len(arg)} digits")
+        if isinstance(arg, str) and ("%" in arg or "{" in arg):
+            widths = sum(int(a or b) for a, b in _WIDTHS.findall(arg[:100_000]))
+            if widths > limit:
+                raise TemplateLimit(f"{what} was given format widths adding up to {widths:,}, "
+                                    f"over the sandbox's limit of {limit:,}")
 
 
 def _bounded_range(*args: int) -> range:
@@ -55,17 +71,78 @@ def _bounded_range(*args: int) -> range:
 _bounded_range.__name__ = "range"
 
 
-def _guard(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+def _estimate(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[int, tuple[Any, ...]]:
+    """What a filter is about to make, measured before it makes it (and its arguments, with a
+    generator turned into the list that was measured)."""
+    value = args[0] if args else None
+    rest = args[1:]
+    if name == "join":
+        items = list(value) if value is not None and not isinstance(value, str) else []
+        sep = rest[0] if rest else kwargs.get("d", "")
+        size = sum(len(x) if isinstance(x, str) else len(str(x)) if isinstance(
+            x, int | float) else 16 for x in items) + len(str(sep)) * max(len(items) - 1, 0)
+        return size, (items, *rest) if items or value is None else args
+    if name == "replace" and isinstance(value, str) and len(rest) >= 2:
+        old, new = str(rest[0]), str(rest[1])
+        hits = value.count(old) if old else len(value) + 1
+        return len(value) + hits * (len(new) - len(old)), args
+    if name == "indent" and isinstance(value, str):
+        width = rest[0] if rest else kwargs.get("width", 4)
+        per = width if isinstance(width, int) else len(str(width))
+        return len(value) + (value.count("\n") + 1) * per, args
+    if name == "sum":
+        start = rest[1] if len(rest) > 1 else kwargs.get("start", 0)
+        if isinstance(start, list | str | tuple):
+            raise TemplateLimit("sum() of lists or strings is refused by the sandbox (it grows "
+                                "quadratically); use join or a loop")
+    return 0, args
+
+
+def _guard(name: str, func: Callable[..., Any], limit: int) -> Callable[..., Any]:
     @functools.wraps(func)  # keeps jinja_pass_arg, so context-taking filters still get it
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        _check_args([*args, *kwargs.values()], f"the {name} filter")
+        plain = tuple(a for a in args if not _is_context(a))
+        _check_args([*plain, *kwargs.values()], f"the {name} filter", min(limit, MAX_ARGUMENT))
+        size, measured = _estimate(name, plain, kwargs)
+        if size > limit:
+            raise TemplateLimit(f"the {name} filter would make {size:,} characters, over the "
+                                f"sandbox's limit of {limit:,}")
+        if measured is not plain:
+            args = (*args[:len(args) - len(plain)], *measured)
         result = func(*args, **kwargs)
-        if _sized(result) > MAX_OUTPUT_CHARS:
+        if _sized(result) > limit:
             raise TemplateLimit(f"the {name} filter made {_sized(result):,} characters, over the "
-                                f"sandbox's limit of {MAX_OUTPUT_CHARS:,}")
+                                f"sandbox's limit of {limit:,}")
         return result
 
     return guarded
+
+
+def _is_context(value: Any) -> bool:
+    return isinstance(value, jinja2.runtime.Context | jinja2.nodes.EvalContext
+                      | jinja2.Environment)
+
+
+class _Namespace(Namespace):
+    """namespace() whose values stay within the output limit: `{% set ns.s = ns.s ~ ns.s %}`
+    doubling in a loop is refused before it eats the memory."""
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        # A class attribute would be read through Namespace's own attribute lookup: a constant.
+        if _sized(value) > MAX_OUTPUT_CHARS:
+            raise TemplateLimit(f"namespace value {name} grew past the sandbox's limit of "
+                                f"{MAX_OUTPUT_CHARS:,}")
+        super().__setitem__(name, value)
+
+
+def _finalize(value: Any) -> Any:
+    """What {{ }} prints. A function printed by mistake ({{ text.lower }}) would print its memory
+    address, a different request in every process: apply would send the row again each time."""
+    if callable(value) and not isinstance(value, jinja2.Undefined):
+        name = getattr(value, "__name__", "a function")
+        raise TemplateLimit(f"the template prints the function {name} itself; call it: "
+                            f"{name}()")
+    return value
 
 
 class BoundedSandbox(ImmutableSandboxedEnvironment):
@@ -77,9 +154,10 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
     def __init__(self, max_output: int = MAX_OUTPUT_CHARS) -> None:
         super().__init__(undefined=jinja2.StrictUndefined, autoescape=False)
         self.max_output = max_output
-        self.globals = {"range": _bounded_range, "dict": dict,
-                        "namespace": self.globals["namespace"]}
-        self.filters = {name: _guard(name, f) for name, f in self.filters.items()}
+        # No `dict`: its unbound methods (dict.update(row.meta, ...)) would edit the row.
+        self.globals = {"range": _bounded_range, "namespace": _Namespace}
+        self.filters = {name: _guard(name, f, max_output) for name, f in self.filters.items()}
+        self.finalize = _finalize
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "**" and isinstance(left, int) and isinstance(right, int) and right > 0:
@@ -94,7 +172,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
                 raise TemplateLimit(f"'*' would make {count * size:,} characters or items, over "
                                     f"the sandbox's limit of {self.max_output:,}")
         if operator == "%" and isinstance(left, str):
-            _check_args([left], "a % format")
+            _check_args([left, *(right if isinstance(right, tuple) else (right,))], "a % format")
         return super().call_binop(context, operator, left, right)
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:

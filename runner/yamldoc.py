@@ -14,8 +14,10 @@ from runner.errors import Diagnostic, error
 
 PathKey = tuple[str | int, ...]
 
-# A manifest is small: more nodes than this, counting what aliases repeat, is an alias bomb.
+# A manifest is small: more nodes or characters than this, counting what aliases repeat, is an
+# alias bomb.
 MAX_NODES = 100_000
+MAX_CHARS = 10_000_000
 _PLAIN_TAGS = frozenset({
     "tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
     "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null", "tag:yaml.org,2002:map",
@@ -39,9 +41,14 @@ _Loader.yaml_implicit_resolvers = {
 }
 
 
+_MERGE = "tag:yaml.org,2002:merge"
+
+
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> Any:
     seen: set[Any] = set()
     for key_node, _ in node.value:
+        if key_node.tag == _MERGE:  # `<<: *defaults`: merged keys may be overridden, not dupes
+            continue
         key = loader.construct_object(key_node, deep=True)
         if key in seen:
             loader.duplicate_keys.append((str(key), key_node.start_mark.line + 1))
@@ -92,7 +99,12 @@ def _graph_problems(root: yaml.Node, file: str) -> list[Diagnostic]:
     """Before anything is built: an alias that contains itself, a document that aliases expand
     past MAX_NODES, or a tag that is not plain data (!!binary, !!set, !!python/...)."""
     sizes: dict[int, int] = {}
+    chars: dict[int, int] = {}
     on_path: set[int] = set()
+
+    def length(node: yaml.Node) -> int:
+        """Characters the node stands for, aliases repeated (computed with size())."""
+        return chars.get(id(node), 0)
 
     def size(node: yaml.Node) -> int:
         key = id(node)
@@ -106,17 +118,21 @@ def _graph_problems(root: yaml.Node, file: str) -> list[Diagnostic]:
                            "allowed in batchrun files", node,
                            "use plain text, numbers, lists and mappings; remove the tag")
         on_path.add(key)
-        total = 1
+        total, text = 1, len(node.value) if isinstance(node, yaml.ScalarNode) else 0
+        children: list[yaml.Node] = []
         if isinstance(node, yaml.MappingNode):
-            total += sum(size(k) + size(v) for k, v in node.value)
+            children = [n for pair in node.value for n in pair]
         elif isinstance(node, yaml.SequenceNode):
-            total += sum(size(item) for item in node.value)
+            children = list(node.value)
+        for child in children:
+            total += size(child)
+            text += length(child)
         on_path.discard(key)
-        if total > MAX_NODES:
-            raise _Refused(f"the document expands to more than {MAX_NODES:,} values through "
-                           "YAML aliases (an alias bomb?)", node,
+        if total > MAX_NODES or text > MAX_CHARS:
+            raise _Refused(f"the document expands to more than {MAX_NODES:,} values or "
+                           f"{MAX_CHARS:,} characters through YAML aliases (an alias bomb?)", node,
                            "write the values out, or use fewer anchors and aliases")
-        sizes[key] = total
+        sizes[key], chars[key] = total, text
         return total
 
     try:
@@ -184,6 +200,9 @@ def load_documents(text: str, file: str) -> tuple[list[Document], list[Diagnosti
         )
     except yaml.YAMLError as exc:
         problems.append(error(f"YAML error: {exc}", file=file))
+    except RecursionError:
+        problems.append(error("the YAML nests too deeply", file=file,
+                              hint="a manifest needs a few levels of nesting, not hundreds"))
     finally:
         loader.dispose()
     return docs, problems

@@ -44,7 +44,7 @@ def test_names_are_unique_across_files(project_dir: ProjectDir) -> None:
     project_dir.write("copy/triage.yaml", (project_dir.root / "triage.yaml").read_text()
                       .replace("file: tickets.csv", "file: ../tickets.csv")
                       .replace("out/triage.jsonl", "out/other.jsonl"))
-    with pytest.raises(ManifestError, match='name "triage" is already used'):
+    with pytest.raises(ManifestError, match='name "triage" is also used in'):
         api.load_project(cwd=project_dir.root)
 
 

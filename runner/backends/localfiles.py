@@ -156,12 +156,20 @@ def _read_destination(dest: DestinationSpec) -> Iterator[dict[str, Any]]:
         for number, line in enumerate(fh, start=1):
             if line.strip():
                 try:
-                    yield orjson.loads(line)
+                    row = orjson.loads(line)
                 except orjson.JSONDecodeError as exc:
-                    if number == 1 and not dest.adopt:
-                        raise ForeignDestinationError(str(path)) from exc
+                    if number == 1:
+                        raise ForeignDestinationError(str(path), adopting=dest.adopt,
+                                                      missing=LEDGER_FIELDS) from exc
                     raise BackendError(f"destination {path} line {number} is not JSON; it was "
                                        "edited by hand? Fix or move the file.") from exc
+                if not isinstance(row, dict):  # `null`, a number: not a row of ours, ever
+                    if number == 1:
+                        raise ForeignDestinationError(str(path), adopting=dest.adopt,
+                                                      missing=LEDGER_FIELDS)
+                    raise BackendError(f"destination {path} line {number} is not a JSON object; "
+                                       "it was edited by hand? Fix or move the file.")
+                yield row
 
 
 def collected_jobs(dest: DestinationSpec) -> set[str]:

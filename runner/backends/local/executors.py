@@ -234,6 +234,10 @@ def _post(session: Any, url: str, body: dict[str, Any], headers: dict[str, str],
         last_try = attempt == spec.retries
         try:
             resp = session.post(url, json=body, headers=headers, timeout=spec.timeout)
+        except requests.exceptions.InvalidHeader:
+            raise EndpointError(16, f"the key in {spec.api_key_env} is not a valid header value "
+                                "(a trailing newline or space?): fix it, then run `batchrun "
+                                "retry`") from None
         except requests.ReadTimeout:
             raise EndpointError(4, f"endpoint timed out: no answer within {spec.timeout:g} s; it "
                                 "may still have answered and billed the request, so it is not "
