@@ -97,7 +97,7 @@ def read_ledger(manifest: Manifest, reader: BackendReader, jobs: Sequence[Remote
             ledger.output_tokens += int(usage.get("output_tokens") or 0)
     collected = reader.collected_jobs(manifest.destination)
     for job in jobs:
-        if job.manifest_name != manifest.name:
+        if job.manifest_name not in (manifest.name, ""):  # "": a damaged record, anyone's
             continue
         if job.state.in_flight:
             if not job.spec_hash or not job.input_digest:
@@ -373,15 +373,17 @@ def make_plan(manifests: Sequence[Manifest], reader: BackendReader, settings: Se
     by_name: dict[str, list[RemoteJob]] = {}
     for job in jobs:  # one pass: plans scale with the listing, not manifests x jobs
         by_name.setdefault(job.manifest_name, []).append(job)
+    unknown = by_name.get("", [])  # a damaged job record of no known manifest: everyone waits
     plans = []
     for manifest in manifests:
-        plan, used = plan_manifest(manifest, reader, settings, by_name.get(manifest.name, []),
-                                   free, exact_tokens=exact_tokens)
+        plan, used = plan_manifest(manifest, reader, settings,
+                                   by_name.get(manifest.name, []) + unknown, free,
+                                   exact_tokens=exact_tokens)
         free -= used
         plans.append(plan)
     names = {m.name for m in manifests}
     orphans = tuple(Orphan(j.manifest_name, j.name, prune) for j in jobs
-                    if j.manifest_name not in names and j.state.in_flight)
+                    if j.manifest_name not in names and j.manifest_name and j.state.in_flight)
     total = sum(p.estimate.cost or 0 for p in plans)
     budget_notes: tuple[str, ...] = ()
     if settings.max_cost is not None and (total > settings.max_cost or any(

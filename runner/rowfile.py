@@ -86,19 +86,19 @@ def read_csv(path: Path) -> Iterator[SourceRow | RowIssue]:
 
     reader = csv.reader(text_lines())
     header: list[str] | None = None
+    ended = 0  # the last line of the record before: a record may span lines (quoted newlines)
     while True:
         try:
             record = next(reader, None)
         except csv.Error as exc:  # the reader cannot go on past a broken record
             yield from issues
-            yield RowIssue((line_numbers[-1] if line_numbers else 0),
-                           f"is not valid CSV ({exc}); nothing after it was read")
+            yield RowIssue(ended + 1, f"is not valid CSV ({exc}); nothing after it was read")
             return
         if record is None:
             break
         yield from issues
         issues.clear()
-        start = line_numbers[-1] if line_numbers else 0
+        start, ended = ended + 1, (line_numbers[-1] if line_numbers else 0)
         if header is None:
             header = [h.strip() for h in record]
             repeated = sorted({h for h in header if header.count(h) > 1})

@@ -198,7 +198,7 @@ def test_a_read_only_destination_is_refused_not_replaced(project_dir: ProjectDir
 
 # --- corrupt state is contained --------------------------------------------------------------------
 
-@pytest.mark.parametrize("cut", ["tail", "labels"])
+@pytest.mark.parametrize("cut", ["tail", "labels", "empty", "everything"])
 def test_a_damaged_job_record_is_quarantined_and_only_its_rows_wait(project_dir: ProjectDir,
                                                                     cut: str) -> None:
     """A truncated job.json stopped every plan with `unexpected JSONDecodeError`. Now the record
@@ -215,16 +215,22 @@ def test_a_damaged_job_record_is_quarantined_and_only_its_rows_wait(project_dir:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     raw = (job / "job.json").read_text()
-    end = raw.index('"createTime"') if cut == "tail" else raw.index('"batchrun-spec"') + 30
+    end = {"tail": raw.index('"createTime"'), "labels": raw.index('"batchrun-spec"') + 30,
+           "empty": 0, "everything": 0}[cut]
     (job / "job.json").write_text(raw[:end])
+    if cut == "labels" or cut == "everything":
+        (job / "labels.json").unlink()  # the copy written at create is gone too
     plan = batchrun(root, "plan", "--json")
     assert plan.returncode == 0, plan.stderr
     doc = {m["name"]: m for m in json.loads(plan.stdout)["manifests"]}
-    if cut == "tail":
+    if cut in ("tail", "empty"):  # the labels survive (in the record, or in labels.json)
         assert doc["triage"]["rows"]["in_flight"] == 5 and doc["triage"]["rows"]["to_do"] == 0
     else:
         assert doc["triage"]["blocked"] and "quarantine" in doc["triage"]["blocked"]["error"]
         assert not doc["triage"]["actions"]  # nothing sent, nothing cancelled
+    if cut == "everything":  # whose job it was is lost: nobody sends until the user looks
+        assert doc["other"]["blocked"] and not doc["other"]["actions"]
+        return
     assert doc["other"]["rows"]["to_do"] == 5  # other manifests plan normally
     assert (root / ".batchrun" / "quarantine" / job.name / "job.json").is_file()
     status = batchrun(root, "status")

@@ -89,7 +89,12 @@ def read_index(where: object, lines: Iterable[bytes]) -> Iterator[IndexEntry]:
     """A job's staged index; a damaged one names its file and line instead of a JSON error."""
     for number, line in enumerate(lines, start=1):
         try:
-            yield IndexEntry(**orjson.loads(line))
+            data = orjson.loads(line)
+            entry = IndexEntry(**data)
+            if not (isinstance(entry.custom_id, str) and isinstance(entry.request_hash, str)
+                    and isinstance(entry.passthrough, dict)):
+                raise TypeError("a field has the wrong type")
+            yield entry
         except (orjson.JSONDecodeError, TypeError) as exc:
             raise BackendError([error(
                 f"the index of a job is damaged: {where}, line {number} ({exc})",
@@ -144,13 +149,7 @@ def _read_destination(dest: DestinationSpec) -> Iterator[dict[str, Any]]:
     if not path.is_file():
         return
     if _is_csv(dest):
-        with path.open(encoding="utf-8", newline="") as fh:
-            for raw in csv.DictReader(fh):
-                row: dict[str, Any] = dict(raw)
-                for key in _JSON_FIELDS:
-                    row[key] = json.loads(row[key]) if row.get(key) else None
-                row["attempts"] = int(row.get("attempts") or 0)
-                yield row
+        yield from _read_csv_destination(path)
         return
     with path.open("rb") as fh:
         for number, line in enumerate(fh, start=1):
@@ -172,6 +171,24 @@ def _read_destination(dest: DestinationSpec) -> Iterator[dict[str, Any]]:
                 yield row
 
 
+def _read_csv_destination(path: Path) -> Iterator[dict[str, Any]]:
+    """A CSV destination's rows; a cell that is not what batchrun wrote names its line."""
+    with path.open(encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        try:
+            for raw in reader:
+                row: dict[str, Any] = dict(raw)
+                for key in _JSON_FIELDS:
+                    row[key] = json.loads(row[key]) if row.get(key) else None
+                row["attempts"] = int(row.get("attempts") or 0)
+                yield row
+        except (ValueError, csv.Error) as exc:  # bad JSON cell, attempts "many", non-UTF-8 bytes
+            raise BackendError([error(
+                f"destination {path} line {reader.line_num} is not as batchrun wrote it ({exc})",
+                hint="it was edited by hand? Fix the line, or move the file aside (its jobs' "
+                     "answers are collected again, not paid again)")]) from None
+
+
 def collected_jobs(dest: DestinationSpec) -> set[str]:
     """Jobs already merged; forgotten when the result file changed behind batchrun's back, so a
     deleted or replaced result file is re-collected from job outputs rather than paid for again."""
@@ -189,7 +206,13 @@ def _sidecar_data(dest: DestinationSpec) -> dict[str, Any]:
         data = orjson.loads(sidecar.read_bytes())
     except (OSError, orjson.JSONDecodeError):
         return {}
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    for key in ("collected_jobs", "forgiven_jobs"):
+        value = data.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            data[key] = []  # damaged: forget it (jobs are collected again, a replay is harmless)
+    return data
 
 
 def forgiven_jobs(dest: DestinationSpec) -> set[str]:

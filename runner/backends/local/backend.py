@@ -28,9 +28,15 @@ from runner.backends.base import (
     StagedInput,
     select,
 )
-from runner.backends.local.store import NAME_PREFIX, JobStore, now_rfc3339, pid_alive
+from runner.backends.local.store import (
+    LABELS_FILE,
+    NAME_PREFIX,
+    JobStore,
+    now_rfc3339,
+    pid_alive,
+)
 from runner.backends.local.worker import WORKER_URL_ENV
-from runner.errors import BackendError, LockError
+from runner.errors import BackendError, LockError, error
 from runner.redact import without_userinfo
 from runner.render import RowIssue, SourceRow
 from runner.spec import (
@@ -84,7 +90,14 @@ class LocalBackend:
 
     def read_index(self, job: RemoteJob) -> Iterator[IndexEntry]:
         path = self._index_path(job)
-        with path.open("rb") as fh:
+        try:
+            fh = path.open("rb")
+        except FileNotFoundError:
+            raise BackendError([error(
+                f"the index of job {job.name} is missing: {path}",
+                hint="its rows cannot be told apart; restore the file, or cancel the job and "
+                     "move its folder aside to send its rows again")]) from None
+        with fh:
             yield from localfiles.read_index(path, fh)
 
     def read_output(self, job: RemoteJob) -> Iterator[bytes | dict[str, Any]]:
@@ -170,6 +183,8 @@ class LocalBackend:
                        "response": {"format": request.response_format,
                                     "schema": request.response_schema}},
         }
+        localfiles.write_json(self.store.dir(job_id) / LABELS_FILE,
+                              {"labels": record["labels"], "index": str(index)})
         self.store.write(job_id, record)
         log = (self.store.dir(job_id) / "worker.log").open("ab")
         env = {**os.environ, WORKER_URL_ENV: executor.base_url or ""}

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from runner import estimate
 from runner.redact import redact, secret_values
@@ -282,6 +283,12 @@ class _Unreadable(Exception):
     pass
 
 
+def _url(base: str, path: str) -> str:
+    """`path` appended to base_url's path, its query (`?token=...`) kept at the end."""
+    parts = urlsplit(base)
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + path))
+
+
 def openai_http(spec: ExecutorSpec, family: Family, model: str) -> Execute:
     import requests
 
@@ -292,7 +299,7 @@ def openai_http(spec: ExecutorSpec, family: Family, model: str) -> Execute:
         body = dict(row.get("body", {}))
         body["model"] = spec.model or body.get("model") or model
         path = "/embeddings" if family is Family.OPENAI_EMBEDDINGS else "/chat/completions"
-        resp = _post(session, base + path, body, _headers(spec, False), spec)
+        resp = _post(session, _url(base, path), body, _headers(spec, False), spec)
         if resp.status_code >= 400:  # about this request: the row's own failure
             return openai_line(row, None, _error_of(resp, spec))
         try:
@@ -312,7 +319,7 @@ def anthropic_http(spec: ExecutorSpec, family: Family, model: str) -> Execute:
     def run(row: dict[str, Any]) -> dict[str, Any]:
         body = {k: v for k, v in row.get("request", {}).items() if k != "anthropic_version"}
         body["model"] = spec.model or model.rsplit("/", 1)[-1].replace("@", "-")
-        resp = _post(session, base + "/v1/messages", body, _headers(spec, True), spec)
+        resp = _post(session, _url(base, "/v1/messages"), body, _headers(spec, True), spec)
         if resp.status_code >= 400:  # about this request: the row's own failure
             error = _error_of(resp, spec)
             phrase = _phrase(resp.status_code).split(" ", 1)[1]

@@ -17,9 +17,11 @@ import orjson
 
 from runner.backends.base import JobState, RemoteJob
 from runner.backends.localfiles import write_json
+from runner.identity import MANAGED_LABEL, MANAGED_VALUE, NAME_LABEL
 
 NAME_PREFIX = "projects/local/locations/local/batchPredictionJobs/"
 START_GRACE_SECONDS = 60  # a job whose worker has not started by then is reported failed
+LABELS_FILE = "labels.json"  # written once at create, never rewritten: what a damaged record was
 DEAD_WORKER = 10  # google.rpc ABORTED (reconcile.DEAD_WORKER): no backoff, the rows are to do
 
 
@@ -109,11 +111,17 @@ class JobStore:
         """A job whose record was damaged: its state is unknown, so it counts as in flight (its
         rows are never sent again) until the user looks at it and deletes the folder."""
         folder = self.quarantine / job_id
-        try:
-            raw = (folder / "job.json").read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            raw = ""
-        labels = dict(re.findall(r'"(batchrun-[a-z]+)"\s*:\s*"([^"]*)"', raw))
+        labels: dict[str, str] = {}
+        for name in (LABELS_FILE, "job.json"):  # the labels written once at create come first
+            try:
+                raw = (folder / name).read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            labels = dict(re.findall(r'"(batchrun-[a-z]+)"\s*:\s*"([^"]*)"', raw))
+            if labels.get(NAME_LABEL):
+                break
+        # Its manifest unknown, it could hold any manifest's rows: it is everyone's (in flight).
+        labels.setdefault(MANAGED_LABEL, MANAGED_VALUE)
         return RemoteJob(
             name=NAME_PREFIX + job_id, state=JobState.UNSPECIFIED, labels=labels,
             error_message=f"the job record was damaged and moved to {folder}; its rows count as "
@@ -124,7 +132,7 @@ class JobStore:
         A damaged record is moved to the quarantine and reported as unknown, never a crash."""
         try:
             return self._observe(job_id)
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError):
             self.quarantine.mkdir(parents=True, exist_ok=True)
             target = self.quarantine / job_id
             if not target.exists():
@@ -154,10 +162,18 @@ class JobStore:
             elif self.cancel_marker(job_id).exists():
                 state = JobState.CANCELLING
         stats = record.get("completionStats", {})
+        labels = record.get("labels", {})
+        if not isinstance(labels, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+            raise ValueError("labels are not a mapping of strings")
+        uris = record.get("inputConfig", {}).get("gcsSource", {}).get("uris") or [None]
+        output = record.get("outputInfo", {}).get("gcsOutputDirectory")
+        if output is not None and not isinstance(output, str):
+            raise ValueError("outputInfo is not a folder")
         return RemoteJob(
             name=record["name"],
             state=state,
-            labels=record.get("labels", {}),
+            labels=labels,
             display_name=record.get("displayName", ""),
             model=record.get("model", ""),
             create_time=record.get("createTime"),
@@ -166,6 +182,6 @@ class JobStore:
             error_message=error.get("message"),
             succeeded_count=int(stats["successfulCount"]) if "successfulCount" in stats else None,
             failed_count=int(stats["failedCount"]) if "failedCount" in stats else None,
-            input_uri=record.get("inputConfig", {}).get("gcsSource", {}).get("uris", [None])[0],
-            output_uri=record.get("outputInfo", {}).get("gcsOutputDirectory"),
+            input_uri=uris[0],
+            output_uri=output,
         )
