@@ -291,9 +291,11 @@ def one_collect(n: int, work: Path) -> dict[str, Any]:
 
 # --- the driver ----------------------------------------------------------------------------------
 
-HOSTILE = ("yaml-alias-bomb", "yaml-self-alias", "yaml-binary-tag", "template-power",
-           "template-nested-loops", "template-repeat", "template-huge-range",
-           "template-recursive-macro", "template-forge-row")
+HOSTILE = ("yaml-alias-bomb", "yaml-alias-chars", "yaml-self-alias", "yaml-binary-tag",
+           "template-power", "template-nested-loops", "template-repeat", "template-huge-range",
+           "template-recursive-macro", "template-forge-row", "template-dict-forge",
+           "template-join-bomb", "template-star-width", "template-fold-replace",
+           "template-sum-lists", "template-namespace-doubling", "template-prints-function")
 HOSTILE_SECONDS, HOSTILE_MB = 2.0, 200.0  # issue 11: each refused within these, start-up included
 
 

@@ -274,3 +274,60 @@ def test_a_missing_bucket_or_dataset_is_named_with_the_fix(vertex: VertexWorld, 
     result = batchrun(vertex.p.root, "apply", "--auto-approve", env=vertex.env)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     golden("errors/missing-bucket.txt", result.stderr)
+
+
+def test_destinations_that_belong_to_no_one_else(project_dir: ProjectDir) -> None:
+    """Red-team: a destination inside a nested project, or named like another destination's
+    sidecar, was accepted and paid for twice; a name used twice passed when selected by path."""
+    root = project_dir.root
+    project_dir.write("sub/batchrun.yaml", "backend: local\n")
+    _second(project_dir, "nested", "sub/x.jsonl")
+    result = batchrun(root, "plan", "nested.yaml")
+    assert result.returncode == 1 and "the destination is inside another project" in result.stderr
+    (root / "nested.yaml").unlink()
+    _second(project_dir, "sidecar", "out/.triage.jsonl.batchrun.json")
+    result = batchrun(root, "plan", "sidecar.yaml")
+    assert result.returncode == 1 and "is not a result file name" in result.stderr
+    (root / "sidecar.yaml").unlink()
+    project_dir.write("copy/t.yaml", (root / "triage.yaml").read_text()
+                      .replace("file: tickets.csv", "file: ../tickets.csv")
+                      .replace("out/triage.jsonl", "out/copy.jsonl"))
+    result = batchrun(root, "plan", "copy/t.yaml")
+    assert result.returncode == 1 and 'name "triage" is also used in' in result.stderr
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("null\n" + '{"user": "alice"}\n', "already exists and was not written by batchrun"),
+    ('{"custom_id": "T1", "status": "succeeded", "spec_hash": "s", "request_hash": "r"}\n5\n',
+     "line 2 is not a JSON object"),
+])
+def test_a_destination_that_is_not_ours_is_never_replaced(project_dir: ProjectDir, content: str,
+                                                          message: str) -> None:
+    out = project_dir.root / "out" / "triage.jsonl"
+    out.parent.mkdir()
+    out.write_text(content)
+    result = batchrun(project_dir.root, "apply", "--auto-approve")
+    assert result.returncode == 1 and message in result.stderr and "unexpected" not in result.stderr
+    assert out.read_text() == content
+
+
+def test_damaged_sidecars_indexes_and_csv_cells_name_their_file(project_dir: ProjectDir) -> None:
+    root = project_dir.root
+    manifest = root / "triage.yaml"
+    manifest.write_text(manifest.read_text().replace("out/triage.jsonl", "out/triage.csv"))
+    assert batchrun(root, "apply", "--auto-approve", "--wait", "--poll-interval", "0.1").returncode == 0
+    sidecar = root / "out" / ".triage.csv.batchrun.json"
+    sidecar.write_text('{"collected_jobs": 5, "forgiven_jobs": [[1]]}')
+    plan = batchrun(root, "plan")
+    assert plan.returncode == 0 and "Traceback" not in plan.stderr  # re-collected, not paid
+    out = root / "out" / "triage.csv"
+    text = out.read_text()
+    out.write_text(text.replace(",1,", ",many,", 1))
+    plan = batchrun(root, "plan")
+    assert plan.returncode == 1 and f"destination {out} line 2 is not as batchrun wrote it" in \
+        plan.stderr
+    out.write_text(text)
+    (index,) = (root / ".batchrun" / "staging" / "triage").glob("*.index.jsonl")
+    index.write_text(index.read_text().replace('"passthrough":{', '"passthrough":3,"x":{', 1))
+    plan = batchrun(root, "plan")
+    assert plan.returncode == 1 and "the index of a job is damaged" in plan.stderr

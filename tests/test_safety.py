@@ -171,3 +171,42 @@ def test_secrets_in_every_form_never_reach_a_file_or_the_screen(
     hits = [(s, str(p)) for p in written for s in planted if s.encode() in p.read_bytes()]
     hits += [(s, o[:300]) for o in outputs for s in planted if s in o]
     assert hits == []
+
+
+def test_a_secret_is_masked_in_every_spelling_an_endpoint_may_echo() -> None:
+    """Red-team: URL-encoded, base64, hex and JSON-escaped echoes of a key were stored as is."""
+    import base64
+    import json as _json
+    from urllib.parse import quote
+
+    from runner import redact as r
+
+    key = 'Zm9v+bar/baz==q"uo\\te'
+    r.remember([key])
+    for spelling in (key, quote(key, safe=""), base64.b64encode(key.encode()).decode(),
+                     key.encode().hex(), _json.dumps(key)[1:-1], key + "\r"):
+        assert key not in redact(f"echo: {spelling} end") and MASK in redact(f"echo: {spelling}")
+    assert redact("loader.construct_object(key_node, deep=True)") == \
+        "loader.construct_object(key_node, deep=True)"  # code in a --debug traceback stays
+
+
+def test_a_key_with_a_trailing_newline_blocks_and_is_never_shown(
+        project_dir: ProjectDir, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Red-team: requests quoted a key ending in \\r in its error, into job.json and the plan."""
+    monkeypatch.setenv("CR_KEY", "CRLFsecret99\r")
+    monkeypatch.chdir(project_dir.root)
+    project_dir.write("batchrun.yaml", """\
+        quota: {failure_backoff: 0}
+        local:
+          executor: {type: anthropic, base_url: "http://127.0.0.1:9", api_key_env: CR_KEY}
+        """)
+    runner = CliRunner()
+    outputs = [runner.invoke(cli.main, args) for args in (
+        ["apply", "--auto-approve", "--wait", "--poll-interval", "0.1", "--timeout", "30"],
+        ["plan", "--json"], ["status"])]
+    text = "".join(o.stdout + o.stderr for o in outputs)
+    assert outputs[0].exit_code == 5, text
+    blocked = json.loads(outputs[1].stdout)["manifests"][0]["blocked"]
+    assert blocked["credentials"] and "not a valid header value" in blocked["error"]
+    files = [p.read_bytes() for p in project_dir.root.rglob("*") if p.is_file()]
+    assert not any(b"CRLFsecret99" in f for f in files) and "CRLFsecret99" not in text
