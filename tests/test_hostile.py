@@ -331,3 +331,56 @@ def test_damaged_sidecars_indexes_and_csv_cells_name_their_file(project_dir: Pro
     index.write_text(index.read_text().replace('"passthrough":{', '"passthrough":3,"x":{', 1))
     plan = batchrun(root, "plan")
     assert plan.returncode == 1 and "the index of a job is damaged" in plan.stderr
+
+
+def test_google_errors_are_explained() -> None:
+    from runner.backends.vertex.explain import explain
+
+    def named(name: str, text: str) -> Exception:
+        return type(name, (Exception,), {})(text)
+
+    cases = {
+        ("Forbidden", "403 aiplatform.googleapis.com has not been used in project p before or it "
+                      "is disabled. SERVICE_DISABLED"):
+            "the aiplatform.googleapis.com API is not enabled in this project",
+        ("Forbidden", "403 GET https://storage: svc@p.iam does not have storage.objects.create "
+                      "access to the Google Cloud Storage object."):
+            "permission denied (missing storage.objects.create)",
+        ("NotFound", "404 Not found: Dataset p:d was not found in location US"):
+            "the BigQuery dataset p:d does not exist",
+        ("NotFound", "404 GET https://storage: The specified bucket does not exist."):
+            "the Cloud Storage bucket does not exist",
+        ("RefreshError", "invalid_grant: Token has been expired or revoked."):
+            "the Google credentials were refused or have expired",
+    }
+    for (name, text), summary in cases.items():
+        found = explain(named(name, text))
+        assert found is not None and found.summary.startswith(summary), (name, found)
+        assert found.hint
+    assert explain(ValueError("something else")) is None
+
+
+def test_a_full_disk_in_the_worker_is_said_as_such() -> None:
+    import errno
+
+    from runner.backends.local.worker import _error_text
+
+    text = _error_text(OSError(errno.ENOSPC, "No space left on device", "/x/predictions.jsonl"))
+    assert text == "local I/O error: No space left on device (/x/predictions.jsonl)"
+
+
+def test_a_150_kb_answer_round_trips_through_a_csv_destination(project_dir: ProjectDir) -> None:
+    """Issue 11, case 3: a CSV destination with a field over 128 KiB failed every later plan."""
+    root = project_dir.root
+    project_dir.write("batchrun.yaml", "quota: {max_request_bytes: 400000}\n")
+    project_dir.write("rows.jsonl", json.dumps({"id": "big", "text": "w " * 75_000}) + "\n")
+    project_dir.write("triage.yaml", (root / "triage.yaml").read_text()
+                      .replace("file: tickets.csv, id: ticket_id", "file: rows.jsonl, id: id")
+                      .replace('"{{ subject }}: {{ body }}"', '"{{ text }}"')
+                      .replace("passthrough: [subject]", "passthrough: []")
+                      .replace("out/triage.jsonl", "out/triage.csv"))
+    for _ in range(2):
+        result = batchrun(root, "apply", "--auto-approve", "--wait", "--poll-interval", "0.1")
+        assert result.returncode == 0, result.stderr
+    rows = batchrun(root, "results", "triage", "--format", "jsonl")
+    assert len(json.loads(rows.stdout)["output"]) == 150_000
