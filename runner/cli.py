@@ -304,14 +304,6 @@ def status(ctx: click.Context, name: str | None) -> None:
             click.echo(display.usage_text(used))
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    return orjson.dumps(value).decode()
-
-
 @main.command()
 @click.argument("name")
 @click.option("--format", "fmt", type=click.Choice(["table", "jsonl", "csv"]), default="table",
@@ -335,26 +327,13 @@ def results(ctx: click.Context, name: str, fmt: str) -> None:
             if writer is None:
                 writer = csv.DictWriter(buffer, fieldnames=list(row), extrasaction="ignore")
                 writer.writeheader()
-            writer.writerow({k: _cell(v) for k, v in row.items()})
+            writer.writerow({k: display.cell(v) for k, v in row.items()})
         click.echo(buffer.getvalue(), nl=False)
         return
     manifest = project.manifest(name)
-    table_rows, failed, stale = [], [], 0
-    for row in rows:
-        output = _cell(row.get("output"))
-        status = display.result_status(row, manifest.spec_hash)
-        stale += status == "stale"
-        table_rows.append([row.get("custom_id"), *(_cell(row.get(k)) for k in manifest.passthrough),
-                           status, output[:80] + ("…" if len(output) > 80 else "")])
-        if row.get("status") == "failed":
-            failed.append(row)
     console = Console(highlight=False, width=max(Console().width, 120))
-    display.print_table(console, ["custom_id", *manifest.passthrough, "status", "output"],
-                        table_rows, title=name)
-    click.echo(display.results_summary(len(table_rows), len(failed), stale))
-    for row in failed[:20]:
-        click.echo(f"  ! {row.get('custom_id')}: {row.get('error')} "
-                   f"(attempts: {row.get('attempts')})")
+    click.echo(display.results_view(console, name, rows, manifest.passthrough,
+                                    manifest.spec_hash), nl=False)
 
 
 @main.command()

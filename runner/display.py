@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import orjson
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -212,6 +213,35 @@ def converged_text(plan: Plan) -> str:
     if blocked:
         text += (f"; blocked: {', '.join(blocked)} (fix the cause, then `batchrun retry NAME`)")
     return text + "."
+
+
+def cell(value: Any) -> str:
+    """A result field as text: strings as they are, anything else as JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return orjson.dumps(value).decode()
+
+
+def results_view(console: Console, name: str, rows: Iterable[Any], passthrough: Sequence[str],
+                 spec_hash: str) -> str:
+    """`batchrun results NAME`: the table (printed on `console`), then the summary and the first
+    failures, returned as text."""
+    table_rows, failed, stale = [], [], 0
+    for row in rows:
+        output = cell(row.get("output"))
+        status = result_status(row, spec_hash)
+        stale += status == "stale"
+        table_rows.append([row.get("custom_id"), *(cell(row.get(k)) for k in passthrough),
+                           status, output[:80] + ("…" if len(output) > 80 else "")])
+        if row.get("status") == "failed":
+            failed.append(row)
+    print_table(console, ["custom_id", *passthrough, "status", "output"], table_rows, title=name)
+    lines = [results_summary(len(table_rows), len(failed), stale)]
+    lines += [f"  ! {row.get('custom_id')}: {' '.join(str(row.get('error')).split())} "
+              f"(attempts: {row.get('attempts')})" for row in failed[:20]]
+    return "\n".join(lines) + "\n"
 
 
 def result_status(row: Any, spec_hash: str) -> str:
