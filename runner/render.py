@@ -20,7 +20,15 @@ from runner import estimate
 from runner.errors import Diagnostic, RenderError, error
 from runner.idcheck import IdTracker, name_duplicates
 from runner.identity import request_hash
-from runner.sandbox import REFUSALS, BoundedSandbox, TemplateLimit, refusal_text, time_limit
+from runner.sandbox import (
+    REFUSALS,
+    BoundedSandbox,
+    Deadline,
+    TemplateLimit,
+    TimeUp,
+    refusal_text,
+    time_limit,
+)
 from runner.spec import Family, Manifest, Template
 
 _sha = hashlib.sha256  # request_hash, inlined on the hot path (tests pin that they agree)
@@ -134,6 +142,7 @@ class Renderer:
             texts["input"] = prompt.input
         self._examples = len(prompt.examples)
         self._sources = texts
+        self._deadline = Deadline()
         self._templates = {k: env.from_string(t.text) for k, t in texts.items()}
         self._params = dict(manifest.parameters)
         self._requests = manifest.source.format == "requests"
@@ -216,12 +225,17 @@ class Renderer:
         context = {**data, ROW_NAME: dict(data)}  # a copy: the immutable sandbox refuses edits
         texts: dict[str, str] = {}
         key = ""
+        deadline = self._deadline
+        deadline.arm()
         try:
-            with time_limit():
-                for key, template in self._templates.items():
-                    texts[key] = template.render(context)
+            for key, template in self._templates.items():
+                texts[key] = template.render(context)
+        except TimeUp:
+            raise TemplateRefused(self._sources.get(key), str(deadline.refusal())) from None
         except (*REFUSALS, TemplateLimit) as exc:
             raise TemplateRefused(self._sources.get(key), refusal_text(exc)) from None
+        finally:
+            deadline.disarm()
         return self.build(custom_id, texts)
 
     def _compile_fast(self) -> Callable[[str, Mapping[str, Any]], tuple[bytes, int]]:

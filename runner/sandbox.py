@@ -98,17 +98,23 @@ def _estimate(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple
     return 0, args
 
 
+_ESTIMATED: Final = frozenset({"join", "replace", "indent", "sum"})
+
+
 def _guard(name: str, func: Callable[..., Any], limit: int) -> Callable[..., Any]:
+    takes_context = getattr(func, "jinja_pass_arg", None) is not None
+
     @functools.wraps(func)  # keeps jinja_pass_arg, so context-taking filters still get it
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        plain = tuple(a for a in args if not _is_context(a))
+        plain = args[1:] if takes_context else args
         _check_args([*plain, *kwargs.values()], f"the {name} filter", min(limit, MAX_ARGUMENT))
-        size, measured = _estimate(name, plain, kwargs)
-        if size > limit:
-            raise TemplateLimit(f"the {name} filter would make {size:,} characters, over the "
-                                f"sandbox's limit of {limit:,}")
-        if measured is not plain:
-            args = (*args[:len(args) - len(plain)], *measured)
+        if name in _ESTIMATED:
+            size, measured = _estimate(name, plain, kwargs)
+            if size > limit:
+                raise TemplateLimit(f"the {name} filter would make {size:,} characters, over "
+                                    f"the sandbox's limit of {limit:,}")
+            if measured is not plain:
+                args = (*args[:len(args) - len(plain)], *measured)
         result = func(*args, **kwargs)
         if _sized(result) > limit:
             raise TemplateLimit(f"the {name} filter made {_sized(result):,} characters, over the "
@@ -116,11 +122,6 @@ def _guard(name: str, func: Callable[..., Any], limit: int) -> Callable[..., Any
         return result
 
     return guarded
-
-
-def _is_context(value: Any) -> bool:
-    return isinstance(value, jinja2.runtime.Context | jinja2.nodes.EvalContext
-                      | jinja2.Environment)
 
 
 class _Namespace(Namespace):
@@ -201,31 +202,63 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         return "".join(out)
 
 
-class _TimeUp(BaseException):
+class TimeUp(BaseException):
     """Raised by the alarm inside a render; BaseException, so templates cannot swallow it."""
+
+
+def _alarm(signum: int, frame: Any) -> None:
+    raise TimeUp
+
+
+class Deadline:
+    """A per-row time limit cheap enough for the hot path: arm() before a row, disarm() after;
+    a row that runs past it raises TimeUp (see `timed_out`). Main thread only; elsewhere it does
+    nothing and the other limits still hold."""
+
+    def __init__(self, seconds: float = RENDER_SECONDS) -> None:
+        self.seconds = seconds
+        self.active = threading.current_thread() is threading.main_thread()
+        self._installed = False
+
+    def arm(self) -> None:
+        if self.active:
+            if not self._installed:  # once: asking the signal module each row costs more
+                signal.signal(signal.SIGALRM, _alarm)
+                self._installed = True
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+
+    def disarm(self) -> None:
+        if self.active:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def refusal(self) -> TemplateLimit:
+        return TemplateLimit(f"rendering one row took more than {self.seconds:g} s, the "
+                             "sandbox's limit")
+
 
 
 @contextlib.contextmanager
 def time_limit(seconds: float = RENDER_SECONDS) -> Iterator[None]:
     """Stop the code inside after `seconds` of wall-clock time, with TemplateLimit. Works in the
-    main thread (the CLI); elsewhere the other limits still hold but time does not."""
+    main thread (the CLI); elsewhere the other limits still hold but time does not. The handler
+    stays installed between rows (setting it costs more than a row's render), unless another
+    handler was there: that one is put back every time."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def alarm(signum: int, frame: Any) -> None:
-        raise _TimeUp
-
-    previous = signal.signal(signal.SIGALRM, alarm)
+    previous = signal.getsignal(signal.SIGALRM)
+    if previous is not _alarm:
+        signal.signal(signal.SIGALRM, _alarm)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
-    except _TimeUp:
+    except TimeUp:
         raise TemplateLimit(f"rendering one row took more than {seconds:g} s, the sandbox's "
                             "limit") from None
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        if previous not in (_alarm, signal.SIG_DFL, None):
+            signal.signal(signal.SIGALRM, previous)
 
 
 REFUSALS: Final = (SecurityError, RecursionError, OverflowError, MemoryError)
