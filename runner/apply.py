@@ -18,11 +18,12 @@ from typing import Any
 import orjson
 
 from runner import collect, crashpoints, identity
-from runner.backends.base import Backend, IndexEntry, JobRequest, RemoteJob
-from runner.errors import ApprovalError, QuotaError
+from runner.backends.base import Backend, IndexEntry, JobRequest, RemoteJob, StagedInput
+from runner.errors import ApprovalError, QuotaError, RowsChangedError, error
 from runner.paths import destination_key
-from runner.plan import Action, Plan
+from runner.plan import Action, Change, Plan
 from runner.planner import (
+    Ledger,
     Sharder,
     busy_slots,
     classified_rows,
@@ -146,8 +147,38 @@ def _shard(rows: _Peekable, manifest: Manifest, settings: Settings) -> Iterator[
             input_chars=len(row.line))
 
 
+def _stage_planned(manifest: Manifest, backend: Backend, settings: Settings, ledger: Ledger,
+                   planned: Change) -> list[StagedInput]:
+    """Render, classify and stage the rows to do, as many shards as the plan created, and check
+    they are the very rows the plan showed (staging is content-addressed, so refusing after it
+    costs nothing). Rows added or changed since the plan: nothing is created."""
+    to_do = _Peekable(row for row, kind, _ in classified_rows(manifest, backend, settings, ledger)
+                      if kind is RowClass.TO_DO)
+    digest = hashlib.sha256()
+
+    def counted(rows: Iterator[tuple[bytes, IndexEntry]]) -> Iterator[tuple[bytes, IndexEntry]]:
+        for line, entry in rows:
+            digest.update(entry.request_hash.encode())
+            yield line, entry
+
+    staged: list[StagedInput] = []
+    while to_do.peek() is not None and len(staged) < planned.shards:
+        crashpoints.reached("stage")
+        staged.append(backend.stage(manifest.name, counted(_shard(to_do, manifest, settings))))
+        crashpoints.reached("staged")
+    rows = sum(s.rows for s in staged)
+    if rows != planned.rows or (planned.digest and digest.hexdigest()[:32] != planned.digest):
+        raise RowsChangedError([error(
+            f"{manifest.name}: the rows to send changed since the plan ({_n(rows, 'row')} now, "
+            f"{planned.rows:,} in the plan); nothing was sent",
+            hint="the source or the answers moved on: look at the new plan and apply it")])
+    return staged
+
+
 def create_jobs(manifest: Manifest, backend: Backend, settings: Settings, report: ApplyReport,
-                say: Event = _quiet) -> None:
+                planned: Change, say: Event = _quiet) -> None:
+    """Create the jobs the plan showed, with exactly its rows (RowsChangedError otherwise),
+    re-reading the jobs right before each create."""
     if busy_slots(backend.list_jobs(in_flight_only=True)) >= settings.quota.max_concurrent_jobs:
         return
     jobs = backend.list_jobs(manifest.name)
@@ -162,13 +193,7 @@ def create_jobs(manifest: Manifest, backend: Backend, settings: Settings, report
         say(f"{manifest.name}: resubmitting after {failures.hold_until:%H:%M:%S} UTC (the last job "
             "ended at job level; no row attempt was used)")
         return
-    to_do = _Peekable(row for row, kind, _ in classified_rows(manifest, backend, settings, ledger)
-                      if kind is RowClass.TO_DO)
-    shard = 0
-    while to_do.peek() is not None:
-        crashpoints.reached("stage")
-        staged = backend.stage(manifest.name, _shard(to_do, manifest, settings))
-        crashpoints.reached("staged")
+    for shard, staged in enumerate(_stage_planned(manifest, backend, settings, ledger, planned)):
         fresh = backend.list_jobs(in_flight_only=True)  # right before the create: what runs now?
         # An earlier finished job may hold the same rows (a retry of the same failed rows): only a
         # job still in flight means these rows are already being answered.
@@ -195,7 +220,6 @@ def create_jobs(manifest: Manifest, backend: Backend, settings: Settings, report
             say(f"{manifest.name}: {exc}; the remaining rows wait for the next apply")
             return
         crashpoints.reached("created")
-        shard += 1
         report.created.append(job.name)
         report.rows_sent += staged.rows
         say(f"{manifest.name}: created {job.name} with {staged.rows} rows")
@@ -223,8 +247,9 @@ def apply_plan(plan: Plan, manifests: Sequence[Manifest], backend: Backend, sett
                         report.cancelled.append(job)
                         say(f"{manifest.name}: cancelled {job}")
             collect_finished(manifest, backend, backend.list_jobs(manifest.name), report, say)
-            if any(c.action is Action.CREATE for c in mplan.changes) or mplan.rows.waiting:
-                create_jobs(manifest, backend, settings, report, say)
+            planned = next((c for c in mplan.changes if c.action is Action.CREATE), None)
+            if planned is not None:  # rows only waiting for a slot wait for the next plan
+                create_jobs(manifest, backend, settings, report, planned, say)
     for orphan in plan.orphans:
         if orphan.cancel:
             backend.cancel_job(orphan.job)

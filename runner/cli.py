@@ -1,22 +1,14 @@
-"""Edge: the click commands. Parses flags, calls runner.api, prints through display, maps errors to
-exit codes. Holds no logic of its own.
-
-Exit codes: 0 success (no changes), 1 error, 2 usage error (click), 3 changes present (plan
---detailed-exitcode only), 4 over budget (the estimate is over a max_cost; nothing was sent),
-5 apply --wait finished with rows failed for good or a manifest blocked.
-"""
+"""Edge: the click commands. Parses flags, calls runner.api, prints through display; errors and
+exit codes are cli_errors'. Holds no logic of its own."""
 
 from __future__ import annotations
 
 import csv
-import functools
 import io
-import os
 import sys
-import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any
 
 import click
 import orjson
@@ -24,66 +16,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from runner import api, display, planfile
-from runner.errors import ApprovalError, BatchrunError, BudgetError, Diagnostic
+from runner.cli_errors import (
+    EXIT_CHANGES,
+    EXIT_INCOMPLETE,
+    err_console,
+    handle_errors,
+    print_diagnostics,
+)
+from runner.errors import ApprovalError, BatchrunError, RowsChangedError
 from runner.plan import Plan
-from runner.redact import redact
-
-EXIT_OK: Final = 0
-EXIT_ERROR: Final = 1
-EXIT_CHANGES: Final = 3
-EXIT_BUDGET: Final = 4
-EXIT_INCOMPLETE: Final = 5
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _err_console() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def _print_diagnostics(diags: tuple[Diagnostic, ...] | list[Diagnostic]) -> None:
-    if diags:
-        click.echo(display.diagnostics_text(diags), err=True, nl=False)
-
-
-def _traceback(exc: BaseException) -> None:
-    """--debug: the traceback, with credentials masked like everything else we print."""
-    click.echo(redact("".join(traceback.format_exception(exc))), err=True)
-
-
-def handle_errors(fn: F) -> F:
-    """BatchrunError -> its diagnostics and exit 1; anything else -> one line, unless --debug."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        ctx = click.get_current_context()
-        debug = bool(ctx.obj and ctx.obj.get("debug"))
-        try:
-            return fn(*args, **kwargs)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
-            raise
-        except BrokenPipeError:
-            # `batchrun results NAME | head`: the reader left; end quietly, and keep Python from
-            # complaining when it flushes stdout on the way out.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            ctx.exit(EXIT_OK)
-        except BatchrunError as exc:
-            if debug:
-                _traceback(exc)
-            _print_diagnostics(exc.diagnostics)
-            ctx.exit(EXIT_BUDGET if isinstance(exc, BudgetError) else EXIT_ERROR)
-        except KeyboardInterrupt:
-            click.echo("interrupted; run the same command again to continue", err=True)
-            ctx.exit(130)
-        except Exception as exc:
-            if debug:
-                _traceback(exc)
-                ctx.exit(EXIT_ERROR)
-            click.echo(f"Error: unexpected {type(exc).__name__}: {redact(str(exc))}\n"
-                       "  Re-run with --debug for the traceback.", err=True)
-            ctx.exit(EXIT_ERROR)
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _project(ctx: click.Context, paths: tuple[str, ...] = (),
@@ -93,7 +34,7 @@ def _project(ctx: click.Context, paths: tuple[str, ...] = (),
         paths, config=obj["config"], environment=obj["env"],
         flags={"backend": obj["backend"], "project": obj["project"], "region": obj["region"]},
         targets=targets)
-    _print_diagnostics(list(project.warnings))
+    print_diagnostics(list(project.warnings))
     return project
 
 
@@ -215,6 +156,26 @@ def plan(ctx: click.Context, paths: tuple[str, ...], as_json: bool, fmt: str, ou
         ctx.exit(EXIT_CHANGES)
 
 
+def _carry_out(project: api.Project, approved: Plan, backend: Any, allow_cancel: bool,
+               say: Callable[[str], None], *, ask: bool) -> api.ApplyReport:
+    """Apply the plan that was approved. If its rows changed meanwhile, nothing was sent: on a
+    terminal, show the new plan and ask again; otherwise stop (RowsChangedError, exit 1)."""
+    while True:
+        try:
+            return api.apply(project, approved, backend=backend, allow_cancel=allow_cancel,
+                             say=say)
+        except RowsChangedError as exc:
+            if not ask or not sys.stdin.isatty():
+                raise
+            print_diagnostics(exc.diagnostics)
+            approved = api.plan(project, backend=backend)
+            _emit_plan(approved, "text")
+            api.check_budget(approved)
+            if not approved.has_changes:
+                return api.ApplyReport()
+            _approve(approved)
+
+
 def _approve(the_plan: Plan) -> None:
     if not sys.stdin.isatty():
         raise ApprovalError("stdin is not a terminal, so nobody can approve; pass --auto-approve")
@@ -264,11 +225,11 @@ def apply(ctx: click.Context, paths: tuple[str, ...], auto_approve: bool, wait: 
         click.echo(message, err=True)
 
     if not wait:
-        report = api.apply(project, first, backend=backend, allow_cancel=allow_cancel, say=say)
+        report = _carry_out(project, first, backend, allow_cancel, say, ask=not auto_approve)
         click.echo(display.applied_text(report))
         return
-    api.apply(project, first, backend=backend, allow_cancel=allow_cancel, say=say)
-    console = _err_console()
+    _carry_out(project, first, backend, allow_cancel, say, ask=not auto_approve)
+    console = err_console()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, disable=not console.is_terminal) as bar:
         task = bar.add_task("rows answered", total=None)

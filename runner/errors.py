@@ -8,6 +8,7 @@
     ├── ApprovalError        apply was not approved
     ├── PlanFileError        a saved plan that cannot be read, or from a newer batchrun
     ├── StalePlanError       the world changed since the saved plan was made
+    │   └── RowsChangedError apply would send other rows than the plan it carries out showed
     ├── BudgetError          the plan's estimated cost is over max_cost
     └── BackendError         a remote or local store call failed
         ├── QuotaError       the service refused a job for quota: its rows wait for the next apply
@@ -97,6 +98,10 @@ class PlanFileError(BatchrunError):
 
 class StalePlanError(BatchrunError):
     pass
+
+
+class RowsChangedError(StalePlanError):
+    """apply would send other rows than the plan showed: nothing was sent."""
 
 
 class BudgetError(BatchrunError):

@@ -48,6 +48,7 @@ class Change:
     jobs: tuple[str, ...] = ()  # remote jobs to collect or cancel
     rows: int = 0
     shards: int = 0  # jobs to create
+    digest: str = ""  # of the request hashes to send: apply sends exactly these rows, or none
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +151,8 @@ class ManifestPlan:
             name=data["name"], file=data["file"], spec_hash=data["spec_hash"],
             rows=RowCounts(**data["rows"]),
             changes=tuple(Change(action=Action(c["action"]), reason=c["reason"],
-                                 jobs=tuple(c["jobs"]), rows=c["rows"], shards=c["shards"])
+                                 jobs=tuple(c["jobs"]), rows=c["rows"], shards=c["shards"],
+                                 digest=c.get("digest", ""))
                           for c in data["changes"]),
             failures=tuple((f["custom_id"], f["error"]) for f in data["failures"]),
             notes=tuple(data["notes"]), estimate=Estimate(**data["estimate"]),

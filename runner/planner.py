@@ -242,6 +242,27 @@ def _blocked(failures: JobFailures) -> Blocked | None:
                    credentials=failures.auth)
 
 
+def _notes(manifest: Manifest, settings: Settings, job_ends: JobFailures, held: datetime | None,
+           cancelling: bool) -> list[str]:
+    notes = []
+    last = job_ends.last
+    if held and last is not None and last.code == 13:
+        notes.append(f"Vertex failed the last job with INTERNAL (code 13), as it does for the first "
+                     f"job in a region; resubmitting after {held:%Y-%m-%d %H:%M:%S} UTC "
+                     "(quota.internal_retry_delay)")
+    elif held and last is not None:
+        notes.append(f"the last job ended {last.state} ({redact(last.error_text)}); no attempt of "
+                     f"any row was used. Resubmitting after {held:%Y-%m-%d %H:%M:%S} UTC "
+                     f"(failure {job_ends.streak} of {settings.quota.max_job_failures} before the "
+                     "manifest is blocked; quota.failure_backoff)")
+    if cancelling and manifest.family.value == "claude":
+        notes.append("warning: a cancelled partner-model job may leave no output; what it wrote "
+                     "is collected, its other rows are sent again under the new spec")
+    if cancelling and manifest.protect:
+        notes.append("protected: apply refuses to cancel its jobs without --allow-cancel")
+    return notes
+
+
 def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
                   jobs: Sequence[RemoteJob], free_slots: int,
                   now: datetime | None = None, exact_tokens: bool = False) -> tuple[ManifestPlan, int]:
@@ -259,6 +280,9 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
     failures: list[tuple[str, str]] = []
     sharder = Sharder(settings)
     shard_rows: list[int] = []
+    # Cancelled jobs free their slot only once Vertex says so; count them as busy this time.
+    slots = 0 if held or blocked else max(0, free_slots)
+    send = hashlib.sha256()  # the rows this apply may send: apply checks it sends exactly these
     input_tokens = 0
     source_digest = hashlib.sha256()
     for row, kind, stored in classified_rows(manifest, reader, settings, ledger):
@@ -268,14 +292,14 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
             if sharder.add(len(row.line) + 1):
                 shard_rows.append(0)
             shard_rows[-1] += 1
+            if len(shard_rows) <= slots:
+                send.update(row.request_hash.encode())
             exact = (reader.count_tokens(manifest.family, manifest.model.resource,
                                          orjson.loads(row.line)) if exact_tokens else None)
             input_tokens += exact if exact is not None else estimate.approx_tokens(row.prompt_chars)
         elif kind is RowClass.FAILED and len(failures) < MAX_FAILURES_SHOWN:
             failures.append((row.custom_id, stored.last_error or "failed"))
     stale = ledger.running_stale
-    # Cancelled jobs free their slot only once Vertex says so; count them as busy this time.
-    slots = 0 if held or blocked else max(0, free_slots)
     now_shards = shard_rows[:slots]
     changes: list[Change] = []
     if ledger.to_collect:
@@ -286,23 +310,8 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
                               tuple(j.name for j in stale)))
     if now_shards:
         changes.append(Change(Action.CREATE, "rows to do", rows=sum(now_shards),
-                              shards=len(now_shards)))
-    notes = []
-    last = job_ends.last
-    if held and shard_rows and last is not None and last.code == 13:
-        notes.append(f"Vertex failed the last job with INTERNAL (code 13), as it does for the first "
-                     f"job in a region; resubmitting after {held:%Y-%m-%d %H:%M:%S} UTC "
-                     "(quota.internal_retry_delay)")
-    elif held and shard_rows and last is not None:
-        notes.append(f"the last job ended {last.state} ({redact(last.error_text)}); no attempt of "
-                     f"any row was used. Resubmitting after {held:%Y-%m-%d %H:%M:%S} UTC "
-                     f"(failure {job_ends.streak} of {settings.quota.max_job_failures} before the "
-                     "manifest is blocked; quota.failure_backoff)")
-    if stale and manifest.family.value == "claude":
-        notes.append("warning: a cancelled partner-model job yields no output; its rows are "
-                     "sent again under the new spec")
-    if stale and manifest.protect:
-        notes.append("protected: apply refuses to cancel its jobs without --allow-cancel")
+                              shards=len(now_shards), digest=send.hexdigest()[:32]))
+    notes = _notes(manifest, settings, job_ends, held if shard_rows else None, bool(stale))
     rows = RowCounts(
         total=sum(counts.values()),
         done=counts[RowClass.DONE],

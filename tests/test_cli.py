@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from runner import cli
+from runner import cli_errors
 from tests.conftest import ProjectDir
 
 
@@ -19,7 +19,7 @@ def test_validate_ok_and_invalid(run, project_dir: ProjectDir) -> None:  # type:
 
 def test_plan_views_and_exit_codes(run, golden) -> None:  # type: ignore[no-untyped-def]
     golden("plan_create.txt", run("plan"))
-    run("plan", "--detailed-exitcode", code=cli.EXIT_CHANGES)
+    run("plan", "--detailed-exitcode", code=cli_errors.EXIT_CHANGES)
     doc = json.loads(run("plan", "--json"))
     assert doc["format_version"] == 1 and doc["has_changes"] is True
     (m,) = doc["manifests"]

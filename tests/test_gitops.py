@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runner import api, cli, estimate
+from runner import api, cli_errors, estimate
 from runner.backends.base import IndexEntry, JobRequest
 from runner.backends.local.backend import LocalBackend
 from runner.spec import Family
@@ -107,12 +107,12 @@ def test_estimate_matches_actual_usage_within_the_documented_error(project_dir: 
 def test_over_budget_fails_with_its_own_exit_code_before_sending(run, project_dir: ProjectDir) -> None:  # type: ignore[no-untyped-def]
     f = project_dir.root / "triage.yaml"
     f.write_text(f.read_text().replace("max_attempts: 2", "max_attempts: 2\n  max_cost: 0.0001"))
-    out = run("plan", code=cli.EXIT_BUDGET)
+    out = run("plan", code=cli_errors.EXIT_BUDGET)
     assert "over budget: estimated $0.00" in out and "more than max_cost $0.00" in out
-    run("apply", "--auto-approve", code=cli.EXIT_BUDGET)
+    run("apply", "--auto-approve", code=cli_errors.EXIT_BUDGET)
     f.write_text(f.read_text().replace("max_cost: 0.0001", "max_cost: 5"))
     project_dir.write("batchrun.yaml", "max_cost: 0.0002\n")
-    assert "this apply is estimated at" in run("apply", "--auto-approve", code=cli.EXIT_BUDGET)
+    assert "this apply is estimated at" in run("apply", "--auto-approve", code=cli_errors.EXIT_BUDGET)
     assert not (project_dir.root / ".batchrun" / "jobs").exists()  # nothing was created
 
 
@@ -186,5 +186,5 @@ def test_budget_on_a_model_without_a_price_is_refused_not_crashed(run, project_d
     f.write_text(f.read_text().replace("anthropic/claude-3-5-haiku@20241022",
                                        "anthropic/claude-fable-9@20300101")
                  .replace("max_attempts: 2", "max_attempts: 2\n  max_cost: 5"))
-    out = run("plan", code=cli.EXIT_BUDGET)
+    out = run("plan", code=cli_errors.EXIT_BUDGET)
     assert "no price is known for this model" in out and "Traceback" not in out

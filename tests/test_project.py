@@ -222,3 +222,90 @@ def test_the_readme_api_example_runs_as_written(tmp_path: Path) -> None:
     answered = namespace["answer_every_row"](str(tmp_path / "configs"))  # type: ignore[operator]
     assert answered == {"prebuilt-requests": 2, "product-embeddings": 3, "review-summary": 4,
                         "ticket-triage": 6}
+
+
+# --- issue 13 (first part): apply sends the rows the plan showed, or none --------------------------
+
+def test_rows_appended_after_the_plan_are_not_sent(repo: Path) -> None:
+    from tests.fakes import FakeBackend
+
+    fake = FakeBackend()
+    project = api.load_project([repo / "manifests"])
+    shown = api.plan(project, backend=fake)
+    assert shown.manifest("triage").rows.to_do == 5
+    csv = repo / "manifests" / "tickets.csv"
+    csv.write_text(csv.read_text() + "T6,Late,Added after the plan\n")
+    with pytest.raises(api.BatchrunError, match=r"the rows to send changed since the plan "
+                                                r"\(6 rows now, 5 in the plan\); nothing was sent"):
+        api.apply(api.load_project([repo / "manifests"]), shown, backend=fake)
+    assert fake.created() == []
+    again = api.plan(api.load_project([repo / "manifests"]), backend=fake)
+    report = api.apply(api.load_project([repo / "manifests"]), again, backend=fake)
+    assert report.rows_sent == 6  # the new plan, which the budget check saw, is what is sent
+
+
+class _Watched:
+    """A running `batchrun apply`, its stdout read as it comes, so a test can act at a moment."""
+
+    def __init__(self, repo: Path, *args: str, stdin: int | None = None) -> None:
+        import threading
+
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHRUN_")}
+        self.proc = subprocess.Popen([sys.executable, "-m", "runner", "apply", *args], cwd=repo,
+                                     text=True, stdin=stdin, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE,
+                                     env={**env, "BATCHRUN_PAUSE_AT": "stage:3"})
+        self.out: list[str] = []
+        assert self.proc.stdout is not None
+        stdout = self.proc.stdout
+        self.reader = threading.Thread(target=lambda: self.out.extend(iter(stdout.readline, "")),
+                                       daemon=True)
+        self.reader.start()
+
+    def wait_for(self, text: str, timeout: float = 60) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while text not in "".join(self.out):
+            assert time.monotonic() < deadline and self.proc.poll() is None, self.out
+            time.sleep(0.05)
+
+    def finish(self) -> tuple[int, str, str]:
+        assert self.proc.stderr is not None
+        err = self.proc.stderr.read()
+        code = self.proc.wait(timeout=60)
+        self.reader.join(timeout=10)
+        return code, "".join(self.out), err
+
+
+def _append(repo: Path) -> None:
+    csv = repo / "manifests" / "tickets.csv"
+    csv.write_text(csv.read_text() + "T6,Late,Added after the plan\n")
+
+
+def test_auto_approved_apply_refuses_rows_added_after_its_plan(repo: Path) -> None:
+    apply = _Watched(repo, "--auto-approve")
+    apply.wait_for("create: 5 rows in 1 job")  # planned; it pauses before staging
+    _append(repo)
+    code, out, err = apply.finish()
+    assert code == 1, out + err
+    assert "the rows to send changed since the plan (6 rows now, 5 in the plan)" in err
+    assert not (repo / ".batchrun" / "jobs").exists()
+
+
+def test_an_interactive_apply_shows_the_new_plan_and_asks_again(repo: Path) -> None:
+    import pty
+
+    master, slave = pty.openpty()
+    apply = _Watched(repo, stdin=slave)
+    os.close(slave)
+    apply.wait_for("create: 5 rows in 1 job")
+    os.write(master, b"yes\n")  # approve the plan of 5 rows...
+    _append(repo)  # ...and a row lands before they are sent
+    apply.wait_for("create: 6 rows in 1 job")  # the new plan is shown
+    os.write(master, b"yes\n")
+    code, out, err = apply.finish()
+    os.close(master)
+    assert code == 0, out + err
+    assert "the rows to send changed since the plan" in err
+    assert "Applied: 6 rows sent in 1 job" in out
