@@ -47,6 +47,7 @@ emulators: emulators-install
 
 lint: install
 	$(BIN)/ruff check runner tests bench
+	$(BIN)/lint-imports --no-cache
 
 typecheck: install
 	$(BIN)/mypy

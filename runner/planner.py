@@ -30,7 +30,8 @@ from runner.reconcile import (
     ledger_entries,
 )
 from runner.redact import redact
-from runner.render import RenderedRow, RowIssue, SourceRow, render_rows
+from runner.render import RenderedRow, render_rows
+from runner.rows import RowIssue, SourceRow
 from runner.spec import Family, Manifest, Settings
 
 MAX_FAILURES_SHOWN = 10

@@ -20,6 +20,7 @@ from runner import estimate
 from runner.errors import Diagnostic, RenderError, error
 from runner.idcheck import IdTracker, name_duplicates
 from runner.identity import request_hash
+from runner.rows import RowIssue, SourceRow
 from runner.sandbox import (
     REFUSALS,
     BoundedSandbox,
@@ -39,12 +40,6 @@ ROW_NAME: Final = "row"  # every template may also read the whole row as `row`
 
 # The per-row records below are built millions of times: plain slotted dataclasses construct three
 # times faster than frozen ones. Nothing mutates them after construction.
-@dataclass(slots=True)
-class SourceRow:
-    number: int  # 1-based line (JSONL) or record (CSV) number, for error messages
-    data: Mapping[str, Any]
-
-
 @dataclass(slots=True)
 class RenderedRow:
     custom_id: str
@@ -317,15 +312,6 @@ def row_problem(file: str, row: SourceRow | int, message: str, custom_id: str | 
     who = f"row {number}" + (f" (id {custom_id!r})" if custom_id is not None else "")
     return error(f"{who}: {message}", file=file, line=number,
                  hint="fix the source row, or filter it out of the source")
-
-
-class RowIssue(Exception):
-    """Raised by a row source for a row it cannot decode (non-UTF-8, bad JSON, bad CSV)."""
-
-    def __init__(self, number: int, message: str) -> None:
-        super().__init__(message)
-        self.number = number
-        self.message = message
 
 
 def _ids(renderer: Renderer, rows: Iterable[SourceRow | RowIssue]) -> Iterator[tuple[int, str]]:

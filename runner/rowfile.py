@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from runner.render import RowIssue, SourceRow
+from runner.rows import RowIssue, SourceRow
 
 _BOM = b"\xef\xbb\xbf"
 COLUMN_SAMPLE = 1000  # JSONL rows read to discover columns

@@ -21,7 +21,7 @@ from runner.backends.base import IndexEntry, JobRequest, JobState, RemoteJob, St
 from runner.backends.local.executors import echo
 from runner.errors import BackendError, LockError
 from runner.identity import digest
-from runner.render import RowIssue, SourceRow
+from runner.rows import RowIssue, SourceRow
 from runner.spec import DestinationSpec, ExecutorSpec, Family, SourceSpec
 
 

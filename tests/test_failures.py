@@ -371,7 +371,8 @@ def test_a_reused_pid_is_not_our_worker_but_a_paused_worker_still_runs(tmp_path:
     """A pid that now belongs to another program means the worker is gone; a worker that is only
     paused (laptop asleep, SIGSTOP) is still running: declaring it dead would send its rows again
     while it goes on answering them (found by the red-team pass)."""
-    from runner.backends.local.store import JobStore, process_start
+    from runner.backends.local.store import JobStore
+    from runner.backends.processes import process_start
 
     store = JobStore(tmp_path)
     store.dir("1").mkdir(parents=True)

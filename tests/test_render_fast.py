@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runner import catalog
-from runner.render import Renderer, SourceRow, dumps
+from runner.render import Renderer, dumps
+from runner.rows import SourceRow
 from runner.spec import (
     DestinationKind,
     DestinationSpec,

@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from runner.identity import INPUT_LABEL, MANAGED_LABEL, MANAGED_VALUE, NAME_LABEL, SPEC_LABEL
-from runner.render import RowIssue, SourceRow
+from runner.rows import RowIssue, SourceRow
 from runner.spec import DestinationSpec, Family, SourceSpec
 
 

@@ -18,7 +18,7 @@ import orjson
 from runner import crashpoints, rowfile
 from runner.backends.base import IndexEntry
 from runner.errors import BackendError, ForeignDestinationError, error
-from runner.render import RowIssue, SourceRow
+from runner.rows import RowIssue, SourceRow
 from runner.spec import LEDGER_FIELDS, DestinationSpec, SourceSpec, missing_ledger_fields
 
 # Result fields in the order a CSV destination writes them, after custom_id and passthrough.

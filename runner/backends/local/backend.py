@@ -33,12 +33,12 @@ from runner.backends.local.store import (
     NAME_PREFIX,
     JobStore,
     now_rfc3339,
-    pid_alive,
 )
 from runner.backends.local.worker import WORKER_URL_ENV
+from runner.backends.processes import pid_alive
 from runner.errors import BackendError, LockError, error
 from runner.redact import without_userinfo
-from runner.render import RowIssue, SourceRow
+from runner.rows import RowIssue, SourceRow
 from runner.spec import (
     DestinationKind,
     DestinationSpec,

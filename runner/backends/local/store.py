@@ -6,7 +6,6 @@ dropping a marker file, so the two never race on one file.
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ import orjson
 
 from runner.backends.base import JobState, RemoteJob
 from runner.backends.localfiles import write_json
+from runner.backends.processes import pid_alive, process_start
 from runner.identity import MANAGED_LABEL, MANAGED_VALUE, NAME_LABEL
 
 NAME_PREFIX = "projects/local/locations/local/batchPredictionJobs/"
@@ -33,30 +33,6 @@ def parse_time(value: str | None) -> datetime | None:
     if not value:
         return None
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie has exited; only its parent has not reaped it yet
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def process_start(pid: int) -> str | None:
-    """When process `pid` started (clock ticks since boot), or None where /proc cannot say."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return fields[19] if len(fields) > 19 else None
 
 
 def worker_alive(pid: int, started: str | None) -> bool:

@@ -23,7 +23,8 @@ import orjson
 from runner import crashpoints
 from runner.backends.base import JobState
 from runner.backends.local.executors import FACTORIES, EndpointError, Execute, echo_json
-from runner.backends.local.store import JobStore, now_rfc3339, process_start
+from runner.backends.local.store import JobStore, now_rfc3339
+from runner.backends.processes import process_start
 from runner.redact import (
     might_hold_secret,
     redact,

@@ -35,7 +35,7 @@ from runner.backends.vertex.gcs import Gcs, GcsLock, split
 from runner.backends.vertex.rest import RetryPolicy, TransientCreateError, VertexClient
 from runner.errors import BackendError, ForeignDestinationError, error
 from runner.identity import INPUT_LABEL, MANAGED_LABEL, MANAGED_VALUE, NAME_LABEL
-from runner.render import RowIssue, SourceRow
+from runner.rows import RowIssue, SourceRow
 from runner.spec import (
     DestinationKind,
     DestinationSpec,

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from runner.errors import BackendError, error
-from runner.render import SourceRow
+from runner.rows import SourceRow
 
 
 class UnsafeQueryError(BackendError):

@@ -168,7 +168,7 @@ class GcsLock:
 
 
 def _stale(owner: dict[str, Any]) -> bool:
-    from runner.backends.local.store import pid_alive
+    from runner.backends.processes import pid_alive
 
     expires = owner.get("expires")
     if expires and datetime.fromisoformat(expires) < datetime.now(UTC):
