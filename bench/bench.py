@@ -69,7 +69,7 @@ def one_render(n: int, work: Path) -> dict[str, Any]:
     from runner import api
     from runner.backends.base import IndexEntry
     from runner.backends.local.backend import LocalBackend
-    from runner.planner import rendered_rows
+    from runner.ledger import rendered_rows
 
     p = api.load_project(cwd=work)
     m = p.manifests[0]
@@ -107,7 +107,7 @@ def one_plan_done(n: int, new: int, work: Path) -> dict[str, Any]:
 
     from runner import api
     from runner.backends.local.backend import LocalBackend
-    from runner.planner import rendered_rows
+    from runner.ledger import rendered_rows
 
     p = api.load_project(cwd=work)
     m = p.manifests[0]
@@ -137,7 +137,7 @@ def one_plan_scale(manifests: int, jobs_each: int, work: Path) -> dict[str, Any]
     import requests
 
     from runner import api
-    from runner.planner import rendered_rows
+    from runner.ledger import rendered_rows
 
     generate(work / "rows.jsonl", 0, 1)
     settings = ("backend: vertex\nproject: bench-project\nregion: us-east5\n"

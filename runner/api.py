@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import apply as applier
-from runner import backends, collect, estimate, planfile, planner
+from runner import backends, collect, estimate, ledger, planfile, planner
 from runner import manifest as manifest_loader
 from runner import project as project_finder
 from runner.apply import ApplyReport, Event, RetryReport, apply_plan
@@ -105,7 +105,7 @@ def render(project: Project, name: str, *, limit: int | None = None,
     """The request rows of one manifest, exactly as they would be sent."""
     m = project.manifest(name)
     backend = backend or open_backend(project, stateful=False)
-    rows = planner.rendered_rows(m, backend, project.settings)
+    rows = ledger.rendered_rows(m, backend, project.settings)
     for row in islice(rows, limit):
         yield row.line
 
@@ -276,7 +276,7 @@ def import_job(project: Project, name: str, job_name: str, *,
         raise BatchrunError(f"job {job_name} is {job.state.short}; only a finished job with output "
                             "can be imported")
     index = [IndexEntry(r.custom_id, r.request_hash, {k: r.row.data.get(k) for k in m.passthrough})
-             for r in planner.rendered_rows(m, backend, project.settings)]
+             for r in ledger.rendered_rows(m, backend, project.settings)]
     with applier.locked(backend, m):
         updates: dict[str, list[dict[str, Any]]] = {}
         answered = {str(parse_line(line, m.family).custom_id) for line in backend.read_output(job)}

@@ -20,9 +20,7 @@ import orjson
 from runner import collect, crashpoints, identity
 from runner.backends.base import Backend, IndexEntry, JobRequest, RemoteJob, StagedInput
 from runner.errors import ApprovalError, QuotaError, RowsChangedError, error
-from runner.paths import destination_key
-from runner.plan import Action, Change, Plan
-from runner.planner import (
+from runner.ledger import (
     Ledger,
     Sharder,
     busy_slots,
@@ -31,6 +29,8 @@ from runner.planner import (
     job_results,
     read_ledger,
 )
+from runner.paths import destination_key
+from runner.plan import Action, Change, Plan
 from runner.reconcile import RowClass
 from runner.render import RenderedRow
 from runner.spec import Manifest, Settings

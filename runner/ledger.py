@@ -1,0 +1,232 @@
+"""The row pass, owned here and shared: read a manifest's ledger (destination, running and
+finished jobs), render and classify its rows, split them into jobs, and judge its job-level
+failures. The planner uses it to decide, apply to do. Reads only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from runner import collect
+from runner.backends.base import BackendReader, RemoteJob
+from runner.errors import BackendError
+from runner.manifest import display_path
+from runner.reconcile import (
+    FailurePolicy,
+    JobEnd,
+    JobFailures,
+    LedgerState,
+    RowClass,
+    RowFacts,
+    classify,
+    job_failures,
+    ledger_entries,
+)
+from runner.render import RenderedRow, render_rows
+from runner.rows import RowIssue, SourceRow
+from runner.spec import Manifest, Settings
+
+
+def row_key(custom_id: str, request_hash: str) -> int:
+    """One row under one request as a machine word: a million done rows fit in tens of MB."""
+    return hash((custom_id, request_hash))
+
+
+@dataclass
+class Ledger:
+    """What is known of one manifest's rows beyond the source, under the current spec hash, keyed
+    by row_key: the destination's answers and failures, rows in flight, uncollected outputs."""
+
+    spec_hash: str
+    answered_keys: set[int] = field(default_factory=set)
+    failures: dict[int, tuple[int, str | None]] = field(default_factory=dict)
+    in_flight: set[int] = field(default_factory=set)
+    pending: dict[int, tuple[bool, str | None]] = field(default_factory=dict)  # ok, error
+    to_collect: list[RemoteJob] = field(default_factory=list)
+    running_stale: list[RemoteJob] = field(default_factory=list)  # old spec, still running
+    # Running, but which rows or spec is not known (a damaged record): nothing is sent or
+    # cancelled for the manifest until the user has looked.
+    unknown: list[RemoteJob] = field(default_factory=list)
+    answered: int = 0  # succeeded destination rows with usage, for the output-token estimate
+    output_tokens: int = 0
+
+    def has_trace(self, custom_id: str, request_hash: str) -> bool:
+        """Whether this row under this request has an answer or a recorded refusal."""
+        key = row_key(custom_id, request_hash)
+        return key in self.answered_keys or key in self.failures or key in self.pending
+
+    def facts(self, row: RenderedRow, max_attempts: int) -> tuple[RowFacts, LedgerState]:
+        key = row_key(row.custom_id, row.request_hash)
+        attempts, error = self.failures.get(key, (0, None))
+        pending_ok, pending_error = self.pending.get(key, (False, None))
+        pending_fail = key in self.pending and not pending_ok
+        stored = LedgerState(key in self.answered_keys, attempts + int(pending_fail),
+                             pending_error if pending_fail else error)
+        facts = RowFacts(
+            answered=stored.answered,
+            pending_success=pending_ok,
+            in_flight=key in self.in_flight,
+            failures=stored.failures,
+            max_attempts=max_attempts,
+        )
+        return facts, stored
+
+
+def read_ledger(manifest: Manifest, reader: BackendReader, jobs: Sequence[RemoteJob]) -> Ledger:
+    ledger = Ledger(manifest.spec_hash)
+    for row in reader.read_destination(manifest.destination):
+        custom_id = str(row.get("custom_id"))
+        for request_hash, state in ledger_entries(row, manifest.spec_hash):
+            key = row_key(custom_id, request_hash)
+            if state.answered:
+                ledger.answered_keys.add(key)
+            else:
+                ledger.failures[key] = (state.failures, state.last_error)
+        usage = row.get("usage")
+        if row.get("status") == collect.SUCCEEDED and isinstance(usage, dict):
+            ledger.answered += 1
+            ledger.output_tokens += int(usage.get("output_tokens") or 0)
+    collected = reader.collected_jobs(manifest.destination)
+    for job in jobs:
+        if job.manifest_name not in (manifest.name, ""):  # "": a damaged record, anyone's
+            continue
+        if job.state.in_flight:
+            if not job.spec_hash or not job.input_digest:
+                ledger.unknown.append(job)
+            elif job.spec_hash == manifest.spec_hash:
+                for entry in reader.read_index(job):
+                    ledger.in_flight.add(row_key(entry.custom_id, entry.request_hash))
+            else:
+                ledger.running_stale.append(job)
+        elif job.name not in collected:
+            ledger.to_collect.append(job)
+            if job.spec_hash == manifest.spec_hash:
+                for result in job_results(manifest, reader, job):
+                    key = row_key(result["custom_id"], result["request_hash"])
+                    ok = result["status"] == collect.SUCCEEDED
+                    if ok or not ledger.pending.get(key, (False, None))[0]:
+                        ledger.pending[key] = (ok, result["error"])
+    return ledger
+
+
+def job_results(manifest: Manifest, reader: BackendReader, job: RemoteJob,
+                tally: collect.Tally | None = None) -> Iterator[dict[str, Any]]:
+    """The answers and refusals a finished job wrote, whatever state it ended in: a failed, expired
+    or cancelled job's output is read too, since what it answered was paid for."""
+    return collect.result_rows(
+        manifest, job_name=job.name, job_spec_hash=job.spec_hash,
+        finished_at=job.end_time or job.create_time or "",
+        index=reader.read_index(job), output=reader.read_output(job), tally=tally)
+
+
+def _source_rows(manifest: Manifest, reader: BackendReader,
+                 settings: Settings) -> Iterator[SourceRow | RowIssue]:
+    """The source's rows; a source the backend refuses (a query that would write, a file that is
+    gone) is reported against the manifest that names it."""
+    try:
+        yield from reader.read_source(manifest.source)
+    except BackendError as exc:
+        source = manifest.source
+        key = ("query" if source.is_query else "table") if source.kind.value == "bigquery" \
+            else source.kind.value
+        path = f"spec.source.{source.kind.value}" + (
+            f".{key}" if source.kind.value == "bigquery" else "")
+        raise BackendError([
+            replace(d, file=display_path(manifest.file, settings.root),
+                    line=source.line or manifest.line, path=path) if d.file is None else d
+            for d in exc.diagnostics]) from exc
+
+
+def rendered_rows(manifest: Manifest, reader: BackendReader, settings: Settings) -> Iterator[
+        RenderedRow]:
+    return render_rows(manifest, _source_rows(manifest, reader, settings),
+                       max_request_bytes=settings.quota.max_request_bytes,
+                       source_name=display_path_of(manifest, settings),
+                       max_id_chars=settings.quota.max_id_chars,
+                       reread=lambda: _source_rows(manifest, reader, settings),
+                       manifest_file=display_path(manifest.file, settings.root))
+
+
+def display_path_of(manifest: Manifest, settings: Settings) -> str:
+    if manifest.source.kind.value == "file":
+        return display_path(Path(manifest.source.location), settings.root)
+    return manifest.source.location
+
+
+def classified_rows(manifest: Manifest, reader: BackendReader, settings: Settings,
+                    ledger: Ledger) -> Iterator[tuple[RenderedRow, RowClass, LedgerState]]:
+    for row in rendered_rows(manifest, reader, settings):
+        facts, stored = ledger.facts(row, manifest.max_attempts)
+        yield row, classify(facts), stored
+
+
+class Sharder:
+    """Splits a stream of request lines into jobs within the per-job row and byte limits."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.max_rows = settings.quota.max_rows_per_job
+        self.max_bytes = settings.quota.max_bytes_per_job
+        self.shards = 0
+        self._rows = self._bytes = 0
+
+    def full(self, size: int) -> bool:
+        """Whether a line of `size` bytes must start a new shard (the one splitting rule)."""
+        return self.shards == 0 or self._rows >= self.max_rows or self._bytes + size > self.max_bytes
+
+    def add(self, size: int) -> bool:
+        """Count one line of `size` bytes; True when it starts a new shard."""
+        if self.full(size):
+            self.shards += 1
+            self._rows = self._bytes = 0
+            new = True
+        else:
+            new = False
+        self._rows += 1
+        self._bytes += size
+        return new
+
+
+def failure_policy(settings: Settings) -> FailurePolicy:
+    q = settings.quota
+    return FailurePolicy(max_job_failures=q.max_job_failures, backoff=q.failure_backoff,
+                         backoff_max=q.failure_backoff_max, internal_delay=q.internal_retry_delay)
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def failures_of(manifest: Manifest, jobs: Sequence[RemoteJob], settings: Settings,
+                forgiven: set[str], now: datetime, reader: BackendReader,
+                ledger: Ledger) -> JobFailures:
+    """The job-level failures of this spec: when creates may resume, or that they are blocked.
+
+    A job that ended well but whose rows left no trace in the ledger counts too, when the same
+    rows were staged again: otherwise a destination that does not record answers, or a 429 on
+    every line, would have apply --wait pay for them in a loop. Only such re-sent inputs have
+    their index read (and only until one row shows a trace)."""
+    ended = [j for j in jobs if j.manifest_name == manifest.name and j.state.finished]
+    mine = [j for j in ended if j.spec_hash == manifest.spec_hash]
+    digests = [j.input_digest for j in mine]
+
+    def end(j: RemoteJob, trace: bool = True) -> JobEnd:
+        return JobEnd(j.name, j.input_digest, j.state.short, j.create_time or "",
+                      _time(j.end_time), j.error_code, j.error_message, trace)
+
+    ends = []
+    for j in mine:
+        trace = True
+        if j.state.short in ("succeeded", "partially_succeeded") and digests.count(
+                j.input_digest) > 1:
+            trace = any(ledger.has_trace(e.custom_id, e.request_hash) for e in reader.read_index(j))
+        ends.append(end(j, trace))
+    others = [end(j) for j in ended if j.spec_hash != manifest.spec_hash]
+    return job_failures(ends, failure_policy(settings), frozenset(forgiven), now, others)
+
+
+def busy_slots(jobs: Sequence[RemoteJob]) -> int:
+    return sum(1 for j in jobs if j.state.in_flight)
