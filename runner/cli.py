@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from runner import api, display, planfile
+from runner.backends import REGISTRY
 from runner.cli_errors import (
     EXIT_CHANGES,
     EXIT_INCOMPLETE,
@@ -42,7 +43,7 @@ def _project(ctx: click.Context, paths: tuple[str, ...] = (),
 @click.option("--config", type=click.Path(path_type=Path, dir_okay=False),
               help="batchrun.yaml to use (default: the nearest one upwards).")
 @click.option("--env", "env", help="Named environment from batchrun.yaml (or BATCHRUN_ENV).")
-@click.option("--backend", type=click.Choice(["local", "vertex"]), help="Override the backend.")
+@click.option("--backend", type=click.Choice(list(REGISTRY)), help="Override the backend.")
 @click.option("--project", help="Override the Google Cloud project.")
 @click.option("--region", help="Override the Vertex region.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")

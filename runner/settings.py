@@ -165,7 +165,7 @@ def check_settings(settings: Settings, environ: Mapping[str, str] | None = None)
     file = str(settings.config_file) if settings.config_file else None
     out: list[Diagnostic] = _missing_keys(settings, os.environ if environ is None else environ,
                                           file)
-    if settings.backend not in ("local", "vertex"):
+    if settings.backend not in schemas.load_schema("project.v1")["properties"]["backend"]["enum"]:
         out.append(error(f'unknown backend "{settings.backend}" (from '
                          f'{settings.origins.get("backend", "default")})', file=file,
                          hint="use local or vertex"))

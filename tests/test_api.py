@@ -42,3 +42,15 @@ def test_local_backend_does_not_import_google() -> None:
             "and m not in ('google', 'google.cloud')])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_backend_registry_is_the_one_list_of_backends() -> None:
+    from runner import cli
+    from runner.backends import REGISTRY
+
+    schema = schemas.load_schema("project.v1")
+    assert schema["properties"]["backend"]["enum"] == list(REGISTRY)
+    env_schema = schema["properties"]["environments"]["additionalProperties"]["properties"]
+    assert env_schema["backend"]["enum"] == list(REGISTRY)
+    backend_option = next(p for p in cli.main.params if p.name == "backend")
+    assert list(backend_option.type.choices) == list(REGISTRY)  # type: ignore[attr-defined]

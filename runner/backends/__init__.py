@@ -1,23 +1,38 @@
-"""Backend registry: picks the implementation for the settings; imports each one only when chosen."""
+"""Backend registry: the one table of backends (the CLI's --backend choices come from it, and a test
+holds the JSON Schema to it); imports each implementation only when chosen."""
 
 from __future__ import annotations
+
+import importlib
+from typing import Final, NamedTuple
 
 from runner.backends.base import Backend
 from runner.errors import ConfigError
 from runner.spec import Settings
 
 
-def get_backend(settings: Settings) -> Backend:
-    if settings.backend == "local":
-        from runner.backends.local.backend import LocalBackend
+class Entry(NamedTuple):
+    module: str
+    cls: str
+    needs: str  # what to install when its module cannot be imported
 
-        return LocalBackend(settings)
-    if settings.backend == "vertex":
-        try:
-            from runner.backends.vertex.backend import VertexBackend
-        except ImportError as exc:
-            raise ConfigError("the vertex backend needs the Google libraries: "
-                              "pip install 'batchrun[gcp]'") from exc
-        return VertexBackend(settings)
-    raise ConfigError(f'the "{settings.backend}" backend is not available in this version; '
-                      "use backend: local")
+
+REGISTRY: Final = {
+    "local": Entry("runner.backends.local.backend", "LocalBackend", ""),
+    "vertex": Entry("runner.backends.vertex.backend", "VertexBackend",
+                    "pip install 'batchrun-vertex[gcp]'"),
+}
+
+
+def get_backend(settings: Settings) -> Backend:
+    entry = REGISTRY.get(settings.backend)
+    if entry is None:
+        raise ConfigError(f'the "{settings.backend}" backend is not available in this version; '
+                          f"use one of: {', '.join(REGISTRY)}")
+    try:
+        module = importlib.import_module(entry.module)
+    except ImportError as exc:
+        raise ConfigError(f"the {settings.backend} backend needs libraries that are not "
+                          f"installed: {entry.needs}") from exc
+    backend: Backend = getattr(module, entry.cls)(settings)
+    return backend
