@@ -19,7 +19,7 @@ from runner import backends, collect, estimate, ledger, planfile, planner
 from runner import manifest as manifest_loader
 from runner import project as project_finder
 from runner.apply import ApplyReport, Event, RetryReport, apply_plan
-from runner.backends.base import Backend, IndexEntry, RemoteJob
+from runner.backends.base import Backend, RemoteJob
 from runner.errors import (
     BatchrunError,
     BudgetError,
@@ -31,7 +31,6 @@ from runner.errors import (
     StalePlanError,
     error,
 )
-from runner.outputs import parse_line
 from runner.plan import Plan
 from runner.settings import load_settings
 from runner.spec import Manifest, Settings
@@ -269,27 +268,8 @@ def import_job(project: Project, name: str, job_name: str, *,
                backend: Backend | None = None) -> int:
     """Adopt a job made outside batchrun: its answers for rows of NAME's source count as done.
     Returns the number of answers merged into the destination."""
-    m = project.manifest(name)
-    backend = backend or open_backend(project)
-    job = backend.get_job(job_name)
-    if not job.state.finished or job.output_uri is None:
-        raise BatchrunError(f"job {job_name} is {job.state.short}; only a finished job with output "
-                            "can be imported")
-    index = [IndexEntry(r.custom_id, r.request_hash, {k: r.row.data.get(k) for k in m.passthrough})
-             for r in ledger.rendered_rows(m, backend, project.settings)]
-    with applier.locked(backend, m):
-        updates: dict[str, list[dict[str, Any]]] = {}
-        answered = {str(parse_line(line, m.family).custom_id) for line in backend.read_output(job)}
-        for row in collect.result_rows(m, job_name=job.name, job_spec_hash=m.spec_hash,
-                                       finished_at=job.end_time or "",
-                                       index=[e for e in index if e.custom_id in answered],
-                                       output=backend.read_output(job)):
-            if row["status"] == collect.SUCCEEDED:
-                updates[row["custom_id"]] = [row]
-        merged = collect.merge_rows(backend.read_destination(m.destination), updates, m.spec_hash)
-        done = backend.collected_jobs(m.destination)
-        backend.write_destination(m.destination, merged, collected=done | {job.name})
-    return len(updates)
+    return applier.import_job(project.manifest(name), backend or open_backend(project),
+                              project.settings, job_name)
 
 
 def results(project: Project, name: str, *, backend: Backend | None = None) -> Iterator[
@@ -300,13 +280,8 @@ def results(project: Project, name: str, *, backend: Backend | None = None) -> I
 
 
 def cancel(project: Project, name: str, *, backend: Backend | None = None) -> list[str]:
-    m = project.manifest(name)
-    backend = backend or open_backend(project)
-    running = [j.name for j in backend.list_jobs(m.name, in_flight_only=True)]
-    with applier.locked(backend, m):
-        for job in running:
-            backend.cancel_job(job)
-    return running
+    """Cancel NAME's running jobs (what they answered is still collected); the names cancelled."""
+    return applier.cancel_running(project.manifest(name), backend or open_backend(project))
 
 
 def retry(project: Project, name: str, *, failed: bool = False, backend: Backend | None = None,

@@ -1,4 +1,5 @@
-"""Apply: carries out a plan through the read/write Backend. The only module that changes remote state.
+"""Apply: carries out a plan through the read/write Backend — and `retry`, `cancel` and `import`. The
+only module that changes remote state.
 
 Per manifest, under its lock: cancel what the plan cancels, collect finished jobs into the
 destination, then stage and create jobs for the rows still to do, re-reading the jobs right before
@@ -19,7 +20,7 @@ import orjson
 
 from runner import collect, crashpoints, identity
 from runner.backends.base import Backend, IndexEntry, JobRequest, RemoteJob, StagedInput
-from runner.errors import ApprovalError, QuotaError, RowsChangedError, error
+from runner.errors import ApprovalError, BatchrunError, QuotaError, RowsChangedError, error
 from runner.ledger import (
     Ledger,
     Sharder,
@@ -28,7 +29,9 @@ from runner.ledger import (
     failures_of,
     job_results,
     read_ledger,
+    rendered_rows,
 )
+from runner.outputs import parse_line
 from runner.paths import destination_key
 from runner.plan import Action, Change, Plan
 from runner.reconcile import RowClass
@@ -305,3 +308,39 @@ def retry(manifest: Manifest, backend: Backend, settings: Settings, *, failed: b
             backend.write_destination(manifest.destination, rows(),
                                       collected=backend.collected_jobs(manifest.destination))
     return report
+
+
+def cancel_running(manifest: Manifest, backend: Backend) -> list[str]:
+    """`batchrun cancel`: ask every running job of the manifest to stop, under its locks."""
+    running = [j.name for j in backend.list_jobs(manifest.name, in_flight_only=True)]
+    with locked(backend, manifest):
+        for job in running:
+            backend.cancel_job(job)
+    return running
+
+
+def import_job(manifest: Manifest, backend: Backend, settings: Settings, job_name: str) -> int:
+    """`batchrun import`: merge the answers of a job made outside batchrun for rows of this
+    manifest's source into its destination, so they count as done. Returns how many."""
+    job = backend.get_job(job_name)
+    if not job.state.finished or job.output_uri is None:
+        raise BatchrunError(f"job {job_name} is {job.state.short}; only a finished job with output "
+                            "can be imported")
+    index = [IndexEntry(r.custom_id, r.request_hash,
+                        {k: r.row.data.get(k) for k in manifest.passthrough})
+             for r in rendered_rows(manifest, backend, settings)]
+    with locked(backend, manifest):
+        updates: dict[str, list[dict[str, Any]]] = {}
+        answered = {str(parse_line(line, manifest.family).custom_id)
+                    for line in backend.read_output(job)}
+        for row in collect.result_rows(manifest, job_name=job.name, job_spec_hash=manifest.spec_hash,
+                                       finished_at=job.end_time or "",
+                                       index=[e for e in index if e.custom_id in answered],
+                                       output=backend.read_output(job)):
+            if row["status"] == collect.SUCCEEDED:
+                updates[row["custom_id"]] = [row]
+        merged = collect.merge_rows(backend.read_destination(manifest.destination), updates,
+                                    manifest.spec_hash)
+        done = backend.collected_jobs(manifest.destination)
+        backend.write_destination(manifest.destination, merged, collected=done | {job.name})
+    return len(updates)
