@@ -14,7 +14,7 @@ from typing import Final
 
 import jinja2
 
-from runner import catalog, identity, rowfile
+from runner import catalog, identity, result, rowfile
 from runner.errors import Diagnostic, error, warning
 from runner.paths import destination_key
 from runner.render import template_variables
@@ -23,10 +23,7 @@ from runner.spec import Family, Manifest, SourceKind, Task, Template
 from runner.yamldoc import Document, PathKey
 
 # Columns batchrun writes into every result row; a passthrough column may not shadow them.
-RESULT_FIELDS: Final = frozenset({
-    "custom_id", "status", "output", "error", "usage", "model", "spec_hash", "request_hash",
-    "job", "finished_at", "attempts", "retry",
-})
+RESULT_FIELDS: Final = result.ALL_FIELDS
 # Output columns Vertex adds to a BigQuery job's table: input columns with these names collide.
 VERTEX_RESERVED: Final = {Family.CLAUDE: ("response", "status"),
                           Family.OPENAI_CHAT: ("response", "id"),

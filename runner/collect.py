@@ -12,13 +12,15 @@ from typing import Any
 import jsonschema
 import orjson
 
+from runner import result
 from runner.outputs import ParsedOutput, parse_line
 from runner.reconcile import Fault, fault_of
 from runner.redact import redact, redact_value
-from runner.spec import Manifest, missing_ledger_fields
+from runner.result import Status, missing_ledger_fields
+from runner.spec import Manifest
 
-SUCCEEDED = "succeeded"
-FAILED = "failed"
+SUCCEEDED = Status.SUCCEEDED.value
+FAILED = Status.FAILED.value
 
 
 def _validated(manifest: Manifest, parsed: ParsedOutput) -> ParsedOutput:
@@ -85,21 +87,13 @@ def result_rows(
         return None
 
     def row(entry: Any, parsed: ParsedOutput) -> dict[str, Any]:
-        return {
-            "custom_id": entry.custom_id,
-            **{k: entry.passthrough.get(k) for k in manifest.passthrough},
-            "status": SUCCEEDED if parsed.ok else FAILED,
-            "output": redact_value(parsed.output) if parsed.ok else None,
-            "error": None if parsed.ok else redact(parsed.error or "failed"),
-            "attempts": 1,
-            "usage": parsed.usage or None,
-            "model": manifest.model.short,
-            "spec_hash": job_spec_hash,
-            "request_hash": entry.request_hash,
-            "job": job_name,
-            "finished_at": finished_at,
-            "retry": None,
-        }
+        return result.make(
+            custom_id=entry.custom_id,
+            passthrough={k: entry.passthrough.get(k) for k in manifest.passthrough},
+            ok=parsed.ok, output=redact_value(parsed.output) if parsed.ok else None,
+            error=None if parsed.ok else redact(parsed.error or "failed"), usage=parsed.usage,
+            model=manifest.model.short, spec_hash=job_spec_hash,
+            request_hash=entry.request_hash, job=job_name, finished_at=finished_at)
 
     for line in output:
         parsed = parse_line(line, manifest.family)

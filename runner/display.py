@@ -14,6 +14,7 @@ from rich.text import Text
 from runner.errors import Diagnostic
 from runner.plan import Estimate, ManifestPlan, Plan
 from runner.redact import redact
+from runner.result import Status
 
 
 def diagnostics_text(diags: Iterable[Diagnostic]) -> str:
@@ -235,7 +236,7 @@ def results_view(console: Console, name: str, rows: Iterable[Any], passthrough: 
         stale += status == "stale"
         table_rows.append([row.get("custom_id"), *(cell(row.get(k)) for k in passthrough),
                            status, output[:80] + ("…" if len(output) > 80 else "")])
-        if row.get("status") == "failed":
+        if row.get("status") == Status.FAILED:
             failed.append(row)
     print_table(console, ["custom_id", *passthrough, "status", "output"], table_rows, title=name)
     lines = [results_summary(len(table_rows), len(failed), stale)]
@@ -247,7 +248,7 @@ def results_view(console: Console, name: str, rows: Iterable[Any], passthrough: 
 def result_status(row: Any, spec_hash: str) -> str:
     """A result row's status for people: an answer made under an older spec is `stale`."""
     status = str(row.get("status") or "")
-    if status == "succeeded" and row.get("spec_hash") != spec_hash:
+    if status == Status.SUCCEEDED and row.get("spec_hash") != spec_hash:
         return "stale"
     return status
 

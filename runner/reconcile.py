@@ -14,6 +14,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
+from runner.result import Status
+
 
 class RowClass(StrEnum):
     DONE = "done"
@@ -70,9 +72,9 @@ def ledger_entries(row: Mapping[str, Any], spec_hash: str) -> list[tuple[str, Le
     the failures of a newer request kept beside it as `retry`."""
     out = []
     if row.get("spec_hash") == spec_hash:
-        if row.get("status") == "succeeded":
+        if row.get("status") == Status.SUCCEEDED:
             out.append((str(row.get("request_hash")), LedgerState(True, 0, None)))
-        elif row.get("status") == "failed":
+        elif row.get("status") == Status.FAILED:
             out.append((str(row.get("request_hash")),
                         LedgerState(False, _attempts(row), row.get("error"))))
     retry = row.get("retry")

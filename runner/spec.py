@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 
 class Task(StrEnum):
@@ -86,16 +86,6 @@ class DestinationKind(StrEnum):
     FILE = "file"
     BIGQUERY = "bigquery"
     GCS = "gcs"
-
-
-# The columns that make a destination batchrun's ledger: every writer writes them.
-LEDGER_FIELDS: Final = ("custom_id", "status", "spec_hash", "request_hash")
-
-
-def missing_ledger_fields(columns: Iterable[str]) -> list[str]:
-    """The ledger fields a destination's rows (or table) lack: batchrun wrote none of it if any."""
-    have = set(columns)
-    return [f for f in LEDGER_FIELDS if f not in have]
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,3 +54,19 @@ def test_the_backend_registry_is_the_one_list_of_backends() -> None:
     assert env_schema["backend"]["enum"] == list(REGISTRY)
     backend_option = next(p for p in cli.main.params if p.name == "backend")
     assert list(backend_option.type.choices) == list(REGISTRY)  # type: ignore[attr-defined]
+
+
+def test_the_result_row_has_one_owner() -> None:
+    """Issue 13: the fields of a result row are spelled once (runner/result.py); collect, checks
+    and each destination writer take them from there."""
+    from runner import checks, collect, result
+    from runner.backends import localfiles
+    from runner.backends.vertex import bq
+
+    row = result.make(custom_id="x", passthrough={"subject": "s"}, ok=True, output="a",
+                      error=None, usage={"input_tokens": 1}, model="m", spec_hash="S",
+                      request_hash="R", job="j", finished_at="t")
+    assert list(row) == ["custom_id", "subject", *result.FIELDS]
+    assert localfiles.CSV_FIELDS is result.FIELDS and checks.RESULT_FIELDS is result.ALL_FIELDS
+    assert set(bq.BIGQUERY_TYPES) == result.ALL_FIELDS
+    assert collect.SUCCEEDED == result.Status.SUCCEEDED

@@ -18,13 +18,12 @@ import orjson
 from runner import crashpoints, rowfile
 from runner.backends.base import IndexEntry
 from runner.errors import BackendError, ForeignDestinationError, error
+from runner.result import FIELDS as CSV_FIELDS
+from runner.result import JSON_FIELDS as _JSON_FIELDS
+from runner.result import LEDGER_FIELDS, missing_ledger_fields
 from runner.rows import RowIssue, SourceRow
-from runner.spec import LEDGER_FIELDS, DestinationSpec, SourceSpec, missing_ledger_fields
+from runner.spec import DestinationSpec, SourceSpec
 
-# Result fields in the order a CSV destination writes them, after custom_id and passthrough.
-CSV_FIELDS = ("status", "output", "error", "attempts", "usage", "model", "spec_hash",
-              "request_hash", "job", "finished_at", "retry")
-_JSON_FIELDS = ("output", "usage", "retry")
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 

@@ -35,6 +35,7 @@ from runner.backends.vertex.gcs import Gcs, GcsLock, split
 from runner.backends.vertex.rest import RetryPolicy, TransientCreateError, VertexClient
 from runner.errors import BackendError, ForeignDestinationError, error
 from runner.identity import INPUT_LABEL, MANAGED_LABEL, MANAGED_VALUE, NAME_LABEL
+from runner.result import missing_ledger_fields
 from runner.rows import RowIssue, SourceRow
 from runner.spec import (
     DestinationKind,
@@ -43,7 +44,6 @@ from runner.spec import (
     Settings,
     SourceKind,
     SourceSpec,
-    missing_ledger_fields,
 )
 
 MANAGED_FILTER = f'labels.{MANAGED_LABEL}="{MANAGED_VALUE}"'

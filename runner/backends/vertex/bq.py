@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from runner.errors import BackendError, error
+from runner.result import BIGQUERY_JSON, BIGQUERY_TYPES
 from runner.rows import SourceRow
 
 
@@ -27,12 +28,6 @@ class UnsafeQueryError(BackendError):
             "only a single SELECT may be a source",
             hint="a source must only read: remove DDL, DML, scripts and procedure calls")])
 
-RESULT_JSON = ("usage", "retry")
-# `output` is STRING: the text answer, or the JSON text of a parsed answer or an embedding. (A JSON
-# column would read a plain text answer differently in BigQuery and in its emulators.)
-RESULT_TYPES = {"status": "STRING", "output": "STRING", "error": "STRING", "attempts": "INT64",
-                "usage": "JSON", "model": "STRING", "spec_hash": "STRING", "request_hash": "STRING",
-                "job": "STRING", "finished_at": "STRING", "retry": "JSON"}
 PAGE_ROWS = 10_000
 
 
@@ -166,7 +161,7 @@ class BigQuery:
             return
         for row in self.client.list_rows(table, page_size=PAGE_ROWS, retry=self.retry):
             data = {k: _plain(v) for k, v in dict(row).items()}
-            for key in RESULT_JSON:
+            for key in BIGQUERY_JSON:
                 data[key] = json_or_text(data.get(key))
             yield data
 
@@ -180,7 +175,7 @@ class BigQuery:
         columns = list(batch[0])
         known = ({f.name: f.field_type for f in self.client.get_table(table, retry=self.retry).schema}
                  if self.table_exists(table) else {})
-        schema = [bigquery.SchemaField(c, known.get(c) or RESULT_TYPES.get(c) or _type_of(batch, c))
+        schema = [bigquery.SchemaField(c, known.get(c) or BIGQUERY_TYPES.get(c) or _type_of(batch, c))
                   for c in columns]
         if not known:
             self.client.create_table(bigquery.Table(table, schema=schema), exists_ok=True,

@@ -1,0 +1,59 @@
+"""The result row, owned here: its fields in order, its statuses, which fields hold JSON, and how
+each field is typed in a BigQuery table. Collect, checks and every destination writer use this;
+adding a field is one edit here. Pure data, importable from any room."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from enum import StrEnum
+from typing import Any, Final
+
+
+class Status(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+# After custom_id and the passthrough columns, in this order (a CSV destination's columns).
+FIELDS: Final = ("status", "output", "error", "attempts", "usage", "model", "spec_hash",
+                 "request_hash", "job", "finished_at", "retry")
+ALL_FIELDS: Final = frozenset({"custom_id", *FIELDS})  # a passthrough column may not shadow one
+# The columns that make a destination batchrun's ledger: every writer writes them.
+LEDGER_FIELDS: Final = ("custom_id", "status", "spec_hash", "request_hash")
+# Held as JSON text in a CSV cell.
+JSON_FIELDS: Final = ("output", "usage", "retry")
+# In a BigQuery destination. `output` is STRING: the text answer, or the JSON text of a parsed
+# answer or an embedding (a JSON column would read a plain text answer differently in BigQuery and
+# in its emulators); usage and retry are JSON.
+BIGQUERY_TYPES: Final = {"custom_id": "STRING", "status": "STRING", "output": "STRING",
+                         "error": "STRING", "attempts": "INT64", "usage": "JSON",
+                         "model": "STRING", "spec_hash": "STRING", "request_hash": "STRING",
+                         "job": "STRING", "finished_at": "STRING", "retry": "JSON"}
+BIGQUERY_JSON: Final = tuple(k for k, v in BIGQUERY_TYPES.items() if v == "JSON")
+
+
+def missing_ledger_fields(columns: Iterable[str]) -> list[str]:
+    """The ledger fields a destination's rows (or table) lack: batchrun wrote none of it if any."""
+    have = set(columns)
+    return [f for f in LEDGER_FIELDS if f not in have]
+
+
+def make(*, custom_id: str, passthrough: Mapping[str, Any], ok: bool, output: Any,
+         error: str | None, usage: Mapping[str, int] | None, model: str, spec_hash: str,
+         request_hash: str, job: str, finished_at: str) -> dict[str, Any]:
+    """One result row, every field present, in order."""
+    return {
+        "custom_id": custom_id,
+        **passthrough,
+        "status": Status.SUCCEEDED.value if ok else Status.FAILED.value,
+        "output": output if ok else None,
+        "error": None if ok else error,
+        "attempts": 1,
+        "usage": dict(usage) if usage else None,
+        "model": model,
+        "spec_hash": spec_hash,
+        "request_hash": request_hash,
+        "job": job,
+        "finished_at": finished_at,
+        "retry": None,
+    }
