@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from runner.errors import Diagnostic
-from runner.plan import Estimate, ManifestPlan, Plan
+from runner.plan import Action, Estimate, ManifestPlan, Plan
 from runner.redact import redact
 from runner.result import Status
 
@@ -41,9 +41,36 @@ _SYMBOL = {"create": "+", "replace": "~", "cancel": "-", "collect": "<", "wait":
 
 
 def _symbol(m: ManifestPlan) -> str:
+    return _SYMBOL.get(m.state, " ")
+
+
+def _job_word(count: int) -> str:
+    return "job" if count == 1 else "jobs"
+
+
+def headline(m: ManifestPlan) -> str:
+    """The manifest's line in a plan: what apply will do, or where it stands."""
+    parts = []
+    for change in m.changes:
+        if change.action is Action.CREATE:
+            verb = "replace" if "replace" in m.actions else "create"
+            parts.append(f"{verb}: {_n(change.rows, 'row')} in {_n(change.shards, 'job')}")
+        elif change.action is Action.COLLECT:
+            parts.append(f"collect {len(change.jobs)} finished {_job_word(len(change.jobs))}")
+        elif change.action is Action.CANCEL:
+            parts.append(f"cancel {_n(len(change.jobs), 'job')} ({change.reason})")
+    if m.rows.waiting:
+        parts.append(f"wait: {_n(m.rows.waiting, 'row')} for a free job slot")
     if m.blocked is not None:
-        return "!"
-    return _SYMBOL.get(m.actions[0] if m.actions else m.headline.split(":")[0], " ")
+        parts.append(f"blocked: {_n(m.rows.to_do, 'row')} to do wait for `batchrun retry "
+                     f"{m.name}`")
+    if not parts:
+        if m.rows.in_flight:
+            return f"running: {_n(m.rows.in_flight, 'row')} in flight"
+        if m.rows.failed:
+            return f"failed: {_n(m.rows.failed, 'row')} out of attempts"
+        return "up-to-date"
+    return "; ".join(parts)
 
 
 def blocked_text(m: ManifestPlan) -> str:
@@ -102,7 +129,7 @@ def plan_text(plan: Plan) -> str:
     lines = []
     width = max((len(m.name) for m in plan.manifests), default=0)
     for m in plan.manifests:
-        lines.append(f"{_symbol(m)} {m.name.ljust(width)}  {m.headline}")
+        lines.append(f"{_symbol(m)} {m.name.ljust(width)}  {headline(m)}")
         lines.append(f"  {' ' * width}  {_rows_text(m)}")
         if m.rows.to_do:
             lines.append(f"  {' ' * width}  {_estimate_text(m.estimate)}")
@@ -181,12 +208,12 @@ def plan_markdown(plan: Plan) -> str:
         e = m.estimate
         cost = _money(e.cost) if m.rows.to_do else "-"
         tokens = f"{e.input_tokens:,} / {e.output_tokens:,}" if m.rows.to_do else "-"
-        action = ", ".join(m.actions) or m.headline
+        action = ", ".join(m.actions) or headline(m)
         lines.append(f"| `{symbol}` | {m.name} | {action} | {m.rows.to_do:,} | {m.rows.done:,} | "
                      f"{m.rows.failed:,} | {jobs} | {tokens} | {cost} |")
     details = []
     for m in plan.manifests:
-        notes = [m.headline, *([blocked_text(m)] if m.blocked else []), *m.notes,
+        notes = [headline(m), *([blocked_text(m)] if m.blocked else []), *m.notes,
                  *(f"failed `{i}`: {err}" for i, err in m.failures)]
         details.append(f"- **{m.name}** (`{m.file}`, spec `{m.spec_hash[:8]}`): "
                        + "; ".join(notes))

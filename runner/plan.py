@@ -101,31 +101,16 @@ class ManifestPlan:
         return not (self.has_changes or r.in_flight or r.failed or r.to_do or self.blocked)
 
     @property
-    def headline(self) -> str:
-        parts = []
-        for change in self.changes:
-            if change.action is Action.CREATE:
-                verb = "replace" if "replace" in self.actions else "create"
-                parts.append(f"{verb}: {change.rows:,} row{'s' if change.rows != 1 else ''} in "
-                             f"{change.shards} job{'s' if change.shards != 1 else ''}")
-            elif change.action is Action.COLLECT:
-                parts.append(f"collect {len(change.jobs)} finished "
-                             f"job{'s' if len(change.jobs) != 1 else ''}")
-            elif change.action is Action.CANCEL:
-                parts.append(f"cancel {len(change.jobs)} job{'s' if len(change.jobs) != 1 else ''}"
-                             f" ({change.reason})")
-        if self.rows.waiting:
-            parts.append(f"wait: {self.rows.waiting:,} rows for a free job slot")
+    def state(self) -> str:
+        """Where the manifest stands, as data: blocked, its first action, running, failed or
+        up-to-date (display turns it into a symbol and words)."""
         if self.blocked is not None:
-            parts.append(f"blocked: {self.rows.to_do:,} row{'s' if self.rows.to_do != 1 else ''}"
-                         f" to do wait for `batchrun retry {self.name}`")
-        if not parts:
-            if self.rows.in_flight:
-                return f"running: {self.rows.in_flight:,} rows in flight"
-            if self.rows.failed:
-                return f"failed: {self.rows.failed:,} rows out of attempts"
-            return "up-to-date"
-        return "; ".join(parts)
+            return "blocked"
+        if self.actions:
+            return self.actions[0]
+        if self.rows.in_flight:
+            return "running"
+        return "failed" if self.rows.failed else "up-to-date"
 
     def to_dict(self) -> dict[str, Any]:
         return {
