@@ -20,7 +20,14 @@ import orjson
 
 from runner import collect, crashpoints, identity
 from runner.backends.base import Backend, IndexEntry, JobRequest, RemoteJob, StagedInput
-from runner.errors import ApprovalError, BatchrunError, QuotaError, RowsChangedError, error
+from runner.errors import (
+    ApprovalError,
+    BatchrunError,
+    LockError,
+    QuotaError,
+    RowsChangedError,
+    error,
+)
 from runner.ledger import (
     Ledger,
     Sharder,
@@ -70,8 +77,26 @@ def lock_names(manifest: Manifest) -> tuple[str, str]:
 @contextlib.contextmanager
 def locked(backend: Backend, manifest: Manifest) -> Iterator[None]:
     name, dest = lock_names(manifest)
-    with backend.lock(name), backend.lock(dest):
+    with backend.lock(name), _destination_lock(backend, manifest, dest):
         yield
+
+
+@contextlib.contextmanager
+def _destination_lock(backend: Backend, manifest: Manifest, lock_name: str) -> Iterator[None]:
+    """The destination's lock, its refusal said in terms of the destination, not of a hash."""
+    try:
+        lock = backend.lock(lock_name)
+        lock.__enter__()
+    except LockError as exc:
+        who = (exc.diagnostics[0].summary.removeprefix(f"{lock_name} is being applied by ")
+               .removesuffix("; try again when it finishes"))
+        raise LockError([error(
+            f"{manifest.name}: its destination {manifest.destination.location} is being written "
+            f"by another apply: {who}", hint="try again when it finishes")]) from None
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)
 
 
 def collect_finished(manifest: Manifest, backend: Backend, jobs: Sequence[RemoteJob],

@@ -384,3 +384,17 @@ def test_a_150_kb_answer_round_trips_through_a_csv_destination(project_dir: Proj
         assert result.returncode == 0, result.stderr
     rows = batchrun(root, "results", "triage", "--format", "jsonl")
     assert len(json.loads(rows.stdout)["output"]) == 150_000
+
+
+def test_a_destination_being_written_elsewhere_is_said_in_its_own_terms(
+        project_dir: ProjectDir) -> None:
+    """Applies lock the destination too (another checkout of the same repository writes it)."""
+    from runner.apply import lock_names
+    from runner.backends.local.backend import LocalBackend
+
+    project = api.load_project(cwd=project_dir.root)
+    _, dest = lock_names(project.manifests[0])
+    message = r"triage: its destination .*out/triage\.jsonl is being written by another apply: pid"
+    with LocalBackend(project.settings).lock(dest), pytest.raises(api.BatchrunError, match=message):
+        api.apply(project, backend=LocalBackend(project.settings))
+    assert not (project_dir.root / ".batchrun" / "jobs").exists()
