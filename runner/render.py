@@ -21,15 +21,7 @@ from runner.errors import Diagnostic, RenderError, error
 from runner.idcheck import IdTracker, name_duplicates
 from runner.identity import request_hash
 from runner.rows import RowIssue, SourceRow
-from runner.sandbox import (
-    REFUSALS,
-    BoundedSandbox,
-    Deadline,
-    TemplateLimit,
-    TimeUp,
-    refusal_text,
-    time_limit,
-)
+from runner.sandbox import REFUSALS, BoundedSandbox, Deadline, refusal_text
 from runner.spec import Family, Manifest, Template
 
 _sha = hashlib.sha256  # request_hash, inlined on the hot path (tests pin that they agree)
@@ -58,7 +50,7 @@ def template_variables(template: Template) -> set[str]:
     intercepted operators and guarded filters keep Jinja's constant folding from running a bomb
     while a template is only being read; the time limit is the backstop."""
     env = _environment()
-    with time_limit():
+    with Deadline():
         return set(jinja2.meta.find_undeclared_variables(env.parse(template.text))) - {ROW_NAME}
 
 
@@ -220,17 +212,12 @@ class Renderer:
         context = {**data, ROW_NAME: dict(data)}  # a copy: the immutable sandbox refuses edits
         texts: dict[str, str] = {}
         key = ""
-        deadline = self._deadline
-        deadline.arm()
         try:
-            for key, template in self._templates.items():
-                texts[key] = template.render(context)
-        except TimeUp:
-            raise TemplateRefused(self._sources.get(key), str(deadline.refusal())) from None
-        except (*REFUSALS, TemplateLimit) as exc:
+            with self._deadline:
+                for key, template in self._templates.items():
+                    texts[key] = template.render(context)
+        except REFUSALS as exc:  # TemplateLimit, the deadline's included: a SecurityError
             raise TemplateRefused(self._sources.get(key), refusal_text(exc)) from None
-        finally:
-            deadline.disarm()
         return self.build(custom_id, texts)
 
     def _compile_fast(self) -> Callable[[str, Mapping[str, Any]], tuple[bytes, int]]:

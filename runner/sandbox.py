@@ -5,13 +5,12 @@ ranges, formatting widths, output size, recursion and render time. Pure: no I/O.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import re
 import signal
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 import jinja2
@@ -211,54 +210,31 @@ def _alarm(signum: int, frame: Any) -> None:
 
 
 class Deadline:
-    """A per-row time limit cheap enough for the hot path: arm() before a row, disarm() after;
-    a row that runs past it raises TimeUp (see `timed_out`). Main thread only; elsewhere it does
-    nothing and the other limits still hold."""
+    """A wall-clock limit on a render, as a context manager: the alarm is armed on entry and
+    disarmed on exit, and a render that runs past it ends in TemplateLimit. Cheap enough for every
+    row: the handler is installed on first use and stays (setting it costs more than a row's
+    render). Main thread only (the CLI); elsewhere the other limits still hold but time does not."""
 
     def __init__(self, seconds: float = RENDER_SECONDS) -> None:
         self.seconds = seconds
         self.active = threading.current_thread() is threading.main_thread()
         self._installed = False
 
-    def arm(self) -> None:
+    def __enter__(self) -> Deadline:
         if self.active:
-            if not self._installed:  # once: asking the signal module each row costs more
+            if not self._installed:
                 signal.signal(signal.SIGALRM, _alarm)
                 self._installed = True
             signal.setitimer(signal.ITIMER_REAL, self.seconds)
+        return self
 
-    def disarm(self) -> None:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: Any) -> None:
         if self.active:
             signal.setitimer(signal.ITIMER_REAL, 0)
-
-    def refusal(self) -> TemplateLimit:
-        return TemplateLimit(f"rendering one row took more than {self.seconds:g} s, the "
-                             "sandbox's limit")
-
-
-
-@contextlib.contextmanager
-def time_limit(seconds: float = RENDER_SECONDS) -> Iterator[None]:
-    """Stop the code inside after `seconds` of wall-clock time, with TemplateLimit. Works in the
-    main thread (the CLI); elsewhere the other limits still hold but time does not. The handler
-    stays installed between rows (setting it costs more than a row's render), unless another
-    handler was there: that one is put back every time."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGALRM)
-    if previous is not _alarm:
-        signal.signal(signal.SIGALRM, _alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    except TimeUp:
-        raise TemplateLimit(f"rendering one row took more than {seconds:g} s, the sandbox's "
-                            "limit") from None
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        if previous not in (_alarm, signal.SIG_DFL, None):
-            signal.signal(signal.SIGALRM, previous)
+        if kind is not None and issubclass(kind, TimeUp):
+            raise TemplateLimit(f"rendering one row took more than {self.seconds:g} s, the "
+                                "sandbox's limit") from None
 
 
 REFUSALS: Final = (SecurityError, RecursionError, OverflowError, MemoryError)
