@@ -27,6 +27,7 @@ from runner.reconcile import (
     RowClass,
 )
 from runner.redact import redact
+from runner.rpc import Code
 from runner.spec import Family, Manifest, Settings
 
 MAX_FAILURES_SHOWN = 10
@@ -45,7 +46,7 @@ def _notes(manifest: Manifest, settings: Settings, job_ends: JobFailures, held: 
            cancelling: bool) -> list[str]:
     notes = []
     last = job_ends.last
-    if held and last is not None and last.code == 13:
+    if held and last is not None and last.code == Code.INTERNAL:
         notes.append(f"Vertex failed the last job with INTERNAL (code 13), as it does for the first "
                      f"job in a region; resubmitting after {held:%Y-%m-%d %H:%M:%S} UTC "
                      "(quota.internal_retry_delay)")

@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from runner.result import Status
+from runner.rpc import Code
 
 
 class RowClass(StrEnum):
@@ -111,8 +112,10 @@ class Fault(StrEnum):
 
 
 # HTTP statuses and google.rpc codes (1-16, so the two never collide) that are not about the row.
-_AUTH_CODES: Final = frozenset({401, 402, 403, 7, 16})  # PERMISSION_DENIED, UNAUTHENTICATED
-_INFRA_CODES: Final = frozenset({404, 408, 409, 425, 429, 1, 4, 8, 10, 13, 14})
+_AUTH_CODES: Final = frozenset({401, 402, 403, Code.PERMISSION_DENIED, Code.UNAUTHENTICATED})
+_INFRA_CODES: Final = frozenset({404, 408, 409, 425, 429, Code.CANCELLED, Code.DEADLINE_EXCEEDED,
+                                 Code.RESOURCE_EXHAUSTED, Code.ABORTED, Code.INTERNAL,
+                                 Code.UNAVAILABLE})
 # Words are read only when a line carries no code: a row's refusal may quote any text of the row.
 _INFRA_WORDS: Final = ("RESOURCE_EXHAUSTED", "UNAVAILABLE", "INTERNAL", "DEADLINE_EXCEEDED",
                        "rate_limit", "overloaded", "endpoint unreachable", "endpoint timed out")
@@ -160,8 +163,6 @@ def fault_of(code: int | None, text: str = "") -> Fault:
 # --- job-level failures: back off, then block ----------------------------------------------------
 
 JOB_FAILURE_STATES: Final = frozenset({"failed", "expired"})  # a cancel is deliberate: not counted
-DEAD_WORKER = 10  # google.rpc ABORTED: how the local backend reports a worker that vanished
-INTERNAL = 13
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,13 +213,10 @@ class JobFailures:
     hold_until: datetime | None = None  # creates wait until then (backoff)
 
 
-DEADLINE = 4  # google.rpc DEADLINE_EXCEEDED: an answer may be on its way, and billed
-
-
 def _at_once(job: JobEnd) -> bool:
     """Failures that block at once: refused credentials or account, or a request that timed out
     while the endpoint may still have answered it (sending it again may pay twice)."""
-    return job.job_failure and (job.code == DEADLINE
+    return job.job_failure and (job.code == Code.DEADLINE_EXCEEDED
                                 or fault_of(job.code, job.message or "") is Fault.AUTH)
 
 
@@ -254,9 +252,9 @@ def job_failures(jobs: Iterable[JobEnd], policy: FailurePolicy, forgiven: frozen
     blocked = streak >= policy.max_job_failures
     hold = None
     if not blocked and newest.ended is not None:
-        if newest.code == INTERNAL:
+        if newest.code == Code.INTERNAL:
             delay = policy.internal_delay
-        elif newest.code == DEAD_WORKER:
+        elif newest.code == Code.ABORTED:
             delay = 0.0  # a crashed machine: resume at once, the streak still guards a loop
         else:
             delay = min(policy.backoff_max, policy.backoff * 2 ** (streak - 1))

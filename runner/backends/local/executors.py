@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from runner import estimate
 from runner.redact import redact, secret_values
+from runner.rpc import Code
 from runner.spec import ExecutorSpec, Family
 
 Execute = Callable[[dict[str, Any]], dict[str, Any]]
@@ -36,7 +37,7 @@ class EndpointError(Exception):
 
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
-        self.code = code
+        self.code = int(code)
         self.message = message
 
 
@@ -49,7 +50,10 @@ def _phrase(status: int) -> str:
 
 def _rpc_code(status: int) -> int:
     """HTTP status -> the google.rpc code a job error carries."""
-    return {400: 7, 401: 16, 402: 7, 403: 7, 404: 5, 408: 4, 429: 8}.get(status, 14)
+    return {400: Code.PERMISSION_DENIED, 401: Code.UNAUTHENTICATED,
+            402: Code.PERMISSION_DENIED, 403: Code.PERMISSION_DENIED, 404: Code.NOT_FOUND,
+            408: Code.DEADLINE_EXCEEDED, 429: Code.RESOURCE_EXHAUSTED}.get(status,
+                                                                           Code.UNAVAILABLE)
 
 
 def approx_tokens(text: str) -> int:
@@ -236,17 +240,18 @@ def _post(session: Any, url: str, body: dict[str, Any], headers: dict[str, str],
         try:
             resp = session.post(url, json=body, headers=headers, timeout=spec.timeout)
         except requests.exceptions.InvalidHeader:
-            raise EndpointError(16, f"the key in {spec.api_key_env} is not a valid header value "
-                                "(a trailing newline or space?): fix it, then run `batchrun "
-                                "retry`") from None
+            raise EndpointError(Code.UNAUTHENTICATED, f"the key in {spec.api_key_env} is not a "
+                                "valid header value (a trailing newline or space?): fix it, then "
+                                "run `batchrun retry`") from None
         except requests.ReadTimeout:
-            raise EndpointError(4, f"endpoint timed out: no answer within {spec.timeout:g} s; it "
-                                "may still have answered and billed the request, so it is not "
+            raise EndpointError(Code.DEADLINE_EXCEEDED, "endpoint timed out: no answer within "
+                                f"{spec.timeout:g} s; it may still have answered and billed the "
+                                "request, so it is not "
                                 "sent again until you raise the executor's timeout and run "
                                 "`batchrun retry`") from None
         except requests.RequestException as exc:
             if last_try:
-                raise EndpointError(14, redact(
+                raise EndpointError(Code.UNAVAILABLE, redact(
                     f"endpoint unreachable: {type(exc).__name__}: {exc} (after {attempt + 1} "
                     "tries)", secrets)) from None
         else:
@@ -258,8 +263,8 @@ def _post(session: Any, url: str, body: dict[str, Any], headers: dict[str, str],
                         else f"credentials rejected — check api_key_env ({env or 'not set'})")
                 raise EndpointError(_rpc_code(status), f"{_phrase(status)}: {what}: {message}")
             if status == 404:
-                raise EndpointError(5, f"{_phrase(status)}: {url} — check base_url and the model "
-                                    f"name: {message}")
+                raise EndpointError(Code.NOT_FOUND, f"{_phrase(status)}: {url} — check base_url "
+                                    f"and the model name: {message}")
             if not (status in RETRIED_STATUS or status >= 500):
                 return resp
             if last_try:

@@ -18,11 +18,11 @@ from runner.backends.base import JobState, RemoteJob
 from runner.backends.localfiles import write_json
 from runner.backends.processes import pid_alive, process_start
 from runner.identity import MANAGED_LABEL, MANAGED_VALUE, NAME_LABEL
+from runner.rpc import Code
 
 NAME_PREFIX = "projects/local/locations/local/batchPredictionJobs/"
 START_GRACE_SECONDS = 60  # a job whose worker has not started by then is reported failed
 LABELS_FILE = "labels.json"  # written once at create, never rewritten: what a damaged record was
-DEAD_WORKER = 10  # google.rpc ABORTED (reconcile.DEAD_WORKER): no backoff, the rows are to do
 
 
 def now_rfc3339() -> str:
@@ -131,7 +131,7 @@ class JobStore:
                 # collected like any ended job's; the rest is to do again.
                 state = JobState.FAILED
                 end_time = end_time or record.get("updateTime")
-                error = {"code": DEAD_WORKER,
+                error = {"code": Code.ABORTED.value,
                          "message": "the local worker process died (killed, or out of memory) "
                                     "before finishing; its answers so far are kept"
                          if pid is not None else "the local worker process never started"}

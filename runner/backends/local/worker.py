@@ -33,12 +33,12 @@ from runner.redact import (
     url_secrets,
     without_userinfo,
 )
+from runner.rpc import Code
 from runner.spec import ExecutorSpec, Family
 
 WORKER_URL_ENV = "BATCHRUN_WORKER_BASE_URL"  # base_url with its password, never stored on disk
 SYNC_SECONDS = 1.0
 SYNC_ROWS = 200
-UNKNOWN = 2  # google.rpc UNKNOWN: the worker's own error; not INTERNAL, which Vertex holds 10 min
 
 
 class _Cancelled(Exception):
@@ -159,7 +159,7 @@ def _finish(store: JobStore, job_id: str, out: _Output, failure: Exception | Non
     record["completionStats"] = {"successfulCount": str(out.ok), "failedCount": str(out.failed)}
     if failure is not None:
         code, message = ((failure.code, failure.message) if isinstance(failure, EndpointError)
-                         else (UNKNOWN, redact(_error_text(failure))))
+                         else (Code.UNKNOWN.value, redact(_error_text(failure))))
         record.update(state=JobState.FAILED.value, endTime=now_rfc3339(),
                       error={"code": code, "message": message})
         store.write(job_id, record)
@@ -191,7 +191,7 @@ def main(argv: list[str]) -> int:
     except Exception as exc:  # the job fails; the record says why, the CLI never sees a traceback
         record = store.read(job_id)
         record.update(state=JobState.FAILED.value, endTime=now_rfc3339(),
-                      error={"code": UNKNOWN, "message": redact(_error_text(exc))})
+                      error={"code": Code.UNKNOWN.value, "message": redact(_error_text(exc))})
         store.write(job_id, record)
         return 1
     return 0
