@@ -84,19 +84,16 @@ def locked(backend: Backend, manifest: Manifest) -> Iterator[None]:
 @contextlib.contextmanager
 def _destination_lock(backend: Backend, manifest: Manifest, lock_name: str) -> Iterator[None]:
     """The destination's lock, its refusal said in terms of the destination, not of a hash."""
-    try:
-        lock = backend.lock(lock_name)
-        lock.__enter__()
-    except LockError as exc:
-        who = (exc.diagnostics[0].summary.removeprefix(f"{lock_name} is being applied by ")
-               .removesuffix("; try again when it finishes"))
-        raise LockError([error(
-            f"{manifest.name}: its destination {manifest.destination.location} is being written "
-            f"by another apply: {who}", hint="try again when it finishes")]) from None
-    try:
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(backend.lock(lock_name))
+        except LockError as exc:
+            who = (exc.diagnostics[0].summary.removeprefix(f"{lock_name} is being applied by ")
+                   .removesuffix("; try again when it finishes"))
+            raise LockError([error(
+                f"{manifest.name}: its destination {manifest.destination.location} is being "
+                f"written by another apply: {who}", hint="try again when it finishes")]) from None
         yield
-    finally:
-        lock.__exit__(None, None, None)
 
 
 def collect_finished(manifest: Manifest, backend: Backend, jobs: Sequence[RemoteJob],

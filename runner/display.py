@@ -44,31 +44,27 @@ def _symbol(m: ManifestPlan) -> str:
     return _SYMBOL.get(m.state, " ")
 
 
-def _job_word(count: int) -> str:
-    return "job" if count == 1 else "jobs"
-
-
 def headline(m: ManifestPlan) -> str:
     """The manifest's line in a plan: what apply will do, or where it stands."""
     parts = []
     for change in m.changes:
         if change.action is Action.CREATE:
             verb = "replace" if "replace" in m.actions else "create"
-            parts.append(f"{verb}: {_n(change.rows, 'row')} in {_n(change.shards, 'job')}")
+            parts.append(f"{verb}: {n(change.rows, 'row')} in {n(change.shards, 'job')}")
         elif change.action is Action.COLLECT:
-            parts.append(f"collect {len(change.jobs)} finished {_job_word(len(change.jobs))}")
+            parts.append(f"collect {n(len(change.jobs), 'finished job')}")
         elif change.action is Action.CANCEL:
-            parts.append(f"cancel {_n(len(change.jobs), 'job')} ({change.reason})")
+            parts.append(f"cancel {n(len(change.jobs), 'job')} ({change.reason})")
     if m.rows.waiting:
-        parts.append(f"wait: {_n(m.rows.waiting, 'row')} for a free job slot")
+        parts.append(f"wait: {n(m.rows.waiting, 'row')} for a free job slot")
     if m.blocked is not None:
-        parts.append(f"blocked: {_n(m.rows.to_do, 'row')} to do wait for `batchrun retry "
+        parts.append(f"blocked: {n(m.rows.to_do, 'row')} to do wait for `batchrun retry "
                      f"{m.name}`")
     if not parts:
         if m.rows.in_flight:
-            return f"running: {_n(m.rows.in_flight, 'row')} in flight"
+            return f"running: {n(m.rows.in_flight, 'row')} in flight"
         if m.rows.failed:
-            return f"failed: {_n(m.rows.failed, 'row')} out of attempts"
+            return f"failed: {n(m.rows.failed, 'row')} out of attempts"
         return "up-to-date"
     return "; ".join(parts)
 
@@ -77,31 +73,27 @@ def blocked_text(m: ManifestPlan) -> str:
     b = m.blocked
     assert b is not None
     what = ("the endpoint refused the credentials" if b.credentials
-            else f"{_n(b.failures, 'job')} in a row ended at job level with no row answered")
+            else f"{n(b.failures, 'job')} in a row ended at job level with no row answered")
     fix = ("fix the key (api_key_env) or the service account" if b.credentials
            else "fix the cause")
     return (f"! blocked since {b.since}: {what}; last error: {b.error}. No row attempt was used. "
             f"What to do: {fix}, then run `batchrun retry {m.name}`.")
 
 
-def _n(count: int, noun: str) -> str:
-    return f"{count:,} {noun}{'' if count == 1 else 's'}"
-
-
 def n(count: int, noun: str) -> str:
     """"1 row", "2 rows": counts said properly wherever batchrun speaks."""
-    return _n(count, noun)
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def applied_text(report: Any, saved: bool = False) -> str:
     head = "Applied the saved plan" if saved else "Applied"
-    return (f"{head}: {_n(report.rows_sent, 'row')} sent in {_n(len(report.created), 'job')}, "
-            f"{_n(len(report.collected), 'job')} collected, {len(report.cancelled):,} cancelled.")
+    return (f"{head}: {n(report.rows_sent, 'row')} sent in {n(len(report.created), 'job')}, "
+            f"{n(len(report.collected), 'job')} collected, {len(report.cancelled):,} cancelled.")
 
 
 def _rows_text(m: ManifestPlan) -> str:
     r = m.rows
-    parts = [_n(r.total, "row"), f"{r.done:,} done"]
+    parts = [n(r.total, "row"), f"{r.done:,} done"]
     if r.in_flight:
         parts.append(f"{r.in_flight:,} in flight")
     parts.append(f"{r.to_do:,} to do")
@@ -145,12 +137,12 @@ def plan_text(plan: Plan) -> str:
     s = plan.summary()
     lines.append("")
     lines.append(
-        f"Plan: {_n(s['rows_to_send'], 'row')} to send in {_n(s['jobs_to_create'], 'job')}, "
+        f"Plan: {n(s['rows_to_send'], 'row')} to send in {n(s['jobs_to_create'], 'job')}, "
         f"{s['jobs_to_collect']} to collect, {s['jobs_to_cancel']} to cancel, "
-        f"{_n(s['rows_waiting'], 'row')} waiting for a job slot. "
-        f"{_n(s['up_to_date'], 'manifest')} up to date."
-        + (f" {_n(s['blocked'], 'manifest')} blocked." if s["blocked"] else "")
-        + (f" {_n(s['rows_failed'], 'row')} failed for good." if s["rows_failed"] else "")
+        f"{n(s['rows_waiting'], 'row')} waiting for a job slot. "
+        f"{n(s['up_to_date'], 'manifest')} up to date."
+        + (f" {n(s['blocked'], 'manifest')} blocked." if s["blocked"] else "")
+        + (f" {n(s['rows_failed'], 'row')} failed for good." if s["rows_failed"] else "")
         + (f" Estimated cost: {_money(plan.cost)}." if s["rows_to_send"] or s["rows_waiting"] else "")
     )
     return "\n".join(lines) + "\n"
@@ -194,8 +186,8 @@ def plan_markdown(plan: Plan) -> str:
     """A compact pull-request comment: one table row per manifest, details folded away."""
     s = plan.summary()
     changed = [m for m in plan.manifests if m.has_changes]
-    head = (f"### batchrun plan: {_n(len(changed), 'manifest')} to change, "
-            f"{_n(s['rows_to_send'], 'row')} to send")
+    head = (f"### batchrun plan: {n(len(changed), 'manifest')} to change, "
+            f"{n(s['rows_to_send'], 'row')} to send")
     if s["rows_to_send"] or s["rows_waiting"]:
         head += f", estimated {_money(plan.cost)}"
     lines = [head, ""]
@@ -235,9 +227,9 @@ def converged_text(plan: Plan) -> str:
     done = sum(m.rows.done for m in plan.manifests)
     failed = sum(m.rows.failed for m in plan.manifests)
     blocked = [m.name for m in plan.manifests if m.blocked is not None]
-    text = f"Done: {_n(done, 'row')} answered"
+    text = f"Done: {n(done, 'row')} answered"
     if failed:
-        text += f", {_n(failed, 'row')} failed after max_attempts (see `batchrun results NAME`)"
+        text += f", {n(failed, 'row')} failed after max_attempts (see `batchrun results NAME`)"
     if blocked:
         text += (f"; blocked: {', '.join(blocked)} (fix the cause, then `batchrun retry NAME`)")
     return text + "."
@@ -281,7 +273,7 @@ def result_status(row: Any, spec_hash: str) -> str:
 
 
 def results_summary(rows: int, failed: int, stale: int) -> str:
-    text = f"{_n(rows, 'row')}, {failed:,} failed"
+    text = f"{n(rows, 'row')}, {failed:,} failed"
     if stale:
         text += f", {stale:,} stale (answered under an older spec; the next apply replaces them)"
     return text
@@ -290,7 +282,7 @@ def results_summary(rows: int, failed: int, stale: int) -> str:
 def retry_text(name: str, was_blocked: bool, rows_reset: int, failed: bool) -> str:
     parts = [f"{name}: unblocked" if was_blocked else f"{name}: was not blocked"]
     if failed:
-        parts.append(f"{_n(rows_reset, 'failed row')} given a fresh set of attempts")
+        parts.append(f"{n(rows_reset, 'failed row')} given a fresh set of attempts")
     if was_blocked or rows_reset:
         return "; ".join(parts) + ". Run `batchrun apply` to send them."
     return "; ".join(parts) + ": nothing to retry."

@@ -13,6 +13,9 @@ from collections.abc import Iterable
 from typing import Final
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit, urlunsplit
 
+# Query parameter names that carry credentials: ?token=, &client_secret=, &sig=, &api-key=...
+_CREDENTIAL_NAME: Final = (r"[a-z0-9_.-]*(?:token|key|secret|password|passwd|pwd|credential|auth)"
+                           r"[a-z0-9_.-]*|sig|signature|code")
 _PATTERNS: Final = (
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
     re.compile(r"(?i)(basic\s+)[A-Za-z0-9+/=]{4,}"),
@@ -24,9 +27,7 @@ _PATTERNS: Final = (
                r"(?=[A-Za-z._~+/-]*\d)[A-Za-z0-9._~+/-]{8,}"),
     # user:password@ in any URL
     re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]*(?=@)"),
-    # ?token=…, &client_secret=…, &sig=…: query parameters that carry credentials
-    re.compile(r"(?i)([?&;](?:[a-z0-9_.-]*(?:token|key|secret|password|passwd|pwd|credential|auth)"
-               r"[a-z0-9_.-]*|sig|signature|code)=)[^&#\s\"']+"),
+    re.compile(rf"(?i)([?&;](?:{_CREDENTIAL_NAME})=)[^&#\s\"']+"),
 )
 MASK: Final = "[REDACTED]"
 # Shorter "keys" (a test's "k") would mask every such letter of every message and protect nothing.
@@ -56,9 +57,7 @@ def remember(values: Iterable[str | None]) -> None:
             _remembered.update(_spellings(value))
 
 
-_CREDENTIAL_PARAM: Final = re.compile(
-    r"(?i)^(?:[a-z0-9_.-]*(?:token|key|secret|password|passwd|pwd|credential|auth)[a-z0-9_.-]*"
-    r"|sig|signature|code)$")
+_CREDENTIAL_PARAM: Final = re.compile(rf"(?i)^(?:{_CREDENTIAL_NAME})$")
 
 
 def url_secrets(url: str | None) -> list[str]:

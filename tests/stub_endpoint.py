@@ -23,9 +23,8 @@ class _State:
         self.lock = threading.Lock()
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: StubServer
-    protocol_version = "HTTP/1.1"
+class JsonHandler(BaseHTTPRequestHandler):
+    """A quiet handler that answers JSON: the base of the test endpoints."""
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -37,6 +36,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+
+class _Handler(JsonHandler):
+    server: StubServer
+    protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:  # /_stub/seen
         state = self.server.state

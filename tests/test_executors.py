@@ -7,7 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -15,16 +15,14 @@ from rich.console import Console
 
 from runner import api, display
 from tests.conftest import ProjectDir
+from tests.stub_endpoint import JsonHandler
 
 
-class _Stub(BaseHTTPRequestHandler):
+class _Stub(JsonHandler):
     seen: list[dict[str, Any]] = []
     active = 0
     peak = 0
     lock = threading.Lock()
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -47,14 +45,6 @@ class _Stub(BaseHTTPRequestHandler):
             self._send(200, {"id": "c1", "object": "chat.completion", "choices": [
                 {"index": 0, "message": {"role": "assistant", "content": text}}],
                 "usage": {"prompt_tokens": 3, "completion_tokens": 2}})
-
-    def _send(self, code: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
 
 @pytest.fixture
