@@ -132,6 +132,88 @@ def one_plan_done(n: int, new: int, work: Path) -> dict[str, Any]:
             "rows_sent": report.rows_sent, "rss_mb": rss_mb()}
 
 
+def one_answer_all(work: Path) -> dict[str, Any]:
+    """Write a destination that answers every row of rows.jsonl under the current spec."""
+    import orjson
+
+    from runner import api
+    from runner.backends.local.backend import LocalBackend
+    from runner.ledger import rendered_rows
+
+    p = api.load_project(cwd=work)
+    m = p.manifests[0]
+    backend = LocalBackend(p.settings)
+    (work / "out").mkdir(exist_ok=True)
+    count = 0
+    with (work / "out" / f"{m.name}.jsonl").open("wb") as fh:
+        for r in rendered_rows(m, backend, p.settings):
+            count += 1
+            fh.write(orjson.dumps({"custom_id": r.custom_id, "status": "succeeded", "output": "bug",
+                                   "error": None, "attempts": 1,
+                                   "usage": {"input_tokens": 120, "output_tokens": 2},
+                                   "model": m.model.short, "spec_hash": m.spec_hash,
+                                   "request_hash": r.request_hash, "job": "j", "finished_at": "t",
+                                   "retry": None}) + b"\n")
+    return {"answered": count}
+
+
+APPLY_CREATE_TARGET, APPLY_COLLECT_TARGET = 1.2, 1.5  # issue 13: apply within these of plan
+
+
+def _timed_cli(work: Path, *args: str) -> tuple[float, str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHRUN_")}
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "runner", *args], cwd=work, env=env,
+                          capture_output=True, text=True, check=False)
+    seconds = time.monotonic() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"batchrun {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    return seconds, proc.stdout, proc.stderr
+
+
+def apply_vs_plan(root: Path, answered: int = 1_000_000, new: int = 1_000) -> dict[str, Any]:
+    """Issue 13, through the `batchrun` command as a user runs it: plan, apply (create) and apply
+    (collect) on `answered` answered rows + `new` new ones; destination reads counted by the
+    backend (its --debug lines), not guessed."""
+    work = root / "apply-vs-plan"
+    work.mkdir()
+    project(work)
+    generate(work / "rows.jsonl", 0, answered)
+    child("answer_all", str(work))
+    generate(work / "rows.jsonl", answered, new)
+    plan_s, _, _ = _timed_cli(work, "plan")
+    create_s, out, err = _timed_cli(work, "--debug", "apply", "--auto-approve")
+    assert f"Applied: {new:,} rows sent" in out, out + err
+    create_reads = err.count("debug: read destination")
+    deadline = time.monotonic() + 300
+    while True:  # the local worker answers the job in the background
+        _, plan_out, _ = _timed_cli(work, "plan", "--json")
+        if json.loads(plan_out)["summary"]["jobs_to_collect"]:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError("the local job did not finish in 5 minutes")
+        time.sleep(1)
+    collect_s, out, err = _timed_cli(work, "--debug", "apply", "--auto-approve")
+    assert "1 job collected" in out, out + err
+    collect_reads = err.count("debug: read destination")
+    return {"answered": answered, "new": new, "plan_seconds": plan_s,
+            "apply_create_seconds": create_s, "apply_collect_seconds": collect_s,
+            "create_ratio": create_s / plan_s, "collect_ratio": collect_s / plan_s,
+            "destination_reads_create": create_reads, "destination_reads_collect": collect_reads}
+
+
+def apply_line(r: dict[str, Any]) -> str:
+    ok = (r["create_ratio"] <= APPLY_CREATE_TARGET and r["collect_ratio"] <= APPLY_COLLECT_TARGET
+          and r["destination_reads_create"] == 1 and r["destination_reads_collect"] == 1)
+    return (f"apply vs plan on {r['answered']:,} answered + {r['new']:,} new rows (CLI)   plan "
+            f"{r['plan_seconds']:.1f} s, apply (create) {r['apply_create_seconds']:.1f} s = "
+            f"{r['create_ratio']:.2f}x, apply (collect) {r['apply_collect_seconds']:.1f} s = "
+            f"{r['collect_ratio']:.2f}x; destination reads per apply "
+            f"{r['destination_reads_create']}/{r['destination_reads_collect']}   target "
+            f"≤{APPLY_CREATE_TARGET}x / ≤{APPLY_COLLECT_TARGET}x / 1 read: "
+            f"{'met' if ok else 'MISSED'}")
+
+
 def one_plan_scale(manifests: int, jobs_each: int, work: Path) -> dict[str, Any]:
     import orjson
     import requests
@@ -338,11 +420,17 @@ def main() -> int:
                         help="largest size for the naive baseline (it holds every row in memory)")
     parser.add_argument("--out", default="bench/results.json")
     parser.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
-    parser.add_argument("--only", choices=["hostile"], help="run one section of the bench")
+    parser.add_argument("--only", choices=["hostile", "apply"], help="run one section of the bench")
     args = parser.parse_args()
     if args.only == "hostile":
         for row in hostile():
             print(json.dumps(row))
+        return 0
+    if args.only == "apply":
+        with tempfile.TemporaryDirectory(prefix="batchrun-bench-") as tmp:
+            result = apply_vs_plan(Path(tmp))
+        print(json.dumps(result))
+        print(apply_line(result))
         return 0
     if args.one:
         kind, *rest = args.one
@@ -350,7 +438,7 @@ def main() -> int:
         numbers = [int(x) for x in rest[:-1]]
         result = {"render": one_render, "baseline": one_baseline, "plan_done": one_plan_done,
                   "plan_scale": one_plan_scale, "executor": one_executor,
-                  "collect": one_collect}[kind](*numbers, work)  # type: ignore[operator]
+                  "collect": one_collect, "answer_all": one_answer_all}[kind](*numbers, work)  # type: ignore[operator]
         print(json.dumps(result))
         return 0
 
@@ -384,6 +472,8 @@ def main() -> int:
         results["plan_done"] = done
         lines.append(f"plan, 1M done + 1k new rows   {done['seconds']:.1f} s, {done['to_do']} to do, "
                      f"sent {done['rows_sent']}, {done['rss_mb']:.0f} MB")
+        results["apply_vs_plan"] = apply_vs_plan(root)
+        lines.append(apply_line(results["apply_vs_plan"]))
         from runner.emulators import free_port
 
         port = free_port()

@@ -4,6 +4,7 @@ schedulers. Orchestration only: loads the project, picks the backend, calls plan
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import time
@@ -18,7 +19,7 @@ from runner import apply as applier
 from runner import backends, collect, estimate, ledger, planfile, planner
 from runner import manifest as manifest_loader
 from runner import project as project_finder
-from runner.apply import ApplyReport, Event, RetryReport, apply_plan
+from runner.apply import ApplyReport, RetryReport, apply_plan
 from runner.backends.base import Backend, RemoteJob
 from runner.errors import (
     BatchrunError,
@@ -31,7 +32,9 @@ from runner.errors import (
     StalePlanError,
     error,
 )
+from runner.events import Listener, LockWait
 from runner.plan import Plan
+from runner.prepared import Work
 from runner.settings import load_settings
 from runner.spec import Manifest, Settings
 
@@ -110,28 +113,54 @@ def render(project: Project, name: str, *, limit: int | None = None,
 
 
 def plan(project: Project, *, backend: Backend | None = None, prune: bool = False,
-         exact_tokens: bool = False) -> Plan:
+         exact_tokens: bool = False, work: Work | None = None) -> Plan:
+    """The plan; with `work`, the rows it would send are kept there for `apply` (close it after)."""
     return planner.make_plan(project.manifests, backend or open_backend(project), project.settings,
-                             prune=prune, exact_tokens=exact_tokens)
+                             prune=prune, exact_tokens=exact_tokens, work=work)
 
 
 def check_budget(the_plan: Plan) -> None:
     """BudgetError when the plan's estimate is over a max_cost: nothing is sent."""
-    if the_plan.over_budget:
-        notes = list(the_plan.budget_notes) + [
-            f"{m.name}: {planner.over_budget_text(m.estimate)}" for m in the_plan.manifests
-            if m.estimate.over_budget]
-        raise BudgetError([error(n, hint="raise max_cost, or narrow the run with --target")
-                           for n in notes])
+    if not the_plan.over_budget:
+        return
+    diagnostics = []
+    if the_plan.total_over_budget:
+        total = sum(m.estimate.cost or 0 for m in the_plan.manifests)
+        diagnostics.append(error(
+            f"over budget: this apply is estimated at ${total:,.2f}, more than max_cost "
+            f"${the_plan.max_cost or 0:,.2f}", hint="raise max_cost, or narrow the run with --target"))
+    for m in the_plan.manifests:
+        e = m.estimate
+        if not e.over_budget:
+            continue
+        if e.cost is None:
+            diagnostics.append(error(
+                f"{m.name}: over budget: no price is known for this model, so it cannot be "
+                f"checked against max_cost ${e.max_cost or 0:,.2f}",
+                hint="give its batch price in batchrun.yaml (pricing: {publisher/model: {input: "
+                     "USD per 1M tokens, output: USD per 1M tokens}}), or remove max_cost"))
+        else:
+            diagnostics.append(error(
+                f"{m.name}: over budget: estimated ${e.cost:,.2f} is more than max_cost "
+                f"${e.max_cost or 0:,.2f}", hint="raise max_cost, or narrow the run with --target"))
+    raise BudgetError(diagnostics)
 
 
 def apply(project: Project, the_plan: Plan | None = None, *, backend: Backend | None = None,
-          prune: bool = False, allow_cancel: bool = False, say: Event | None = None) -> ApplyReport:
+          prune: bool = False, allow_cancel: bool = False, say: Listener | None = None,
+          work: Work | None = None) -> ApplyReport:
+    """Carry out `the_plan` (a fresh one if None). `work` is what its row pass prepared; without
+    it the rows are rendered again here, and if they are not the plan's, nothing is sent."""
     backend = backend or open_backend(project)
-    the_plan = the_plan or plan(project, backend=backend, prune=prune)
-    check_budget(the_plan)
-    return apply_plan(the_plan, project.manifests, backend, project.settings,
-                      allow_cancel=allow_cancel, say=say or (lambda _: None))
+    with contextlib.ExitStack() as stack:
+        if work is None:
+            work = stack.enter_context(Work())
+            fresh = plan(project, backend=backend, prune=prune, work=work)
+            the_plan = the_plan or fresh
+        assert the_plan is not None
+        check_budget(the_plan)
+        return apply_plan(the_plan, project.manifests, backend, project.settings, work,
+                          allow_cancel=allow_cancel, say=say or (lambda _: None))
 
 
 def save_plan(project: Project, the_plan: Plan, path: Path) -> None:
@@ -154,39 +183,44 @@ def load_saved_plan(path: Path, **load: Any) -> tuple[Project, Plan, dict[str, A
 
 
 def apply_saved(path: Path, *, backend: Backend | None = None, allow_cancel: bool = False,
-                say: Event | None = None, **load: Any) -> ApplyReport:
+                say: Listener | None = None, **load: Any) -> ApplyReport:
     """Apply exactly the plan in `path`, or refuse with what changed since it was made."""
     project, saved, doc = load_saved_plan(path, **load)
     backend = backend or open_backend(project)
-    fresh = plan(project, backend=backend, prune=any(o.cancel for o in saved.orphans))
-    reasons = planfile.stale_reasons(saved, fresh, doc.get("settings", {}), project.settings)
-    if reasons:
-        raise StalePlanError([error("the plan is stale: the world changed since it was made",
-                                    file=str(path)), *reasons])
-    return apply(project, saved, backend=backend, allow_cancel=allow_cancel, say=say)
+    with Work() as work:
+        fresh = plan(project, backend=backend, prune=any(o.cancel for o in saved.orphans),
+                     work=work)
+        reasons = planfile.stale_reasons(saved, fresh, doc.get("settings", {}), project.settings)
+        if reasons:
+            raise StalePlanError([error("the plan is stale: the world changed since it was made",
+                                        file=str(path)), *reasons])
+        return apply(project, saved, backend=backend, allow_cancel=allow_cancel, say=say,
+                     work=work)
 
 
 def converge(project: Project, *, backend: Backend | None = None, prune: bool = False,
              allow_cancel: bool = False, poll_interval: float = 1.0,
              timeout: float | None = None, on_plan: Callable[[Plan], None] | None = None,
-             say: Event | None = None) -> Plan:
+             say: Listener | None = None) -> Plan:
     """apply --wait: plan and apply until no row is to do, in flight or waiting to be collected."""
     backend = backend or open_backend(project)
     started = time.monotonic()
     while True:
-        current = plan(project, backend=backend, prune=prune)
-        if on_plan:
-            on_plan(current)
-        busy = any(m.rows.in_flight for m in current.manifests)
-        if not current.has_changes and not busy:
-            return current
-        if current.has_changes:
-            try:
-                apply(project, current, backend=backend, allow_cancel=allow_cancel, say=say)
-            except LockError as exc:  # another apply (cron, a colleague) is on it: wait, then look
-                if say:
-                    say(f"waiting: {exc}")
-            prune = False  # orphans are cancelled once
+        with Work() as work:
+            current = plan(project, backend=backend, prune=prune, work=work)
+            if on_plan:
+                on_plan(current)
+            busy = any(m.rows.in_flight for m in current.manifests)
+            if not current.has_changes and not busy:
+                return current
+            if current.has_changes:
+                try:
+                    apply(project, current, backend=backend, allow_cancel=allow_cancel, say=say,
+                          work=work)
+                except LockError as exc:  # another apply (cron, a colleague) is on it: wait
+                    if say:
+                        say(LockWait(str(exc)))
+                prune = False  # orphans are cancelled once
         if timeout is not None and time.monotonic() - started > timeout:
             raise BatchrunError(f"gave up waiting after {timeout:.0f}s; jobs keep running, "
                                 "run `batchrun apply` again later to collect them")
@@ -285,7 +319,7 @@ def cancel(project: Project, name: str, *, backend: Backend | None = None) -> li
 
 
 def retry(project: Project, name: str, *, failed: bool = False, backend: Backend | None = None,
-          say: Event | None = None) -> RetryReport:
+          say: Listener | None = None) -> RetryReport:
     """After fixing a cause: unblock NAME and, with `failed`, give its failed rows fresh attempts.
     The next apply sends them."""
     return applier.retry(project.manifest(name), backend or open_backend(project),

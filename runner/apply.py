@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from runner import collect, crashpoints, identity
-from runner.backends.base import Backend, IndexEntry, JobRequest, RemoteJob, StagedInput
+from runner.backends.base import Backend, IndexEntry, JobRequest, RemoteJob
 from runner.errors import (
     ApprovalError,
     BatchrunError,
@@ -27,29 +27,16 @@ from runner.errors import (
     QuotaError,
     RowsChangedError,
     error,
+    n,
 )
-from runner.ledger import (
-    Ledger,
-    Sharder,
-    busy_slots,
-    classified_rows,
-    failures_of,
-    job_results,
-    read_ledger,
-    rendered_rows,
-)
+from runner.events import Cancelled, Collected, Created, Event, Listener, QuotaFull, SourceMoved
+from runner.ledger import Sharder, busy_slots, failures_of, job_results, read_ledger, rendered_rows
 from runner.outputs import parse_line
 from runner.paths import destination_key
-from runner.plan import Action, Change, Plan
-from runner.reconcile import RowClass
-from runner.render import RenderedRow
+from runner.plan import Action, Change, ManifestPlan, Plan
+from runner.prepared import Prepared, Work
+from runner.result import Status
 from runner.spec import Manifest, Settings
-
-Event = Callable[[str], None]
-
-
-def _n(count: int, noun: str) -> str:
-    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 @dataclass
@@ -61,9 +48,10 @@ class ApplyReport:
     rows_collected: int = 0
     rows_to_do_again: int = 0  # caught in a job-level failure: no attempt used
     skipped: list[str] = field(default_factory=list)  # creates found already done, and why
+    source_moved: list[str] = field(default_factory=list)  # manifests whose source changed since
 
 
-def _quiet(_: str) -> None:
+def _quiet(_: Event) -> None:
     pass
 
 
@@ -97,128 +85,109 @@ def _destination_lock(backend: Backend, manifest: Manifest, lock_name: str) -> I
 
 
 def collect_finished(manifest: Manifest, backend: Backend, jobs: Sequence[RemoteJob],
-                     report: ApplyReport, say: Event = _quiet) -> None:
+                     report: ApplyReport, say: Listener = _quiet,
+                     ids: collect.IdFilter | None = None) -> None:
     """Merge every finished, uncollected job of the manifest into its destination, in one write.
 
-    Streams: answers for ids the destination surely lacks are spooled to a temp file and appended;
-    only answers that may meet an existing row (or another answer) are held for the merge.
+    `ids` are the destination's ids as the row pass read them (else they are read here). Answers
+    for ids it surely lacks are spooled and appended, without reading the destination again; only
+    answers that may meet an existing row (or another answer) are merged the slow way.
     """
     done = backend.collected_jobs(manifest.destination)
     todo = sorted((j for j in jobs if j.manifest_name == manifest.name and j.state.finished
                    and j.name not in done), key=lambda j: j.end_time or j.create_time or "")
     if not todo:
         return
-    seen = collect.IdFilter()
-    for row in backend.read_destination(manifest.destination):
-        seen.check_and_add(str(row.get("custom_id")))
+    if ids is None:
+        ids = collect.IdFilter()
+        for row in backend.read_destination(manifest.destination, ("custom_id",)):
+            ids.check_and_add(str(row.get("custom_id")))
     updates: dict[str, list[dict[str, Any]]] = {}
     tally = collect.Tally()
     with tempfile.TemporaryFile() as spool:
         for job in todo:  # oldest first, so a newer answer is merged after an older one
             for row in job_results(manifest, backend, job, tally):
                 report.rows_collected += 1
-                if seen.check_and_add(row["custom_id"]):
+                if ids.check_and_add(row["custom_id"]):
                     updates.setdefault(row["custom_id"], []).append(row)
                 else:
                     spool.write(orjson.dumps(row) + b"\n")
         spool.seek(0)
-        merged = collect.merge_rows(backend.read_destination(manifest.destination), updates,
-                                    manifest.spec_hash,
-                                    appended=(orjson.loads(line) for line in spool))
+        appended = (orjson.loads(line) for line in spool)
+        collected = done | {j.name for j in todo}
         crashpoints.reached("collect")
-        backend.write_destination(manifest.destination, merged,
-                                  collected=done | {j.name for j in todo})
+        if updates:
+            backend.write_destination(manifest.destination, collect.merge_rows(
+                backend.read_destination(manifest.destination), updates, manifest.spec_hash,
+                appended=appended), collected=collected)
+        else:
+            backend.write_destination(manifest.destination, ((row, True) for row in appended),
+                                      collected=collected, append=True)
     crashpoints.reached("collected")
     report.collected.extend(j.name for j in todo)
     report.rows_to_do_again += tally.to_do_again
-    again = (f"; {_n(tally.to_do_again, 'unanswered row')} to do again, no attempt used"
-             if tally.to_do_again else "")
-    ended = [f"{j.state.short}" for j in todo if j.state.short not in ("succeeded",)]
-    how = f" ({', '.join(sorted(set(ended)))})" if ended else ""
-    say(f"{manifest.name}: collected {_n(len(todo), 'job')}{how}: {tally.answered:,} answered, "
-        f"{tally.refused:,} refused by the model{again}")
+    say(Collected(manifest.name, len(todo),
+                  tuple(sorted({j.state.short for j in todo} - {"succeeded"})),
+                  tally.answered, tally.refused, tally.to_do_again))
 
 
 class _Peekable:
-    def __init__(self, rows: Iterator[RenderedRow]) -> None:
+    def __init__(self, rows: Iterator[tuple[bytes, IndexEntry]]) -> None:
         self._rows = rows
-        self._next: RenderedRow | None = None
+        self._next: tuple[bytes, IndexEntry] | None = None
 
-    def peek(self) -> RenderedRow | None:
+    def peek(self) -> tuple[bytes, IndexEntry] | None:
         if self._next is None:
             self._next = next(self._rows, None)
         return self._next
 
-    def pop(self) -> RenderedRow:
-        row = self.peek()
-        assert row is not None
+    def pop(self) -> None:
         self._next = None
-        return row
 
 
-def _shard(rows: _Peekable, manifest: Manifest, settings: Settings) -> Iterator[
-        tuple[bytes, IndexEntry]]:
+def _shard(rows: _Peekable, settings: Settings) -> Iterator[tuple[bytes, IndexEntry]]:
     """The rows of one job: as many as fit, by the planner's own splitting rule."""
     sharder = Sharder(settings)
     while (row := rows.peek()) is not None:
-        size = len(row.line) + 1
+        size = len(row[0]) + 1
         if sharder.shards and sharder.full(size):
             return
         sharder.add(size)
         rows.pop()
-        yield row.line, IndexEntry(
-            custom_id=row.custom_id, request_hash=row.request_hash,
-            passthrough={k: row.row.data.get(k) for k in manifest.passthrough},
-            input_chars=len(row.line))
+        yield row
 
 
-def _stage_planned(manifest: Manifest, backend: Backend, settings: Settings, ledger: Ledger,
-                   planned: Change) -> list[StagedInput]:
-    """Render, classify and stage the rows to do, as many shards as the plan created, and check
-    they are the very rows the plan showed (staging is content-addressed, so refusing after it
-    costs nothing). Rows added or changed since the plan: nothing is created."""
-    to_do = _Peekable(row for row, kind, _ in classified_rows(manifest, backend, settings, ledger)
-                      if kind is RowClass.TO_DO)
-    digest = hashlib.sha256()
-
-    def counted(rows: Iterator[tuple[bytes, IndexEntry]]) -> Iterator[tuple[bytes, IndexEntry]]:
-        for line, entry in rows:
-            digest.update(entry.request_hash.encode())
-            yield line, entry
-
-    staged: list[StagedInput] = []
-    while to_do.peek() is not None and len(staged) < planned.shards:
-        crashpoints.reached("stage")
-        staged.append(backend.stage(manifest.name, counted(_shard(to_do, manifest, settings))))
-        crashpoints.reached("staged")
-    rows = sum(s.rows for s in staged)
-    if rows != planned.rows or (planned.digest and digest.hexdigest()[:32] != planned.digest):
+def _unchanged(manifest: Manifest, planned: Change, prepared: Prepared,
+               jobs: Sequence[RemoteJob]) -> None:
+    """RowsChangedError unless the rows prepared are the plan's and no job was made for the
+    manifest since (another apply sending the same rows): then nothing is sent."""
+    if prepared.rows != planned.rows or prepared.digest != planned.digest:
         raise RowsChangedError([error(
-            f"{manifest.name}: the rows to send changed since the plan ({_n(rows, 'row')} now, "
-            f"{planned.rows:,} in the plan); nothing was sent",
+            f"{manifest.name}: the rows to send changed since the plan ({n(prepared.rows, 'row')} "
+            f"now, {planned.rows:,} in the plan); nothing was sent",
             hint="the source or the answers moved on: look at the new plan and apply it")])
-    return staged
+    new = sorted(j.name for j in jobs if j.name not in prepared.jobs_seen)
+    if new:
+        raise RowsChangedError([error(
+            f"{manifest.name}: {n(len(new), 'job')} {'was' if len(new) == 1 else 'were'} created "
+            "for it since the plan "
+            f"(another apply?), e.g. {new[0]}; nothing was sent",
+            hint="look at the new plan: its rows may be answered already")])
 
 
 def create_jobs(manifest: Manifest, backend: Backend, settings: Settings, report: ApplyReport,
-                planned: Change, say: Event = _quiet) -> None:
-    """Create the jobs the plan showed, with exactly its rows (RowsChangedError otherwise),
-    re-reading the jobs right before each create."""
+                planned: Change, prepared: Prepared, say: Listener = _quiet) -> None:
+    """Create the plan's jobs from the rows it prepared, re-reading the running jobs right before
+    each create."""
     if busy_slots(backend.list_jobs(in_flight_only=True)) >= settings.quota.max_concurrent_jobs:
         return
-    jobs = backend.list_jobs(manifest.name)
-    ledger = read_ledger(manifest, backend, jobs)
-    failures = failures_of(manifest, jobs, settings, backend.forgiven_jobs(manifest.destination),
-                           datetime.now(UTC), backend, ledger)
-    if failures.blocked:
-        say(f"{manifest.name}: blocked after {_n(failures.streak, 'job-level failure')}; fix the cause, "
-            f"then run `batchrun retry {manifest.name}`")
-        return
-    if failures.hold_until is not None:
-        say(f"{manifest.name}: resubmitting after {failures.hold_until:%H:%M:%S} UTC (the last job "
-            "ended at job level; no row attempt was used)")
-        return
-    for shard, staged in enumerate(_stage_planned(manifest, backend, settings, ledger, planned)):
+    rows = _Peekable(prepared.entries())
+    for shard in range(planned.shards):
+        if rows.peek() is None:
+            return
+        crashpoints.reached("stage")
+        staged = backend.stage(manifest.name, _shard(rows, settings))
+        crashpoints.reached("staged")
         fresh = backend.list_jobs(in_flight_only=True)  # right before the create: what runs now?
         # An earlier finished job may hold the same rows (a retry of the same failed rows): only a
         # job still in flight means these rows are already being answered.
@@ -228,7 +197,7 @@ def create_jobs(manifest: Manifest, backend: Backend, settings: Settings, report
             report.skipped.append(f"{manifest.name}: rows already staged in {twin.name}")
             continue
         if busy_slots(fresh) >= settings.quota.max_concurrent_jobs:
-            say(f"{manifest.name}: job quota full; the remaining rows wait for the next apply")
+            say(QuotaFull(manifest.name))
             return
         try:
             job = backend.create_job(JobRequest(
@@ -242,17 +211,48 @@ def create_jobs(manifest: Manifest, backend: Backend, settings: Settings, report
                 response_schema=manifest.response.schema,
             ))
         except QuotaError as exc:
-            say(f"{manifest.name}: {exc}; the remaining rows wait for the next apply")
+            say(QuotaFull(manifest.name, str(exc)))
             return
         crashpoints.reached("created")
         report.created.append(job.name)
         report.rows_sent += staged.rows
-        say(f"{manifest.name}: created {job.name} with {staged.rows} rows")
+        say(Created(manifest.name, job.name, staged.rows))
+
+
+def _apply_manifest(mplan: ManifestPlan, manifest: Manifest, backend: Backend,
+                    settings: Settings, prepared: Prepared, report: ApplyReport, *,
+                    allow_cancel: bool, say: Listener) -> None:
+    planned = next((c for c in mplan.changes if c.action is Action.CREATE), None)
+    jobs = backend.list_jobs(manifest.name)
+    if planned is not None:
+        _unchanged(manifest, planned, prepared, jobs)
+    for change in mplan.changes:
+        if change.action is Action.CANCEL:
+            if manifest.protect and not allow_cancel:
+                raise ApprovalError(f"{manifest.name} is protected: refusing to cancel "
+                                    f"{n(len(change.jobs), 'running job')}; pass "
+                                    "--allow-cancel to replace them")
+            for job in change.jobs:
+                crashpoints.reached("cancel")
+                backend.cancel_job(job)
+                report.cancelled.append(job)
+                say(Cancelled(manifest.name, job))
+    # The row pass's ids stand while the destination's record is as the plan read it.
+    same = backend.collected_jobs(manifest.destination) == prepared.collected_seen
+    collect_finished(manifest, backend, jobs, report, say, prepared.ids if same else None)
+    if planned is None:  # rows only waiting for a slot wait for the next plan
+        return
+    create_jobs(manifest, backend, settings, report, planned, prepared, say)
+    if prepared.source_stamp is not None and prepared.source_stamp != backend.source_stamp(
+            manifest.source):
+        report.source_moved.append(manifest.name)
+        say(SourceMoved(manifest.name))
 
 
 def apply_plan(plan: Plan, manifests: Sequence[Manifest], backend: Backend, settings: Settings,
-               *, allow_cancel: bool = False, say: Event = _quiet) -> ApplyReport:
-    """Carry out `plan`. Cancels only what it lists; creates only for manifests it plans to create."""
+               work: Work, *, allow_cancel: bool = False, say: Listener = _quiet) -> ApplyReport:
+    """Carry out `plan` with the rows its row pass prepared (`work`). Cancels only what it lists;
+    creates only what it shows, or nothing (RowsChangedError)."""
     report = ApplyReport()
     by_name = {m.name: m for m in manifests}
     for mplan in plan.manifests:
@@ -260,26 +260,14 @@ def apply_plan(plan: Plan, manifests: Sequence[Manifest], backend: Backend, sett
         if not mplan.has_changes:
             continue
         with locked(backend, manifest):
-            for change in mplan.changes:
-                if change.action is Action.CANCEL:
-                    if manifest.protect and not allow_cancel:
-                        raise ApprovalError(f"{manifest.name} is protected: refusing to cancel "
-                                            f"{_n(len(change.jobs), 'running job')}; pass "
-                                            "--allow-cancel to replace them")
-                    for job in change.jobs:
-                        crashpoints.reached("cancel")
-                        backend.cancel_job(job)
-                        report.cancelled.append(job)
-                        say(f"{manifest.name}: cancelled {job}")
-            collect_finished(manifest, backend, backend.list_jobs(manifest.name), report, say)
-            planned = next((c for c in mplan.changes if c.action is Action.CREATE), None)
-            if planned is not None:  # rows only waiting for a slot wait for the next plan
-                create_jobs(manifest, backend, settings, report, planned, say)
+            _apply_manifest(mplan, manifest, backend, settings,
+                            work.get(mplan.name) or Prepared(mplan.name), report,
+                            allow_cancel=allow_cancel, say=say)
     for orphan in plan.orphans:
         if orphan.cancel:
             backend.cancel_job(orphan.job)
             report.cancelled.append(orphan.job)
-            say(f"{orphan.manifest_name}: cancelled {orphan.job} (manifest removed, --prune)")
+            say(Cancelled(orphan.manifest_name, orphan.job, orphan=True))
     return report
 
 
@@ -292,7 +280,7 @@ class RetryReport:
 
 def _fresh_attempts(row: dict[str, Any], spec_hash: str) -> dict[str, Any] | None:
     """The row with its failures under `spec_hash` given fresh attempts, or None if it has none."""
-    if row.get("status") == collect.FAILED and row.get("spec_hash") == spec_hash and row.get(
+    if row.get("status") == Status.FAILED and row.get("spec_hash") == spec_hash and row.get(
             "attempts"):
         return {**row, "attempts": 0}
     retry = row.get("retry")
@@ -302,7 +290,7 @@ def _fresh_attempts(row: dict[str, Any], spec_hash: str) -> dict[str, Any] | Non
 
 
 def retry(manifest: Manifest, backend: Backend, settings: Settings, *, failed: bool,
-          say: Event = _quiet) -> RetryReport:
+          say: Listener = _quiet) -> RetryReport:
     """After the user fixed a cause: set aside the job-level failures that block the manifest and,
     with `failed`, give rows out of attempts a fresh set. Both are recorded beside the destination,
     so the ledger stays the record; nothing is sent here."""
@@ -359,7 +347,7 @@ def import_job(manifest: Manifest, backend: Backend, settings: Settings, job_nam
                                        finished_at=job.end_time or "",
                                        index=[e for e in index if e.custom_id in answered],
                                        output=backend.read_output(job)):
-            if row["status"] == collect.SUCCEEDED:
+            if row["status"] == Status.SUCCEEDED:
                 updates[row["custom_id"]] = [row]
         merged = collect.merge_rows(backend.read_destination(manifest.destination), updates,
                                     manifest.spec_hash)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,10 @@ from runner.cli_errors import (
     handle_errors,
     print_diagnostics,
 )
-from runner.errors import ApprovalError, BatchrunError, RowsChangedError
+from runner.errors import ApprovalError, BatchrunError, RowsChangedError, n
+from runner.events import Event
 from runner.plan import Plan
+from runner.prepared import Work
 
 
 def _project(ctx: click.Context, paths: tuple[str, ...] = (),
@@ -46,7 +49,8 @@ def _project(ctx: click.Context, paths: tuple[str, ...] = (),
 @click.option("--backend", type=click.Choice(list(REGISTRY)), help="Override the backend.")
 @click.option("--project", help="Override the Google Cloud project.")
 @click.option("--region", help="Override the Vertex region.")
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.option("--debug", is_flag=True,
+              help="Show tracebacks, and what each command reads (destination reads, bytes scanned).")
 @click.version_option(package_name="batchrun-vertex")
 @click.pass_context
 def main(ctx: click.Context, config: Path | None, env: str | None, backend: str | None,
@@ -55,6 +59,11 @@ def main(ctx: click.Context, config: Path | None, env: str | None, backend: str 
     ctx.ensure_object(dict)
     ctx.obj.update(config=config, env=env, backend=backend, project=project, region=region,
                    debug=debug)
+    if debug:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("debug: %(message)s"))
+        logging.getLogger("runner").addHandler(handler)
+        logging.getLogger("runner").setLevel(logging.DEBUG)
 
 
 @main.command()
@@ -119,18 +128,13 @@ def render(ctx: click.Context, manifest: str, name: str | None, limit: int | Non
 
 
 def _emit_plan(the_plan: Plan, fmt: str) -> None:
-    if fmt == "json":
-        click.echo(orjson.dumps(the_plan.to_dict(), option=orjson.OPT_INDENT_2).decode())
-    elif fmt == "markdown":
-        click.echo(display.plan_markdown(the_plan), nl=False)
-    else:
-        click.echo(display.plan_text(the_plan), nl=False)
+    click.echo(display.VIEWS[fmt].render(the_plan), nl=False)
 
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True))
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
+@click.option("--format", "fmt", type=click.Choice(list(display.VIEWS)), default="text",
               show_default=True, help="json: one versioned document; markdown: a PR comment.")
 @click.option("--out", "out", type=click.Path(path_type=Path, dir_okay=False),
               help="Save the plan, for `batchrun apply FILE`.")
@@ -157,24 +161,30 @@ def plan(ctx: click.Context, paths: tuple[str, ...], as_json: bool, fmt: str, ou
         ctx.exit(EXIT_CHANGES)
 
 
-def _carry_out(project: api.Project, approved: Plan, backend: Any, allow_cancel: bool,
-               say: Callable[[str], None], *, ask: bool) -> api.ApplyReport:
-    """Apply the plan that was approved. If its rows changed meanwhile, nothing was sent: on a
-    terminal, show the new plan and ask again; otherwise stop (RowsChangedError, exit 1)."""
+def _carry_out(project: api.Project, approved: Plan, work: Work, backend: Any,
+               allow_cancel: bool, *, ask: bool) -> api.ApplyReport:
+    """Apply the plan that was approved, with the rows its row pass kept. If another apply sent
+    rows meanwhile, nothing was sent: on a terminal, show the new plan and ask again; otherwise
+    stop (RowsChangedError, exit 1)."""
     while True:
         try:
             return api.apply(project, approved, backend=backend, allow_cancel=allow_cancel,
-                             say=say)
+                             say=_say, work=work)
         except RowsChangedError as exc:
             if not ask or not sys.stdin.isatty():
                 raise
             print_diagnostics(exc.diagnostics)
-            approved = api.plan(project, backend=backend)
+            work.close()
+            approved = api.plan(project, backend=backend, work=work)
             _emit_plan(approved, "text")
             api.check_budget(approved)
             if not approved.has_changes:
                 return api.ApplyReport()
             _approve(approved)
+
+
+def _say(event: Event) -> None:
+    click.echo(display.event_text(event), err=True)
 
 
 def _approve(the_plan: Plan) -> None:
@@ -205,31 +215,26 @@ def apply(ctx: click.Context, paths: tuple[str, ...], auto_approve: bool, wait: 
     if len(paths) == 1 and planfile.is_plan_file(Path(paths[0])):
         obj = ctx.obj
         report = api.apply_saved(
-            Path(paths[0]), allow_cancel=allow_cancel,
-            say=lambda message: click.echo(message, err=True), config=obj["config"],
+            Path(paths[0]), allow_cancel=allow_cancel, say=_say, config=obj["config"],
             environment=obj["env"], flags={"backend": obj["backend"], "project": obj["project"],
                                            "region": obj["region"]})
         click.echo(display.applied_text(report, saved=True))
         return
     project = _project(ctx, paths, targets)
     backend = api.open_backend(project)
-    first = api.plan(project, backend=backend, prune=prune)
-    _emit_plan(first, "text")
-    api.check_budget(first)
-    if not first.has_changes and not wait:
-        click.echo("Nothing to do.")
-        return
-    if first.has_changes and not auto_approve:
-        _approve(first)
-
-    def say(message: str) -> None:
-        click.echo(message, err=True)
-
+    with Work() as work:
+        first = api.plan(project, backend=backend, prune=prune, work=work)
+        _emit_plan(first, "text")
+        api.check_budget(first)
+        if not first.has_changes and not wait:
+            click.echo("Nothing to do.")
+            return
+        if first.has_changes and not auto_approve:
+            _approve(first)
+        report = _carry_out(project, first, work, backend, allow_cancel, ask=not auto_approve)
     if not wait:
-        report = _carry_out(project, first, backend, allow_cancel, say, ask=not auto_approve)
         click.echo(display.applied_text(report))
         return
-    _carry_out(project, first, backend, allow_cancel, say, ask=not auto_approve)
     console = err_console()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, disable=not console.is_terminal) as bar:
@@ -242,7 +247,7 @@ def apply(ctx: click.Context, paths: tuple[str, ...], auto_approve: bool, wait: 
 
         final = api.converge(project, backend=backend, allow_cancel=allow_cancel,
                              poll_interval=poll_interval, timeout=timeout, on_plan=on_plan,
-                             say=say)
+                             say=_say)
     click.echo(display.converged_text(final))
     if any(m.rows.failed or m.blocked for m in final.manifests):
         ctx.exit(EXIT_INCOMPLETE)
@@ -305,7 +310,7 @@ def results(ctx: click.Context, name: str, fmt: str) -> None:
 def cancel(ctx: click.Context, name: str) -> None:
     """Cancel NAME's running jobs (their rows are sent again by the next apply)."""
     jobs = api.cancel(_project(ctx), name)
-    click.echo(f"Cancelling {display.n(len(jobs), 'job')}" + "".join(f"\n  {j}" for j in jobs))
+    click.echo(f"Cancelling {n(len(jobs), 'job')}" + "".join(f"\n  {j}" for j in jobs))
 
 
 @main.command(name="import")

@@ -4,15 +4,16 @@ the console it is given."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from runner.errors import Diagnostic
-from runner.plan import Action, Estimate, ManifestPlan, Plan
+from runner.errors import Diagnostic, n
+from runner.events import Cancelled, Collected, Created, Event, LockWait, QuotaFull, SourceMoved
+from runner.plan import Action, Estimate, ManifestPlan, Note, NoteKind, Plan
 from runner.redact import redact
 from runner.result import Status
 
@@ -80,9 +81,28 @@ def blocked_text(m: ManifestPlan) -> str:
             f"What to do: {fix}, then run `batchrun retry {m.name}`.")
 
 
-def n(count: int, noun: str) -> str:
-    """"1 row", "2 rows": counts said properly wherever batchrun speaks."""
-    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+def event_text(e: Event) -> str:
+    """One line of what apply just did, as it goes."""
+    match e:
+        case Created():
+            return f"{e.manifest}: created {e.job} with {n(e.rows, 'row')}"
+        case Collected():
+            how = f" ({', '.join(e.ended)})" if e.ended else ""
+            again = (f"; {n(e.to_do_again, 'unanswered row')} to do again, no attempt used"
+                     if e.to_do_again else "")
+            return (f"{e.manifest}: collected {n(e.jobs, 'job')}{how}: {e.answered:,} answered, "
+                    f"{e.refused:,} refused by the model{again}")
+        case Cancelled():
+            return f"{e.manifest}: cancelled {e.job}" + (" (manifest removed, --prune)"
+                                                        if e.orphan else "")
+        case QuotaFull():
+            return (f"{e.manifest}: {e.detail or 'job quota full'}; the remaining rows wait for "
+                    "the next apply")
+        case SourceMoved():
+            return (f"{e.manifest}: the source changed since the plan; only the rows the plan "
+                    "showed were sent, the rest wait for the next plan")
+        case LockWait():
+            return f"waiting: {e.detail}"
 
 
 def applied_text(report: Any, saved: bool = False) -> str:
@@ -117,6 +137,42 @@ def _estimate_text(e: Estimate) -> str:
             f"({_BASIS[e.output_basis]}), {_money(e.cost)}")
 
 
+def note_text(note: Note) -> str:
+    match note.kind:
+        case NoteKind.INTERNAL_HOLD:
+            return (f"Vertex failed the last job with INTERNAL (code 13), as it does for the first "
+                    f"job in a region; resubmitting after {note.until} UTC "
+                    "(quota.internal_retry_delay)")
+        case NoteKind.FAILURE_HOLD:
+            return (f"the last job ended {note.state} ({note.error}); no attempt of any row was "
+                    f"used. Resubmitting after {note.until} UTC (failure {note.failures} of "
+                    f"{note.max_failures} before the manifest is blocked; quota.failure_backoff)")
+        case NoteKind.CANCEL_MAY_LOSE_OUTPUT:
+            return ("warning: a cancelled partner-model job may leave no output; what it wrote is "
+                    "collected, its other rows are sent again under the new spec")
+        case NoteKind.PROTECTED:
+            return "protected: apply refuses to cancel its jobs without --allow-cancel"
+
+
+def over_budget_text(e: Estimate) -> str:
+    """Why one manifest's estimate is refused."""
+    if e.cost is None:
+        return (f"over budget: no price is known for this model, so it cannot be checked against "
+                f"max_cost ${e.max_cost or 0:,.2f}")
+    return f"over budget: estimated ${e.cost:,.2f} is more than max_cost ${e.max_cost or 0:,.2f}"
+
+
+def total_over_budget_text(plan: Plan) -> str:
+    total = sum(m.estimate.cost or 0 for m in plan.manifests)
+    return (f"over budget: this apply is estimated at ${total:,.2f}, more than max_cost "
+            f"${plan.max_cost or 0:,.2f}")
+
+
+def _manifest_notes(m: ManifestPlan) -> list[str]:
+    return [*(note_text(note) for note in m.notes),
+            *([over_budget_text(m.estimate)] if m.estimate.over_budget else [])]
+
+
 def plan_text(plan: Plan) -> str:
     lines = []
     width = max((len(m.name) for m in plan.manifests), default=0)
@@ -127,13 +183,14 @@ def plan_text(plan: Plan) -> str:
             lines.append(f"  {' ' * width}  {_estimate_text(m.estimate)}")
         if m.blocked is not None:
             lines.append(f"  {' ' * width}  {blocked_text(m)}")
-        lines.extend(f"  {' ' * width}  {note}" for note in m.notes)
+        lines.extend(f"  {' ' * width}  {note}" for note in _manifest_notes(m))
         for custom_id, err in m.failures:
             lines.append(f"  {' ' * width}  ! {custom_id}: {err}")
     for orphan in plan.orphans:
         verb = "cancel" if orphan.cancel else "running, not in any manifest (use --prune to cancel)"
         lines.append(f"- {orphan.manifest_name}  {verb}: {orphan.job}")
-    lines.extend(plan.budget_notes)
+    if plan.total_over_budget:
+        lines.append(total_over_budget_text(plan))
     s = plan.summary()
     lines.append("")
     lines.append(
@@ -146,6 +203,38 @@ def plan_text(plan: Plan) -> str:
         + (f" Estimated cost: {_money(plan.cost)}." if s["rows_to_send"] or s["rows_waiting"] else "")
     )
     return "\n".join(lines) + "\n"
+
+
+class PlanView(Protocol):
+    """One way to show a plan; text, markdown and JSON all read the same Plan, so they cannot
+    drift."""
+
+    def render(self, plan: Plan) -> str: ...
+
+
+class TextView:
+    def render(self, plan: Plan) -> str:
+        return plan_text(plan)
+
+
+class MarkdownView:
+    def render(self, plan: Plan) -> str:
+        return plan_markdown(plan)
+
+
+class JsonView:
+    """The plan's data, with the words of its notes beside them (`notes`, `budget_notes`: the
+    fields of format 1, kept: fields are only ever added)."""
+
+    def render(self, plan: Plan) -> str:
+        doc = plan.to_dict()
+        doc["budget_notes"] = [total_over_budget_text(plan)] if plan.total_over_budget else []
+        for m, out in zip(plan.manifests, doc["manifests"], strict=True):
+            out["notes"] = _manifest_notes(m)
+        return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n"
+
+
+VIEWS: dict[str, PlanView] = {"text": TextView(), "markdown": MarkdownView(), "json": JsonView()}
 
 
 def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> Table:
@@ -191,7 +280,8 @@ def plan_markdown(plan: Plan) -> str:
     if s["rows_to_send"] or s["rows_waiting"]:
         head += f", estimated {_money(plan.cost)}"
     lines = [head, ""]
-    lines.extend(f"> **{n}**" for n in plan.budget_notes)
+    if plan.total_over_budget:
+        lines.append(f"> **{total_over_budget_text(plan)}**")
     lines += ["| | manifest | action | to do | done | failed | jobs | tokens in / out | cost |",
               "|---|---|---|--:|--:|--:|--:|--:|--:|"]
     for m in plan.manifests:
@@ -205,7 +295,7 @@ def plan_markdown(plan: Plan) -> str:
                      f"{m.rows.failed:,} | {jobs} | {tokens} | {cost} |")
     details = []
     for m in plan.manifests:
-        notes = [headline(m), *([blocked_text(m)] if m.blocked else []), *m.notes,
+        notes = [headline(m), *([blocked_text(m)] if m.blocked else []), *_manifest_notes(m),
                  *(f"failed `{i}`: {err}" for i, err in m.failures)]
         details.append(f"- **{m.name}** (`{m.file}`, spec `{m.spec_hash[:8]}`): "
                        + "; ".join(notes))

@@ -22,6 +22,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 
+def n(count: int, noun: str) -> str:
+    """"1 row", "2 rows": counts said properly in every message, whichever room builds it."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 class Severity(StrEnum):
     ERROR = "error"
     WARNING = "warning"

@@ -27,6 +27,7 @@ from runner.reconcile import (
     ledger_entries,
 )
 from runner.render import RenderedRow, render_rows
+from runner.result import LEDGER_READ, Status
 from runner.rows import RowIssue, SourceRow
 from runner.spec import Manifest, Settings
 
@@ -53,6 +54,8 @@ class Ledger:
     unknown: list[RemoteJob] = field(default_factory=list)
     answered: int = 0  # succeeded destination rows with usage, for the output-token estimate
     output_tokens: int = 0
+    collected: frozenset[str] = frozenset()  # the destination's record of collected jobs
+    ids: collect.IdFilter | None = None  # its ids, read when some job waits to be collected
 
     def has_trace(self, custom_id: str, request_hash: str) -> bool:
         """Whether this row under this request has an answer or a recorded refusal."""
@@ -77,9 +80,18 @@ class Ledger:
 
 
 def read_ledger(manifest: Manifest, reader: BackendReader, jobs: Sequence[RemoteJob]) -> Ledger:
+    """One read of the destination (its ledger columns) and the jobs' records. When some job
+    waits to be collected, the destination's ids are kept too, so collect need not read it again."""
     ledger = Ledger(manifest.spec_hash)
-    for row in reader.read_destination(manifest.destination):
+    collected = reader.collected_jobs(manifest.destination)
+    ledger.collected = frozenset(collected)
+    mine = [j for j in jobs if j.manifest_name in (manifest.name, "")]  # "": damaged, anyone's
+    uncollected = [j for j in mine if not j.state.in_flight and j.name not in collected]
+    ids = ledger.ids = collect.IdFilter() if uncollected else None
+    for row in reader.read_destination(manifest.destination, LEDGER_READ):
         custom_id = str(row.get("custom_id"))
+        if ids is not None:
+            ids.check_and_add(custom_id)
         for request_hash, state in ledger_entries(row, manifest.spec_hash):
             key = row_key(custom_id, request_hash)
             if state.answered:
@@ -87,13 +99,10 @@ def read_ledger(manifest: Manifest, reader: BackendReader, jobs: Sequence[Remote
             else:
                 ledger.failures[key] = (state.failures, state.last_error)
         usage = row.get("usage")
-        if row.get("status") == collect.SUCCEEDED and isinstance(usage, dict):
+        if row.get("status") == Status.SUCCEEDED and isinstance(usage, dict):
             ledger.answered += 1
             ledger.output_tokens += int(usage.get("output_tokens") or 0)
-    collected = reader.collected_jobs(manifest.destination)
-    for job in jobs:
-        if job.manifest_name not in (manifest.name, ""):  # "": a damaged record, anyone's
-            continue
+    for job in mine:
         if job.state.in_flight:
             if not job.spec_hash or not job.input_digest:
                 ledger.unknown.append(job)
@@ -102,14 +111,14 @@ def read_ledger(manifest: Manifest, reader: BackendReader, jobs: Sequence[Remote
                     ledger.in_flight.add(row_key(entry.custom_id, entry.request_hash))
             else:
                 ledger.running_stale.append(job)
-        elif job.name not in collected:
-            ledger.to_collect.append(job)
-            if job.spec_hash == manifest.spec_hash:
-                for result in job_results(manifest, reader, job):
-                    key = row_key(result["custom_id"], result["request_hash"])
-                    ok = result["status"] == collect.SUCCEEDED
-                    if ok or not ledger.pending.get(key, (False, None))[0]:
-                        ledger.pending[key] = (ok, result["error"])
+    for job in uncollected:
+        ledger.to_collect.append(job)
+        if job.spec_hash == manifest.spec_hash:
+            for result in job_results(manifest, reader, job):
+                key = row_key(result["custom_id"], result["request_hash"])
+                ok = result["status"] == Status.SUCCEEDED
+                if ok or not ledger.pending.get(key, (False, None))[0]:
+                    ledger.pending[key] = (ok, result["error"])
     return ledger
 
 

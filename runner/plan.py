@@ -19,6 +19,25 @@ class Action(StrEnum):
     CANCEL = "cancel"
 
 
+class NoteKind(StrEnum):
+    INTERNAL_HOLD = "internal-hold"  # Vertex failed the last job with INTERNAL: resubmit `until`
+    FAILURE_HOLD = "failure-hold"  # the last job ended at job level: resubmit `until`
+    CANCEL_MAY_LOSE_OUTPUT = "cancel-may-lose-output"  # a cancelled partner-model job
+    PROTECTED = "protected"  # apply refuses to cancel its jobs without --allow-cancel
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """Something the plan wants a reader to know, as data; display words it."""
+
+    kind: NoteKind
+    until: str | None = None  # UTC, "%Y-%m-%d %H:%M:%S"
+    state: str | None = None  # how the last job ended
+    error: str | None = None  # its error, redacted
+    failures: int = 0  # job-level failures in a row so far
+    max_failures: int = 0  # quota.max_job_failures
+
+
 @dataclass(frozen=True, slots=True)
 class RowCounts:
     total: int = 0
@@ -70,7 +89,7 @@ class ManifestPlan:
     rows: RowCounts
     changes: tuple[Change, ...] = ()
     failures: tuple[tuple[str, str], ...] = ()  # (custom_id, last error) of rows out of attempts
-    notes: tuple[str, ...] = ()  # display only
+    notes: tuple[Note, ...] = ()  # display only
     estimate: Estimate = field(default_factory=Estimate)
     manifest_digest: str = ""  # what the plan saw: a saved plan is stale when these differ
     source_digest: str = ""
@@ -122,7 +141,7 @@ class ManifestPlan:
             "changes": [{**asdict(c), "action": c.action.value, "jobs": list(c.jobs)}
                         for c in self.changes],
             "failures": [{"custom_id": i, "error": e} for i, e in self.failures],
-            "notes": list(self.notes),
+            "notices": [{**asdict(note), "kind": note.kind.value} for note in self.notes],
             "estimate": asdict(self.estimate),
             "manifest_digest": self.manifest_digest,
             "source_digest": self.source_digest,
@@ -140,7 +159,9 @@ class ManifestPlan:
                                  digest=c.get("digest", ""))
                           for c in data["changes"]),
             failures=tuple((f["custom_id"], f["error"]) for f in data["failures"]),
-            notes=tuple(data["notes"]), estimate=Estimate(**data["estimate"]),
+            notes=tuple(Note(**{**note, "kind": NoteKind(note["kind"])})
+                        for note in data.get("notices", ())),
+            estimate=Estimate(**data["estimate"]),
             manifest_digest=data["manifest_digest"], source_digest=data["source_digest"],
             blocked=Blocked(**data["blocked"]) if data.get("blocked") else None,
             hold_until=data.get("hold_until"))
@@ -161,7 +182,7 @@ class Plan:
     manifests: tuple[ManifestPlan, ...]
     orphans: tuple[Orphan, ...] = ()
     observed_digest: str = ""  # the remote jobs this plan saw
-    budget_notes: tuple[str, ...] = ()  # why the whole apply is over max_cost, if it is
+    total_over_budget: bool = False  # the whole apply is over the project's max_cost
     max_cost: float | None = None
     format_version: int = field(default=FORMAT_VERSION)
 
@@ -171,7 +192,7 @@ class Plan:
 
     @property
     def over_budget(self) -> bool:
-        return bool(self.budget_notes) or any(m.estimate.over_budget for m in self.manifests)
+        return self.total_over_budget or any(m.estimate.over_budget for m in self.manifests)
 
     @property
     def cost(self) -> float | None:
@@ -208,7 +229,7 @@ class Plan:
             "cost": self.cost,
             "max_cost": self.max_cost,
             "over_budget": self.over_budget,
-            "budget_notes": list(self.budget_notes),
+            "total_over_budget": self.total_over_budget,
             "observed_digest": self.observed_digest,
             "manifests": [m.to_dict() for m in self.manifests],
             "orphans": [asdict(o) for o in self.orphans],
@@ -221,5 +242,6 @@ class Plan:
                    manifests=tuple(ManifestPlan.from_dict(m) for m in data["manifests"]),
                    orphans=tuple(Orphan(**o) for o in data["orphans"]),
                    observed_digest=data["observed_digest"],
-                   budget_notes=tuple(data["budget_notes"]), max_cost=data["max_cost"],
+                   total_over_budget=data.get("total_over_budget", False),
+                   max_cost=data["max_cost"],
                    format_version=data["format_version"])

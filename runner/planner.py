@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import orjson
 
 from runner import estimate, identity
-from runner.backends.base import BackendReader, RemoteJob
+from runner.backends.base import BackendReader, IndexEntry, RemoteJob
 from runner.ledger import (
     Ledger,
     Sharder,
@@ -21,7 +21,19 @@ from runner.ledger import (
     read_ledger,
 )
 from runner.manifest import display_path
-from runner.plan import Action, Blocked, Change, Estimate, ManifestPlan, Orphan, Plan, RowCounts
+from runner.plan import (
+    Action,
+    Blocked,
+    Change,
+    Estimate,
+    ManifestPlan,
+    Note,
+    NoteKind,
+    Orphan,
+    Plan,
+    RowCounts,
+)
+from runner.prepared import Prepared, Work
 from runner.reconcile import (
     JobFailures,
     RowClass,
@@ -43,31 +55,35 @@ def _blocked(failures: JobFailures) -> Blocked | None:
 
 
 def _notes(manifest: Manifest, settings: Settings, job_ends: JobFailures, held: datetime | None,
-           cancelling: bool) -> list[str]:
+           cancelling: bool) -> list[Note]:
     notes = []
     last = job_ends.last
+    until = f"{held:%Y-%m-%d %H:%M:%S}" if held else None
     if held and last is not None and last.code == Code.INTERNAL:
-        notes.append(f"Vertex failed the last job with INTERNAL (code 13), as it does for the first "
-                     f"job in a region; resubmitting after {held:%Y-%m-%d %H:%M:%S} UTC "
-                     "(quota.internal_retry_delay)")
+        notes.append(Note(NoteKind.INTERNAL_HOLD, until=until))
     elif held and last is not None:
-        notes.append(f"the last job ended {last.state} ({redact(last.error_text)}); no attempt of "
-                     f"any row was used. Resubmitting after {held:%Y-%m-%d %H:%M:%S} UTC "
-                     f"(failure {job_ends.streak} of {settings.quota.max_job_failures} before the "
-                     "manifest is blocked; quota.failure_backoff)")
+        notes.append(Note(NoteKind.FAILURE_HOLD, until=until, state=last.state,
+                          error=redact(last.error_text), failures=job_ends.streak,
+                          max_failures=settings.quota.max_job_failures))
     if cancelling and manifest.family.value == "claude":
-        notes.append("warning: a cancelled partner-model job may leave no output; what it wrote "
-                     "is collected, its other rows are sent again under the new spec")
+        notes.append(Note(NoteKind.CANCEL_MAY_LOSE_OUTPUT))
     if cancelling and manifest.protect:
-        notes.append("protected: apply refuses to cancel its jobs without --allow-cancel")
+        notes.append(Note(NoteKind.PROTECTED))
     return notes
 
 
 def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
                   jobs: Sequence[RemoteJob], free_slots: int,
-                  now: datetime | None = None, exact_tokens: bool = False) -> tuple[ManifestPlan, int]:
-    """The plan of one manifest and the job slots it uses."""
+                  now: datetime | None = None, exact_tokens: bool = False,
+                  prepared: Prepared | None = None) -> tuple[ManifestPlan, int]:
+    """The plan of one manifest and the job slots it uses. With `prepared`, the rows it plans to
+    send are kept there for apply, as rendered now."""
+    if prepared is not None:  # before the source is read: a change during the read is noticed
+        prepared.source_stamp = reader.source_stamp(manifest.source)
+        prepared.jobs_seen = frozenset(j.name for j in jobs)
     ledger = read_ledger(manifest, reader, jobs)
+    if prepared is not None:
+        prepared.collected_seen, prepared.ids = ledger.collected, ledger.ids
     job_ends = failures_of(manifest, jobs, settings, reader.forgiven_jobs(manifest.destination),
                            now or datetime.now(UTC), reader, ledger)
     held, blocked = job_ends.hold_until, _blocked(job_ends)
@@ -94,6 +110,11 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
             shard_rows[-1] += 1
             if len(shard_rows) <= slots:
                 send.update(row.request_hash.encode())
+                if prepared is not None:
+                    prepared.add(row.line, IndexEntry(
+                        custom_id=row.custom_id, request_hash=row.request_hash,
+                        passthrough={k: row.row.data.get(k) for k in manifest.passthrough},
+                        input_chars=len(row.line)))
             exact = (reader.count_tokens(manifest.family, manifest.model.resource,
                                          orjson.loads(row.line)) if exact_tokens else None)
             input_tokens += exact if exact is not None else estimate.approx_tokens(row.prompt_chars)
@@ -121,8 +142,6 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
         waiting=0 if blocked else sum(shard_rows[slots:]),
     )
     cost = cost_estimate(manifest, settings, ledger, rows.to_do, input_tokens)
-    if cost.over_budget:
-        notes.append(over_budget_text(cost))
     plan = ManifestPlan(
         name=manifest.name, file=display_path(manifest.file, settings.root),
         spec_hash=manifest.spec_hash, rows=rows, changes=tuple(changes),
@@ -130,13 +149,6 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
         manifest_digest=manifest.digest, source_digest=source_digest.hexdigest()[:32],
         blocked=blocked, hold_until=held.strftime("%Y-%m-%dT%H:%M:%SZ") if held else None)
     return plan, len(now_shards)
-
-
-def over_budget_text(e: Estimate) -> str:
-    if e.cost is None:
-        return (f"over budget: no price is known for this model, so it cannot be checked against "
-                f"max_cost ${e.max_cost or 0:,.2f}")
-    return f"over budget: estimated ${e.cost:,.2f} is more than max_cost ${e.max_cost or 0:,.2f}"
 
 
 def cost_estimate(manifest: Manifest, settings: Settings, ledger: Ledger, rows: int,
@@ -171,8 +183,9 @@ def observed_digest(jobs: Sequence[RemoteJob], names: set[str]) -> str:
 
 
 def make_plan(manifests: Sequence[Manifest], reader: BackendReader, settings: Settings,
-              *, prune: bool = False, exact_tokens: bool = False) -> Plan:
-    """Read-only: one listing of the jobs for all manifests, then a row pass per manifest."""
+              *, prune: bool = False, exact_tokens: bool = False, work: Work | None = None) -> Plan:
+    """Read-only: one listing of the jobs for all manifests, then a row pass per manifest. With
+    `work`, the rows each manifest is to send are kept there for apply."""
     jobs = reader.list_jobs()
     free = settings.quota.max_concurrent_jobs - busy_slots(jobs)
     by_name: dict[str, list[RemoteJob]] = {}
@@ -181,20 +194,20 @@ def make_plan(manifests: Sequence[Manifest], reader: BackendReader, settings: Se
     unknown = by_name.get("", [])  # a damaged job record of no known manifest: everyone waits
     plans = []
     for manifest in manifests:
+        prepared = None
+        if work is not None:
+            prepared = work.manifests[manifest.name] = Prepared(manifest.name)
         plan, used = plan_manifest(manifest, reader, settings,
                                    by_name.get(manifest.name, []) + unknown, free,
-                                   exact_tokens=exact_tokens)
+                                   exact_tokens=exact_tokens, prepared=prepared)
         free -= used
         plans.append(plan)
     names = {m.name for m in manifests}
     orphans = tuple(Orphan(j.manifest_name, j.name, prune) for j in jobs
                     if j.manifest_name not in names and j.manifest_name and j.state.in_flight)
     total = sum(p.estimate.cost or 0 for p in plans)
-    budget_notes: tuple[str, ...] = ()
-    if settings.max_cost is not None and (total > settings.max_cost or any(
-            p.estimate.cost is None and p.rows.to_do for p in plans)):
-        budget_notes = (f"over budget: this apply is estimated at ${total:,.2f}, more than "
-                        f"max_cost ${settings.max_cost:,.2f}",)
+    over = settings.max_cost is not None and (total > settings.max_cost or any(
+        p.estimate.cost is None and p.rows.to_do for p in plans))
     return Plan(backend=reader.kind, manifests=tuple(plans), orphans=orphans,
-                observed_digest=observed_digest(jobs, names), budget_notes=budget_notes,
+                observed_digest=observed_digest(jobs, names), total_over_budget=over,
                 max_cost=settings.max_cost)

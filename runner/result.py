@@ -20,6 +20,9 @@ FIELDS: Final = ("status", "output", "error", "attempts", "usage", "model", "spe
 ALL_FIELDS: Final = frozenset({"custom_id", *FIELDS})  # a passthrough column may not shadow one
 # The columns that make a destination batchrun's ledger: every writer writes them.
 LEDGER_FIELDS: Final = ("custom_id", "status", "spec_hash", "request_hash")
+# What the row pass reads of a destination (a table is queried for these alone).
+LEDGER_READ: Final = ("custom_id", "status", "spec_hash", "request_hash", "attempts", "error",
+                      "usage", "retry")
 # Held as JSON text in a CSV cell.
 JSON_FIELDS: Final = ("output", "usage", "retry")
 # In a BigQuery destination. `output` is STRING: the text answer, or the JSON text of a parsed

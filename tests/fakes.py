@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -45,6 +45,7 @@ class FakeBackend:
 
     # reads
     def read_source(self, source: SourceSpec) -> Iterator[SourceRow | RowIssue]:
+        self.calls.append(("read_source", source.location))
         return localfiles.read_source(source)
 
     def list_jobs(self, manifest_name: str | None = None,
@@ -61,8 +62,16 @@ class FakeBackend:
     def read_output(self, job: RemoteJob) -> Iterator[bytes | dict[str, Any]]:
         return iter(self.outputs.get(job.name, []))
 
-    def read_destination(self, dest: DestinationSpec) -> Iterator[dict[str, Any]]:
-        return iter([dict(r) for r in self.destinations.get(dest.location, [])])
+    def read_destination(self, dest: DestinationSpec,
+                         columns: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
+        self.calls.append(("read_destination", dest.location))
+        rows = self.destinations.get(dest.location, [])
+        if columns is not None:  # like a table queried for some columns: only those come back
+            return iter([{k: r.get(k) for k in columns} for r in rows])
+        return iter([dict(r) for r in rows])
+
+    def source_stamp(self, source: SourceSpec) -> Any:
+        return localfiles.source_stamp(source)
 
     def count_tokens(self, family: Family, model: str, request: Mapping[str, Any]) -> int | None:
         return None
@@ -106,8 +115,9 @@ class FakeBackend:
                                       error_code=1, error_message="CANCELED")
 
     def write_destination(self, dest: DestinationSpec, rows: Iterable[tuple[dict[str, Any], bool]],
-                          *, collected: Iterable[str]) -> None:
-        self.destinations[dest.location] = [dict(r) for r, _ in rows]
+                          *, collected: Iterable[str], append: bool = False) -> None:
+        before = self.destinations.get(dest.location, []) if append else []
+        self.destinations[dest.location] = before + [dict(r) for r, _ in rows]
         self.collected[dest.location] = set(collected)
         self.calls.append(("write_destination", dest.location))
 

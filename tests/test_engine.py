@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runner import api
+from runner import api, display
 from runner.backends.base import JobState
 from tests.conftest import ProjectDir
 from tests.fakes import FakeBackend
@@ -157,7 +157,7 @@ def test_spec_change_while_running_replaces_the_jobs(project_dir: ProjectDir) ->
     manifest.write_text(manifest.read_text().replace("max_tokens: 64", "max_tokens: 32"))
     plan = api.plan(load(project_dir), backend=fake)
     assert plan.manifest("triage").actions == ["replace"]
-    assert any("may leave no output" in n for n in plan.manifest("triage").notes)
+    assert any("may leave no output" in display.note_text(n) for n in plan.manifest("triage").notes)
     api.apply(load(project_dir), plan, backend=fake)
     states = sorted(j.state.short for j in fake.jobs.values())
     assert states == ["cancelled", "pending"]
@@ -183,7 +183,7 @@ def test_internal_job_failure_waits_then_rows_are_sent_again(project_dir: Projec
     fake.run(job, JobState.FAILED)  # code 13 INTERNAL, as Vertex fails a region's first job
     plan = api.plan(load(project_dir), backend=fake)
     assert plan.manifest("triage").actions == ["collect", "wait"]
-    assert "resubmitting after" in plan.manifest("triage").notes[0]
+    assert "resubmitting after" in display.note_text(plan.manifest("triage").notes[0])
     api.apply(load(project_dir), plan, backend=fake)
     assert len(fake.created()) == 1  # held: nothing resubmitted yet
     project_dir.write("batchrun.yaml", "quota: {internal_retry_delay: 600}\n")
@@ -218,3 +218,39 @@ def test_converge_pauses_while_rows_are_held(project_dir: ProjectDir) -> None:
     with pytest.raises(api.BatchrunError, match="gave up waiting"):
         api.converge(load(project_dir), backend=fake, poll_interval=0.2, timeout=0.5)
     assert sum(1 for c, _ in fake.calls if c == "list_jobs") < 30  # planned a few times, no spin
+
+
+def test_one_apply_reads_the_source_once_and_the_destination_once(project_dir: ProjectDir) -> None:
+    """Issue 13: the row pass of the plan is the one apply carries out — each row rendered once,
+    the destination read once, whether apply creates or collects new answers."""
+    fake = FakeBackend()
+    cycle(project_dir, fake)
+    with (project_dir.root / "tickets.csv").open("a") as fh:
+        fh.write("T6,New,Body\n")
+
+    def one_apply() -> tuple[int, int]:
+        fake.calls.clear()
+        with api.Work() as work:
+            project = load(project_dir)
+            api.apply(project, api.plan(project, backend=fake, work=work), backend=fake,
+                      work=work)
+        kinds = [kind for kind, _ in fake.calls]
+        return kinds.count("read_source"), kinds.count("read_destination")
+
+    assert one_apply() == (1, 1)  # plan + create
+    fake.run_all()
+    assert one_apply() == (1, 1)  # plan + collect (the new answer is appended)
+    assert sorted(fake.sent.values()) == [1] * 6
+    dest = fake.destinations[str(project_dir.root / "out/triage.jsonl")]
+    assert sorted(r["custom_id"] for r in dest) == ["T1", "T2", "T3", "T4", "T5", "T6"]
+
+
+def test_api_apply_of_a_plan_without_its_work_renders_again_and_refuses_a_difference(
+        project_dir: ProjectDir) -> None:
+    fake = FakeBackend()
+    shown = api.plan(load(project_dir), backend=fake)
+    with (project_dir.root / "tickets.csv").open("a") as fh:
+        fh.write("T6,New,Body\n")
+    with pytest.raises(api.BatchrunError, match="the rows to send changed since the plan"):
+        api.apply(load(project_dir), shown, backend=fake)
+    assert fake.created() == []

@@ -90,7 +90,7 @@ class _Forgetful(FakeBackend):
     """A destination that records nothing: every answer collected is lost on the way."""
 
     def write_destination(self, dest: DestinationSpec, rows: Iterable[tuple[dict[str, Any], bool]],
-                          *, collected: Iterable[str]) -> None:
+                          *, collected: Iterable[str], append: bool = False) -> None:
         super().write_destination(dest, iter(()), collected=collected)
 
     def create_job(self, request: JobRequest) -> RemoteJob:

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -283,29 +284,44 @@ def _append(repo: Path) -> None:
     csv.write_text(csv.read_text() + "T6,Late,Added after the plan\n")
 
 
-def test_auto_approved_apply_refuses_rows_added_after_its_plan(repo: Path) -> None:
+def _plan_json(repo: Path) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHRUN_")}
+    out = subprocess.run([sys.executable, "-m", "runner", "plan", "--json"], cwd=repo, env=env,
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)  # type: ignore[no-any-return]
+
+
+def test_auto_approved_apply_sends_only_the_rows_its_plan_showed(repo: Path) -> None:
     apply = _Watched(repo, "--auto-approve")
     apply.wait_for("create: 5 rows in 1 job")  # planned; it pauses before staging
     _append(repo)
     code, out, err = apply.finish()
-    assert code == 1, out + err
-    assert "the rows to send changed since the plan (6 rows now, 5 in the plan)" in err
-    assert not (repo / ".batchrun" / "jobs").exists()
+    assert code == 0, out + err
+    assert "Applied: 5 rows sent in 1 job" in out
+    assert "the source changed since the plan; only the rows the plan showed were sent" in err
+    rows = _plan_json(repo)["manifests"][0]["rows"]
+    assert rows["to_do"] == 1 and rows["in_flight"] + rows["done"] == 5  # T6 waits for a plan
 
 
-def test_an_interactive_apply_shows_the_new_plan_and_asks_again(repo: Path) -> None:
+def test_an_interactive_apply_asks_again_when_another_apply_sent_its_rows(repo: Path) -> None:
     import pty
+    import time
 
     master, slave = pty.openpty()
     apply = _Watched(repo, stdin=slave)
     os.close(slave)
-    apply.wait_for("create: 5 rows in 1 job")
-    os.write(master, b"yes\n")  # approve the plan of 5 rows...
-    _append(repo)  # ...and a row lands before they are sent
-    apply.wait_for("create: 6 rows in 1 job")  # the new plan is shown
-    os.write(master, b"yes\n")
+    apply.wait_for("create: 5 rows in 1 job")  # the plan is shown; nobody has said yes yet
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHRUN_")}
+    other = subprocess.run([sys.executable, "-m", "runner", "apply", "--auto-approve"], cwd=repo,
+                           env=env, capture_output=True, text=True, check=False)
+    assert "Applied: 5 rows sent in 1 job" in other.stdout, other.stdout + other.stderr
+    os.write(master, b"yes\n")  # approve the plan of 5 rows, which the other apply just sent
+    time.sleep(1)
+    os.write(master, b"no\n")  # if asked again (to collect the other's job), decline
     code, out, err = apply.finish()
     os.close(master)
-    assert code == 0, out + err
-    assert "the rows to send changed since the plan" in err
-    assert "Applied: 6 rows sent in 1 job" in out
+    assert code in (0, 1)  # 1 when it asked again (to collect) and was told no
+    assert "1 job was created for it since the plan (another apply?)" in err, out + err
+    assert "nothing was sent" in err
+    assert "Applied: 5 rows" not in out  # the 5 rows were paid once, by the other apply
+    assert len(list((repo / ".batchrun" / "jobs").glob("*/job.json"))) == 1

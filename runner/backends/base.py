@@ -4,7 +4,7 @@ view the planner gets, and the read/write view only apply gets. Knows nothing of
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -153,7 +153,16 @@ class BackendReader(Protocol):
         """Raw output lines of a finished job; nothing when it left no output."""
         ...
 
-    def read_destination(self, dest: DestinationSpec) -> Iterator[dict[str, Any]]: ...
+    def read_destination(self, dest: DestinationSpec,
+                         columns: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
+        """The destination's rows; with `columns`, rows holding at least those (a table is queried
+        for them alone, so the ledger never scans the answers)."""
+        ...
+
+    def source_stamp(self, source: SourceSpec) -> Any:
+        """A cheap version of the source (file size and time, table modification, object
+        generations) to notice a change between plan and apply; None when it cannot be told."""
+        ...
 
     def count_tokens(self, family: Family, model: str, request: Mapping[str, Any]) -> int | None:
         """Exact input tokens from the service, or None where it has no such endpoint."""
@@ -178,9 +187,10 @@ class Backend(BackendReader, Protocol):
     def cancel_job(self, name: str) -> None: ...
 
     def write_destination(self, dest: DestinationSpec, rows: Iterable[tuple[dict[str, Any], bool]],
-                          *, collected: Iterable[str]) -> None:
+                          *, collected: Iterable[str], append: bool = False) -> None:
         """Store the merged rows ((row, changed) for every row) atomically, then record the jobs
-        now collected. Files rewrite all rows; tables MERGE the changed ones keyed on custom_id."""
+        now collected. Files rewrite all rows; tables MERGE the changed ones keyed on custom_id.
+        With `append`, `rows` are new ids only, added after the rows already there."""
         ...
 
     def forgive_jobs(self, dest: DestinationSpec, names: Iterable[str]) -> None:

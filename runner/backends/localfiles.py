@@ -6,8 +6,11 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import itertools
 import json
+import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -24,6 +27,7 @@ from runner.result import LEDGER_FIELDS, missing_ledger_fields
 from runner.rows import RowIssue, SourceRow
 from runner.spec import DestinationSpec, SourceSpec
 
+log = logging.getLogger(__name__)
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
@@ -109,6 +113,11 @@ def read_source(source: SourceSpec) -> Iterator[SourceRow | RowIssue]:
     return rowfile.read_rows(path, source.format)
 
 
+def source_stamp(source: SourceSpec) -> list[int] | None:
+    """The source file's version: a change between plan and apply is noticed without reading it."""
+    return _stamp(Path(source.location))
+
+
 def _sidecar(dest: DestinationSpec) -> Path:
     path = Path(dest.location)
     return path.with_name(f".{path.name}.batchrun.json")
@@ -140,6 +149,7 @@ def guard_foreign(dest: DestinationSpec, rows: Iterator[dict[str, Any]]) -> Iter
 
 
 def read_destination(dest: DestinationSpec) -> Iterator[dict[str, Any]]:
+    log.debug("read destination %s", dest.location)  # counted by the benchmark: one per command
     return guard_foreign(dest, _read_destination(dest))
 
 
@@ -228,29 +238,43 @@ def forgive_jobs(dest: DestinationSpec, names: Iterable[str]) -> None:
 
 
 def write_destination(dest: DestinationSpec, merged: Iterable[tuple[dict[str, Any], bool]],
-                      collected: Iterable[str]) -> None:
+                      collected: Iterable[str], *, append: bool = False) -> None:
+    """Replace the file with `merged`, or with `append` keep its bytes and add the rows after them
+    (new ids only: no row of it is parsed again); atomically either way."""
     path = Path(dest.location)
-    rows = (row for row, _ in merged)
+    keep = append and path.is_file()
     if _is_csv(dest):
-        with atomic_writer(path, "w") as fh:
-            writer: csv.DictWriter[str] | None = None
-            for row in rows:
-                if writer is None:
-                    # custom_id and the ledger columns always, whatever the first row holds.
-                    fields = ["custom_id", *(k for k in row if k not in CSV_FIELDS
-                                             and k not in LEDGER_FIELDS), *CSV_FIELDS]
-                    writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
-                    writer.writeheader()
-                out = dict(row)
-                for key in _JSON_FIELDS:
-                    out[key] = json.dumps(out.get(key), ensure_ascii=False) if out.get(
-                        key) is not None else ""
-                writer.writerow(out)
+        # A CSV's header is fixed by its first row: appending could drop a new column, so it is
+        # rewritten whole (CSV destinations are for small outputs).
+        before = (row for row in _read_csv_destination(path)) if keep else iter(())
+        _write_csv(path, itertools.chain(before, (row for row, _ in merged)))
     else:
         with atomic_writer(path) as fh:
-            for row in rows:
+            if keep:
+                with path.open("rb") as old:
+                    shutil.copyfileobj(old, fh)
+                    if old.tell() and (old.seek(-1, os.SEEK_END), old.read(1))[1] != b"\n":
+                        fh.write(b"\n")  # a last line without its newline: never join two rows
+            for row, _ in merged:
                 fh.write(orjson.dumps(row))
                 fh.write(b"\n")
     crashpoints.reached("destination-written")
     write_json(_sidecar(dest), {"stamp": _stamp(path), "collected_jobs": sorted(set(collected)),
                                 "forgiven_jobs": sorted(forgiven_jobs(dest))})
+
+
+def _write_csv(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    with atomic_writer(path, "w") as fh:
+        writer: csv.DictWriter[str] | None = None
+        for row in rows:
+            if writer is None:
+                # custom_id and the ledger columns always, whatever the first row holds.
+                fields = ["custom_id", *(k for k in row if k not in CSV_FIELDS
+                                         and k not in LEDGER_FIELDS), *CSV_FIELDS]
+                writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+                writer.writeheader()
+            out = dict(row)
+            for key in _JSON_FIELDS:
+                out[key] = json.dumps(out.get(key), ensure_ascii=False) if out.get(
+                    key) is not None else ""
+            writer.writerow(out)

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -113,9 +113,13 @@ class LocalBackend:
             raise BackendError(f"the local backend writes local files only; this destination is "
                                f"{dest.kind.value} (use backend: vertex)")
 
-    def read_destination(self, dest: DestinationSpec) -> Iterator[dict[str, Any]]:
+    def read_destination(self, dest: DestinationSpec,
+                         columns: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
         self._check_destination(dest)
         return localfiles.read_destination(dest)
+
+    def source_stamp(self, source: SourceSpec) -> Any:
+        return localfiles.source_stamp(source)
 
     def count_tokens(self, family: Family, model: str, request: Mapping[str, Any]) -> int | None:
         return None  # no service to ask: the offline approximation stands
@@ -202,9 +206,9 @@ class LocalBackend:
         self.store.cancel_marker(job_id).touch()
 
     def write_destination(self, dest: DestinationSpec, rows: Iterable[tuple[dict[str, Any], bool]],
-                          *, collected: Iterable[str]) -> None:
+                          *, collected: Iterable[str], append: bool = False) -> None:
         self._check_destination(dest)
-        localfiles.write_destination(dest, rows, collected)
+        localfiles.write_destination(dest, rows, collected, append=append)
 
     # --- locking -------------------------------------------------------------------------------
 

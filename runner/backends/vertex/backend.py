@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
+import logging
 import os
 import secrets
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,7 @@ from runner.spec import (
     SourceSpec,
 )
 
+log = logging.getLogger(__name__)
 MANAGED_FILTER = f'labels.{MANAGED_LABEL}="{MANAGED_VALUE}"'
 
 
@@ -151,7 +154,16 @@ class VertexBackend:
             return self.bq.created(dest.location)
         return self.gcs.generation(dest.location + "results.jsonl")
 
-    def read_destination(self, dest: DestinationSpec) -> Iterator[dict[str, Any]]:
+    def source_stamp(self, source: SourceSpec) -> Any:
+        if source.kind is SourceKind.FILE:
+            return localfiles.source_stamp(source)
+        if source.kind is SourceKind.BIGQUERY:
+            return None if source.is_query else self.bq.modified(source.location)
+        return [[uri, self.gcs.generation(uri)] for pattern in source.uris
+                for uri in self.gcs.expand(pattern)]
+
+    def read_destination(self, dest: DestinationSpec,
+                         columns: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
         if dest.kind is DestinationKind.FILE:
             return localfiles.read_destination(dest)
         if dest.kind is DestinationKind.BIGQUERY:
@@ -161,7 +173,8 @@ class VertexBackend:
             missing = missing_ledger_fields(columns) if columns is not None else []
             if missing:  # a table batchrun made carries the ledger columns
                 raise ForeignDestinationError(dest.location, missing, adopting=dest.adopt)
-            return self.bq.destination_rows(dest.location)
+            return self.bq.destination_rows(dest.location, columns)
+        log.debug("read destination %s", dest.location)
         uri = dest.location + "results.jsonl"
         if not self.gcs.exists(uri):
             return iter(())
@@ -265,13 +278,16 @@ class VertexBackend:
         self.client.cancel(name)
 
     def write_destination(self, dest: DestinationSpec, rows: Iterable[tuple[dict[str, Any], bool]],
-                          *, collected: Iterable[str]) -> None:
+                          *, collected: Iterable[str], append: bool = False) -> None:
         if dest.kind is DestinationKind.FILE:
-            localfiles.write_destination(dest, rows, collected)
+            localfiles.write_destination(dest, rows, collected, append=append)
             return
         if dest.kind is DestinationKind.BIGQUERY:
             self.bq.merge(dest.location, (row for row, changed in rows if changed))
         else:
+            if append:  # an object is replaced whole: the rows already there, then the new ones
+                rows = itertools.chain(((row, False) for row in self.read_destination(dest)),
+                                       rows)
             self.gcs.upload_lines(dest.location + "results.jsonl",
                                   (orjson.dumps(row) for row, _ in rows))
         self.gcs.write_json(self._collected_uri(dest), {"stamp": self._stamp(dest),

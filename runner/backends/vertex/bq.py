@@ -6,9 +6,10 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
+import logging
 import os
 import secrets
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -16,6 +17,8 @@ import orjson
 from runner.errors import BackendError, error
 from runner.result import BIGQUERY_JSON, BIGQUERY_TYPES
 from runner.rows import SourceRow
+
+log = logging.getLogger(__name__)
 
 
 class UnsafeQueryError(BackendError):
@@ -156,10 +159,31 @@ class BigQuery:
                                          retry=self.retry):
             yield {k: json_or_text(_plain(v)) for k, v in dict(row).items()}
 
-    def destination_rows(self, table: str) -> Iterator[dict[str, Any]]:
+    def modified(self, table: str) -> list[Any] | None:
+        """The table's version (modification time and row count), None when it does not exist."""
+        from google.api_core.exceptions import NotFound
+
+        try:
+            got = self.client.get_table(table, retry=self.retry)
+        except NotFound:
+            return None
+        return [got.modified.isoformat() if got.modified else None, got.num_rows]
+
+    def destination_rows(self, table: str,
+                         columns: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
         if not self.table_exists(table):
             return
-        for row in self.client.list_rows(table, page_size=PAGE_ROWS, retry=self.retry):
+        if columns is None:
+            log.debug("read destination %s", table)
+            rows: Iterable[Any] = self.client.list_rows(table, page_size=PAGE_ROWS,
+                                                        retry=self.retry)
+        else:  # the ledger: a query of its columns alone, never a scan of the answers
+            job = self.client.query(
+                f"SELECT {', '.join(f'`{c}`' for c in columns)} FROM `{table}`", retry=self.retry)
+            rows = job.result(page_size=PAGE_ROWS, timeout=self.timeout)
+            log.debug("read destination %s (the ledger columns): %s bytes scanned", table,
+                      f"{job.total_bytes_processed or 0:,}")
+        for row in rows:
             data = {k: _plain(v) for k, v in dict(row).items()}
             for key in BIGQUERY_JSON:
                 data[key] = json_or_text(data.get(key))

@@ -1,0 +1,54 @@
+"""What apply reports as it goes, as data: display words it, apply never does. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    manifest: str
+    job: str
+    rows: int
+
+
+@dataclass(frozen=True, slots=True)
+class Collected:
+    manifest: str
+    jobs: int
+    ended: tuple[str, ...]  # states other than succeeded among them
+    answered: int
+    refused: int
+    to_do_again: int  # rows a job-level failure left unanswered: no attempt used
+
+
+@dataclass(frozen=True, slots=True)
+class Cancelled:
+    manifest: str
+    job: str
+    orphan: bool = False  # its manifest is gone (--prune)
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaFull:
+    manifest: str
+    detail: str = ""  # the service's refusal, when it refused the create
+
+
+@dataclass(frozen=True, slots=True)
+class SourceMoved:
+    """The source changed between plan and apply: only the plan's rows were sent."""
+
+    manifest: str
+
+
+@dataclass(frozen=True, slots=True)
+class LockWait:
+    """apply --wait found another apply at work; it looks again later."""
+
+    detail: str
+
+
+Event = Created | Collected | Cancelled | QuotaFull | SourceMoved | LockWait
+Listener = Callable[[Event], None]
