@@ -16,7 +16,7 @@ import orjson
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from runner import api, display, planfile
+from runner import api, display, planfile, planview
 from runner.backends import REGISTRY
 from runner.cli_errors import (
     EXIT_CHANGES,
@@ -128,13 +128,13 @@ def render(ctx: click.Context, manifest: str, name: str | None, limit: int | Non
 
 
 def _emit_plan(the_plan: Plan, fmt: str) -> None:
-    click.echo(display.VIEWS[fmt].render(the_plan), nl=False)
+    click.echo(planview.VIEWS[fmt].render(the_plan), nl=False)
 
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True))
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
-@click.option("--format", "fmt", type=click.Choice(list(display.VIEWS)), default="text",
+@click.option("--format", "fmt", type=click.Choice(list(planview.VIEWS)), default="text",
               show_default=True, help="json: one versioned document; markdown: a PR comment.")
 @click.option("--out", "out", type=click.Path(path_type=Path, dir_okay=False),
               help="Save the plan, for `batchrun apply FILE`.")
@@ -248,7 +248,7 @@ def apply(ctx: click.Context, paths: tuple[str, ...], auto_approve: bool, wait: 
         final = api.converge(project, backend=backend, allow_cancel=allow_cancel,
                              poll_interval=poll_interval, timeout=timeout, on_plan=on_plan,
                              say=_say)
-    click.echo(display.converged_text(final))
+    click.echo(planview.converged_text(final))
     if any(m.rows.failed or m.blocked for m in final.manifests):
         ctx.exit(EXIT_INCOMPLETE)
 

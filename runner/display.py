@@ -1,10 +1,10 @@
-"""Edge: turns diagnostics, plans, status and results into text for people. No logic, no I/O beyond
-the console it is given."""
+"""Edge: turns diagnostics, apply's events, status and results into text for people (the plan's
+words are planview's). No logic, no I/O beyond the console it is given."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from rich.console import Console
@@ -13,7 +13,7 @@ from rich.text import Text
 
 from runner.errors import Diagnostic, n
 from runner.events import Cancelled, Collected, Created, Event, LockWait, QuotaFull, SourceMoved
-from runner.plan import Action, Estimate, ManifestPlan, Note, NoteKind, Plan
+from runner.planview import money
 from runner.redact import redact
 from runner.result import Status
 
@@ -35,50 +35,6 @@ def diagnostics_text(diags: Iterable[Diagnostic]) -> str:
             lines.append(f"  Hint: {d.hint}")
         blocks.append("\n".join(lines))
     return redact("\n\n".join(blocks)) + ("\n" if blocks else "")
-
-
-_SYMBOL = {"create": "+", "replace": "~", "cancel": "-", "collect": "<", "wait": "…",
-           "up-to-date": "=", "failed": "!", "running": "…", "blocked": "!"}
-
-
-def _symbol(m: ManifestPlan) -> str:
-    return _SYMBOL.get(m.state, " ")
-
-
-def headline(m: ManifestPlan) -> str:
-    """The manifest's line in a plan: what apply will do, or where it stands."""
-    parts = []
-    for change in m.changes:
-        if change.action is Action.CREATE:
-            verb = "replace" if "replace" in m.actions else "create"
-            parts.append(f"{verb}: {n(change.rows, 'row')} in {n(change.shards, 'job')}")
-        elif change.action is Action.COLLECT:
-            parts.append(f"collect {n(len(change.jobs), 'finished job')}")
-        elif change.action is Action.CANCEL:
-            parts.append(f"cancel {n(len(change.jobs), 'job')} ({change.reason})")
-    if m.rows.waiting:
-        parts.append(f"wait: {n(m.rows.waiting, 'row')} for a free job slot")
-    if m.blocked is not None:
-        parts.append(f"blocked: {n(m.rows.to_do, 'row')} to do wait for `batchrun retry "
-                     f"{m.name}`")
-    if not parts:
-        if m.rows.in_flight:
-            return f"running: {n(m.rows.in_flight, 'row')} in flight"
-        if m.rows.failed:
-            return f"failed: {n(m.rows.failed, 'row')} out of attempts"
-        return "up-to-date"
-    return "; ".join(parts)
-
-
-def blocked_text(m: ManifestPlan) -> str:
-    b = m.blocked
-    assert b is not None
-    what = ("the endpoint refused the credentials" if b.credentials
-            else f"{n(b.failures, 'job')} in a row ended at job level with no row answered")
-    fix = ("fix the key (api_key_env) or the service account" if b.credentials
-           else "fix the cause")
-    return (f"! blocked since {b.since}: {what}; last error: {b.error}. No row attempt was used. "
-            f"What to do: {fix}, then run `batchrun retry {m.name}`.")
 
 
 def event_text(e: Event) -> str:
@@ -109,132 +65,6 @@ def applied_text(report: Any, saved: bool = False) -> str:
     head = "Applied the saved plan" if saved else "Applied"
     return (f"{head}: {n(report.rows_sent, 'row')} sent in {n(len(report.created), 'job')}, "
             f"{n(len(report.collected), 'job')} collected, {len(report.cancelled):,} cancelled.")
-
-
-def _rows_text(m: ManifestPlan) -> str:
-    r = m.rows
-    parts = [n(r.total, "row"), f"{r.done:,} done"]
-    if r.in_flight:
-        parts.append(f"{r.in_flight:,} in flight")
-    parts.append(f"{r.to_do:,} to do")
-    if r.failed:
-        parts.append(f"{r.failed:,} failed")
-    return ", ".join(parts)
-
-
-def _money(cost: float | None) -> str:
-    if cost is None:
-        return "unknown (no price for this model; add it under pricing: in batchrun.yaml)"
-    return f"${cost:,.2f}" if cost >= 0.01 else f"${cost:,.4f}"
-
-
-_BASIS = {"history": "as in past answers", "max_tokens": "at most, by max_tokens",
-          "embeddings": "embeddings", "unknown": "unknown"}
-
-
-def _estimate_text(e: Estimate) -> str:
-    return (f"~{e.input_tokens:,} input + {e.output_tokens:,} output tokens "
-            f"({_BASIS[e.output_basis]}), {_money(e.cost)}")
-
-
-def note_text(note: Note) -> str:
-    match note.kind:
-        case NoteKind.INTERNAL_HOLD:
-            return (f"Vertex failed the last job with INTERNAL (code 13), as it does for the first "
-                    f"job in a region; resubmitting after {note.until} UTC "
-                    "(quota.internal_retry_delay)")
-        case NoteKind.FAILURE_HOLD:
-            return (f"the last job ended {note.state} ({note.error}); no attempt of any row was "
-                    f"used. Resubmitting after {note.until} UTC (failure {note.failures} of "
-                    f"{note.max_failures} before the manifest is blocked; quota.failure_backoff)")
-        case NoteKind.CANCEL_MAY_LOSE_OUTPUT:
-            return ("warning: a cancelled partner-model job may leave no output; what it wrote is "
-                    "collected, its other rows are sent again under the new spec")
-        case NoteKind.PROTECTED:
-            return "protected: apply refuses to cancel its jobs without --allow-cancel"
-
-
-def over_budget_text(e: Estimate) -> str:
-    """Why one manifest's estimate is refused."""
-    if e.cost is None:
-        return (f"over budget: no price is known for this model, so it cannot be checked against "
-                f"max_cost ${e.max_cost or 0:,.2f}")
-    return f"over budget: estimated ${e.cost:,.2f} is more than max_cost ${e.max_cost or 0:,.2f}"
-
-
-def total_over_budget_text(plan: Plan) -> str:
-    total = sum(m.estimate.cost or 0 for m in plan.manifests)
-    return (f"over budget: this apply is estimated at ${total:,.2f}, more than max_cost "
-            f"${plan.max_cost or 0:,.2f}")
-
-
-def _manifest_notes(m: ManifestPlan) -> list[str]:
-    return [*(note_text(note) for note in m.notes),
-            *([over_budget_text(m.estimate)] if m.estimate.over_budget else [])]
-
-
-def plan_text(plan: Plan) -> str:
-    lines = []
-    width = max((len(m.name) for m in plan.manifests), default=0)
-    for m in plan.manifests:
-        lines.append(f"{_symbol(m)} {m.name.ljust(width)}  {headline(m)}")
-        lines.append(f"  {' ' * width}  {_rows_text(m)}")
-        if m.rows.to_do:
-            lines.append(f"  {' ' * width}  {_estimate_text(m.estimate)}")
-        if m.blocked is not None:
-            lines.append(f"  {' ' * width}  {blocked_text(m)}")
-        lines.extend(f"  {' ' * width}  {note}" for note in _manifest_notes(m))
-        for custom_id, err in m.failures:
-            lines.append(f"  {' ' * width}  ! {custom_id}: {err}")
-    for orphan in plan.orphans:
-        verb = "cancel" if orphan.cancel else "running, not in any manifest (use --prune to cancel)"
-        lines.append(f"- {orphan.manifest_name}  {verb}: {orphan.job}")
-    if plan.total_over_budget:
-        lines.append(total_over_budget_text(plan))
-    s = plan.summary()
-    lines.append("")
-    lines.append(
-        f"Plan: {n(s['rows_to_send'], 'row')} to send in {n(s['jobs_to_create'], 'job')}, "
-        f"{s['jobs_to_collect']} to collect, {s['jobs_to_cancel']} to cancel, "
-        f"{n(s['rows_waiting'], 'row')} waiting for a job slot. "
-        f"{n(s['up_to_date'], 'manifest')} up to date."
-        + (f" {n(s['blocked'], 'manifest')} blocked." if s["blocked"] else "")
-        + (f" {n(s['rows_failed'], 'row')} failed for good." if s["rows_failed"] else "")
-        + (f" Estimated cost: {_money(plan.cost)}." if s["rows_to_send"] or s["rows_waiting"] else "")
-    )
-    return "\n".join(lines) + "\n"
-
-
-class PlanView(Protocol):
-    """One way to show a plan; text, markdown and JSON all read the same Plan, so they cannot
-    drift."""
-
-    def render(self, plan: Plan) -> str: ...
-
-
-class TextView:
-    def render(self, plan: Plan) -> str:
-        return plan_text(plan)
-
-
-class MarkdownView:
-    def render(self, plan: Plan) -> str:
-        return plan_markdown(plan)
-
-
-class JsonView:
-    """The plan's data, with the words of its notes beside them (`notes`, `budget_notes`: the
-    fields of format 1, kept: fields are only ever added)."""
-
-    def render(self, plan: Plan) -> str:
-        doc = plan.to_dict()
-        doc["budget_notes"] = [total_over_budget_text(plan)] if plan.total_over_budget else []
-        for m, out in zip(plan.manifests, doc["manifests"], strict=True):
-            out["notes"] = _manifest_notes(m)
-        return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n"
-
-
-VIEWS: dict[str, PlanView] = {"text": TextView(), "markdown": MarkdownView(), "json": JsonView()}
 
 
 def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> Table:
@@ -271,58 +101,10 @@ def status_rows(statuses: Iterable[Any]) -> list[tuple[str, ...]]:
              age_text(s.age_seconds), s.error or "") for s in statuses]
 
 
-def plan_markdown(plan: Plan) -> str:
-    """A compact pull-request comment: one table row per manifest, details folded away."""
-    s = plan.summary()
-    changed = [m for m in plan.manifests if m.has_changes]
-    head = (f"### batchrun plan: {n(len(changed), 'manifest')} to change, "
-            f"{n(s['rows_to_send'], 'row')} to send")
-    if s["rows_to_send"] or s["rows_waiting"]:
-        head += f", estimated {_money(plan.cost)}"
-    lines = [head, ""]
-    if plan.total_over_budget:
-        lines.append(f"> **{total_over_budget_text(plan)}**")
-    lines += ["| | manifest | action | to do | done | failed | jobs | tokens in / out | cost |",
-              "|---|---|---|--:|--:|--:|--:|--:|--:|"]
-    for m in plan.manifests:
-        symbol = _symbol(m)
-        jobs = sum(c.shards for c in m.changes)
-        e = m.estimate
-        cost = _money(e.cost) if m.rows.to_do else "-"
-        tokens = f"{e.input_tokens:,} / {e.output_tokens:,}" if m.rows.to_do else "-"
-        action = ", ".join(m.actions) or headline(m)
-        lines.append(f"| `{symbol}` | {m.name} | {action} | {m.rows.to_do:,} | {m.rows.done:,} | "
-                     f"{m.rows.failed:,} | {jobs} | {tokens} | {cost} |")
-    details = []
-    for m in plan.manifests:
-        notes = [headline(m), *([blocked_text(m)] if m.blocked else []), *_manifest_notes(m),
-                 *(f"failed `{i}`: {err}" for i, err in m.failures)]
-        details.append(f"- **{m.name}** (`{m.file}`, spec `{m.spec_hash[:8]}`): "
-                       + "; ".join(notes))
-    for orphan in plan.orphans:
-        details.append(f"- **{orphan.manifest_name}**: running job `{orphan.job}` has no manifest"
-                       + (" and will be cancelled" if orphan.cancel else " (use --prune to cancel)"))
-    lines += ["", "<details><summary>Details</summary>", "", *details, "", "</details>", ""]
-    return "\n".join(lines)
-
-
 def usage_text(used: Any) -> str:
     """One manifest's tokens and cost actually used (an api.Usage)."""
     return (f"{used.manifest}: {used.rows:,} answers used {used.input_tokens:,} input + "
-            f"{used.output_tokens:,} output tokens, {_money(used.cost)}")
-
-
-def converged_text(plan: Plan) -> str:
-    """The last line of apply --wait: what was answered, what failed for good, what is blocked."""
-    done = sum(m.rows.done for m in plan.manifests)
-    failed = sum(m.rows.failed for m in plan.manifests)
-    blocked = [m.name for m in plan.manifests if m.blocked is not None]
-    text = f"Done: {n(done, 'row')} answered"
-    if failed:
-        text += f", {n(failed, 'row')} failed after max_attempts (see `batchrun results NAME`)"
-    if blocked:
-        text += (f"; blocked: {', '.join(blocked)} (fix the cause, then `batchrun retry NAME`)")
-    return text + "."
+            f"{used.output_tokens:,} output tokens, {money(used.cost)}")
 
 
 def cell(value: Any) -> str:

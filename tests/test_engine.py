@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runner import api, display
+from runner import api, planview
 from runner.backends.base import JobState
 from tests.conftest import ProjectDir
 from tests.fakes import FakeBackend
@@ -157,7 +157,7 @@ def test_spec_change_while_running_replaces_the_jobs(project_dir: ProjectDir) ->
     manifest.write_text(manifest.read_text().replace("max_tokens: 64", "max_tokens: 32"))
     plan = api.plan(load(project_dir), backend=fake)
     assert plan.manifest("triage").actions == ["replace"]
-    assert any("may leave no output" in display.note_text(n) for n in plan.manifest("triage").notes)
+    assert any("may leave no output" in planview.note_text(n) for n in plan.manifest("triage").notes)
     api.apply(load(project_dir), plan, backend=fake)
     states = sorted(j.state.short for j in fake.jobs.values())
     assert states == ["cancelled", "pending"]
@@ -183,7 +183,7 @@ def test_internal_job_failure_waits_then_rows_are_sent_again(project_dir: Projec
     fake.run(job, JobState.FAILED)  # code 13 INTERNAL, as Vertex fails a region's first job
     plan = api.plan(load(project_dir), backend=fake)
     assert plan.manifest("triage").actions == ["collect", "wait"]
-    assert "resubmitting after" in display.note_text(plan.manifest("triage").notes[0])
+    assert "resubmitting after" in planview.note_text(plan.manifest("triage").notes[0])
     api.apply(load(project_dir), plan, backend=fake)
     assert len(fake.created()) == 1  # held: nothing resubmitted yet
     project_dir.write("batchrun.yaml", "quota: {internal_retry_delay: 600}\n")

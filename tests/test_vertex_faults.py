@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from runner import api, display
+from runner import api, planview
 from tests.vertex_env import VertexWorld
 
 ROWS = "".join(f'{{"id": "a{i}", "text": "row {i}"}}\n' for i in range(1, 7))
@@ -48,7 +48,7 @@ def test_first_job_in_region_fails_internal_and_is_resubmitted_after_the_delay(
     api.apply(vertex.project())
     vertex.settle()
     plan = api.plan(vertex.project())
-    assert any("resubmitting after" in display.note_text(n) for n in plan.manifest("m").notes)
+    assert any("resubmitting after" in planview.note_text(n) for n in plan.manifest("m").notes)
     time.sleep(1.1)
     assert_converged_once(vertex)
     states = sorted(j["state"] for j in vertex.fake_jobs())
