@@ -56,7 +56,7 @@ def generate(path: Path, start: int, count: int) -> None:
                                  "channel": "email"}) + "\n")
 
 
-def project(root: Path, name: str = "triage", model: str = "anthropic/claude-3-5-haiku@20241022",
+def project(root: Path, name: str = "triage", model: str = "anthropic/claude-haiku-4-5@20251001",
             source: str = "rows.jsonl", settings: str = "backend: local\n") -> None:
     (root / "batchrun.yaml").write_text(settings)
     (root / f"{name}.yaml").write_text(MANIFEST.format(name=name, model=model, source=source,
@@ -227,7 +227,7 @@ def one_plan_scale(manifests: int, jobs_each: int, work: Path) -> dict[str, Any]
     (work / "batchrun.yaml").write_text(settings)
     for i in range(manifests):
         (work / f"m{i:04d}.yaml").write_text(MANIFEST.format(
-            name=f"m{i:04d}", model="anthropic/claude-3-5-haiku@20241022", source="rows.jsonl",
+            name=f"m{i:04d}", model="anthropic/claude-haiku-4-5@20251001", source="rows.jsonl",
             dest=f"out/m{i:04d}.jsonl"))
     url = os.environ["BATCHRUN_VERTEX_ENDPOINT"]
     p = api.load_project(cwd=work)
@@ -305,7 +305,7 @@ def one_executor(rows: int, concurrency: int, work: Path) -> dict[str, Any]:
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     generate(work / "rows.jsonl", 0, rows)
-    project(work, model="meta/llama-3.3-70b-instruct-maas",
+    project(work, model="meta/llama-4-maverick-17b-128e-instruct-maas",
             settings=f"local:\n  executor: {{type: openai, base_url: "
                      f"'http://127.0.0.1:{server.server_address[1]}/v1', "
                      f"concurrency: {concurrency}}}\nquota: {{max_rows_per_job: {rows}}}\n")

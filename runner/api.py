@@ -99,7 +99,8 @@ def open_backend(project: Project, *, stateful: bool = True) -> Backend:
     project, so that .batchrun/ and the destinations are the project's, wherever one stands."""
     if stateful and project.settings.config_file is None:
         raise project_finder.no_project_error(project.settings.root)
-    return backends.get_backend(project.settings)
+    return backends.get_backend(project.settings,
+                                regions=sorted({m.region for m in project.manifests if m.region}))
 
 
 def render(project: Project, name: str, *, limit: int | None = None,

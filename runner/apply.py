@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from runner import collect, crashpoints, identity
-from runner.backends.base import Backend, IndexEntry, JobRequest, RemoteJob
+from runner.backends.base import Backend, IndexEntry, JobRequest, RemoteJob, pool_of
 from runner.errors import (
     ApprovalError,
     BatchrunError,
@@ -179,7 +179,12 @@ def create_jobs(manifest: Manifest, backend: Backend, settings: Settings, report
                 planned: Change, prepared: Prepared, say: Listener = _quiet) -> None:
     """Create the plan's jobs from the rows it prepared, re-reading the running jobs right before
     each create."""
-    if busy_slots(backend.list_jobs(in_flight_only=True)) >= settings.quota.max_concurrent_jobs:
+    pool = pool_of(manifest.region, backend.regional)
+
+    def busy(jobs: Sequence[RemoteJob]) -> int:  # the job quota is per region
+        return busy_slots([j for j in jobs if pool_of(j.region, backend.regional) == pool])
+
+    if busy(backend.list_jobs(in_flight_only=True)) >= settings.quota.max_concurrent_jobs:
         return
     rows = _Peekable(prepared.entries())
     for shard in range(planned.shards):
@@ -196,7 +201,7 @@ def create_jobs(manifest: Manifest, backend: Backend, settings: Settings, report
         if twin is not None:
             report.skipped.append(f"{manifest.name}: rows already staged in {twin.name}")
             continue
-        if busy_slots(fresh) >= settings.quota.max_concurrent_jobs:
+        if busy(fresh) >= settings.quota.max_concurrent_jobs:
             say(QuotaFull(manifest.name))
             return
         try:
@@ -208,7 +213,7 @@ def create_jobs(manifest: Manifest, backend: Backend, settings: Settings, report
                 labels=identity.job_labels(manifest, input_digest=staged.digest, shard=shard),
                 manifest_name=manifest.name, source=manifest.source,
                 destination=manifest.destination, response_format=manifest.response.format,
-                response_schema=manifest.response.schema,
+                response_schema=manifest.response.schema, region=manifest.region,
             ))
         except QuotaError as exc:
             say(QuotaFull(manifest.name, str(exc)))

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, Final
 
 from runner.spec import Family, ModelRef, Task
 
@@ -31,7 +31,7 @@ def _data() -> dict[str, Any]:
 
 
 def parse_model(name: str) -> ModelRef | None:
-    """"anthropic/claude-3-5-haiku@20241022" or "publishers/anthropic/models/..." -> ModelRef."""
+    """"anthropic/claude-haiku-4-5@20251001" or "publishers/anthropic/models/..." -> ModelRef."""
     match = _SHORT.match(name) or _RESOURCE.match(name)
     if match is None:
         return None
@@ -63,7 +63,51 @@ def known_regions() -> list[str]:
 
 
 def region_well_formed(region: str) -> bool:
-    return bool(_REGION.match(region))
+    return bool(_REGION.match(region)) or region in MULTI_REGIONS
+
+
+MULTI_REGIONS: Final = ("us", "eu")
+
+
+def region_problem(region: str) -> tuple[bool, str, str] | None:
+    """(is_error, message, hint) when `region` cannot or may not run batch jobs."""
+    if region == "global":
+        return (True, 'region "global" does not run batch jobs for Claude or open models',
+                "pick a region such as us-east5, or leave it out: the model's region is used")
+    if not region_well_formed(region):
+        return (True, f'"{region}" is not a Vertex region',
+                "regions look like us-central1 or europe-west4 (or us, eu: multi-region)")
+    if region not in known_regions():
+        return (False, f'region "{region}" is not in batchrun\'s list of Vertex regions',
+                "check the spelling; new regions work if Vertex knows them")
+    return None
+
+
+def entry(model: ModelRef) -> Mapping[str, Any] | None:
+    """The catalogue's record of a model: task, batch regions, status, sources."""
+    found: Mapping[str, Any] | None = _data()["models"].get(model.base)
+    return found
+
+
+def batch_regions(model: ModelRef) -> list[str]:
+    """Where batch jobs for the model run, the default first; [] when the catalogue does not know."""
+    found = entry(model)
+    return list(found.get("regions", ())) if found else []
+
+
+def lifecycle_problem(model: ModelRef) -> tuple[str, str] | None:
+    """(message, hint) for a deprecated or retired model."""
+    found = entry(model)
+    if not found or found.get("status", "current") == "current":
+        return None
+    instead = found.get("replacement")
+    hint = f'move to "{instead}"' if instead else "pick a current model from the catalogue"
+    if found["status"] == "retired":
+        when = f" on {found['status_since']}" if found.get("status_since") else ""
+        return (f'model "{model.short}" was retired{when}: Vertex refuses new jobs for it', hint)
+    since = f" since {found['status_since']}" if found.get("status_since") else ""
+    retires = f"; it retires {found['retires']}" if found.get("retires") else ""
+    return f'model "{model.short}" is deprecated{since}{retires}', hint
 
 
 def _fits(kind: str, value: Any) -> bool:

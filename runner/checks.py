@@ -19,15 +19,11 @@ from runner.errors import Diagnostic, error, warning
 from runner.paths import destination_key
 from runner.render import template_variables
 from runner.sandbox import TemplateLimit, refusal_text
-from runner.spec import Family, Manifest, SourceKind, Task, Template
+from runner.spec import Manifest, SourceKind, Task, Template
 from runner.yamldoc import Document, PathKey
 
 # Columns batchrun writes into every result row; a passthrough column may not shadow them.
 RESULT_FIELDS: Final = result.ALL_FIELDS
-# Output columns Vertex adds to a BigQuery job's table: input columns with these names collide.
-VERTEX_RESERVED: Final = {Family.CLAUDE: ("response", "status"),
-                          Family.OPENAI_CHAT: ("response", "id"),
-                          Family.OPENAI_EMBEDDINGS: ("response", "id")}
 
 
 def _at(doc: Document, *path: str | int) -> dict[str, object]:
@@ -174,12 +170,6 @@ def _check_names(manifest: Manifest, doc: Document) -> list[Diagnostic]:
             out.append(error(f'passthrough column "{name}" collides with a result field',
                              **_at(doc, "spec", "passthrough"),
                              hint=f"result fields: {', '.join(sorted(RESULT_FIELDS))}"))
-    if manifest.source.kind is SourceKind.BIGQUERY and manifest.source.format != "requests":
-        for name in VERTEX_RESERVED[manifest.family]:
-            if name in manifest.passthrough or name in (manifest.source.columns or ()):
-                out.append(error(f'column "{name}" is reserved by Vertex for {manifest.family} '
-                                 "job output", **_at(doc, "spec", "source"),
-                                 hint="rename the column in the source query"))
     return out
 
 
@@ -196,6 +186,10 @@ def _check_model(manifest: Manifest, doc: Document) -> list[Diagnostic]:
     elif known is not manifest.task:
         out.append(error(f'"{manifest.model.base}" is a {known} model, but task is '
                          f"{manifest.task}", **_at(doc, "spec", "task")))
+    lifecycle = catalog.lifecycle_problem(manifest.model)
+    if lifecycle is not None:
+        out.append(warning(lifecycle[0], **_at(doc, "spec", "model"), hint=lifecycle[1]))
+    out.extend(_check_region(manifest, doc))
     for key, message, is_error in catalog.check_parameters(manifest.family, manifest.parameters):
         make = error if is_error else warning
         where = ("spec", "parameters", key) if key in manifest.parameters else ("spec",)
@@ -203,6 +197,24 @@ def _check_model(manifest: Manifest, doc: Document) -> list[Diagnostic]:
     if manifest.response.schema is not None and manifest.task is Task.EMBEDDINGS:
         out.append(error("a response schema needs a chat model", **_at(doc, "spec", "response")))
     return out
+
+
+def _check_region(manifest: Manifest, doc: Document) -> list[Diagnostic]:
+    region = manifest.region
+    if region is None:
+        return []
+    own = "region" in doc.data.get("spec", {})
+    where = _at(doc, "spec", "region") if own else _at(doc, "spec", "model")
+    problem = catalog.region_problem(region)
+    if problem is not None and own:  # the project's region is checked with batchrun.yaml
+        return [(error if problem[0] else warning)(problem[1], **where, hint=problem[2])]
+    regions = catalog.batch_regions(manifest.model)
+    if regions and region not in regions:
+        return [warning(f'{manifest.model.base} batch jobs run in {", ".join(regions)}, not in '
+                        f'"{region}" (batchrun\'s catalogue)', **where,
+                        hint=f"set spec.region: {regions[0]}, or leave region out of the manifest "
+                             "and batchrun.yaml to use the model's own")]
+    return []
 
 
 def check_manifest(manifest: Manifest, doc: Document) -> list[Diagnostic]:

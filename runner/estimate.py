@@ -31,17 +31,21 @@ class Price:
 
 
 @cache
-def _table() -> dict[str, dict[str, float]]:
+def _table() -> dict[str, dict[str, Any]]:
     text = (resources.files("runner") / "data" / "pricing.json").read_text(encoding="utf-8")
     return {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
 
 
 def price_for(model: ModelRef, overrides: Mapping[str, Mapping[str, float]]) -> Price | None:
-    """The batch price of `model`: batchrun.yaml's pricing first, then the packaged table."""
+    """The batch price of `model`: batchrun.yaml's pricing first (as given), then the packaged
+    table, with its regional premium (batch jobs never run on the global endpoint)."""
     for key in (model.short, model.base):
-        for table in (overrides, _table()):
-            if key in table:
-                return Price(float(table[key]["input"]), float(table[key]["output"]))
+        if key in overrides:
+            return Price(float(overrides[key]["input"]), float(overrides[key]["output"]))
+        entry = _table().get(key)
+        if entry is not None:
+            factor = 1 + float(entry.get("regional_premium") or 0)
+            return Price(float(entry["input"]) * factor, float(entry["output"]) * factor)
     return None
 
 

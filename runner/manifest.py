@@ -126,12 +126,23 @@ def _prompt(raw: Mapping[str, Any], base: Path, problems: list[Diagnostic],
                       input=t("input"))
 
 
+def _passthrough(spec: Mapping[str, Any]) -> tuple[str, ...]:
+    """The passthrough columns; with a hashed id, the id column too, so results keep the real id."""
+    out = tuple(spec.get("passthrough", ()))
+    raw_id = spec.get("source", {}).get("id")
+    if isinstance(raw_id, Mapping) and raw_id.get("hash") and raw_id.get("column") not in out:
+        out += (str(raw_id["column"]),)
+    return out
+
+
 def _source(raw: Mapping[str, Any], base: Path, problems: list[Diagnostic], settings: Settings,
             doc: Document) -> SourceSpec:
     fmt = raw.get("format")
     columns = tuple(raw["columns"]) if "columns" in raw else None
     default_id = "custom_id" if fmt == "requests" else ""
-    id_column = raw.get("id", default_id)
+    id_raw = raw.get("id", default_id)
+    id_column = id_raw.get("column", "") if isinstance(id_raw, Mapping) else id_raw
+    id_hash = bool(id_raw.get("hash")) if isinstance(id_raw, Mapping) else False
     if not id_column:
         problems.append(error('missing required field "id"', file=doc.file,
                               line=doc.line_of(("spec", "source")), path="spec.source.id",
@@ -155,16 +166,17 @@ def _source(raw: Mapping[str, Any], base: Path, problems: list[Diagnostic], sett
                                   line=doc.line_of(("spec", "source", "file")),
                                   path="spec.source.file",
                                   hint="paths are relative to the manifest's folder"))
-        return SourceSpec(SourceKind.FILE, str(path), fmt, id_column, columns)
+        return SourceSpec(SourceKind.FILE, str(path), fmt, id_column, columns, id_hash=id_hash)
     if "bigquery" in raw:
         bq = raw["bigquery"]
         key = "query" if "query" in bq else "table"
         return SourceSpec(SourceKind.BIGQUERY, bq.get("table") or bq["query"],
                           "requests" if fmt == "requests" else "bigquery", id_column, columns,
-                          is_query="query" in bq,
+                          is_query="query" in bq, id_hash=id_hash,
                           line=doc.line_of(("spec", "source", "bigquery", key)))
     uris = tuple(raw["gcs"]["uris"])
-    return SourceSpec(SourceKind.GCS, uris[0], fmt or "jsonl", id_column, columns, uris=uris)
+    return SourceSpec(SourceKind.GCS, uris[0], fmt or "jsonl", id_column, columns, uris=uris,
+                      id_hash=id_hash)
 
 
 def _destination(raw: Mapping[str, Any], base: Path, settings: Settings,
@@ -211,7 +223,7 @@ def _build(doc: Document, path: Path, settings: Settings,
         problems.append(error(f'"{spec["model"]}" is not a model name', file=doc.file,
                               line=doc.line_of(("spec", "model")), path="spec.model",
                               hint="write publisher/model[@version], e.g. "
-                                   "anthropic/claude-3-5-haiku@20241022"))
+                                   "anthropic/claude-haiku-4-5@20251001"))
         return None
     task = Task(spec["task"]) if "task" in spec else (catalog.known_task(model) or Task.CHAT)
     base = path.parent
@@ -233,12 +245,14 @@ def _build(doc: Document, path: Path, settings: Settings,
                 "format", "json" if "schema" in spec.get("response", {}) else "text"),
             schema=spec.get("response", {}).get("schema"),
         ),
-        passthrough=tuple(spec.get("passthrough", ())),
+        passthrough=_passthrough(spec),
         max_attempts=spec.get("max_attempts", defaults.get("max_attempts", 3)),
         protect=spec.get("protect", defaults.get("protect", False)),
         labels={**defaults.get("labels", {}), **meta.get("labels", {})},
         description=meta.get("description", ""),
         max_cost=spec.get("max_cost"),
+        region=spec.get("region") or settings.region or next(iter(catalog.batch_regions(model)),
+                                                             None),
     )
     templates = [t.text for t in manifest.prompt.templates()]
     return replace(manifest, spec_hash=identity.spec_hash(manifest),

@@ -95,6 +95,7 @@ class ManifestPlan:
     source_digest: str = ""
     blocked: Blocked | None = None
     hold_until: str | None = None  # creates back off until then after a job-level failure
+    region: str | None = None  # where its jobs run (regional backends only)
 
     @property
     def actions(self) -> list[str]:
@@ -147,6 +148,7 @@ class ManifestPlan:
             "source_digest": self.source_digest,
             "blocked": asdict(self.blocked) if self.blocked else None,
             "hold_until": self.hold_until,
+            "region": self.region,
         }
 
     @classmethod
@@ -164,7 +166,7 @@ class ManifestPlan:
             estimate=Estimate(**data["estimate"]),
             manifest_digest=data["manifest_digest"], source_digest=data["source_digest"],
             blocked=Blocked(**data["blocked"]) if data.get("blocked") else None,
-            hold_until=data.get("hold_until"))
+            hold_until=data.get("hold_until"), region=data.get("region"))
 
 
 @dataclass(frozen=True, slots=True)

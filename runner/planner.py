@@ -5,17 +5,18 @@ changes, estimates, holds and blocks. Reads only; apply carries the plan out.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import orjson
 
 from runner import estimate, identity
-from runner.backends.base import BackendReader, IndexEntry, RemoteJob
+from runner.backends.base import BackendReader, IndexEntry, RemoteJob, pool_of
+from runner.errors import BackendError, error
 from runner.ledger import (
     Ledger,
     Sharder,
-    busy_slots,
     classified_rows,
     failures_of,
     read_ledger,
@@ -72,12 +73,26 @@ def _notes(manifest: Manifest, settings: Settings, job_ends: JobFailures, held: 
     return notes
 
 
+def _check_placement(manifest: Manifest, reader: BackendReader, settings: Settings) -> None:
+    """A job whose BigQuery data is in another location fails at import, after the wait: refuse
+    it now, at plan time."""
+    problems = reader.placement_problems(manifest.region, manifest.source, manifest.destination)
+    if problems:
+        raise BackendError([error(
+            f"{manifest.name}: dataset `{dataset}` is in {location}, the job runs in "
+            f"{manifest.region}: Vertex reads and writes BigQuery only in the job's region",
+            file=display_path(manifest.file, settings.root), line=manifest.line, path="spec.region",
+            hint=f"set spec.region: {location.lower()} (a model that runs there), or use a "
+                 f"dataset in {manifest.region}") for dataset, location in problems])
+
+
 def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
                   jobs: Sequence[RemoteJob], free_slots: int,
                   now: datetime | None = None, exact_tokens: bool = False,
                   prepared: Prepared | None = None) -> tuple[ManifestPlan, int]:
     """The plan of one manifest and the job slots it uses. With `prepared`, the rows it plans to
     send are kept there for apply, as rendered now."""
+    _check_placement(manifest, reader, settings)
     if prepared is not None:  # before the source is read: a change during the read is noticed
         prepared.source_stamp = reader.source_stamp(manifest.source)
         prepared.jobs_seen = frozenset(j.name for j in jobs)
@@ -147,7 +162,8 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
         spec_hash=manifest.spec_hash, rows=rows, changes=tuple(changes),
         failures=tuple(failures), notes=tuple(notes), estimate=cost,
         manifest_digest=manifest.digest, source_digest=source_digest.hexdigest()[:32],
-        blocked=blocked, hold_until=held.strftime("%Y-%m-%dT%H:%M:%SZ") if held else None)
+        blocked=blocked, hold_until=held.strftime("%Y-%m-%dT%H:%M:%SZ") if held else None,
+        region=manifest.region if reader.regional else None)
     return plan, len(now_shards)
 
 
@@ -187,7 +203,8 @@ def make_plan(manifests: Sequence[Manifest], reader: BackendReader, settings: Se
     """Read-only: one listing of the jobs for all manifests, then a row pass per manifest. With
     `work`, the rows each manifest is to send are kept there for apply."""
     jobs = reader.list_jobs()
-    free = settings.quota.max_concurrent_jobs - busy_slots(jobs)
+    busy = Counter(pool_of(j.region, reader.regional) for j in jobs if j.state.in_flight)
+    free: dict[str, int] = {}  # job slots left per quota pool (region)
     by_name: dict[str, list[RemoteJob]] = {}
     for job in jobs:  # one pass: plans scale with the listing, not manifests x jobs
         by_name.setdefault(job.manifest_name, []).append(job)
@@ -197,10 +214,12 @@ def make_plan(manifests: Sequence[Manifest], reader: BackendReader, settings: Se
         prepared = None
         if work is not None:
             prepared = work.manifests[manifest.name] = Prepared(manifest.name)
+        pool = pool_of(manifest.region, reader.regional)
+        free.setdefault(pool, settings.quota.max_concurrent_jobs - busy[pool])
         plan, used = plan_manifest(manifest, reader, settings,
-                                   by_name.get(manifest.name, []) + unknown, free,
+                                   by_name.get(manifest.name, []) + unknown, free[pool],
                                    exact_tokens=exact_tokens, prepared=prepared)
-        free -= used
+        free[pool] -= used
         plans.append(plan)
     names = {m.name for m in manifests}
     orphans = tuple(Orphan(j.manifest_name, j.name, prune) for j in jobs

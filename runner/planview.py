@@ -119,7 +119,12 @@ def _manifest_notes(m: ManifestPlan) -> list[str]:
 def plan_text(plan: Plan) -> str:
     lines = []
     width = max((len(m.name) for m in plan.manifests), default=0)
-    for m in plan.manifests:
+    region: str | None = None
+    # Grouped by region on a regional backend: each region has its own job quota.
+    for m in sorted(plan.manifests, key=lambda m: m.region or ""):
+        if m.region is not None and m.region != region:
+            region = m.region
+            lines.append(f"region {region}:")
         lines.append(f"{_symbol(m)} {m.name.ljust(width)}  {headline(m)}")
         lines.append(f"  {' ' * width}  {_rows_text(m)}")
         if m.rows.to_do:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -100,6 +101,9 @@ def _text(data: Mapping[str, Any], name: str) -> str:
 
 
 _SLOT = "@@batchrun-slot-{}@@"
+# The strictest documented custom_id rule (Anthropic's batch API: ^[a-zA-Z0-9_-]{1,64}$); the
+# length is quota.max_id_chars'.
+_ID_OK = re.compile(r"[A-Za-z0-9_-]+").fullmatch
 
 
 class Renderer:
@@ -165,7 +169,8 @@ class Renderer:
     def custom_id(self, row: SourceRow) -> str:
         column = self.manifest.source.id_column
         value = row.data.get(column)
-        if type(value) is str and 0 < len(value) <= self.max_id_chars:
+        if type(value) is str and 0 < len(value) <= self.max_id_chars and _ID_OK(value) and (
+                not self.manifest.source.id_hash):
             return value  # the common case, checked in one step
         if column not in row.data:
             raise RowError(f'has no id column "{column}"')
@@ -176,9 +181,17 @@ class Renderer:
             raise RowError(f'id column "{column}" must be a string or a whole number, '
                            f"not {type(value).__name__}")
         text = str(value)
+        if self.manifest.source.id_hash:
+            return "h" + hashlib.sha256(text.encode()).hexdigest()[:40]
+        hint = (f"; set `id: {{column: {column}, hash: true}}` to send a hash of it instead (the "
+                f"column is kept in the results)")
         if len(text) > self.max_id_chars:
             raise RowError(f"id is {len(text)} characters, over the limit of {self.max_id_chars} "
-                           "(quota.max_id_chars)")
+                           f"(quota.max_id_chars){hint}")
+        if not _ID_OK(text):
+            shown = text if len(text) <= 40 else text[:40] + "…"
+            raise RowError(f"id {shown!r} has characters a batch job may refuse: an id is letters, "
+                           f"digits, _ and - only (the Anthropic batch rule){hint}")
         return text
 
     def build(self, custom_id: str, texts: Mapping[str, str]) -> dict[str, Any]:

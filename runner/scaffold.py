@@ -51,7 +51,7 @@ kind: BatchJob
 metadata:
   name: review-sentiment            # unique in the project; lowercase, digits, - and _
 spec:
-  model: anthropic/claude-3-5-haiku@20241022
+  model: anthropic/claude-haiku-4-5@20251001
   parameters: {{max_tokens: 16, temperature: 0}}
   source:
     file: data/reviews.csv          # relative to this file

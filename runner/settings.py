@@ -170,19 +170,12 @@ def check_settings(settings: Settings, environ: Mapping[str, str] | None = None)
                          f'{settings.origins.get("backend", "default")})', file=file,
                          hint="use local or vertex"))
     region = settings.region
-    if region is not None:
-        if region == "global":
-            out.append(error('region "global" does not run batch jobs for Claude or open models',
-                             file=file, path="region", hint="pick a region such as us-east5"))
-        elif not catalog.region_well_formed(region):
-            out.append(error(f'"{region}" is not a Vertex region', file=file, path="region",
-                             hint="regions look like us-central1 or europe-west4"))
-        elif region not in catalog.known_regions():
-            out.append(warning(f'region "{region}" is not in batchrun\'s list of Vertex regions',
-                               file=file, path="region",
-                               hint="check the spelling; new regions work if Vertex knows them"))
+    problem = catalog.region_problem(region) if region is not None else None
+    if problem is not None:
+        is_error, message, hint = problem
+        out.append((error if is_error else warning)(message, file=file, path="region", hint=hint))
     if settings.backend == "vertex":
-        for key in ("project", "region", "staging"):
+        for key in ("project", "staging"):  # a region comes from the manifest or the model
             if getattr(settings, key) is None:
                 out.append(error(f"the vertex backend needs {key}", file=file, path=key,
                                  hint=f"set {key} in batchrun.yaml or {ENV_VARS[key]}"))

@@ -29,12 +29,12 @@ class ModelRef:
 
     @property
     def short(self) -> str:
-        """"anthropic/claude-3-5-haiku@20241022": the form manifests and open-model bodies use."""
+        """"anthropic/claude-haiku-4-5@20251001": the form manifests and open-model bodies use."""
         return f"{self.publisher}/{self.model_id}"
 
     @property
     def resource(self) -> str:
-        """"publishers/anthropic/models/claude-3-5-haiku@20241022": the form the job's model takes."""
+        """"publishers/anthropic/models/claude-haiku-4-5@20251001": the form the job's model takes."""
         return f"publishers/{self.publisher}/models/{self.model_id}"
 
     @property
@@ -80,6 +80,7 @@ class SourceSpec:
     uris: tuple[str, ...] = ()  # every gs:// URI of a Cloud Storage source
     is_query: bool = False
     line: int = 0  # where the source is written in its manifest, for errors; never hashed
+    id_hash: bool = False  # send a hash of the id column (ids that do not fit custom_id's rule)
 
 
 class DestinationKind(StrEnum):
@@ -123,6 +124,9 @@ class Manifest:
     labels: Mapping[str, str] = field(default_factory=dict)  # user labels: metadata, never hashed
     description: str = ""
     max_cost: float | None = None  # USD; a plan estimated above it fails before anything is sent
+    # Where its jobs run: the manifest's region, else the project's, else the model's default
+    # batch region from the catalogue. Never hashed: moving region re-sends nothing.
+    region: str | None = None
     spec_hash: str = ""
     digest: str = ""  # of the whole document and its template files: a saved plan's staleness check
 

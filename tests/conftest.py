@@ -87,7 +87,7 @@ kind: BatchJob
 metadata:
   name: triage
 spec:
-  model: anthropic/claude-3-5-haiku@20241022
+  model: anthropic/claude-haiku-4-5@20251001
   parameters: {max_tokens: 64}
   source: {file: tickets.csv, id: ticket_id}
   prompt:

@@ -63,7 +63,7 @@ apiVersion: batchrun/v1
 kind: BatchJob
 metadata: {name: m}
 spec:
-  model: anthropic/claude-3-5-haiku@20241022
+  model: anthropic/claude-haiku-4-5@20251001
   parameters: {max_tokens: 10}
   source: {file: rows.jsonl, id: id}
   prompt: {user: "{{ text }}"}

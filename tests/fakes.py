@@ -27,6 +27,7 @@ from runner.spec import DestinationSpec, ExecutorSpec, Family, SourceSpec
 
 class FakeBackend:
     kind = "fake"
+    regional = False
 
     def __init__(self, fail_ids: Iterable[str] = ()) -> None:
         self.jobs: dict[str, RemoteJob] = {}
@@ -75,6 +76,10 @@ class FakeBackend:
 
     def count_tokens(self, family: Family, model: str, request: Mapping[str, Any]) -> int | None:
         return None
+
+    def placement_problems(self, region: str | None, source: SourceSpec,
+                           destination: DestinationSpec) -> list[tuple[str, str]]:
+        return []  # one machine: everything is in place
 
     def collected_jobs(self, dest: DestinationSpec) -> set[str]:
         return set(self.collected.get(dest.location, set()))

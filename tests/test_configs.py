@@ -36,3 +36,45 @@ def test_local_examples_apply_and_converge(tmp_path: Path) -> None:
     for m in final.manifests:
         assert (m.rows.done, m.rows.to_do, m.rows.failed) == (m.rows.total, 0, 0), m.name
     assert not api.plan(api.load_project(cwd=work, environ={})).has_changes
+
+
+def _models_named_in_docs() -> set[str]:
+    """Every publisher/model named in the README and the example manifests."""
+    import re
+
+    texts = [(REPO / "README.md").read_text()] + [p.read_text() for p in CONFIGS.rglob("*.yaml")]
+    pattern = re.compile(r"\b((?:anthropic|meta|openai|qwen|deepseek-ai|intfloat)/[a-z0-9.@-]+)")
+    return {m for text in texts for m in pattern.findall(text)}
+
+
+def test_every_example_and_readme_model_is_current_in_the_catalogue() -> None:
+    """Issue 14: nothing a newcomer copies names a deprecated, retired or unknown model."""
+    from runner import catalog
+
+    named = _models_named_in_docs()
+    assert len(named) >= 4
+    for name in sorted(named):
+        model = catalog.parse_model(name)
+        assert model is not None, name
+        entry = catalog.entry(model)
+        assert entry is not None, f"{name} is not in the catalogue"
+        assert entry["status"] == "current", f"{name} is {entry['status']}"
+        assert entry["sources"] and entry["checked"], name
+        assert catalog.batch_regions(model), name
+
+
+def test_every_catalogue_entry_and_price_names_its_source_and_date() -> None:
+    import json
+
+    from runner import catalog
+
+    models = json.loads((REPO / "runner" / "data" / "models.json").read_text())["models"]
+    prices = json.loads((REPO / "runner" / "data" / "pricing.json").read_text())
+    for name, entry in models.items():
+        assert entry["status"] in ("current", "deprecated", "retired"), name
+        assert entry["sources"] and entry["checked"], name
+        assert entry["status"] == "current" or catalog.lifecycle_problem(
+            catalog.parse_model(name)) is not None  # type: ignore[arg-type]
+    for name, price in prices.items():
+        if not name.startswith("_"):
+            assert price["sources"] and price["checked"], name

@@ -76,8 +76,8 @@ def test_openai_compatible_endpoint_with_bounded_concurrency(
             "meta/*": {{type: openai, base_url: "{stub}/v1", concurrency: 3, api_key_env: STUB_KEY}}
         """)
     manifest = project_dir.root / "triage.yaml"
-    manifest.write_text(manifest.read_text().replace("anthropic/claude-3-5-haiku@20241022",
-                                                     "meta/llama-3.3-70b-instruct-maas"))
+    manifest.write_text(manifest.read_text().replace("anthropic/claude-haiku-4-5@20251001",
+                                                     "meta/llama-4-maverick-17b-128e-instruct-maas"))
     csv = project_dir.root / "tickets.csv"
     csv.write_text(csv.read_text().replace("Where is my refund?", "please FAIL"))
     answers = _answers(project_dir)
@@ -110,7 +110,7 @@ def test_response_schema_parses_and_rejects(project_dir: ProjectDir) -> None:
         kind: BatchJob
         metadata: {name: triage}
         spec:
-          model: anthropic/claude-3-5-haiku@20241022
+          model: anthropic/claude-haiku-4-5@20251001
           parameters: {max_tokens: 10}
           source: {file: rows.jsonl, id: id}
           prompt: {user: "{{ answer }}"}

@@ -48,7 +48,7 @@ def test_official_rest_client_against_the_fake(emulator_env: dict[str, str]) -> 
     names = []
     for i in range(3):
         job = client.create_batch_prediction_job(parent=parent, batch_prediction_job={
-            "display_name": f"bp-{i}", "model": "publishers/meta/models/llama-3.3-70b-instruct-maas",
+            "display_name": f"bp-{i}", "model": "publishers/meta/models/llama-4-maverick-17b-128e-instruct-maas",
             "input_config": {"instances_format": "jsonl",
                              "gcs_source": {"uris": ["gs://b/in.jsonl"]}},
             "output_config": {"predictions_format": "jsonl",

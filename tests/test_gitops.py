@@ -154,7 +154,7 @@ def test_import_adopts_an_outside_job(run, project_dir: ProjectDir) -> None:  # 
     staged = backend.stage("outside", [(x, IndexEntry(f"T{i}", "h", {})) for i, x in
                                        zip((1, 2, 3), lines, strict=True)])
     job = backend.create_job(JobRequest(display_name="made-by-hand", model="publishers/anthropic/"
-                                        "models/claude-3-5-haiku@20241022", family=Family.CLAUDE,
+                                        "models/claude-haiku-4-5@20251001", family=Family.CLAUDE,
                                         input=staged, labels={"team": "x"}))
     for _ in range(200):
         if backend.get_job(job.name).state.finished:
@@ -183,7 +183,7 @@ def test_ci_workflow_example_is_shipped() -> None:
 
 def test_budget_on_a_model_without_a_price_is_refused_not_crashed(run, project_dir: ProjectDir) -> None:  # type: ignore[no-untyped-def]
     f = project_dir.root / "triage.yaml"
-    f.write_text(f.read_text().replace("anthropic/claude-3-5-haiku@20241022",
+    f.write_text(f.read_text().replace("anthropic/claude-haiku-4-5@20251001",
                                        "anthropic/claude-fable-9@20300101")
                  .replace("max_attempts: 2", "max_attempts: 2\n  max_cost: 5"))
     out = run("plan", code=cli_errors.EXIT_BUDGET)

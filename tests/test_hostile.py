@@ -45,7 +45,7 @@ def test_plan_refuses_a_query_source_that_would_write(vertex: VertexWorld, query
         kind: BatchJob
         metadata: {{name: q}}
         spec:
-          model: anthropic/claude-3-5-haiku@20241022
+          model: anthropic/claude-haiku-4-5@20251001
           parameters: {{max_tokens: 10}}
           source:
             bigquery:
@@ -72,7 +72,7 @@ def test_a_select_query_source_still_plans(vertex: VertexWorld) -> None:
         kind: BatchJob
         metadata: {name: q}
         spec:
-          model: anthropic/claude-3-5-haiku@20241022
+          model: anthropic/claude-haiku-4-5@20251001
           parameters: {max_tokens: 10}
           source:
             bigquery: {query: "SELECT 'x1' AS id, 'hi' AS text"}
@@ -257,7 +257,7 @@ def test_a_missing_bucket_or_dataset_is_named_with_the_fix(vertex: VertexWorld, 
         kind: BatchJob
         metadata: {{name: m}}
         spec:
-          model: anthropic/claude-3-5-haiku@20241022
+          model: anthropic/claude-haiku-4-5@20251001
           parameters: {{max_tokens: 10}}
           source: {{file: rows.jsonl, id: id}}
           prompt: {{user: "{{{{ text }}}}"}}

@@ -8,7 +8,7 @@ from pathlib import Path
 from runner import api, identity
 from tests.conftest import TRIAGE, ProjectDir
 
-PINNED_TRIAGE_HASH = "f23cb1f56739563c7b7fbdedc9c94a84"
+PINNED_TRIAGE_HASH = "81c99a440bdebce506961e05c925d03e"  # issue 14: the model is now claude-haiku-4-5
 
 
 def spec_hash(p: ProjectDir, text: str) -> str:
@@ -37,7 +37,7 @@ def test_spec_hash_ignores_formatting_order_labels_and_attempts(project_dir: Pro
 def test_spec_hash_changes_with_what_decides_an_answer(project_dir: ProjectDir) -> None:
     base = spec_hash(project_dir, TRIAGE)
     for old, new in [("max_tokens: 64", "max_tokens: 65"), ("Classify", "Sort"),
-                     ("claude-3-5-haiku@20241022", "claude-sonnet-4@20250514"),
+                     ("claude-haiku-4-5@20251001", "claude-sonnet-4@20250514"),
                      ("out/triage.jsonl", "out/other.jsonl")]:
         assert spec_hash(project_dir, TRIAGE.replace(old, new)) != base, old
 

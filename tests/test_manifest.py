@@ -97,7 +97,7 @@ def test_bad_settings_are_reported(project_dir: ProjectDir, golden) -> None:  # 
 def test_unknown_model_is_a_warning_not_a_refusal(project_dir: ProjectDir) -> None:
     manifest = project_dir.root / "triage.yaml"
     manifest.write_text(manifest.read_text().replace(
-        "anthropic/claude-3-5-haiku@20241022", "anthropic/claude-fable-9@20300101"))
+        "anthropic/claude-haiku-4-5@20251001", "anthropic/claude-fable-9@20300101"))
     project = api.load_project(cwd=project_dir.root)
     (warning,) = project.warnings
     assert warning.severity.value == "warning"
@@ -105,23 +105,90 @@ def test_unknown_model_is_a_warning_not_a_refusal(project_dir: ProjectDir) -> No
     assert warning.line == 6 and warning.path == "spec.model"
 
 
-def test_vertex_reserved_columns_are_refused_for_bigquery_sources(project_dir: ProjectDir) -> None:
+def test_columns_named_id_or_status_are_fine_in_a_bigquery_source(project_dir: ProjectDir) -> None:
     project_dir.write("triage.yaml", """\
         apiVersion: batchrun/v1
         kind: BatchJob
         metadata: {name: triage}
         spec:
-          model: anthropic/claude-3-5-haiku@20241022
+          model: anthropic/claude-haiku-4-5@20251001
           parameters: {max_tokens: 5}
           source:
             bigquery: {table: p.d.t}
             id: ticket_id
-            columns: [ticket_id, status, body]
+            columns: [ticket_id, id, status, body]
           prompt: {user: "{{ body }}"}
           destination: {bigquery: {table: p.d.out}}
         """)
-    with pytest.raises(ManifestError) as info:
-        api.load_project(cwd=project_dir.root)
+    # batchrun stages its own input table (custom_id + request), so the source's column names
+    # never meet the columns Vertex adds to a job's output (issue 14: a false positive before).
+    project = api.load_project(cwd=project_dir.root)
+    assert project.manifest("triage").source.columns == ("ticket_id", "id", "status", "body")
+
+
+# --- issue 14: custom_id under the strictest documented rule ---------------------------------------
+
+def test_an_id_a_batch_job_may_refuse_is_named_with_a_hint(project_dir: ProjectDir) -> None:
+    (project_dir.root / "tickets.csv").write_text(
+        "ticket_id,subject,body\nT1,a,b\nsupport/42 é,c,d\nT3,e,f\n")
+    with pytest.raises(api.BatchrunError) as info:
+        list(api.render(api.load_project(cwd=project_dir.root), "triage"))
     (problem,) = info.value.diagnostics
-    assert problem.summary == 'column "status" is reserved by Vertex for claude job output'
-    assert problem.path == "spec.source"
+    assert "row 2 (id 'support/42 é')" in problem.summary or "support/42 é" in problem.summary
+    assert "letters, digits, _ and - only" in problem.summary
+    assert "id: {column: ticket_id, hash: true}" in problem.summary
+
+
+def test_a_hashed_id_is_sent_and_the_real_id_kept_in_the_results(project_dir: ProjectDir) -> None:
+    import json
+
+    from tests.fakes import FakeBackend
+
+    (project_dir.root / "tickets.csv").write_text(
+        "ticket_id,subject,body\nT1,a,b\nsupport/42 é,c,d\n")
+    manifest = project_dir.root / "triage.yaml"
+    manifest.write_text(manifest.read_text().replace(
+        "id: ticket_id}", "id: {column: ticket_id, hash: true}}"))
+    project = api.load_project(cwd=project_dir.root)
+    lines = [json.loads(line) for line in api.render(project, "triage")]
+    assert all(len(r["custom_id"]) == 41 and r["custom_id"].startswith("h") for r in lines)
+    fake = FakeBackend()
+    api.apply(project, backend=fake)
+    fake.run_all()
+    api.apply(api.load_project(cwd=project_dir.root), backend=fake)
+    rows = fake.destinations[str(project_dir.root / "out/triage.jsonl")]
+    assert sorted(r["ticket_id"] for r in rows) == ["T1", "support/42 é"]
+
+
+# --- issue 14: the catalogue's lifecycle and unknown models ------------------------------------
+
+def test_a_retired_model_warns_naming_the_retirement_and_the_replacement(
+        project_dir: ProjectDir) -> None:
+    manifest = project_dir.root / "triage.yaml"
+    manifest.write_text(manifest.read_text().replace(
+        "anthropic/claude-haiku-4-5@20251001", "anthropic/claude-3-5-haiku@20241022"))
+    (warning,) = api.load_project(cwd=project_dir.root).warnings
+    assert warning.summary == ('model "anthropic/claude-3-5-haiku@20241022" was retired on '
+                               "2026-07-05: Vertex refuses new jobs for it")
+    assert warning.hint == 'move to "anthropic/claude-haiku-5-5"'
+
+
+def test_an_unknown_model_runs_and_its_budget_refusal_says_how_to_price_it(
+        project_dir: ProjectDir) -> None:
+    from tests.fakes import FakeBackend
+
+    manifest = project_dir.root / "triage.yaml"
+    manifest.write_text(manifest.read_text().replace(
+        "anthropic/claude-haiku-4-5@20251001", "anthropic/claude-fable-9@20300101").replace(
+        "max_attempts: 2", "max_attempts: 2\n  max_cost: 5"))
+    project = api.load_project(cwd=project_dir.root)
+    assert "not in batchrun's list" in project.warnings[0].summary
+    with pytest.raises(api.BatchrunError) as info:
+        api.apply(project, backend=FakeBackend())
+    (problem,) = info.value.diagnostics
+    assert "no price is known for this model" in problem.summary
+    assert problem.hint is not None and "pricing: {publisher/model:" in problem.hint
+    priced = project_dir.root / "batchrun.yaml"
+    priced.write_text(priced.read_text() + "pricing: {anthropic/claude-fable-9: {input: 1, output: 5}}\n")
+    report = api.apply(api.load_project(cwd=project_dir.root), backend=FakeBackend())
+    assert report.rows_sent == 5

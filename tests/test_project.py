@@ -175,15 +175,15 @@ def test_no_google_credentials_is_one_line_with_the_fix(tmp_path: Path, golden) 
 
 
 @pytest.mark.parametrize(("params", "model"), [
-    ("{max_token: 256}", "anthropic/claude-3-5-haiku@20241022"),
-    ("{max_token: 256}", "meta/llama-3.3-70b-instruct-maas"),
+    ("{max_token: 256}", "anthropic/claude-haiku-4-5@20251001"),
+    ("{max_token: 256}", "meta/llama-4-maverick-17b-128e-instruct-maas"),
     ("{max_tokens: 64}", "anthropic/claude-3.5-haiku@20241022"),
 ])
 def test_parameter_and_model_typos_are_named_with_the_fix(repo: Path, params: str, model: str,
                                                           golden) -> None:  # type: ignore[no-untyped-def]
     manifest = repo / "manifests" / "triage.yaml"
     manifest.write_text(manifest.read_text().replace("{max_tokens: 64}", params)
-                        .replace("anthropic/claude-3-5-haiku@20241022", model))
+                        .replace("anthropic/claude-haiku-4-5@20251001", model))
     result = batchrun(repo, "validate")
     name = f"errors/typo-{params.split(':', maxsplit=1)[0].strip('{')}-{model.split('/', maxsplit=1)[0]}.txt"
     golden(name, result.stderr)

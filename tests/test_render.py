@@ -11,7 +11,7 @@ from tests.conftest import ProjectDir
 SEED_CLAUDE = (b'{"custom_id": "request-1", "request": {"messages": [{"role": "user", "content": '
                b'"Hello!"}], "anthropic_version": "vertex-2023-10-16", "max_tokens": 50}}')
 SEED_CHAT = (b'{"custom_id": "test-request-0", "method": "POST", "url": "/v1/chat/completions", '
-             b'"body": {"model": "meta/llama-3.3-70b-instruct-maas", "messages": [{"role": "user", '
+             b'"body": {"model": "meta/llama-4-maverick-17b-128e-instruct-maas", "messages": [{"role": "user", '
              b'"content": "Give me a recipe for banana bread"}], "max_tokens": 1000}}')
 SEED_EMBED = (b'{"custom_id": "test-request-0", "method": "POST", "url": "/v1/embeddings", '
               b'"body": {"model": "intfloat/multilingual-e5-small-maas", "input": "Hello World"}}')
@@ -33,9 +33,9 @@ spec:
 
 
 @pytest.mark.parametrize(("model", "prompt", "params", "task", "row", "seed"), [
-    ("anthropic/claude-3-5-haiku@20241022", '{user: "{{ text }}"}', "parameters: {max_tokens: 50}",
+    ("anthropic/claude-haiku-4-5@20251001", '{user: "{{ text }}"}', "parameters: {max_tokens: 50}",
      "", '{"id": "request-1", "text": "Hello!"}', SEED_CLAUDE),
-    ("meta/llama-3.3-70b-instruct-maas", '{user: "{{ text }}"}', "parameters: {max_tokens: 1000}",
+    ("meta/llama-4-maverick-17b-128e-instruct-maas", '{user: "{{ text }}"}', "parameters: {max_tokens: 1000}",
      "", '{"id": "test-request-0", "text": "Give me a recipe for banana bread"}', SEED_CHAT),
     ("intfloat/multilingual-e5-small-maas", '{input: "{{ text }}"}', "", "task: embeddings",
      '{"id": "test-request-0", "text": "Hello World"}', SEED_EMBED),
@@ -52,7 +52,7 @@ def test_claude_system_prompt_and_few_shot(tmp_path) -> None:  # type: ignore[no
     p = ProjectDir(tmp_path)
     p.write("rows.jsonl", '{"id": 7, "text": "Hi"}\n')
     p.write("seed.yaml", manifest(
-        "anthropic/claude-sonnet-4@20250514",
+        "anthropic/claude-sonnet-4-5@20250929",
         '{system: "Be brief.", examples: [{user: "Q", assistant: "A"}], user: "{{ text }}"}',
         "parameters: {max_tokens: 5, temperature: 0}"))
     (line,) = api.render(api.load_project(cwd=tmp_path), "seed")
@@ -70,7 +70,7 @@ def test_bad_rows_are_named_by_row_and_id(tmp_path, golden) -> None:  # type: ig
             b'{"id": "d", "text": "' + b"x" * 400 + b'"}', b'not json', b'[1, 2]',
             b'{"id": 1.5, "text": "float id"}']
     (tmp_path / "rows.jsonl").write_bytes(b"\n".join(rows) + b"\n")
-    p.write("seed.yaml", manifest("meta/llama-3.3-70b-instruct-maas", '{user: "{{ text }}"}'))
+    p.write("seed.yaml", manifest("meta/llama-4-maverick-17b-128e-instruct-maas", '{user: "{{ text }}"}'))
     with pytest.raises(RenderError) as info:
         list(api.render(api.load_project(cwd=tmp_path), "seed"))
     golden("render_row_errors.txt", display.diagnostics_text(info.value.diagnostics))
@@ -79,7 +79,7 @@ def test_bad_rows_are_named_by_row_and_id(tmp_path, golden) -> None:  # type: ig
 def test_sandbox_blocks_attribute_escapes(tmp_path) -> None:  # type: ignore[no-untyped-def]
     p = ProjectDir(tmp_path)
     p.write("rows.jsonl", '{"id": "a", "text": "x"}\n')
-    p.write("seed.yaml", manifest("meta/llama-3.3-70b-instruct-maas",
+    p.write("seed.yaml", manifest("meta/llama-4-maverick-17b-128e-instruct-maas",
                                   "{user: \"{{ ''.__class__.__mro__ }}\"}"))
     with pytest.raises(RenderError, match="template sandbox refused"):
         list(api.render(api.load_project(cwd=tmp_path), "seed"))
@@ -88,7 +88,7 @@ def test_sandbox_blocks_attribute_escapes(tmp_path) -> None:  # type: ignore[no-
 def test_csv_with_bom_and_crlf(tmp_path) -> None:  # type: ignore[no-untyped-def]
     p = ProjectDir(tmp_path)
     (tmp_path / "rows.csv").write_bytes(b"\xef\xbb\xbfid,text\r\n1,one\r\n2,\"two, quoted\"\r\n")
-    p.write("seed.yaml", manifest("meta/llama-3.3-70b-instruct-maas", '{user: "{{ text }}"}')
+    p.write("seed.yaml", manifest("meta/llama-4-maverick-17b-128e-instruct-maas", '{user: "{{ text }}"}')
             .replace("rows.jsonl", "rows.csv"))
     lines = list(api.render(api.load_project(cwd=tmp_path), "seed"))
     assert [b'"content": "one"' in lines[0], b'"content": "two, quoted"' in lines[1]] == [True, True]

@@ -49,8 +49,8 @@ def test_no_key_in_output_logs_results_or_plan_files(
                       api_key_env: MY_KEY}}
         """)
     manifest = project_dir.root / "triage.yaml"
-    manifest.write_text(manifest.read_text().replace("anthropic/claude-3-5-haiku@20241022",
-                                                     "meta/llama-3.3-70b-instruct-maas"))
+    manifest.write_text(manifest.read_text().replace("anthropic/claude-haiku-4-5@20251001",
+                                                     "meta/llama-4-maverick-17b-128e-instruct-maas"))
     runner = CliRunner()
     outputs = []
     for args in (["plan", "--out", "plan.json"], ["apply", "--auto-approve", "--wait",

@@ -19,7 +19,7 @@ def test_bigquery_to_claude_to_bigquery(vertex: VertexWorld) -> None:
         kind: BatchJob
         metadata: {{name: reviews}}
         spec:
-          model: anthropic/claude-3-5-haiku@20241022
+          model: anthropic/claude-haiku-4-5@20251001
           parameters: {{max_tokens: 50}}
           source:
             bigquery: {{table: {vertex.table("reviews")}}}
@@ -69,7 +69,7 @@ def test_gcs_jsonl_to_llama_to_gcs_prefix(vertex: VertexWorld) -> None:
         kind: BatchJob
         metadata: {{name: llama}}
         spec:
-          model: meta/llama-3.3-70b-instruct-maas
+          model: meta/llama-4-maverick-17b-128e-instruct-maas
           parameters: {{max_tokens: 64}}
           source:
             gcs: {{uris: ["gs://{vertex.bucket}/questions/*.jsonl"]}}

@@ -25,7 +25,7 @@ def setup(vertex: VertexWorld, *, rows_per_job: int = 100, concurrent: int = 4) 
         kind: BatchJob
         metadata: {name: m}
         spec:
-          model: anthropic/claude-3-5-haiku@20241022
+          model: anthropic/claude-haiku-4-5@20251001
           parameters: {max_tokens: 10}
           source: {file: rows.jsonl, id: id}
           prompt: {user: "{{ text }}"}
@@ -281,3 +281,43 @@ def test_partially_succeeded_and_per_row_infrastructure_errors(vertex: VertexWor
     assert (final.manifest("m").rows.done, final.manifest("m").rows.failed) == (5, 1)
     ids = vertex.sent_ids()
     assert ids.count("a5") == 2 and ids.count("a2") == 1
+
+
+# --- issue 14: regions, datasets in the wrong place, a refused job filter --------------------------
+
+def test_a_dataset_in_another_location_is_refused_at_plan(vertex: VertexWorld) -> None:
+    from google.cloud import bigquery
+
+    setup(vertex)
+    project = vertex.table("x").split(".")[0]
+    dataset = f"{project}.{vertex.dataset}_us"
+    elsewhere = bigquery.Dataset(dataset)
+    elsewhere.location = "US"
+    vertex.bq.create_dataset(elsewhere)
+    m = vertex.p.root / "m.yaml"
+    m.write_text(m.read_text().replace("destination: {file: out/m.jsonl}",
+                                       f"destination: {{bigquery: {{table: {dataset}.m_out}}}}"))
+    with pytest.raises(api.BatchrunError) as info:
+        api.plan(vertex.project())
+    (problem,) = info.value.diagnostics
+    assert problem.summary == (f"m: dataset `{dataset}` is in US, the job runs in us-east5: "
+                               "Vertex reads and writes BigQuery only in the job's region")
+    assert problem.path == "spec.region" and problem.hint is not None
+    assert vertex.fake_jobs() == []  # refused before anything was staged or created
+
+
+def test_a_refused_job_filter_still_lists_every_job_and_sends_no_row_twice(
+        vertex: VertexWorld) -> None:
+    setup(vertex)
+    vertex.faults(run_seconds=60)
+    api.apply(vertex.project())  # one job, running
+    vertex.faults(refuse_label_filter=True)  # as if the real parser refused "batchrun-managed"
+    backend = api.open_backend(vertex.project())
+    plan = api.plan(vertex.project(), backend=backend)
+    assert plan.manifest("m").rows.in_flight == 6  # the running job was found without the filter
+    assert not plan.has_changes
+    assert any("refused the job filter" in n for n in backend.notices)  # type: ignore[attr-defined]
+    api.apply(vertex.project(), backend=backend)
+    assert len(vertex.fake_jobs()) == 1  # no duplicate job
+    vertex.faults(run_seconds=0)
+    assert_converged_once(vertex)

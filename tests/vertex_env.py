@@ -32,7 +32,9 @@ class VertexWorld:
         self.bq = bigquery.Client(project=PROJECT, credentials=AnonymousCredentials(),
                                   client_options={"api_endpoint": env["BATCHRUN_BIGQUERY_ENDPOINT"]})
         self.gcs.create_bucket(self.bucket)
-        self.bq.create_dataset(self.dataset, retry=RETRY)
+        dataset = bigquery.Dataset(f"{PROJECT}.{self.dataset}")
+        dataset.location = "us-east5"  # where the project's jobs run: Vertex needs them together
+        self.bq.create_dataset(dataset, retry=RETRY)
         requests.post(f"{self.vertex}/_fake/reset", timeout=10).raise_for_status()
         (project_dir.root / "triage.yaml").unlink()  # each test writes its own manifests
         project_dir.write("batchrun.yaml", f"""\

@@ -4,6 +4,7 @@ holds the JSON Schema to it); imports each implementation only when chosen."""
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from typing import Final, NamedTuple
 
 from runner.backends.base import Backend
@@ -24,7 +25,8 @@ REGISTRY: Final = {
 }
 
 
-def get_backend(settings: Settings) -> Backend:
+def get_backend(settings: Settings, regions: Sequence[str] = ()) -> Backend:
+    """The configured backend; `regions`: where the manifests' jobs run (vertex lists them all)."""
     entry = REGISTRY.get(settings.backend)
     if entry is None:
         raise ConfigError(f'the "{settings.backend}" backend is not available in this version; '
@@ -34,5 +36,5 @@ def get_backend(settings: Settings) -> Backend:
     except ImportError as exc:
         raise ConfigError(f"the {settings.backend} backend needs libraries that are not "
                           f"installed: {entry.needs}") from exc
-    backend: Backend = getattr(module, entry.cls)(settings)
+    backend: Backend = getattr(module, entry.cls)(settings, regions=regions)
     return backend

@@ -50,6 +50,11 @@ IN_FLIGHT_STATES = ("JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING"
                     "JOB_STATE_UNSPECIFIED")
 
 
+def pool_of(region: str | None, regional: bool) -> str:
+    """The job quota a job or manifest counts against: its region, or the one pool."""
+    return (region or "") if regional else ""
+
+
 def select(jobs: Iterable[RemoteJob], manifest_name: str | None,
            in_flight_only: bool) -> list[RemoteJob]:
     """The same narrowing in memory, for backends without a server-side filter."""
@@ -83,6 +88,12 @@ class RemoteJob:
     @property
     def managed(self) -> bool:
         return self.labels.get(MANAGED_LABEL) == MANAGED_VALUE
+
+    @property
+    def region(self) -> str | None:
+        """The location in its resource name (projects/P/locations/R/batchPredictionJobs/ID)."""
+        parts = self.name.split("/")
+        return parts[3] if len(parts) > 3 and parts[2] == "locations" else None
 
     @property
     def manifest_name(self) -> str:
@@ -128,12 +139,14 @@ class JobRequest:
     # What answers should look like: lets the local echo executor answer JSON manifests in kind.
     response_format: str = "text"
     response_schema: Mapping[str, Any] | None = None
+    region: str | None = None  # where the job runs (the vertex backend); None: the project's
 
 
 class BackendReader(Protocol):
     """All that plan, status and results may touch."""
 
     kind: str
+    regional: bool  # jobs run in regions, each with its own job quota (else one pool)
 
     def read_source(self, source: SourceSpec) -> Iterator[SourceRow | RowIssue]: ...
 
@@ -169,6 +182,12 @@ class BackendReader(Protocol):
         ...
 
     def collected_jobs(self, dest: DestinationSpec) -> set[str]: ...
+
+    def placement_problems(self, region: str | None, source: SourceSpec,
+                           destination: DestinationSpec) -> list[tuple[str, str]]:
+        """(where, location) of each dataset the job reads or writes that is not in `region`: the
+        job would fail at import, after the wait. [] when all is in place (or nothing to check)."""
+        ...
 
     def forgiven_jobs(self, dest: DestinationSpec) -> set[str]:
         """Failed jobs `batchrun retry` set aside: they no longer count toward blocking."""

@@ -52,8 +52,10 @@ from runner.spec import (
 
 class LocalBackend:
     kind = "local"
+    regional = False
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, regions: Sequence[str] = ()) -> None:
+        del regions  # one machine: no regions
         self.settings = settings
         self.state_dir = settings.state_dir
         self.store = JobStore(self.state_dir)
@@ -123,6 +125,10 @@ class LocalBackend:
 
     def count_tokens(self, family: Family, model: str, request: Mapping[str, Any]) -> int | None:
         return None  # no service to ask: the offline approximation stands
+
+    def placement_problems(self, region: str | None, source: SourceSpec,
+                           destination: DestinationSpec) -> list[tuple[str, str]]:
+        return []  # one machine: everything is in place
 
     def collected_jobs(self, dest: DestinationSpec) -> set[str]:
         self._check_destination(dest)

@@ -34,7 +34,12 @@ from runner.backends.vertex import jobs as vjobs
 from runner.backends.vertex.bq import BigQuery
 from runner.backends.vertex.explain import explaining
 from runner.backends.vertex.gcs import Gcs, GcsLock, split
-from runner.backends.vertex.rest import RetryPolicy, TransientCreateError, VertexClient
+from runner.backends.vertex.rest import (
+    RetryPolicy,
+    TransientCreateError,
+    VertexClient,
+    VertexError,
+)
 from runner.errors import BackendError, ForeignDestinationError, error
 from runner.identity import INPUT_LABEL, MANAGED_LABEL, MANAGED_VALUE, NAME_LABEL
 from runner.result import missing_ledger_fields
@@ -49,23 +54,35 @@ from runner.spec import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def _region_of(name: str) -> str | None:
+    return RemoteJob(name, JobState.UNSPECIFIED).region
+
+
 MANAGED_FILTER = f'labels.{MANAGED_LABEL}="{MANAGED_VALUE}"'
 
 
 @explaining
 class VertexBackend:
     kind = "vertex"
+    regional = True
 
     def __init__(self, settings: Settings, *, client: VertexClient | None = None,
-                 gcs: Gcs | None = None, retry: RetryPolicy | None = None) -> None:
-        if not (settings.project and settings.region and settings.staging):
-            raise BackendError("the vertex backend needs project, region and staging settings")
+                 gcs: Gcs | None = None, retry: RetryPolicy | None = None,
+                 regions: Sequence[str] = ()) -> None:
+        if not (settings.project and settings.staging):
+            raise BackendError("the vertex backend needs project and staging settings")
         self.settings = settings
         self.staging = settings.staging.rstrip("/")
         self.retry = retry or RetryPolicy()
-        self.client = client or VertexClient(project=settings.project, region=settings.region,
-                                             endpoint=os.environ.get("BATCHRUN_VERTEX_ENDPOINT"),
-                                             retry=self.retry)
+        # Every region a manifest's jobs run in (and the project's): listed, counted, created in.
+        self.regions = tuple(sorted({*regions, *([settings.region] if settings.region else [])}))
+        self._clients: dict[str, VertexClient] = {}
+        if client is not None and settings.region:
+            self._clients[settings.region] = client
+        self._unfiltered: set[str] = set()  # regions whose service refused the label filter
+        self.notices: list[str] = []  # said once per command (read by doctor and the CLI)
         self._gcs = gcs
         self._bq: BigQuery | None = None
         self._staging_ok = False
@@ -111,8 +128,23 @@ class VertexBackend:
             raise BackendError([error(
                 f"the staging bucket gs://{bucket} does not exist",
                 hint=f"create it (`gcloud storage buckets create gs://{bucket} --location "
-                     f"{self.settings.region}`) or fix staging in batchrun.yaml")])
+                     f"{self.settings.region or self.regions[0] if self.regions else 'REGION'}`) or fix "
+                     "staging in batchrun.yaml")])
         self._staging_ok = True
+
+    def client(self, region: str | None = None) -> VertexClient:
+        """The REST client of one region (the project's when None)."""
+        region = region or self.settings.region or (self.regions[0] if self.regions else None)
+        if region is None:
+            raise BackendError([error("no Vertex region: neither the manifests, batchrun.yaml nor "
+                                      "the model catalogue name one",
+                                      hint="set region in batchrun.yaml or spec.region")])
+        found = self._clients.get(region)
+        if found is None:
+            found = self._clients[region] = VertexClient(
+                project=str(self.settings.project), region=region,
+                endpoint=os.environ.get("BATCHRUN_VERTEX_ENDPOINT"), retry=self.retry)
+        return found
 
     def list_jobs(self, manifest_name: str | None = None,
                   in_flight_only: bool = False) -> list[RemoteJob]:
@@ -122,11 +154,32 @@ class VertexBackend:
             query += f' AND labels.{NAME_LABEL}="{manifest_name}"'
         if in_flight_only:
             query += " AND (" + " OR ".join(f'state="{s}"' for s in IN_FLIGHT_STATES) + ")"
-        found = [vjobs.parse_job(j) for j in self.client.list(query)]
+        found: list[RemoteJob] = []
+        for region in self.regions or (None,):
+            found.extend(vjobs.parse_job(j) for j in self._list(region, query))
         return select((j for j in found if j.managed), manifest_name, in_flight_only)
 
+    def _list(self, region: str | None, query: str) -> Iterator[dict[str, Any]]:
+        """The region's jobs under `query`; if the service refuses the label filter, every job of
+        the region, paged (callers narrow in memory, as they do anyway): a refused filter must
+        neither stop every plan nor hide a running job (which would be sent twice)."""
+        key = region or ""
+        if key not in self._unfiltered:
+            try:
+                yield from self.client(region).list(query)
+                return
+            except VertexError as exc:
+                if exc.status != 400:
+                    raise
+                self._unfiltered.add(key)
+                self.notices.append(
+                    f"Vertex AI refused the job filter in {region or 'the project region'} "
+                    f"({exc}); listing every job there and filtering here instead")
+                log.warning(self.notices[-1])
+        yield from self.client(region).list("")
+
     def get_job(self, name: str) -> RemoteJob:
-        return vjobs.parse_job(self.client.get(name))
+        return vjobs.parse_job(self.client(_region_of(name)).get(name))
 
     def _inputs(self, manifest_name: str) -> str:
         return f"{self.staging}/{manifest_name}/inputs"
@@ -184,8 +237,22 @@ class VertexBackend:
         if family is not Family.CLAUDE:
             return None  # only Claude has a count-tokens endpoint on Vertex
         inner = request.get("request")
-        return self.client.count_tokens(model.rsplit("/", 1)[-1],
+        return self.client().count_tokens(model.rsplit("/", 1)[-1],
                                         inner if isinstance(inner, dict) else request)
+
+    def placement_problems(self, region: str | None, source: SourceSpec,
+                           destination: DestinationSpec) -> list[tuple[str, str]]:
+        tables = []
+        if source.kind is SourceKind.BIGQUERY and not source.is_query:
+            tables.append(source.location)
+        if destination.kind is DestinationKind.BIGQUERY:
+            tables.append(destination.location)
+        out = []
+        for dataset in dict.fromkeys(".".join(t.split(".")[:2]) for t in tables):
+            location = self.bq.dataset_location(dataset)
+            if region and location is not None and location.lower() != region.lower():
+                out.append((dataset, location))
+        return out
 
     def collected_jobs(self, dest: DestinationSpec) -> set[str]:
         if dest.kind is DestinationKind.FILE:
@@ -249,8 +316,11 @@ class VertexBackend:
         """A job our own ambiguous create made: same rows, created since we first tried."""
         query = (f'{MANAGED_FILTER} AND labels.{NAME_LABEL}="{request.manifest_name}" '
                  f'AND labels.{INPUT_LABEL}="{request.input.digest}" AND create_time>="{since}"')
-        for raw in self.client.list(query):
+        for raw in self._list(request.region, query):
             job = vjobs.parse_job(raw)
+            if (job.manifest_name != request.manifest_name or job.input_digest != request.input.digest
+                    or (job.create_time or "") < since):  # the filter's work, when it was refused
+                continue
             if job.state.in_flight or job.state is JobState.SUCCEEDED:
                 return job
         return None
@@ -264,7 +334,7 @@ class VertexBackend:
         since = (datetime.now(UTC) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         for attempt in range(self.retry.attempts):
             try:
-                return vjobs.parse_job(self.client.create(body))
+                return vjobs.parse_job(self.client(request.region).create(body))
             except TransientCreateError as exc:
                 # The first create may have succeeded: look before trying again.
                 last = exc
@@ -275,7 +345,7 @@ class VertexBackend:
         raise BackendError(f"could not create the job for {request.manifest_name}: {last}")
 
     def cancel_job(self, name: str) -> None:
-        self.client.cancel(name)
+        self.client(_region_of(name)).cancel(name)
 
     def write_destination(self, dest: DestinationSpec, rows: Iterable[tuple[dict[str, Any], bool]],
                           *, collected: Iterable[str], append: bool = False) -> None:

@@ -117,6 +117,16 @@ class BigQuery:
         project, dataset, _ = table.split(".", 2)
         self.client.get_dataset(f"{project}.{dataset}", retry=self.retry)
 
+    def dataset_location(self, dataset: str) -> str | None:
+        """Where a dataset lives ("US", "us-east5"), None when it does not exist yet."""
+        from google.api_core.exceptions import NotFound
+
+        try:
+            found = self.client.get_dataset(dataset, retry=self.retry)
+        except NotFound:
+            return None
+        return str(found.location) if found.location else None
+
     def columns(self, table: str) -> list[str] | None:
         """The table's columns, or None when it does not exist."""
         from google.api_core.exceptions import NotFound
