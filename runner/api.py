@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from runner import apply as applier
-from runner import backends, collect, estimate, ledger, planfile, planner
+from runner import backends, collect, estimate, handson, ledger, planfile, planner
 from runner import manifest as manifest_loader
 from runner import project as project_finder
-from runner.apply import ApplyReport, RetryReport, apply_plan
+from runner.apply import ApplyReport, apply_plan
 from runner.backends.base import Backend, RemoteJob
 from runner.errors import (
     BatchrunError,
@@ -33,6 +33,7 @@ from runner.errors import (
     error,
 )
 from runner.events import Listener, LockWait
+from runner.handson import RetryReport
 from runner.plan import Plan
 from runner.prepared import Work
 from runner.settings import load_settings
@@ -303,7 +304,7 @@ def import_job(project: Project, name: str, job_name: str, *,
                backend: Backend | None = None) -> int:
     """Adopt a job made outside batchrun: its answers for rows of NAME's source count as done.
     Returns the number of answers merged into the destination."""
-    return applier.import_job(project.manifest(name), backend or open_backend(project),
+    return handson.import_job(project.manifest(name), backend or open_backend(project),
                               project.settings, job_name)
 
 
@@ -316,15 +317,24 @@ def results(project: Project, name: str, *, backend: Backend | None = None) -> I
 
 def cancel(project: Project, name: str, *, backend: Backend | None = None) -> list[str]:
     """Cancel NAME's running jobs (what they answered is still collected); the names cancelled."""
-    return applier.cancel_running(project.manifest(name), backend or open_backend(project))
+    return handson.cancel_running(project.manifest(name), backend or open_backend(project))
 
 
 def retry(project: Project, name: str, *, failed: bool = False, backend: Backend | None = None,
           say: Listener | None = None) -> RetryReport:
     """After fixing a cause: unblock NAME and, with `failed`, give its failed rows fresh attempts.
     The next apply sends them."""
-    return applier.retry(project.manifest(name), backend or open_backend(project),
+    return handson.retry(project.manifest(name), backend or open_backend(project),
                          project.settings, failed=failed, say=say or (lambda _: None))
+
+
+def gc(project: Project, name: str | None = None, *, dry_run: bool = False,
+       backend: Backend | None = None) -> dict[str, list[str]]:
+    """Remove (or with dry_run, list) what collected jobs older than `retention` left behind,
+    per manifest. Only batchrun's own labelled jobs, staging paths and intermediate tables."""
+    backend = backend or open_backend(project)
+    manifests = [project.manifest(name)] if name else list(project.manifests)
+    return {m.name: handson.gc(m, backend, project.settings, dry_run=dry_run) for m in manifests}
 
 
 def unlock(project: Project, name: str, *, backend: Backend | None = None) -> str:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -30,13 +31,13 @@ from runner.errors import (
     n,
 )
 from runner.events import Cancelled, Collected, Created, Event, Listener, QuotaFull, SourceMoved
-from runner.ledger import Sharder, busy_slots, failures_of, job_results, read_ledger, rendered_rows
-from runner.outputs import parse_line
+from runner.ledger import Sharder, busy_slots, job_results
 from runner.paths import destination_key
 from runner.plan import Action, Change, ManifestPlan, Plan
 from runner.prepared import Prepared, Work
-from runner.result import Status
 from runner.spec import Manifest, Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -49,6 +50,7 @@ class ApplyReport:
     rows_to_do_again: int = 0  # caught in a job-level failure: no attempt used
     skipped: list[str] = field(default_factory=list)  # creates found already done, and why
     source_moved: list[str] = field(default_factory=list)  # manifests whose source changed since
+    removed: list[str] = field(default_factory=list)  # leftovers of old collected jobs (gc)
 
 
 def _quiet(_: Event) -> None:
@@ -245,6 +247,7 @@ def _apply_manifest(mplan: ManifestPlan, manifest: Manifest, backend: Backend,
     # The row pass's ids stand while the destination's record is as the plan read it.
     same = backend.collected_jobs(manifest.destination) == prepared.collected_seen
     collect_finished(manifest, backend, jobs, report, say, prepared.ids if same else None)
+    report.removed += litter(manifest, backend, settings, dry_run=False)
     if planned is None:  # rows only waiting for a slot wait for the next plan
         return
     create_jobs(manifest, backend, settings, report, planned, prepared, say)
@@ -276,86 +279,31 @@ def apply_plan(plan: Plan, manifests: Sequence[Manifest], backend: Backend, sett
     return report
 
 
-@dataclass
-class RetryReport:
-    forgiven: list[str] = field(default_factory=list)  # ended jobs that no longer count to a block
-    was_blocked: bool = False
-    rows_reset: int = 0  # failed rows given a fresh set of attempts
+def litter(manifest: Manifest, backend: Backend, settings: Settings, *, dry_run: bool,
+           now: datetime | None = None) -> list[str]:
+    """Remove what the manifest's collected jobs older than `retention` left behind (staged inputs,
+    intermediate tables, outputs, job records); what is removed, or would be with `dry_run`.
 
+    Kept: any job not yet collected or still counting toward a block (a failed job not set aside
+    by `batchrun retry`), and a staged input while another kept job uses it."""
+    jobs = backend.list_jobs(manifest.name)
+    collected = backend.collected_jobs(manifest.destination)
+    forgiven = backend.forgiven_jobs(manifest.destination)
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=settings.retention)
 
-def _fresh_attempts(row: dict[str, Any], spec_hash: str) -> dict[str, Any] | None:
-    """The row with its failures under `spec_hash` given fresh attempts, or None if it has none."""
-    if row.get("status") == Status.FAILED and row.get("spec_hash") == spec_hash and row.get(
-            "attempts"):
-        return {**row, "attempts": 0}
-    retry = row.get("retry")
-    if isinstance(retry, dict) and retry.get("spec_hash") == spec_hash and retry.get("attempts"):
-        return {**row, "retry": {**retry, "attempts": 0}}
-    return None
+    def old(job: RemoteJob) -> bool:
+        ended = job.end_time or job.create_time
+        return ended is not None and datetime.fromisoformat(ended.replace("Z", "+00:00")) < cutoff
 
-
-def retry(manifest: Manifest, backend: Backend, settings: Settings, *, failed: bool,
-          say: Listener = _quiet) -> RetryReport:
-    """After the user fixed a cause: set aside the job-level failures that block the manifest and,
-    with `failed`, give rows out of attempts a fresh set. Both are recorded beside the destination,
-    so the ledger stays the record; nothing is sent here."""
-    report = RetryReport()
-    with locked(backend, manifest):
-        jobs = backend.list_jobs(manifest.name)
-        collect_finished(manifest, backend, jobs, ApplyReport(), say)
-        forgiven = backend.forgiven_jobs(manifest.destination)
-        failures = failures_of(manifest, jobs, settings, forgiven, datetime.now(UTC), backend,
-                               read_ledger(manifest, backend, jobs))
-        report.was_blocked = failures.blocked
-        # Every ended job of the manifest so far: none of them counts toward a block any more.
-        report.forgiven = sorted(j.name for j in jobs if j.state.finished and j.name not in forgiven)
-        if report.forgiven:
-            backend.forgive_jobs(manifest.destination, report.forgiven)
-        if failed and any(_fresh_attempts(row, manifest.spec_hash) is not None
-                          for row in backend.read_destination(manifest.destination)):
-            def rows() -> Iterator[tuple[dict[str, Any], bool]]:
-                for row in backend.read_destination(manifest.destination):
-                    fresh = _fresh_attempts(row, manifest.spec_hash)
-                    if fresh is not None:
-                        report.rows_reset += 1
-                    yield (row, False) if fresh is None else (fresh, True)
-
-            backend.write_destination(manifest.destination, rows(),
-                                      collected=backend.collected_jobs(manifest.destination))
-    return report
-
-
-def cancel_running(manifest: Manifest, backend: Backend) -> list[str]:
-    """`batchrun cancel`: ask every running job of the manifest to stop, under its locks."""
-    running = [j.name for j in backend.list_jobs(manifest.name, in_flight_only=True)]
-    with locked(backend, manifest):
-        for job in running:
-            backend.cancel_job(job)
-    return running
-
-
-def import_job(manifest: Manifest, backend: Backend, settings: Settings, job_name: str) -> int:
-    """`batchrun import`: merge the answers of a job made outside batchrun for rows of this
-    manifest's source into its destination, so they count as done. Returns how many."""
-    job = backend.get_job(job_name)
-    if not job.state.finished or job.output_uri is None:
-        raise BatchrunError(f"job {job_name} is {job.state.short}; only a finished job with output "
-                            "can be imported")
-    index = [IndexEntry(r.custom_id, r.request_hash,
-                        {k: r.row.data.get(k) for k in manifest.passthrough})
-             for r in rendered_rows(manifest, backend, settings)]
-    with locked(backend, manifest):
-        updates: dict[str, list[dict[str, Any]]] = {}
-        answered = {str(parse_line(line, manifest.family).custom_id)
-                    for line in backend.read_output(job)}
-        for row in collect.result_rows(manifest, job_name=job.name, job_spec_hash=manifest.spec_hash,
-                                       finished_at=job.end_time or "",
-                                       index=[e for e in index if e.custom_id in answered],
-                                       output=backend.read_output(job)):
-            if row["status"] == Status.SUCCEEDED:
-                updates[row["custom_id"]] = [row]
-        merged = collect.merge_rows(backend.read_destination(manifest.destination), updates,
-                                    manifest.spec_hash)
-        done = backend.collected_jobs(manifest.destination)
-        backend.write_destination(manifest.destination, merged, collected=done | {job.name})
-    return len(updates)
+    gone = [j for j in jobs if j.state.finished and j.name in collected and old(j)
+            and (j.state.short in ("succeeded", "partially_succeeded") or j.name in forgiven)]
+    names = {j.name for j in gone}
+    kept_inputs = {j.input_digest for j in jobs if j.name not in names}
+    removed: list[str] = []
+    for job in gone:
+        try:
+            removed += backend.remove_job(job, input_too=job.input_digest not in kept_inputs,
+                                          dry_run=dry_run)
+        except BatchrunError as exc:  # litter left is no harm: the next apply tries again
+            log.warning("could not remove what %s left behind: %s", job.name, exc)
+    return removed

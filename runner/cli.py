@@ -340,6 +340,22 @@ def retry(ctx: click.Context, name: str, failed: bool, blocked: bool) -> None:
 
 
 @main.command()
+@click.argument("name", required=False)
+@click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
+@click.pass_context
+@handle_errors
+def gc(ctx: click.Context, name: str | None, dry_run: bool) -> None:
+    """Remove what collected jobs older than `retention` days left behind: staged inputs, BigQuery
+    batchrun_in_/batchrun_out_ tables, outputs, job records. Only batchrun's own."""
+    project = _project(ctx)
+    removed = api.gc(project, name, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    for manifest, things in removed.items():
+        click.echo(f"{manifest}: {verb} {n(len(things), 'item')}"
+                   + "".join(f"\n  {thing}" for thing in things))
+
+
+@main.command()
 @click.argument("name")
 @click.pass_context
 @handle_errors

@@ -126,6 +126,7 @@ def load_settings(
         model_executors={k: _executor(v) for k, v in local.get("models", {}).items()},
         pricing=data.get("pricing", {}),
         max_cost=data.get("max_cost"),
+        retention=float(data.get("retention", 7)),
         origins=origins,
         allow_paths_outside=_allowed(data.get("allow_paths_outside", False)),
     )

@@ -183,6 +183,8 @@ class Settings:
     model_executors: Mapping[str, ExecutorSpec] = field(default_factory=dict)
     pricing: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     max_cost: float | None = None  # USD for one apply, over every manifest
+    # Days a collected job's staged input, intermediate tables and record are kept (gc).
+    retention: float = 7.0
     origins: Mapping[str, str] = field(default_factory=dict)  # setting -> "flag", "env", "file"...
     # Local paths a manifest may read or write: the project only (False), anywhere (True), or the
     # project plus these folders (relative to the project).

@@ -119,6 +119,18 @@ class FakeBackend:
             self.jobs[name] = replace(job, state=JobState.CANCELLED, end_time=self._stamp(),
                                       error_code=1, error_message="CANCELED")
 
+    def remove_job(self, job: RemoteJob, *, input_too: bool, dry_run: bool) -> list[str]:
+        if not job.managed or not job.state.finished:
+            return []
+        things = [job.name] + ([f"mem://{job.input_digest}"] if input_too else [])
+        if not dry_run:
+            self.calls.append(("remove_job", job.name))
+            del self.jobs[job.name]
+            self.outputs.pop(job.name, None)
+            if input_too:
+                self.staged.pop(job.input_digest, None)
+        return things
+
     def write_destination(self, dest: DestinationSpec, rows: Iterable[tuple[dict[str, Any], bool]],
                           *, collected: Iterable[str], append: bool = False) -> None:
         before = self.destinations.get(dest.location, []) if append else []

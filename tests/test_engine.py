@@ -254,3 +254,42 @@ def test_api_apply_of_a_plan_without_its_work_renders_again_and_refuses_a_differ
     with pytest.raises(api.BatchrunError, match="the rows to send changed since the plan"):
         api.apply(load(project_dir), shown, backend=fake)
     assert fake.created() == []
+
+
+# --- issue 14: no litter -------------------------------------------------------------------------
+
+def test_gc_removes_only_old_collected_jobs_and_inputs_no_kept_job_uses(
+        project_dir: ProjectDir) -> None:
+    from runner import handson
+
+    fake = FakeBackend(fail_ids=["T2"])
+    project_dir.write("batchrun.yaml", "retention: 100000\n")  # apply removes nothing yet
+    cycle(project_dir, fake)  # T2 refused: a second job retries it (same spec, one row)
+    api.apply(load(project_dir), backend=fake)
+    (retrying,) = [j for j in fake.jobs.values() if j.state.in_flight]
+    (first,) = [j for j in fake.jobs.values() if not j.state.in_flight]
+    project_dir.write("batchrun.yaml", "retention: 0\n")
+    project = load(project_dir)
+    manifest = project.manifest("triage")
+    removed = handson.gc(manifest, fake, project.settings, dry_run=True)
+    assert removed == [first.name, f"mem://{first.input_digest}"]  # not the job in flight
+    assert first.name in fake.jobs  # a dry run removes nothing
+    assert handson.gc(manifest, fake, project.settings, dry_run=False) == removed
+    assert first.name not in fake.jobs and retrying.name in fake.jobs
+    fake.run_all()
+    final = cycle(project_dir, fake)  # and apply itself now removes what it collected
+    assert final.manifest("triage").rows.done + final.manifest("triage").rows.failed == 5
+    assert ("remove_job", retrying.name) in fake.calls
+    assert set(fake.sent.values()) <= {1, 2}  # T2 tried twice (max_attempts 2), nothing re-paid
+
+
+def test_gc_keeps_a_failed_job_that_still_counts_toward_a_block(project_dir: ProjectDir) -> None:
+    from runner import handson
+
+    fake = FakeBackend()
+    project = load(project_dir)
+    api.apply(project, backend=fake)
+    (job,) = fake.jobs
+    fake.end(job, JobState.FAILED, code=13, message="INTERNAL")
+    api.apply(load(project_dir), api.plan(load(project_dir), backend=fake), backend=fake)
+    assert handson.gc(project.manifest("triage"), fake, project.settings, dry_run=True) == []

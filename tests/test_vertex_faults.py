@@ -321,3 +321,36 @@ def test_a_refused_job_filter_still_lists_every_job_and_sends_no_row_twice(
     assert len(vertex.fake_jobs()) == 1  # no duplicate job
     vertex.faults(run_seconds=0)
     assert_converged_once(vertex)
+
+
+def test_gc_removes_batchrun_leftovers_and_nothing_else(vertex: VertexWorld) -> None:
+    """Retention 0: after the rows are answered, apply (and `gc`) remove the staged input, the
+    output objects, the batchrun_out_ table and the job record; a stranger's object stays."""
+    setup(vertex)
+    m = vertex.p.root / "m.yaml"
+    m.write_text(m.read_text().replace(
+        "destination: {file: out/m.jsonl}",
+        f"destination: {{bigquery: {{table: {vertex.table('m_out')}}}}}"))
+    stranger = vertex.gcs.bucket(vertex.bucket).blob("staging/m/inputs/notes.txt")
+    stranger.upload_from_string("mine")
+    assert_converged_once(vertex)
+    before = {j["name"] for j in vertex.fake_jobs()}
+    leftovers = sorted(b.name for b in vertex.gcs.list_blobs(vertex.bucket, prefix="staging/m/"))
+    assert any(n.endswith(".index.jsonl") for n in leftovers)
+    out_tables = [t.table_id for t in vertex.bq.list_tables(vertex.dataset)
+                  if t.table_id.startswith("batchrun_out_")]
+    assert out_tables
+    vertex.p.write("batchrun.yaml", (vertex.p.root / "batchrun.yaml").read_text()
+                   + "retention: 0\n")
+    listed = api.gc(vertex.project(), dry_run=True)["m"]
+    assert any(x.endswith(".index.jsonl") for x in listed) and set(before) <= set(listed)
+    assert {j["name"] for j in vertex.fake_jobs()} == before  # a dry run removes nothing
+    assert api.gc(vertex.project())["m"] == listed
+    assert vertex.fake_jobs() == []
+    remaining = sorted(b.name for b in vertex.gcs.list_blobs(vertex.bucket, prefix="staging/m/"))
+    assert remaining == ["staging/m/inputs/notes.txt"]  # not batchrun's: kept
+    tables = {t.table_id for t in vertex.bq.list_tables(vertex.dataset)}
+    assert "m_out" in tables and not tables & set(out_tables)
+    results = list(api.results(vertex.project(), "m"))
+    assert len(results) == 6  # the answers are in the destination, untouched
+    assert not api.plan(vertex.project()).has_changes  # and nothing is to be sent again

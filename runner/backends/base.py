@@ -216,6 +216,13 @@ class Backend(BackendReader, Protocol):
         """Add to the destination's record the failed jobs that no longer block its manifest."""
         ...
 
+    def remove_job(self, job: RemoteJob, *, input_too: bool, dry_run: bool) -> list[str]:
+        """Remove what a finished, collected job left behind — its output, intermediate tables,
+        its record and, with `input_too`, its staged input — naming each thing (removed, or that
+        would be with `dry_run`). Only batchrun's own: labelled jobs, its staging paths and its
+        batchrun_in_/batchrun_out_ tables."""
+        ...
+
     def lock(self, manifest_name: str) -> AbstractContextManager[None]: ...
 
     def unlock(self, manifest_name: str) -> str:

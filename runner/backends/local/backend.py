@@ -7,6 +7,7 @@ import contextlib
 import fnmatch
 import getpass
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -204,6 +205,24 @@ class LocalBackend:
             close_fds=True, cwd=self.settings.root, env=env)
         log.close()
         return self.store.observe(job_id)
+
+    def remove_job(self, job: RemoteJob, *, input_too: bool, dry_run: bool) -> list[str]:
+        if not job.managed or not job.state.finished:
+            return []
+        folder = self.store.dir(self._job_id(job.name))
+        things = [folder] if folder.is_dir() else []
+        if input_too and job.input_uri and job.input_digest:
+            staged = Path(job.input_uri)
+            if staged.parent.parent == self.state_dir / "staging":  # batchrun's staging only
+                things += [p for p in (staged, staged.with_name(f"{job.input_digest}.index.jsonl"))
+                           if p.is_file()]
+        if not dry_run:
+            for thing in things:
+                if thing.is_dir():
+                    shutil.rmtree(thing, ignore_errors=True)
+                else:
+                    thing.unlink(missing_ok=True)
+        return [str(t) for t in things]
 
     def cancel_job(self, name: str) -> None:
         job_id = self._job_id(name)

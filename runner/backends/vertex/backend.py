@@ -344,6 +344,29 @@ class VertexBackend:
                 time.sleep(self.retry.delay(attempt))
         raise BackendError(f"could not create the job for {request.manifest_name}: {last}")
 
+    def remove_job(self, job: RemoteJob, *, input_too: bool, dry_run: bool) -> list[str]:
+        if not job.managed or not job.state.finished:
+            return []
+        tables = [uri.removeprefix("bq://") for uri in (job.output_uri, job.input_uri if input_too
+                                                         else None)
+                  if uri and uri.startswith("bq://") and uri.rsplit(".", 1)[-1].startswith(
+                      ("batchrun_out_", "batchrun_in_"))]
+        objects: list[str] = []
+        ours = f"{self.staging}/{job.manifest_name}/"
+        if job.output_uri and job.output_uri.startswith(ours + "outputs/"):
+            objects += self.gcs.list_all(job.output_uri)
+        if input_too and job.input_digest:
+            base = f"{self._inputs(job.manifest_name)}/{job.input_digest}"
+            objects += [uri for uri in (f"{base}.jsonl", f"{base}.index.jsonl")
+                        if self.gcs.exists(uri)]
+        if not dry_run:
+            for table in tables:
+                self.bq.delete_table(table)
+            for uri in objects:
+                self.gcs.delete(uri)
+            self.client(_region_of(job.name)).delete(job.name)
+        return [*(f"bq://{t}" for t in tables), *objects, job.name]
+
     def cancel_job(self, name: str) -> None:
         self.client(_region_of(name)).cancel(name)
 

@@ -117,6 +117,9 @@ class BigQuery:
         project, dataset, _ = table.split(".", 2)
         self.client.get_dataset(f"{project}.{dataset}", retry=self.retry)
 
+    def delete_table(self, table: str) -> None:
+        self.client.delete_table(table, not_found_ok=True, retry=self.retry)
+
     def dataset_location(self, dataset: str) -> str | None:
         """Where a dataset lives ("US", "us-east5"), None when it does not exist yet."""
         from google.api_core.exceptions import NotFound

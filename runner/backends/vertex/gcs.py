@@ -55,6 +55,17 @@ class Gcs:
         return sorted(f"gs://{bucket}/{b.name}" for b in self.client.list_blobs(bucket, prefix=prefix)
                       if fnmatch.fnmatchcase(b.name, path))
 
+    def list_all(self, folder: str) -> list[str]:
+        """Every object under a folder prefix."""
+        bucket, path = split(folder.rstrip("/") + "/")
+        return sorted(f"gs://{bucket}/{b.name}" for b in self.client.list_blobs(bucket, prefix=path))
+
+    def delete(self, uri: str) -> None:
+        from google.api_core.exceptions import NotFound
+
+        with contextlib.suppress(NotFound):  # gone already: what gc wanted
+            self.blob(uri).delete()
+
     def list_jsonl(self, folder: str) -> list[str]:
         bucket, path = split(folder.rstrip("/") + "/")
         return sorted(f"gs://{bucket}/{b.name}" for b in self.client.list_blobs(bucket, prefix=path)
