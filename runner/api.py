@@ -17,10 +17,11 @@ from typing import Any
 
 from runner import apply as applier
 from runner import backends, collect, estimate, handson, ledger, planfile, planner
+from runner import doctor as doctor_checks
 from runner import manifest as manifest_loader
 from runner import project as project_finder
 from runner.apply import ApplyReport, apply_plan
-from runner.backends.base import Backend, RemoteJob
+from runner.backends.base import Backend, Finding, RemoteJob
 from runner.errors import (
     BatchrunError,
     BudgetError,
@@ -326,6 +327,21 @@ def retry(project: Project, name: str, *, failed: bool = False, backend: Backend
     The next apply sends them."""
     return handson.retry(project.manifest(name), backend or open_backend(project),
                          project.settings, failed=failed, say=say or (lambda _: None))
+
+
+def doctor(project: Project, *, backend: Backend | None = None) -> list[Finding]:
+    """What a first real run needs, checked: one Finding (ok, what, fix) per thing."""
+    return doctor_checks.doctor(project.manifests, backend or open_backend(project),
+                                project.settings)
+
+
+def canary(project: Project, *, backend: Backend | None = None,
+           timeout: float = 3600) -> list[Finding]:
+    """doctor --canary: a two-row job per model family and destination kind in use, its raw
+    output saved under .batchrun/canary/<date>/ and read back through the parser."""
+    folder = project.settings.state_dir / "canary" / datetime.now(UTC).strftime("%Y-%m-%d")
+    return handson.canary(project.manifests, backend or open_backend(project), project.settings,
+                          folder, timeout=timeout)
 
 
 def gc(project: Project, name: str | None = None, *, dry_run: bool = False,

@@ -340,6 +340,26 @@ def retry(ctx: click.Context, name: str, failed: bool, blocked: bool) -> None:
 
 
 @main.command()
+@click.option("--canary", is_flag=True,
+              help="Also run a two-row job per model family and destination kind (costs a little).")
+@click.option("--timeout", type=float, default=3600, show_default=True,
+              help="Seconds to wait for each canary job.")
+@click.pass_context
+@handle_errors
+def doctor(ctx: click.Context, canary: bool, timeout: float) -> None:
+    """Check what a first real run needs: credentials, project, services, staging, datasets and
+    their regions, job quota, each manifest's model in its region. One line each, with the fix."""
+    project = _project(ctx)
+    backend = api.open_backend(project)
+    findings = api.doctor(project, backend=backend)
+    if canary:
+        findings += api.canary(project, backend=backend, timeout=timeout)
+    click.echo(display.findings_text(findings), nl=False)
+    if not all(f.ok for f in findings):
+        ctx.exit(1)
+
+
+@main.command()
 @click.argument("name", required=False)
 @click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
 @click.pass_context

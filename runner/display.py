@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from runner.backends.base import Finding
 from runner.errors import Diagnostic, n
 from runner.events import Cancelled, Collected, Created, Event, LockWait, QuotaFull, SourceMoved
 from runner.planview import money
@@ -149,6 +150,16 @@ def results_summary(rows: int, failed: int, stale: int) -> str:
     if stale:
         text += f", {stale:,} stale (answered under an older spec; the next apply replaces them)"
     return text
+
+
+def findings_text(findings: Iterable[Finding]) -> str:
+    """`batchrun doctor`: ✓ or ✗ and what, then the fix under each ✗."""
+    lines = []
+    for f in findings:
+        lines.append(f"{'✓' if f.ok else '✗'} {f.what}")
+        if not f.ok and f.fix:
+            lines.append(f"    fix: {f.fix}")
+    return redact("\n".join(lines)) + "\n"
 
 
 def retry_text(name: str, was_blocked: bool, rows_reset: int, failed: bool) -> str:

@@ -1,22 +1,28 @@
-"""The hands-on writes a user asks for by name — `retry`, `cancel`, `import`, `gc` — carried out like
-apply's own: under the manifest's locks, through apply's collect. Part of apply, the only writer."""
+"""The hands-on writes a user asks for by name — `retry`, `cancel`, `import`, `gc`, the doctor's
+canary — carried out like apply's own: under the manifest's locks, through apply's collect. Part
+of apply, the only writer."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+import orjson
 
 from runner import collect
 from runner.apply import ApplyReport, collect_finished, litter, locked
-from runner.backends.base import Backend, IndexEntry
+from runner.backends.base import Backend, Finding, IndexEntry, JobRequest
 from runner.errors import BatchrunError
 from runner.events import Event, Listener
+from runner.identity import INPUT_LABEL, MANAGED_LABEL, MANAGED_VALUE, NAME_LABEL
 from runner.ledger import failures_of, read_ledger, rendered_rows
 from runner.outputs import parse_line
 from runner.result import Status
-from runner.spec import Manifest, Settings
+from runner.spec import Family, Manifest, Settings
 
 
 def _quiet(_: Event) -> None:
@@ -114,3 +120,80 @@ def gc(manifest: Manifest, backend: Backend, settings: Settings, *, dry_run: boo
         return litter(manifest, backend, settings, dry_run=True)
     with locked(backend, manifest):
         return litter(manifest, backend, settings, dry_run=False)
+
+
+CANARY_NAME = "doctor-canary"  # the name label of canary jobs: no manifest's, never collected
+
+
+def _canary_rows(manifest: Manifest, backend: Backend,
+                 settings: Settings) -> list[tuple[bytes, IndexEntry]] | None:
+    """One ordinary request (the manifest's first row) and one built to be refused (max_tokens 0,
+    or an empty embedding input), as the manifest would send them."""
+    first = next(iter(rendered_rows(manifest, backend, settings)), None)
+    if first is None:
+        return None
+    ok = orjson.loads(first.line)
+    bad = orjson.loads(first.line)
+    ok["custom_id"], bad["custom_id"] = "canary-ok", "canary-refused"
+    inner = bad.get("request") if "request" in bad else bad.get("body")
+    if isinstance(inner, dict):
+        if manifest.family is Family.OPENAI_EMBEDDINGS:
+            inner["input"] = []
+        else:
+            inner["max_tokens"] = 0
+    return [(orjson.dumps(row), IndexEntry(row["custom_id"], row["custom_id"], {}))
+            for row in (ok, bad)]
+
+
+def canary(manifests: Sequence[Manifest], backend: Backend, settings: Settings, folder: Path,
+           *, timeout: float, poll: float = 1.0) -> list[Finding]:
+    """Per model family and destination kind in use: a two-row job, waited for; its raw output is
+    saved to `folder` (the fixtures of tests/data/vertex-outputs/) and read back through the parser,
+    naming any line it could not read. The job and its leftovers are removed after."""
+    kinds: dict[tuple[Family, str], Manifest] = {}
+    for m in manifests:
+        kinds.setdefault((m.family, m.destination.kind.value), m)
+    findings = []
+    for (family, dest_kind), m in sorted(kinds.items(), key=lambda kv: str(kv[0])):
+        what = f"canary {family.value} -> {dest_kind} ({m.name}, {m.model.short})"
+        rows = _canary_rows(m, backend, settings)
+        if rows is None:
+            findings.append(Finding(False, f"{what}: the source has no row to send"))
+            continue
+        staged = backend.stage(CANARY_NAME, rows)
+        job = backend.create_job(JobRequest(
+            display_name=f"batchrun-canary-{m.name}"[:128], model=m.model.resource, family=family,
+            input=staged, labels={MANAGED_LABEL: MANAGED_VALUE, NAME_LABEL: CANARY_NAME,
+                                  INPUT_LABEL: staged.digest},
+            manifest_name=CANARY_NAME, source=m.source, destination=m.destination,
+            response_format=m.response.format, response_schema=m.response.schema,
+            region=m.region))
+        deadline = time.monotonic() + timeout
+        while not job.state.finished and time.monotonic() < deadline:
+            time.sleep(poll)
+            job = backend.get_job(job.name)
+        if not job.state.finished:
+            findings.append(Finding(False, f"{what}: {job.name} still {job.state.short} after "
+                                           f"{timeout:.0f} s", "run doctor --canary again later"))
+            continue
+        raw = list(backend.read_output(job))
+        folder.mkdir(parents=True, exist_ok=True)
+        saved = folder / f"{family.value}-{dest_kind}.jsonl"
+        saved.write_bytes(b"".join((line if isinstance(line, bytes) else orjson.dumps(
+            line, default=str)) + b"\n" for line in raw))
+        parsed = [parse_line(line, family) for line in raw]
+        unreadable = [i for i, p in enumerate(parsed, start=1) if p.custom_id is None]
+        by_id = {p.custom_id: p for p in parsed}
+        ok_row, bad_row = by_id.get("canary-ok"), by_id.get("canary-refused")
+        fine = (not unreadable and ok_row is not None and ok_row.ok and bad_row is not None
+                and not bad_row.ok)
+        detail = (f"{job.state.short}; {len(raw)} lines saved to {saved}"
+                  + (f"; lines the parser could not read: {unreadable}" if unreadable else "")
+                  + ("" if ok_row is not None and ok_row.ok else "; the ordinary row has no answer")
+                  + ("" if bad_row is not None and not bad_row.ok
+                     else "; the refused row was not reported as refused"))
+        findings.append(Finding(fine, f"{what}: {detail}", None if fine else
+                                "look at the saved lines; copy them to tests/data/vertex-outputs/ "
+                                "and teach runner/outputs.py their shape"))
+        backend.remove_job(job, input_too=True, dry_run=False)
+    return findings

@@ -142,6 +142,15 @@ class JobRequest:
     region: str | None = None  # where the job runs (the vertex backend); None: the project's
 
 
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One line of `batchrun doctor`: what was checked, whether it is fine, and the fix."""
+
+    ok: bool
+    what: str
+    fix: str | None = None
+
+
 class BackendReader(Protocol):
     """All that plan, status and results may touch."""
 
@@ -182,6 +191,12 @@ class BackendReader(Protocol):
         ...
 
     def collected_jobs(self, dest: DestinationSpec) -> set[str]: ...
+
+    def checkup(self, regions: Sequence[str], datasets: Mapping[str, str],
+                max_concurrent_jobs: int) -> list[Finding]:
+        """`batchrun doctor`: credentials, project, the services, staging, each dataset (name ->
+        the region of the job using it), and the jobs running against the quota per region."""
+        ...
 
     def placement_problems(self, region: str | None, source: SourceSpec,
                            destination: DestinationSpec) -> list[tuple[str, str]]:

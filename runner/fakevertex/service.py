@@ -276,7 +276,11 @@ class FakeVertex:
             custom_id = str(row.get("custom_id"))
             family = Family.CLAUDE if claude else (
                 Family.OPENAI_EMBEDDINGS if row.get("url") == "/v1/embeddings" else Family.OPENAI_CHAT)
-            execute = echo(ExecutorSpec(fail_ids=tuple(faults.fail_rows)), family, model)
+            body = row.get("request") or row.get("body") or {}
+            # Like the real services: a request with max_tokens 0 is refused (doctor's canary).
+            refused = (custom_id,) if isinstance(body, dict) and (
+                body.get("max_tokens") == 0 or body.get("input") == []) else ()
+            execute = echo(ExecutorSpec(fail_ids=(*faults.fail_rows, *refused)), family, model)
             with self.lock:
                 if self.jobs[name]["state"] != finish_from:
                     break  # cancelled while running

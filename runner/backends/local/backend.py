@@ -22,6 +22,7 @@ import orjson
 
 from runner.backends import localfiles
 from runner.backends.base import (
+    Finding,
     IndexEntry,
     JobRequest,
     JobState,
@@ -126,6 +127,15 @@ class LocalBackend:
 
     def count_tokens(self, family: Family, model: str, request: Mapping[str, Any]) -> int | None:
         return None  # no service to ask: the offline approximation stands
+
+    def checkup(self, regions: Sequence[str], datasets: Mapping[str, str],
+                max_concurrent_jobs: int) -> list[Finding]:
+        running = sum(1 for j in self.list_jobs(in_flight_only=True))
+        return [Finding(True, "local backend: jobs run on this machine, no credentials needed"),
+                Finding(running < max_concurrent_jobs,
+                        f"{running} of {max_concurrent_jobs} job slots in use",
+                        None if running < max_concurrent_jobs else
+                        "wait for them, or raise quota.max_concurrent_jobs")]
 
     def placement_problems(self, region: str | None, source: SourceSpec,
                            destination: DestinationSpec) -> list[tuple[str, str]]:

@@ -23,6 +23,7 @@ from runner import rowfile
 from runner.backends import localfiles
 from runner.backends.base import (
     IN_FLIGHT_STATES,
+    Finding,
     IndexEntry,
     JobRequest,
     JobState,
@@ -156,10 +157,10 @@ class VertexBackend:
             query += " AND (" + " OR ".join(f'state="{s}"' for s in IN_FLIGHT_STATES) + ")"
         found: list[RemoteJob] = []
         for region in self.regions or (None,):
-            found.extend(vjobs.parse_job(j) for j in self._list(region, query))
+            found.extend(vjobs.parse_job(j) for j in self.list_region(region, query))
         return select((j for j in found if j.managed), manifest_name, in_flight_only)
 
-    def _list(self, region: str | None, query: str) -> Iterator[dict[str, Any]]:
+    def list_region(self, region: str | None, query: str) -> Iterator[dict[str, Any]]:
         """The region's jobs under `query`; if the service refuses the label filter, every job of
         the region, paged (callers narrow in memory, as they do anyway): a refused filter must
         neither stop every plan nor hide a running job (which would be sent twice)."""
@@ -240,6 +241,12 @@ class VertexBackend:
         return self.client().count_tokens(model.rsplit("/", 1)[-1],
                                         inner if isinstance(inner, dict) else request)
 
+    def checkup(self, regions: Sequence[str], datasets: Mapping[str, str],
+                max_concurrent_jobs: int) -> list[Finding]:
+        from runner.backends.vertex import doctor
+
+        return doctor.checkup(self, regions, datasets, max_concurrent_jobs)
+
     def placement_problems(self, region: str | None, source: SourceSpec,
                            destination: DestinationSpec) -> list[tuple[str, str]]:
         tables = []
@@ -316,7 +323,7 @@ class VertexBackend:
         """A job our own ambiguous create made: same rows, created since we first tried."""
         query = (f'{MANAGED_FILTER} AND labels.{NAME_LABEL}="{request.manifest_name}" '
                  f'AND labels.{INPUT_LABEL}="{request.input.digest}" AND create_time>="{since}"')
-        for raw in self._list(request.region, query):
+        for raw in self.list_region(request.region, query):
             job = vjobs.parse_job(raw)
             if (job.manifest_name != request.manifest_name or job.input_digest != request.input.digest
                     or (job.create_time or "") < since):  # the filter's work, when it was refused

@@ -1,0 +1,115 @@
+"""`batchrun doctor` for the vertex backend: each thing a first real run needs, checked by asking
+the service, one Finding (ok or not, with the fix) each. Reads only, but for one test object in the
+staging bucket, written with a precondition and removed at once."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from runner.backends.base import Finding
+from runner.backends.vertex.gcs import split
+from runner.backends.vertex.jobs import parse_job
+from runner.errors import BatchrunError
+from runner.identity import MANAGED_LABEL, MANAGED_VALUE
+
+MANAGED_FILTER = f'labels.{MANAGED_LABEL}="{MANAGED_VALUE}"'
+
+
+def _guard(what: str, fix: str, check: Callable[[], Finding]) -> Finding:
+    """A check that raised is a ✗ with its own words, never a traceback."""
+    try:
+        return check()
+    except BatchrunError as exc:
+        return Finding(False, f"{what}: {exc}", fix)
+    except Exception as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return Finding(False, f"{what}: {first[:200]}", fix)
+
+
+def credentials() -> Finding:
+    if os.environ.get("BATCHRUN_VERTEX_ENDPOINT"):
+        return Finding(True, "credentials: none needed (emulators at "
+                             f"{os.environ['BATCHRUN_VERTEX_ENDPOINT']})")
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        found, project = google.auth.default()
+    except DefaultCredentialsError:
+        return Finding(False, "credentials: none found (Application Default Credentials)",
+                       "run `gcloud auth application-default login`, or set "
+                       "GOOGLE_APPLICATION_CREDENTIALS to a service account key file")
+    who = (getattr(found, "service_account_email", None) or getattr(found, "account", None)
+           or type(found).__name__)
+    how = ("GOOGLE_APPLICATION_CREDENTIALS" if os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+           else "Application Default Credentials")
+    return Finding(True, f"credentials: {who} (from {how}"
+                         + (f", default project {project})" if project else ")"))
+
+
+def staging(gcs: Any, staging_uri: str) -> list[Finding]:
+    bucket_name, _ = split(staging_uri)
+    bucket = gcs.client.lookup_bucket(bucket_name)
+    if bucket is None:
+        return [Finding(False, f"staging bucket gs://{bucket_name}: does not exist",
+                        f"create it: gcloud storage buckets create gs://{bucket_name} "
+                        "--location REGION, or fix staging in batchrun.yaml")]
+    probe = gcs.blob(f"{staging_uri.rstrip('/')}/_doctor/{secrets.token_hex(8)}")
+    probe.upload_from_string(b"batchrun doctor", if_generation_match=0)
+    probe.delete()
+    return [Finding(True, f"staging bucket gs://{bucket_name}: exists "
+                          f"({bucket.location or 'location unknown'}), writable")]
+
+
+def datasets(bq: Any, wanted: Mapping[str, str]) -> list[Finding]:
+    out = []
+    for dataset, region in sorted(wanted.items()):
+        location = bq.dataset_location(dataset)
+        if location is None:
+            out.append(Finding(False, f"dataset {dataset}: does not exist",
+                               f"create it in {region}: bq mk --location {region} {dataset}"))
+        elif location.lower() != region.lower():
+            out.append(Finding(False, f"dataset {dataset}: in {location}, its jobs run in {region}",
+                               f"use a dataset in {region}, or run the manifest in "
+                               f"{location.lower()} (spec.region)"))
+        else:
+            out.append(Finding(True, f"dataset {dataset}: exists, in {location}"))
+    return out
+
+
+def checkup(backend: Any, regions: Sequence[str], wanted: Mapping[str, str],
+            max_concurrent_jobs: int) -> list[Finding]:
+    out = [_guard("credentials", "check your Google Cloud login", credentials),
+           Finding(True, f"project: {backend.settings.project}")]
+    for region in regions:
+        def running(region: str = region) -> Finding:
+            jobs = [j for j in map(parse_job, backend.list_region(region, MANAGED_FILTER))
+                    if j.state.in_flight]
+            free = len(jobs) < max_concurrent_jobs
+            return Finding(free, f"Vertex AI in {region}: answers; {len(jobs)} of "
+                                 f"{max_concurrent_jobs} batch jobs running",
+                           None if free else "wait for them, or ask for more quota")
+        out.append(_guard(f"Vertex AI in {region}", "enable the Vertex AI API "
+                          "(gcloud services enable aiplatform.googleapis.com) and check the "
+                          "region", running))
+    out.extend(_guard_many("Cloud Storage", "enable the Cloud Storage API and check staging",
+                           lambda: staging(backend.gcs, backend.staging)))
+    if wanted:
+        out.extend(_guard_many("BigQuery", "enable the BigQuery API "
+                               "(gcloud services enable bigquery.googleapis.com)",
+                               lambda: datasets(backend.bq, wanted)))
+    return out
+
+
+def _guard_many(what: str, fix: str, check: Callable[[], list[Finding]]) -> list[Finding]:
+    box: list[list[Finding]] = []
+
+    def one() -> Finding:
+        box.append(check())
+        return Finding(True, what)
+
+    first = _guard(what, fix, one)
+    return box[0] if box else [first]
