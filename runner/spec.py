@@ -163,6 +163,7 @@ class ExecutorSpec:
     # 429, 5xx, timeouts and refused connections are tried again inside the job, then fail the job.
     retries: int = 4
     retry_delay: float = 1.0
+    batch_size: int = 64  # rows per encode call (sentence-transformers): a model is fast in batches
 
 
 @dataclass(frozen=True, slots=True)

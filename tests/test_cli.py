@@ -78,3 +78,23 @@ def test_render_prints_exact_rows(run, project_dir: ProjectDir) -> None:  # type
     assert out.startswith('{"custom_id": "T1", "request": {"messages": [{"role": "user", '
                           '"content": "Charged twice: My card was charged twice."}]')
     assert run("render", str(Path(project_dir.root / "triage.yaml"))).count("\n") == 5
+
+
+def test_the_plan_format_choices_are_the_views() -> None:
+    """The CLI spells the choices so --help need not import the plan; they are planview's."""
+    from runner import cli, planview
+
+    assert sorted(cli.PLAN_FORMATS) == sorted(planview.VIEWS)
+
+
+def test_help_loads_neither_the_api_nor_jinja_nor_jsonschema() -> None:
+    """Issue 15: start-up. What `batchrun --help` imports, checked in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    code = ("import sys, runner.cli; heavy = [m for m in ('runner.api', 'jinja2', 'jsonschema', "
+            "'rich', 'runner.apply', 'google.cloud.bigquery', 'google.cloud.storage') if m in sys.modules and "
+            "type(sys.modules[m]).__name__ == 'module']; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"

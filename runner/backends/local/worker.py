@@ -8,6 +8,7 @@ failed, cancelled or killed job's answers are found and collected like any other
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import time
@@ -22,7 +23,7 @@ import orjson
 
 from runner import crashpoints
 from runner.backends.base import JobState
-from runner.backends.local.executors import FACTORIES, EndpointError, Execute, echo_json
+from runner.backends.local.executors import FACTORIES, Batched, EndpointError, Execute, echo_json
 from runner.backends.local.store import JobStore, now_rfc3339
 from runner.backends.processes import process_start
 from runner.redact import (
@@ -118,33 +119,40 @@ def run_job(state_dir: Path, job_id: str) -> None:
     input_path = Path(record["inputConfig"]["gcsSource"]["uris"][0])
     sent_log = state_dir / "sent.jsonl"
 
-    def answer(row: dict[str, Any]) -> bytes:
-        # One append per row: the executor's own record of what was sent, for the crash tests.
+    def answer(rows: list[dict[str, Any]]) -> list[bytes]:
+        # One record per row: the executor's own record of what was sent, for the crash tests.
         with sent_log.open("ab") as log:
-            log.write(orjson.dumps({"job": job_id, "custom_id": row.get("custom_id")}) + b"\n")
-        line = orjson.dumps(execute(row))
-        text = line.decode("utf-8")
-        # An endpoint may echo what it was sent, key included: our own files never hold it.
-        return redact(text).encode("utf-8") if might_hold_secret(text) else line
+            log.write(b"".join(orjson.dumps({"job": job_id, "custom_id": row.get("custom_id")})
+                               + b"\n" for row in rows))
+        answers = execute.batch(rows) if isinstance(execute, Batched) else [execute(rows[0])]
+        lines = []
+        for line in map(orjson.dumps, answers):
+            text = line.decode("utf-8")
+            # An endpoint may echo what it was sent, key included: our own files never hold it.
+            lines.append(redact(text).encode("utf-8") if might_hold_secret(text) else line)
+        return lines
 
     failure: Exception | None = None
     with (out_dir / "predictions.jsonl").open("ab") as fh:
         out = _Output(fh)
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            running: set[Future[bytes]] = set()
+            running: set[Future[list[bytes]]] = set()
 
-            def settle(done: set[Future[bytes]]) -> None:
+            def settle(done: set[Future[list[bytes]]]) -> None:
                 nonlocal failure
                 for future in done:
                     try:
-                        out.write(future.result())
+                        for line in future.result():
+                            out.write(line)
                     except Exception as exc:  # no line: the row is to do again; others are kept
                         failure = failure or exc
 
-            for row in _rows(input_path):
+            size = execute.size if isinstance(execute, Batched) else 1
+            pending = _rows(input_path)
+            while rows := list(itertools.islice(pending, size)):
                 if failure is not None or store.cancel_marker(job_id).exists():
                     break
-                running.add(pool.submit(answer, row))
+                running.add(pool.submit(answer, rows))
                 if len(running) >= workers:
                     done, running = wait(running, return_when=FIRST_COMPLETED)
                     settle(done)
