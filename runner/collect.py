@@ -93,7 +93,8 @@ def result_rows(
             ok=parsed.ok, output=redact_value(parsed.output) if parsed.ok else None,
             error=None if parsed.ok else redact(parsed.error or "failed"), usage=parsed.usage,
             model=manifest.model.short, spec_hash=job_spec_hash,
-            request_hash=entry.request_hash, job=job_name, finished_at=finished_at)
+            request_hash=entry.request_hash, job=job_name, finished_at=finished_at,
+            source_fp=getattr(entry, "source_fp", ""))
 
     for line in output:
         parsed = parse_line(line, manifest.family)

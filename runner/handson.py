@@ -95,7 +95,8 @@ def import_job(manifest: Manifest, backend: Backend, settings: Settings, job_nam
         raise BatchrunError(f"job {job_name} is {job.state.short}; only a finished job with output "
                             "can be imported")
     index = [IndexEntry(r.custom_id, r.request_hash,
-                        {k: r.row.data.get(k) for k in manifest.passthrough})
+                        {k: r.row.data.get(k) for k in manifest.passthrough},
+                        source_fp=r.source_fp)
              for r in rendered_rows(manifest, backend, settings)]
     with locked(backend, manifest):
         updates: dict[str, list[dict[str, Any]]] = {}

@@ -5,7 +5,7 @@ failures. The planner uses it to decide, apply to do. Reads only.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -59,6 +59,8 @@ class Ledger:
     unknown: list[RemoteJob] = field(default_factory=list)
     answered: int = 0  # succeeded destination rows with usage, for the output-token estimate
     output_tokens: int = 0
+    # Fingerprints of source rows answered under this spec: such a row is done without rendering.
+    answered_fps: set[str] = field(default_factory=set)
     collected: frozenset[str] = frozenset()  # the destination's record of collected jobs
     ids: collect.IdFilter | None = None  # its ids, read when some job waits to be collected
 
@@ -88,6 +90,7 @@ def read_ledger(manifest: Manifest, reader: BackendReader, jobs: Sequence[Remote
     """One read of the destination (its ledger columns) and the jobs' records. When some job
     waits to be collected, the destination's ids are kept too, so collect need not read it again."""
     ledger = Ledger(manifest.spec_hash)
+    spec_hash = manifest.spec_hash
     collected = reader.collected_jobs(manifest.destination)
     ledger.collected = frozenset(collected)
     mine = [j for j in jobs if j.manifest_name in (manifest.name, "")]  # "": damaged, anyone's
@@ -97,6 +100,9 @@ def read_ledger(manifest: Manifest, reader: BackendReader, jobs: Sequence[Remote
         custom_id = str(row.get("custom_id"))
         if ids is not None:
             ids.check_and_add(custom_id)
+        fp = row.get("source_fp")
+        if fp and row.get("status") == Status.SUCCEEDED and row.get("spec_hash") == spec_hash:
+            ledger.answered_fps.add(fp)
         for request_hash, state in ledger_entries(row, manifest.spec_hash):
             key = row_key(custom_id, request_hash)
             if state.answered:
@@ -155,9 +161,11 @@ def _source_rows(manifest: Manifest, reader: BackendReader,
             for d in exc.diagnostics]) from exc
 
 
-def rendered_rows(manifest: Manifest, reader: BackendReader, settings: Settings) -> Iterator[
-        RenderedRow]:
-    return render_rows(manifest, _source_rows(manifest, reader, settings),
+def rendered_rows(manifest: Manifest, reader: BackendReader, settings: Settings,
+                  known: Callable[[str], bool] | None = None) -> Iterator[RenderedRow]:
+    """The source's rows rendered; with `known`, rows whose fingerprint it knows are yielded
+    unrendered (skipped)."""
+    return render_rows(manifest, _source_rows(manifest, reader, settings), known=known,
                        max_request_bytes=settings.quota.max_request_bytes,
                        source_name=display_path_of(manifest, settings),
                        max_id_chars=settings.quota.max_id_chars,
@@ -171,9 +179,19 @@ def display_path_of(manifest: Manifest, settings: Settings) -> str:
     return manifest.source.location
 
 
+ANSWERED = LedgerState(True, 0, None)
+
+
 def classified_rows(manifest: Manifest, reader: BackendReader, settings: Settings,
-                    ledger: Ledger) -> Iterator[tuple[RenderedRow, RowClass, LedgerState]]:
-    for row in rendered_rows(manifest, reader, settings):
+                    ledger: Ledger, *, fingerprints: bool = True
+                    ) -> Iterator[tuple[RenderedRow, RowClass, LedgerState]]:
+    """Every source row with its class; `fingerprints=False` renders every row (the property
+    test compares the two)."""
+    known = ledger.answered_fps.__contains__ if ledger.answered_fps and fingerprints else None
+    for row in rendered_rows(manifest, reader, settings, known):
+        if row.skipped:  # answered under this spec, recognised by its fingerprint alone
+            yield row, RowClass.DONE, ANSWERED
+            continue
         facts, stored = ledger.facts(row, manifest.max_attempts)
         yield row, classify(facts), stored
 

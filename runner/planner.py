@@ -117,7 +117,7 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
     input_tokens = 0
     source_digest = hashlib.sha256()
     for row, kind, stored in classified_rows(manifest, reader, settings, ledger):
-        source_digest.update(f"{row.custom_id}\0{row.request_hash}\n".encode())
+        source_digest.update(f"{row.custom_id}\0{row.request_hash or row.source_fp}\n".encode())
         counts[kind] += 1
         if kind is RowClass.TO_DO:
             if sharder.add(len(row.line) + 1):
@@ -129,7 +129,7 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
                     prepared.add(row.line, IndexEntry(
                         custom_id=row.custom_id, request_hash=row.request_hash,
                         passthrough={k: row.row.data.get(k) for k in manifest.passthrough},
-                        input_chars=len(row.line)))
+                        input_chars=len(row.line), source_fp=row.source_fp))
             exact = (reader.count_tokens(manifest.family, manifest.model.resource,
                                          orjson.loads(row.line)) if exact_tokens else None)
             input_tokens += exact if exact is not None else estimate.approx_tokens(row.prompt_chars)

@@ -40,6 +40,8 @@ class RenderedRow:
     request_hash: str
     row: SourceRow
     prompt_chars: int = 0  # characters of text the model reads, for the token estimate
+    source_fp: str = ""  # the values the request is made of (see Renderer.fingerprint)
+    skipped: bool = False  # known answered by its fingerprint: not rendered, line and hash empty
 
 
 def _environment(max_output: int = 1_000_000) -> BoundedSandbox:
@@ -101,6 +103,13 @@ def _text(data: Mapping[str, Any], name: str) -> str:
 
 
 _SLOT = "@@batchrun-slot-{}@@"
+_MISSING = {"$batchrun": "missing"}  # a column the row lacks, unlike one that is null
+
+
+def _canonical(value: Any) -> Any:
+    """orjson's fallback for values it does not encode natively (Decimal, bytes, sets)."""
+    return {"$type": type(value).__name__, "repr": repr(value)}
+
 # The strictest documented custom_id rule (Anthropic's batch API: ^[a-zA-Z0-9_-]{1,64}$); the
 # length is quota.max_id_chars'.
 _ID_OK = re.compile(r"[A-Za-z0-9_-]+").fullmatch
@@ -147,6 +156,38 @@ class Renderer:
             self._fast = {k: p for k, p in pieces.items() if p is not None}
             self._compile_skeleton()
             self._fast_line = self._compile_fast()
+        self._fp_columns = self._fingerprint_columns(env)
+
+    def _fingerprint_columns(self, env: BoundedSandbox) -> tuple[str, ...] | None:
+        """The columns a request is made of: the templates' names and the id; None (every column)
+        for ready-made request rows or a template that reads the whole `row`."""
+        if self._requests:
+            return None
+        names = {self.manifest.source.id_column}
+        for template in self._sources.values():
+            with Deadline():
+                found = jinja2.meta.find_undeclared_variables(env.parse(template.text))
+            if ROW_NAME in found:
+                return None
+            names |= found
+        return tuple(sorted(names))
+
+    def fingerprint(self, row: SourceRow) -> str:
+        """A fast hash of the row's values the request is made of, type-exact (1, 1.0, "1" and
+        null differ). Under one spec, an equal fingerprint means an equal request: a row whose
+        fingerprint is answered need not be rendered to be known done."""
+        data = row.data
+        if self._fp_columns is None:
+            items = sorted(data.items())
+        else:
+            items = [(k, data.get(k, _MISSING)) for k in self._fp_columns]
+        try:
+            raw = orjson.dumps(items, default=_canonical)
+        except (TypeError, orjson.JSONEncodeError):  # a value orjson cannot encode: its repr
+            raw = repr(items).encode("utf-8", "surrogatepass")
+        if b"null" in raw:  # NaN and inf encode as null too: repr tells them from None
+            raw = repr(items).encode("utf-8", "surrogatepass")
+        return hashlib.blake2b(raw, digest_size=12).hexdigest()
 
     def _compile_skeleton(self) -> None:
         """Split the line of a request with marker texts into literal bytes and slots."""
@@ -333,6 +374,7 @@ def render_rows(
     max_id_chars: int = 64,
     reread: Callable[[], Iterable[SourceRow | RowIssue]] | None = None,
     manifest_file: str | None = None,
+    known: Callable[[str], bool] | None = None,
 ) -> Iterator[RenderedRow]:
     """Render every row, streaming; bad rows are collected and raised together at the end.
     `reread` reads the source again to name the rows of duplicate ids (error path only). A template
@@ -342,6 +384,7 @@ def render_rows(
     problems: list[Diagnostic] = []
     bad = 0
     get_id, render, add_id = renderer.custom_id, renderer.render, ids.add
+    fingerprint = renderer.fingerprint
     for item in rows:
         if type(item) is RowIssue:
             bad += 1
@@ -352,7 +395,12 @@ def render_rows(
         try:
             custom_id = get_id(item)  # type: ignore[arg-type]
             add_id(custom_id)
-            rendered = render(item, custom_id)  # type: ignore[arg-type]
+            fp = fingerprint(item)  # type: ignore[arg-type]
+            if known is not None and known(fp):  # answered under this spec: nothing to render
+                rendered = RenderedRow(custom_id, b"", "", item, 0, fp, True)  # type: ignore[arg-type]
+            else:
+                rendered = render(item, custom_id)  # type: ignore[arg-type]
+                rendered.source_fp = fp
         except RowError as exc:
             bad += 1
             if len(problems) < MAX_REPORTED:

@@ -16,13 +16,13 @@ class Status(StrEnum):
 
 # After custom_id and the passthrough columns, in this order (a CSV destination's columns).
 FIELDS: Final = ("status", "output", "error", "attempts", "usage", "model", "spec_hash",
-                 "request_hash", "job", "finished_at", "retry")
+                 "request_hash", "job", "finished_at", "retry", "source_fp")
 ALL_FIELDS: Final = frozenset({"custom_id", *FIELDS})  # a passthrough column may not shadow one
 # The columns that make a destination batchrun's ledger: every writer writes them.
 LEDGER_FIELDS: Final = ("custom_id", "status", "spec_hash", "request_hash")
 # What the row pass reads of a destination (a table is queried for these alone).
 LEDGER_READ: Final = ("custom_id", "status", "spec_hash", "request_hash", "attempts", "error",
-                      "usage", "retry")
+                      "usage", "retry", "source_fp")
 # Held as JSON text in a CSV cell.
 JSON_FIELDS: Final = ("output", "usage", "retry")
 # In a BigQuery destination. `output` is STRING: the text answer, or the JSON text of a parsed
@@ -31,7 +31,8 @@ JSON_FIELDS: Final = ("output", "usage", "retry")
 BIGQUERY_TYPES: Final = {"custom_id": "STRING", "status": "STRING", "output": "STRING",
                          "error": "STRING", "attempts": "INT64", "usage": "JSON",
                          "model": "STRING", "spec_hash": "STRING", "request_hash": "STRING",
-                         "job": "STRING", "finished_at": "STRING", "retry": "JSON"}
+                         "job": "STRING", "finished_at": "STRING", "retry": "JSON",
+                         "source_fp": "STRING"}
 BIGQUERY_JSON: Final = tuple(k for k, v in BIGQUERY_TYPES.items() if v == "JSON")
 
 
@@ -43,7 +44,7 @@ def missing_ledger_fields(columns: Iterable[str]) -> list[str]:
 
 def make(*, custom_id: str, passthrough: Mapping[str, Any], ok: bool, output: Any,
          error: str | None, usage: Mapping[str, int] | None, model: str, spec_hash: str,
-         request_hash: str, job: str, finished_at: str) -> dict[str, Any]:
+         request_hash: str, job: str, finished_at: str, source_fp: str = "") -> dict[str, Any]:
     """One result row, every field present, in order."""
     return {
         "custom_id": custom_id,
@@ -59,4 +60,5 @@ def make(*, custom_id: str, passthrough: Mapping[str, Any], ok: bool, output: An
         "job": job,
         "finished_at": finished_at,
         "retry": None,
+        "source_fp": source_fp or None,
     }

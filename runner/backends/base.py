@@ -116,6 +116,7 @@ class IndexEntry:
     request_hash: str
     passthrough: Mapping[str, Any]
     input_chars: int = 0
+    source_fp: str = ""  # the source row's fingerprint, stored with its answer
 
 
 @dataclass(frozen=True, slots=True)

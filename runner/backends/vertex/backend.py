@@ -221,13 +221,15 @@ class VertexBackend:
         if dest.kind is DestinationKind.FILE:
             return localfiles.read_destination(dest)
         if dest.kind is DestinationKind.BIGQUERY:
-            columns = self.bq.columns(dest.location)
-            if columns is None:  # no table yet: its dataset must exist, or collect would fail
+            table_columns = self.bq.columns(dest.location)
+            if table_columns is None:  # no table yet: its dataset must exist, or collect would fail
                 self.bq.check_dataset(dest.location)
-            missing = missing_ledger_fields(columns) if columns is not None else []
+            missing = missing_ledger_fields(table_columns) if table_columns is not None else []
             if missing:  # a table batchrun made carries the ledger columns
                 raise ForeignDestinationError(dest.location, missing, adopting=dest.adopt)
-            return self.bq.destination_rows(dest.location, columns)
+            wanted = None if columns is None or table_columns is None else [
+                c for c in columns if c in table_columns]  # a table from an older batchrun
+            return self.bq.destination_rows(dest.location, wanted)
         log.debug("read destination %s", dest.location)
         uri = dest.location + "results.jsonl"
         if not self.gcs.exists(uri):

@@ -210,8 +210,19 @@ class BigQuery:
         if not batch:
             return 0
         columns = list(batch[0])
-        known = ({f.name: f.field_type for f in self.client.get_table(table, retry=self.retry).schema}
-                 if self.table_exists(table) else {})
+        existing = self.client.get_table(table, retry=self.retry) if self.table_exists(
+            table) else None
+        known = {f.name: f.field_type for f in existing.schema} if existing is not None else {}
+        new = [c for c in columns if known and c not in known]
+        if new and existing is not None:  # a field added since the table was made (source_fp)
+            try:
+                existing.schema = [*existing.schema, *(bigquery.SchemaField(
+                    c, BIGQUERY_TYPES.get(c) or _type_of(batch, c)) for c in new)]
+                self.client.update_table(existing, ["schema"], retry=self.retry)
+                known.update({c: BIGQUERY_TYPES.get(c) or _type_of(batch, c) for c in new})
+            except Exception as exc:
+                log.warning("could not add %s to %s (%s); they are not stored", new, table, exc)
+                columns = [c for c in columns if c not in new]
         schema = [bigquery.SchemaField(c, known.get(c) or BIGQUERY_TYPES.get(c) or _type_of(batch, c))
                   for c in columns]
         if not known:
