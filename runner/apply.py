@@ -30,11 +30,21 @@ from runner.errors import (
     error,
     n,
 )
-from runner.events import Cancelled, Collected, Created, Event, Listener, QuotaFull, SourceMoved
-from runner.ledger import Sharder, busy_slots, job_results
+from runner.events import (
+    Cancelled,
+    Collected,
+    Created,
+    Event,
+    Listener,
+    QuotaFull,
+    Reshaped,
+    SourceMoved,
+)
+from runner.ledger import Sharder, busy_slots, job_results, row_key
 from runner.paths import destination_key
 from runner.plan import Action, Change, ManifestPlan, Plan
 from runner.prepared import Prepared, Work
+from runner.result import Status
 from runner.spec import Manifest, Settings
 
 log = logging.getLogger(__name__)
@@ -51,6 +61,7 @@ class ApplyReport:
     skipped: list[str] = field(default_factory=list)  # creates found already done, and why
     source_moved: list[str] = field(default_factory=list)  # manifests whose source changed since
     removed: list[str] = field(default_factory=list)  # leftovers of old collected jobs (gc)
+    reshaped: int = 0  # rows re-derived from stored answers, unpaid
 
 
 def _quiet(_: Event) -> None:
@@ -159,6 +170,32 @@ def _shard(rows: _Peekable, settings: Settings) -> Iterator[tuple[bytes, IndexEn
         yield row
 
 
+def reshape(manifest: Manifest, backend: Backend, prepared: Prepared, report: ApplyReport,
+            say: Listener = _quiet) -> None:
+    """Re-derive, from their stored answers, the rows the plan found answered under another spec
+    with the very request they would be sent now: only how answers are shaped changed. Nothing
+    is sent; one rewrite of the destination."""
+    done = refused = 0
+
+    def rows() -> Iterator[tuple[dict[str, Any], bool]]:
+        nonlocal done, refused
+        for row in backend.read_destination(manifest.destination):
+            key = row_key(str(row.get("custom_id")), str(row.get("request_hash")))
+            if (key not in prepared.reshape or row.get("status") != Status.SUCCEEDED
+                    or row.get("spec_hash") == manifest.spec_hash):
+                yield row, False
+                continue
+            new = collect.reshaped(manifest, row)
+            done += new["spec_hash"] == manifest.spec_hash
+            refused += new["spec_hash"] != manifest.spec_hash
+            yield new, True
+
+    backend.write_destination(manifest.destination, rows(),
+                              collected=backend.collected_jobs(manifest.destination))
+    report.reshaped += done
+    say(Reshaped(manifest.name, done, refused))
+
+
 def _unchanged(manifest: Manifest, planned: Change, prepared: Prepared,
                jobs: Sequence[RemoteJob]) -> None:
     """RowsChangedError unless the rows prepared are the plan's and no job was made for the
@@ -245,9 +282,13 @@ def _apply_manifest(mplan: ManifestPlan, manifest: Manifest, backend: Backend,
                 report.cancelled.append(job)
                 say(Cancelled(manifest.name, job))
     # The row pass's ids stand while the destination's record is as the plan read it.
-    same = backend.collected_jobs(manifest.destination) == prepared.collected_seen
+    # (An empty record proves nothing: a destination edited by hand forgets it, so both are empty.)
+    same = bool(prepared.collected_seen) and backend.collected_jobs(
+        manifest.destination) == prepared.collected_seen
     collect_finished(manifest, backend, jobs, report, say, prepared.ids if same else None)
     report.removed += litter(manifest, backend, settings, dry_run=False)
+    if any(c.action is Action.RESHAPE for c in mplan.changes):
+        reshape(manifest, backend, prepared, report, say)
     if planned is None:  # rows only waiting for a slot wait for the next plan
         return
     create_jobs(manifest, backend, settings, report, planned, prepared, say)

@@ -23,6 +23,24 @@ SUCCEEDED = Status.SUCCEEDED.value
 FAILED = Status.FAILED.value
 
 
+def reshaped(manifest: Manifest, row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row answered under another spec with the same request, shaped by this manifest's
+    response rules from the answer it stored — no model call. An answer the new rules refuse
+    keeps its row and records, under this spec, one attempt with why (the next plan sends it)."""
+    output = row.get("output")
+    raw = row.get("raw") if isinstance(row.get("raw"), str) else (
+        output if isinstance(output, str) else orjson.dumps(output).decode())
+    parsed = _validated(manifest, ParsedOutput(str(row.get("custom_id")), True, output=raw,
+                                               usage=dict(row.get("usage") or {})))
+    if not parsed.ok:
+        return {**row, "retry": {"spec_hash": manifest.spec_hash,
+                                 "request_hash": row.get("request_hash"), "attempts": 1,
+                                 "error": parsed.error, "job": row.get("job"),
+                                 "finished_at": row.get("finished_at")}}
+    return {**row, "output": parsed.output, "spec_hash": manifest.spec_hash,
+            "raw": raw if manifest.response.format == "json" else None, "retry": None}
+
+
 def _validated(manifest: Manifest, parsed: ParsedOutput) -> ParsedOutput:
     """Parse a text answer as JSON when the manifest asks for it, and check it against the schema."""
     if not parsed.ok or manifest.response.format != "json" or not isinstance(parsed.output, str):
@@ -86,7 +104,7 @@ def result_rows(
             staged[entry.custom_id] = entry
         return None
 
-    def row(entry: Any, parsed: ParsedOutput) -> dict[str, Any]:
+    def row(entry: Any, parsed: ParsedOutput, raw: str | None) -> dict[str, Any]:
         return result.make(
             custom_id=entry.custom_id,
             passthrough={k: entry.passthrough.get(k) for k in manifest.passthrough},
@@ -94,7 +112,8 @@ def result_rows(
             error=None if parsed.ok else redact(parsed.error or "failed"), usage=parsed.usage,
             model=manifest.model.short, spec_hash=job_spec_hash,
             request_hash=entry.request_hash, job=job_name, finished_at=finished_at,
-            source_fp=getattr(entry, "source_fp", ""))
+            source_fp=getattr(entry, "source_fp", ""),
+            raw=str(redact_value(raw)) if raw is not None and parsed.ok else None)
 
     for line in output:
         parsed = parse_line(line, manifest.family)
@@ -105,12 +124,16 @@ def result_rows(
         if not parsed.ok and fault_of(parsed.code, parsed.error or "") is not Fault.ROW:
             tally.to_do_again += 1
             continue
+        # The answer as the model gave it, when parsing changes it: a later change of the response
+        # block is then re-derived from it (reshape), not paid for again.
+        raw = parsed.output if manifest.response.format == "json" and isinstance(
+            parsed.output, str) else None
         parsed = _validated(manifest, parsed)
         if parsed.ok:
             tally.answered += 1
         else:
             tally.refused += 1
-        yield row(entry, parsed)
+        yield row(entry, parsed, raw)
     tally.to_do_again += len(staged) + sum(1 for _ in pending)
 
 

@@ -13,7 +13,16 @@ from rich.text import Text
 
 from runner.backends.base import Finding
 from runner.errors import Diagnostic, n
-from runner.events import Cancelled, Collected, Created, Event, LockWait, QuotaFull, SourceMoved
+from runner.events import (
+    Cancelled,
+    Collected,
+    Created,
+    Event,
+    LockWait,
+    QuotaFull,
+    Reshaped,
+    SourceMoved,
+)
 from runner.planview import money
 from runner.redact import redact
 from runner.result import Status
@@ -55,6 +64,11 @@ def event_text(e: Event) -> str:
         case QuotaFull():
             return (f"{e.manifest}: {e.detail or 'job quota full'}; the remaining rows wait for "
                     "the next apply")
+        case Reshaped():
+            refused = (f"; {n(e.refused, 'stored answer')} the new response rules refuse, sent "
+                       "again by the next apply" if e.refused else "")
+            return (f"{e.manifest}: reshaped {n(e.rows, 'row')} from their stored answers, "
+                    f"nothing sent{refused}")
         case SourceMoved():
             return (f"{e.manifest}: the source changed since the plan; only the rows the plan "
                     "showed were sent, the rest wait for the next plan")

@@ -37,6 +37,15 @@ class QuotaFull:
 
 
 @dataclass(frozen=True, slots=True)
+class Reshaped:
+    """Answers re-derived from the stored ones (a response-shaping change): nothing paid."""
+
+    manifest: str
+    rows: int
+    refused: int  # stored answers the new rules refuse: sent again by the next apply
+
+
+@dataclass(frozen=True, slots=True)
 class SourceMoved:
     """The source changed between plan and apply: only the plan's rows were sent."""
 
@@ -50,5 +59,5 @@ class LockWait:
     detail: str
 
 
-Event = Created | Collected | Cancelled | QuotaFull | SourceMoved | LockWait
+Event = Created | Collected | Cancelled | QuotaFull | Reshaped | SourceMoved | LockWait
 Listener = Callable[[Event], None]

@@ -59,6 +59,8 @@ class Ledger:
     unknown: list[RemoteJob] = field(default_factory=list)
     answered: int = 0  # succeeded destination rows with usage, for the output-token estimate
     output_tokens: int = 0
+    # Rows answered under another spec with the request they would be sent now: reshaped, unpaid.
+    reshapable: set[int] = field(default_factory=set)
     # Fingerprints of source rows answered under this spec: such a row is done without rendering.
     answered_fps: set[str] = field(default_factory=set)
     collected: frozenset[str] = frozenset()  # the destination's record of collected jobs
@@ -82,6 +84,7 @@ class Ledger:
             in_flight=key in self.in_flight,
             failures=stored.failures,
             max_attempts=max_attempts,
+            reshapable=key in self.reshapable,
         )
         return facts, stored
 
@@ -101,8 +104,12 @@ def read_ledger(manifest: Manifest, reader: BackendReader, jobs: Sequence[Remote
         if ids is not None:
             ids.check_and_add(custom_id)
         fp = row.get("source_fp")
-        if fp and row.get("status") == Status.SUCCEEDED and row.get("spec_hash") == spec_hash:
-            ledger.answered_fps.add(fp)
+        if row.get("status") == Status.SUCCEEDED:
+            if row.get("spec_hash") == spec_hash:
+                if fp:
+                    ledger.answered_fps.add(fp)
+            else:
+                ledger.reshapable.add(row_key(custom_id, str(row.get("request_hash"))))
         for request_hash, state in ledger_entries(row, manifest.spec_hash):
             key = row_key(custom_id, request_hash)
             if state.answered:

@@ -17,6 +17,7 @@ class Action(StrEnum):
     CREATE = "create"
     COLLECT = "collect"
     CANCEL = "cancel"
+    RESHAPE = "reshape"  # re-derive answers from the stored ones: only their shaping changed
 
 
 class NoteKind(StrEnum):
@@ -46,6 +47,7 @@ class RowCounts:
     to_do: int = 0
     failed: int = 0
     waiting: int = 0  # part of to_do that does not fit the concurrent-job quota this time
+    reshape: int = 0  # answered under another spec with the same request: re-derived, unpaid
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from runner.ledger import (
     classified_rows,
     failures_of,
     read_ledger,
+    row_key,
 )
 from runner.manifest import display_path
 from runner.plan import (
@@ -86,6 +87,23 @@ def _check_placement(manifest: Manifest, reader: BackendReader, settings: Settin
                  f"dataset in {manifest.region}") for dataset, location in problems])
 
 
+def _changes(ledger: Ledger, reshape: int, shards: list[int], digest: str) -> list[Change]:
+    """What apply is to do for one manifest, in the order it does it."""
+    changes: list[Change] = []
+    if ledger.to_collect:
+        changes.append(Change(Action.COLLECT, "finished jobs hold answers",
+                              tuple(j.name for j in ledger.to_collect)))
+    if ledger.running_stale:
+        changes.append(Change(Action.CANCEL, "spec changed",
+                              tuple(j.name for j in ledger.running_stale)))
+    if reshape:
+        changes.append(Change(Action.RESHAPE, "how answers are shaped changed", rows=reshape))
+    if shards:
+        changes.append(Change(Action.CREATE, "rows to do", rows=sum(shards), shards=len(shards),
+                              digest=digest))
+    return changes
+
+
 def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
                   jobs: Sequence[RemoteJob], free_slots: int,
                   now: datetime | None = None, exact_tokens: bool = False,
@@ -133,20 +151,14 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
             exact = (reader.count_tokens(manifest.family, manifest.model.resource,
                                          orjson.loads(row.line)) if exact_tokens else None)
             input_tokens += exact if exact is not None else estimate.approx_tokens(row.prompt_chars)
+        elif kind is RowClass.RESHAPE and prepared is not None:
+            prepared.reshape.add(row_key(row.custom_id, row.request_hash))
         elif kind is RowClass.FAILED and len(failures) < MAX_FAILURES_SHOWN:
             failures.append((row.custom_id, stored.last_error or "failed"))
     stale = ledger.running_stale
     now_shards = shard_rows[:slots]
-    changes: list[Change] = []
-    if ledger.to_collect:
-        changes.append(Change(Action.COLLECT, "finished jobs hold answers",
-                              tuple(j.name for j in ledger.to_collect)))
-    if stale:
-        changes.append(Change(Action.CANCEL, "spec changed",
-                              tuple(j.name for j in stale)))
-    if now_shards:
-        changes.append(Change(Action.CREATE, "rows to do", rows=sum(now_shards),
-                              shards=len(now_shards), digest=send.hexdigest()[:32]))
+    changes = _changes(ledger, 0 if blocked else counts[RowClass.RESHAPE], now_shards,
+                       send.hexdigest()[:32])
     notes = _notes(manifest, settings, job_ends, held if shard_rows else None, bool(stale))
     rows = RowCounts(
         total=sum(counts.values()),
@@ -154,6 +166,7 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
         in_flight=counts[RowClass.IN_FLIGHT],
         to_do=counts[RowClass.TO_DO],
         failed=counts[RowClass.FAILED],
+        reshape=counts[RowClass.RESHAPE],
         waiting=0 if blocked else sum(shard_rows[slots:]),
     )
     cost = cost_estimate(manifest, settings, ledger, rows.to_do, input_tokens)

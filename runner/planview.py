@@ -10,7 +10,7 @@ import orjson
 from runner.errors import n
 from runner.plan import Action, Estimate, ManifestPlan, Note, NoteKind, Plan
 
-_SYMBOL = {"create": "+", "replace": "~", "cancel": "-", "collect": "<", "wait": "…",
+_SYMBOL = {"create": "+", "replace": "~", "reshape": "~", "cancel": "-", "collect": "<", "wait": "…",
            "up-to-date": "=", "failed": "!", "running": "…", "blocked": "!"}
 
 
@@ -27,6 +27,8 @@ def headline(m: ManifestPlan) -> str:
             parts.append(f"{verb}: {n(change.rows, 'row')} in {n(change.shards, 'job')}")
         elif change.action is Action.COLLECT:
             parts.append(f"collect {n(len(change.jobs), 'finished job')}")
+        elif change.action is Action.RESHAPE:
+            parts.append(f"reshape {n(change.rows, 'row')} from their stored answers, $0")
         elif change.action is Action.CANCEL:
             parts.append(f"cancel {n(len(change.jobs), 'job')} ({change.reason})")
     if m.rows.waiting:
@@ -62,6 +64,8 @@ def _rows_text(m: ManifestPlan) -> str:
     parts.append(f"{r.to_do:,} to do")
     if r.failed:
         parts.append(f"{r.failed:,} failed")
+    if r.reshape:
+        parts.append(f"{r.reshape:,} to reshape")
     return ", ".join(parts)
 
 

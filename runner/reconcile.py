@@ -22,6 +22,7 @@ class RowClass(StrEnum):
     DONE = "done"
     IN_FLIGHT = "in_flight"
     FAILED = "failed"
+    RESHAPE = "reshape"  # the same request was answered under another spec: re-derived, unpaid
     TO_DO = "to_do"
 
 
@@ -34,6 +35,9 @@ class RowFacts:
     in_flight: bool = False  # staged in a queued or running job with this spec + request
     failures: int = 0  # failed attempts for this spec + request (destination + uncollected)
     max_attempts: int = 3
+    # Answered under another spec hash with this very request (only how answers are shaped —
+    # response parsing, its schema — changed): the stored answer is re-derived, nothing is sent.
+    reshapable: bool = False
 
 
 RULES: Final[tuple[tuple[str, Callable[[RowFacts], bool], RowClass], ...]] = (
@@ -44,6 +48,8 @@ RULES: Final[tuple[tuple[str, Callable[[RowFacts], bool], RowClass], ...]] = (
      RowClass.IN_FLIGHT),
     ("failed max_attempts times: reported, not retried", lambda f: f.failures >= f.max_attempts,
      RowClass.FAILED),
+    ("the same request answered under another spec, never failed under this one",
+     lambda f: f.reshapable and not f.failures, RowClass.RESHAPE),
     ("new, changed, or failed fewer than max_attempts times", lambda f: True, RowClass.TO_DO),
 )
 

@@ -210,9 +210,8 @@ class Renderer:
     def custom_id(self, row: SourceRow) -> str:
         column = self.manifest.source.id_column
         value = row.data.get(column)
-        if type(value) is str and 0 < len(value) <= self.max_id_chars and _ID_OK(value) and (
-                not self.manifest.source.id_hash):
-            return value  # the common case, checked in one step
+        if type(value) is str and 0 < len(value) <= self.max_id_chars and _ID_OK(value):
+            return value  # the common case, checked in one step (kept as is even with hash: true)
         if column not in row.data:
             raise RowError(f'has no id column "{column}"')
         value = row.data[column]
@@ -222,7 +221,10 @@ class Renderer:
             raise RowError(f'id column "{column}" must be a string or a whole number, '
                            f"not {type(value).__name__}")
         text = str(value)
-        if self.manifest.source.id_hash:
+        fits = len(text) <= self.max_id_chars and _ID_OK(text) is not None
+        if self.manifest.source.id_hash and not fits:
+            # Only ids that do not fit are hashed: a valid id keeps its answers when hash: true is
+            # added later (re-keying them all would pay for every row again).
             return "h" + hashlib.sha256(text.encode()).hexdigest()[:40]
         hint = (f"; set `id: {{column: {column}, hash: true}}` to send a hash of it instead (the "
                 f"column is kept in the results)")

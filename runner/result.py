@@ -16,7 +16,7 @@ class Status(StrEnum):
 
 # After custom_id and the passthrough columns, in this order (a CSV destination's columns).
 FIELDS: Final = ("status", "output", "error", "attempts", "usage", "model", "spec_hash",
-                 "request_hash", "job", "finished_at", "retry", "source_fp")
+                 "request_hash", "job", "finished_at", "retry", "source_fp", "raw")
 ALL_FIELDS: Final = frozenset({"custom_id", *FIELDS})  # a passthrough column may not shadow one
 # The columns that make a destination batchrun's ledger: every writer writes them.
 LEDGER_FIELDS: Final = ("custom_id", "status", "spec_hash", "request_hash")
@@ -32,7 +32,7 @@ BIGQUERY_TYPES: Final = {"custom_id": "STRING", "status": "STRING", "output": "S
                          "error": "STRING", "attempts": "INT64", "usage": "JSON",
                          "model": "STRING", "spec_hash": "STRING", "request_hash": "STRING",
                          "job": "STRING", "finished_at": "STRING", "retry": "JSON",
-                         "source_fp": "STRING"}
+                         "source_fp": "STRING", "raw": "STRING"}
 BIGQUERY_JSON: Final = tuple(k for k, v in BIGQUERY_TYPES.items() if v == "JSON")
 
 
@@ -44,7 +44,8 @@ def missing_ledger_fields(columns: Iterable[str]) -> list[str]:
 
 def make(*, custom_id: str, passthrough: Mapping[str, Any], ok: bool, output: Any,
          error: str | None, usage: Mapping[str, int] | None, model: str, spec_hash: str,
-         request_hash: str, job: str, finished_at: str, source_fp: str = "") -> dict[str, Any]:
+         request_hash: str, job: str, finished_at: str, source_fp: str = "",
+         raw: str | None = None) -> dict[str, Any]:
     """One result row, every field present, in order."""
     return {
         "custom_id": custom_id,
@@ -61,4 +62,5 @@ def make(*, custom_id: str, passthrough: Mapping[str, Any], ok: bool, output: An
         "finished_at": finished_at,
         "retry": None,
         "source_fp": source_fp or None,
+        "raw": raw,  # the answer's text as given, when response parsing changed it
     }

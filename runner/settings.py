@@ -5,6 +5,7 @@ File reads only. Flags beat environment variables, which beat the overlay, which
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -170,6 +171,11 @@ def check_settings(settings: Settings, environ: Mapping[str, str] | None = None)
         out.append(error(f'unknown backend "{settings.backend}" (from '
                          f'{settings.origins.get("backend", "default")})', file=file,
                          hint="use local or vertex"))
+    for key in ("max_cost", "retention"):  # YAML's .nan and .inf pass a JSON Schema minimum
+        value = getattr(settings, key)
+        if isinstance(value, float) and not math.isfinite(value):
+            out.append(error(f"{key} must be a number, not {value}", file=file, path=key,
+                             hint=f"give {key} as a plain number"))
     region = settings.region
     problem = catalog.region_problem(region) if region is not None else None
     if problem is not None:

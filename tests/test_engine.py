@@ -263,7 +263,7 @@ def test_gc_removes_only_old_collected_jobs_and_inputs_no_kept_job_uses(
     from runner import handson
 
     fake = FakeBackend(fail_ids=["T2"])
-    project_dir.write("batchrun.yaml", "retention: 100000\n")  # apply removes nothing yet
+    project_dir.write("batchrun.yaml", "retention: 30000\n")  # apply removes nothing yet
     cycle(project_dir, fake)  # T2 refused: a second job retries it (same spec, one row)
     api.apply(load(project_dir), backend=fake)
     (retrying,) = [j for j in fake.jobs.values() if j.state.in_flight]
@@ -293,3 +293,33 @@ def test_gc_keeps_a_failed_job_that_still_counts_toward_a_block(project_dir: Pro
     fake.end(job, JobState.FAILED, code=13, message="INTERNAL")
     api.apply(load(project_dir), api.plan(load(project_dir), backend=fake), backend=fake)
     assert handson.gc(project.manifest("triage"), fake, project.settings, dry_run=True) == []
+
+
+def test_a_destination_restored_between_plan_and_apply_gets_no_duplicate(
+        project_dir: ProjectDir) -> None:
+    """Red team: with the destination's record gone (a hand edit), the plan's id set was trusted
+    and an answer already in the (restored) file was appended a second time."""
+    import json
+    import shutil
+    import time
+
+    project = load(project_dir)
+    api.converge(project, poll_interval=0.1, timeout=60)
+    dest = project_dir.root / "out" / "triage.jsonl"
+    backup = project_dir.root / "backup.jsonl"
+    shutil.copy(dest, backup)
+    with (project_dir.root / "tickets.csv").open("a") as fh:
+        fh.write("T6,New,Body\n")
+    api.apply(load(project_dir))  # T6 is sent
+    deadline = time.monotonic() + 60
+    while not api.plan(load(project_dir)).manifest("triage").changes:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    dest.write_text("".join(line + "\n" for line in dest.read_text().splitlines()
+                            if '"T2"' not in line))  # a hand edit: the record is forgotten
+    with api.Work() as work:
+        plan = api.plan(load(project_dir), work=work)
+        shutil.copy(backup, dest)  # ...and undone before the apply
+        api.apply(load(project_dir), plan, work=work)
+    ids = [json.loads(line)["custom_id"] for line in dest.read_text().splitlines()]
+    assert sorted(ids) == ["T1", "T2", "T3", "T4", "T5", "T6"]

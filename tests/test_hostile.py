@@ -102,7 +102,7 @@ class _Forgetful(FakeBackend):
 def test_the_same_rows_sent_again_without_an_answer_landing_block_the_manifest(
         project_dir: ProjectDir) -> None:
     # The fake's clock says January: a long retention keeps gc from clearing the evidence.
-    project_dir.write("batchrun.yaml", "quota: {failure_backoff: 0}\nretention: 100000\n")
+    project_dir.write("batchrun.yaml", "quota: {failure_backoff: 0}\nretention: 30000\n")
     fake = _Forgetful()
     final = api.converge(api.load_project(cwd=project_dir.root), backend=fake,
                          poll_interval=0.01, timeout=10)

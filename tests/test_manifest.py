@@ -151,7 +151,9 @@ def test_a_hashed_id_is_sent_and_the_real_id_kept_in_the_results(project_dir: Pr
         "id: ticket_id}", "id: {column: ticket_id, hash: true}}"))
     project = api.load_project(cwd=project_dir.root)
     lines = [json.loads(line) for line in api.render(project, "triage")]
-    assert all(len(r["custom_id"]) == 41 and r["custom_id"].startswith("h") for r in lines)
+    # Only the id that does not fit is hashed: T1 keeps its id (and any answer it has).
+    assert lines[0]["custom_id"] == "T1"
+    assert len(lines[1]["custom_id"]) == 41 and lines[1]["custom_id"].startswith("h")
     fake = FakeBackend()
     api.apply(project, backend=fake)
     fake.run_all()
@@ -192,3 +194,21 @@ def test_an_unknown_model_runs_and_its_budget_refusal_says_how_to_price_it(
     priced.write_text(priced.read_text() + "pricing: {anthropic/claude-fable-9: {input: 1, output: 5}}\n")
     report = api.apply(api.load_project(cwd=project_dir.root), backend=FakeBackend())
     assert report.rows_sent == 5
+
+
+def test_adding_hash_true_after_answers_sends_only_the_new_bad_row(project_dir: ProjectDir) -> None:
+    """Red team: following the hint re-keyed every row, so every answered row was paid again."""
+    from tests.fakes import FakeBackend
+
+    fake = FakeBackend()
+    project = api.load_project(cwd=project_dir.root)
+    api.apply(project, backend=fake)
+    fake.run_all()
+    api.apply(api.load_project(cwd=project_dir.root), backend=fake)
+    with (project_dir.root / "tickets.csv").open("a") as fh:
+        fh.write("support/42 é,c,d\n")
+    manifest = project_dir.root / "triage.yaml"
+    manifest.write_text(manifest.read_text().replace(
+        "id: ticket_id}", "id: {column: ticket_id, hash: true}}"))
+    plan = api.plan(api.load_project(cwd=project_dir.root), backend=fake)
+    assert (plan.manifest("triage").rows.done, plan.manifest("triage").rows.to_do) == (5, 1)

@@ -23,13 +23,17 @@ F = RowFacts
     (F(failures=1, max_attempts=3), RowClass.TO_DO),                # retry
     (F(failures=3, max_attempts=3), RowClass.FAILED),               # attempts used up
     (F(failures=1, max_attempts=1), RowClass.FAILED),
+    (F(reshapable=True), RowClass.RESHAPE),                         # same request, other shaping
+    (F(reshapable=True, failures=1), RowClass.TO_DO),               # the new shaping refused it
+    (F(reshapable=True, in_flight=True), RowClass.IN_FLIGHT),
 ])
 def test_row_rules(facts: RowFacts, expected: RowClass) -> None:
     assert classify(facts) is expected
 
 
 def test_every_rule_is_reachable() -> None:
-    outcomes = {classify(f) for f in (F(), F(answered=True), F(in_flight=True), F(failures=9))}
+    outcomes = {classify(f) for f in (F(), F(answered=True), F(in_flight=True), F(failures=9),
+                                      F(reshapable=True))}
     assert outcomes == {outcome for _, _, outcome in RULES}
 
 
