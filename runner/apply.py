@@ -281,10 +281,9 @@ def _apply_manifest(mplan: ManifestPlan, manifest: Manifest, backend: Backend,
                 backend.cancel_job(job)
                 report.cancelled.append(job)
                 say(Cancelled(manifest.name, job))
-    # The row pass's ids stand while the destination's record is as the plan read it.
-    # (An empty record proves nothing: a destination edited by hand forgets it, so both are empty.)
-    same = bool(prepared.collected_seen) and backend.collected_jobs(
-        manifest.destination) == prepared.collected_seen
+    # The row pass's ids stand while the destination is the version the plan read (a hand edit,
+    # or another apply's collect, between the two: they are read again).
+    same = backend.destination_stamp(manifest.destination) == prepared.destination_stamp
     collect_finished(manifest, backend, jobs, report, say, prepared.ids if same else None)
     report.removed += litter(manifest, backend, settings, dry_run=False)
     if any(c.action is Action.RESHAPE for c in mplan.changes):

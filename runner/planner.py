@@ -114,6 +114,7 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
     if prepared is not None:  # before the source is read: a change during the read is noticed
         prepared.source_stamp = reader.source_stamp(manifest.source)
         prepared.jobs_seen = frozenset(j.name for j in jobs)
+        prepared.destination_stamp = reader.destination_stamp(manifest.destination)
     ledger = read_ledger(manifest, reader, jobs)
     if prepared is not None:
         prepared.collected_seen, prepared.ids = ledger.collected, ledger.ids

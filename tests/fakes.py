@@ -82,6 +82,12 @@ class FakeBackend:
     def source_stamp(self, source: SourceSpec) -> Any:
         return localfiles.source_stamp(source)
 
+    def destination_stamp(self, dest: DestinationSpec) -> Any:
+        if dest.location not in self.destinations:
+            return None
+        return sum(1 for call, where in self.calls if call == "write_destination"
+                   and where == dest.location)
+
     def count_tokens(self, family: Family, model: str, request: Mapping[str, Any]) -> int | None:
         return None
 

@@ -182,6 +182,11 @@ class BackendReader(Protocol):
         for them alone, so the ledger never scans the answers)."""
         ...
 
+    def destination_stamp(self, dest: DestinationSpec) -> Any:
+        """A cheap version of the destination that changes whenever it is written (file size and
+        time, table modification, object generation); None when it does not exist."""
+        ...
+
     def source_stamp(self, source: SourceSpec) -> Any:
         """A cheap version of the source (file size and time, table modification, object
         generations) to notice a change between plan and apply; None when it cannot be told."""

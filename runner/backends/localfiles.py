@@ -118,6 +118,10 @@ def source_stamp(source: SourceSpec) -> list[int] | None:
     return _stamp(Path(source.location))
 
 
+def destination_stamp(dest: DestinationSpec) -> list[int] | None:
+    return _stamp(Path(dest.location))
+
+
 def _sidecar(dest: DestinationSpec) -> Path:
     path = Path(dest.location)
     return path.with_name(f".{path.name}.batchrun.json")

@@ -125,6 +125,9 @@ class LocalBackend:
     def source_stamp(self, source: SourceSpec) -> Any:
         return localfiles.source_stamp(source)
 
+    def destination_stamp(self, dest: DestinationSpec) -> Any:
+        return localfiles.destination_stamp(dest)
+
     def count_tokens(self, family: Family, model: str, request: Mapping[str, Any]) -> int | None:
         return None  # no service to ask: the offline approximation stands
 

@@ -216,6 +216,13 @@ class VertexBackend:
         return [[uri, self.gcs.generation(uri)] for pattern in source.uris
                 for uri in self.gcs.expand(pattern)]
 
+    def destination_stamp(self, dest: DestinationSpec) -> Any:
+        if dest.kind is DestinationKind.FILE:
+            return localfiles.destination_stamp(dest)
+        if dest.kind is DestinationKind.BIGQUERY:
+            return self.bq.modified(dest.location)
+        return self.gcs.generation(dest.location + "results.jsonl")
+
     def read_destination(self, dest: DestinationSpec,
                          columns: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
         if dest.kind is DestinationKind.FILE:
