@@ -93,7 +93,13 @@ def load_project(
     """The project the manifests under `paths` belong to: the nearest batchrun.yaml above them
     (above `cwd` when no paths are given), its settings, and those manifests (default: all of the
     project's). The working folder never decides the project for paths given elsewhere."""
-    cwd = cwd or Path.cwd()
+    if cwd is None:
+        try:
+            cwd = Path.cwd()
+        except FileNotFoundError:
+            raise ConfigError([error("the current folder no longer exists",
+                                     hint="cd into an existing folder and run the command "
+                                          "again")]) from None
     located = project_finder.locate(paths, cwd, config,
                                     os.environ if environ is None else environ)
     settings, setting_warnings = load_settings(cwd=located.start, config=located.config,

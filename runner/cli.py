@@ -89,7 +89,11 @@ def init(ctx: click.Context, folder: Path) -> None:
     click.echo(f"Started a batchrun project in {folder}:")
     for path in written:
         click.echo(f"  {path}")
-    go = "" if folder.resolve() == Path.cwd().resolve() else f"  cd {folder}\n"
+    try:
+        here = Path.cwd().resolve()
+    except FileNotFoundError:  # the folder the command was started in is gone
+        here = None
+    go = "" if folder.resolve() == here else f"  cd {folder}\n"
     click.echo(scaffold.NEXT.replace("Next:\n", "Next:\n" + go))
 
 

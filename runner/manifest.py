@@ -75,7 +75,7 @@ def display_path(path: Path, root: Path) -> str:
     except ValueError:
         try:
             return str(path.relative_to(Path.cwd()))
-        except ValueError:
+        except (ValueError, FileNotFoundError):  # elsewhere, or the working folder is gone
             return str(path)
 
 

@@ -325,3 +325,17 @@ def test_an_interactive_apply_asks_again_when_another_apply_sent_its_rows(repo: 
     assert "nothing was sent" in err
     assert "Applied: 5 rows" not in out  # the 5 rows were paid once, by the other apply
     assert len(list((repo / ".batchrun" / "jobs").glob("*/job.json"))) == 1
+
+
+def test_a_working_folder_that_is_gone_is_said_plainly(tmp_path: Path) -> None:
+    """Red team: from a deleted folder, `plan` ended in "unexpected FileNotFoundError"."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHRUN_")}
+    code = ("import os, sys; os.chdir(sys.argv[1]); os.rmdir(sys.argv[1]); "
+            "sys.argv = ['batchrun', 'plan']; from runner.cli import main; main()")
+    done = subprocess.run([sys.executable, "-c", code, str(gone)], env=env, capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == 1
+    assert "Error: the current folder no longer exists" in done.stderr
+    assert "unexpected" not in done.stderr
