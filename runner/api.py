@@ -347,11 +347,14 @@ def cancel(project: Project, name: str, *, backend: Backend | None = None) -> li
 
 
 def retry(project: Project, name: str, *, failed: bool = False, backend: Backend | None = None,
-          say: Listener | None = None) -> RetryReport:
-    """After fixing a cause: unblock NAME and, with `failed`, give its failed rows fresh attempts.
-    The next apply sends them."""
+          say: Listener | None = None, older_specs: bool = False,
+          limit: int | None = None) -> RetryReport:
+    """After fixing a cause: unblock NAME and, with `failed`, give its failed rows fresh attempts;
+    with `older_specs`, mark up to `limit` answers kept from older specs to be re-run. The next
+    apply sends them."""
     return handson.retry(project.manifest(name), backend or open_backend(project),
-                         project.settings, failed=failed, say=say or (lambda _: None))
+                         project.settings, failed=failed, say=say or (lambda _: None),
+                         older_specs=older_specs, limit=limit)
 
 
 def doctor(project: Project, *, backend: Backend | None = None) -> list[Finding]:

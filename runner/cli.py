@@ -357,14 +357,19 @@ def import_(ctx: click.Context, name: str, job: str) -> None:
 @click.option("--failed", is_flag=True, help="Also give rows that failed max_attempts times a fresh "
               "set of attempts.")
 @click.option("--blocked", is_flag=True, help="Unblock the manifest (what retry always does).")
+@click.option("--older-specs", is_flag=True,
+              help="on_change: forward — re-run answers kept from older specs (see --limit).")
+@click.option("--limit", type=click.IntRange(min=1), help="With --older-specs: at most N rows.")
 @click.pass_context
 @handle_errors
-def retry(ctx: click.Context, name: str, failed: bool, blocked: bool) -> None:
-    """After fixing a cause: unblock NAME and, with --failed, retry its failed rows. Sends nothing;
-    the next apply does."""
-    report = api.retry(_project(ctx), name, failed=failed,
-                       say=lambda message: click.echo(message, err=True))
-    click.echo(display.retry_text(name, report.was_blocked, report.rows_reset, failed))
+def retry(ctx: click.Context, name: str, failed: bool, blocked: bool, older_specs: bool,
+          limit: int | None) -> None:
+    """After fixing a cause: unblock NAME and, with --failed, retry its failed rows; with
+    --older-specs, re-run answers kept from older specs. Sends nothing; the next apply does."""
+    report = api.retry(_project(ctx), name, failed=failed, say=_say, older_specs=older_specs,
+                       limit=limit)
+    click.echo(display.retry_text(name, report.was_blocked, report.rows_reset, failed,
+                                  report.older_rerun if older_specs else None))
 
 
 @main.command()

@@ -141,10 +141,12 @@ def results_view(console: Console, name: str, rows: Iterable[Any], passthrough: 
         status = result_status(row, spec_hash)
         stale += status == "stale"
         table_rows.append([row.get("custom_id"), *(cell(row.get(k)) for k in passthrough),
-                           status, output[:80] + ("…" if len(output) > 80 else "")])
+                           status, str(row.get("spec_hash") or "")[:8],
+                           output[:80] + ("…" if len(output) > 80 else "")])
         if row.get("status") == Status.FAILED:
             failed.append(row)
-    print_table(console, ["custom_id", *passthrough, "status", "output"], table_rows, title=name)
+    print_table(console, ["custom_id", *passthrough, "status", "spec", "output"], table_rows,
+                title=name)
     lines = [results_summary(len(table_rows), len(failed), stale)]
     lines += [f"  ! {row.get('custom_id')}: {' '.join(str(row.get('error')).split())} "
               f"(attempts: {row.get('attempts')})" for row in failed[:20]]
@@ -162,7 +164,8 @@ def result_status(row: Any, spec_hash: str) -> str:
 def results_summary(rows: int, failed: int, stale: int) -> str:
     text = f"{n(rows, 'row')}, {failed:,} failed"
     if stale:
-        text += f", {stale:,} stale (answered under an older spec; the next apply replaces them)"
+        text += (f", {stale:,} stale (answered under an older spec: the next apply replaces them, "
+                 "or with on_change: forward keeps them until `batchrun retry NAME --older-specs`)")
     return text
 
 
@@ -176,10 +179,13 @@ def findings_text(findings: Iterable[Finding]) -> str:
     return redact("\n".join(lines)) + "\n"
 
 
-def retry_text(name: str, was_blocked: bool, rows_reset: int, failed: bool) -> str:
+def retry_text(name: str, was_blocked: bool, rows_reset: int, failed: bool,
+               older: int | None = None) -> str:
     parts = [f"{name}: unblocked" if was_blocked else f"{name}: was not blocked"]
     if failed:
         parts.append(f"{n(rows_reset, 'failed row')} given a fresh set of attempts")
-    if was_blocked or rows_reset:
+    if older is not None:
+        parts.append(f"{n(older, 'answer')} from older specs to be re-run")
+    if was_blocked or rows_reset or older:
         return "; ".join(parts) + ". Run `batchrun apply` to send them."
     return "; ".join(parts) + ": nothing to retry."

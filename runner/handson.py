@@ -19,7 +19,7 @@ from runner.backends.base import Backend, Finding, IndexEntry, JobRequest
 from runner.errors import BatchrunError
 from runner.events import Event, Listener
 from runner.identity import INPUT_LABEL, MANAGED_LABEL, MANAGED_VALUE, NAME_LABEL
-from runner.ledger import failures_of, read_ledger, rendered_rows
+from runner.ledger import failures_of, read_ledger, rendered_rows, rerun_asked
 from runner.outputs import parse_line
 from runner.result import Status
 from runner.spec import Family, Manifest, Settings
@@ -34,6 +34,7 @@ class RetryReport:
     forgiven: list[str] = field(default_factory=list)  # ended jobs that no longer count to a block
     was_blocked: bool = False
     rows_reset: int = 0  # failed rows given a fresh set of attempts
+    older_rerun: int = 0  # answers kept from older specs marked to be re-run
 
 
 def _fresh_attempts(row: dict[str, Any], spec_hash: str) -> dict[str, Any] | None:
@@ -48,7 +49,8 @@ def _fresh_attempts(row: dict[str, Any], spec_hash: str) -> dict[str, Any] | Non
 
 
 def retry(manifest: Manifest, backend: Backend, settings: Settings, *, failed: bool,
-          say: Listener = _quiet) -> RetryReport:
+          say: Listener = _quiet, older_specs: bool = False,
+          limit: int | None = None) -> RetryReport:
     """After the user fixed a cause: set aside the job-level failures that block the manifest and,
     with `failed`, give rows out of attempts a fresh set. Both are recorded beside the destination,
     so the ledger stays the record; nothing is sent here."""
@@ -75,7 +77,30 @@ def retry(manifest: Manifest, backend: Backend, settings: Settings, *, failed: b
 
             backend.write_destination(manifest.destination, rows(),
                                       collected=backend.collected_jobs(manifest.destination))
+        if older_specs:
+            _rerun_older(manifest, backend, report, limit)
     return report
+
+
+def _rerun_older(manifest: Manifest, backend: Backend, report: RetryReport,
+                 limit: int | None) -> None:
+    """Mark up to `limit` answers kept from older specs (on_change: forward) to be re-run under
+    the current one: the answer stays until the new one replaces it."""
+    def rows() -> Iterator[tuple[dict[str, Any], bool]]:
+        for row in backend.read_destination(manifest.destination):
+            older = (row.get("status") == Status.SUCCEEDED
+                     and row.get("spec_hash") != manifest.spec_hash
+                     and not rerun_asked(row, manifest.spec_hash))
+            if older and (limit is None or report.older_rerun < limit):
+                report.older_rerun += 1
+                yield {**row, "retry": {"spec_hash": manifest.spec_hash, "request_hash": None,
+                                        "attempts": 0, "error": "re-run asked",
+                                        "job": None, "finished_at": None}}, True
+            else:
+                yield row, False
+
+    backend.write_destination(manifest.destination, rows(),
+                              collected=backend.collected_jobs(manifest.destination))
 
 
 def cancel_running(manifest: Manifest, backend: Backend) -> list[str]:

@@ -63,6 +63,9 @@ class Ledger:
     reshapable: set[int] = field(default_factory=set)
     # Fingerprints of source rows answered under this spec: such a row is done without rendering.
     answered_fps: set[str] = field(default_factory=set)
+    # on_change: forward — fingerprints of rows answered under an older spec, not asked to re-run:
+    # an unedited row keeps that answer.
+    kept_fps: set[str] = field(default_factory=set)
     collected: frozenset[str] = frozenset()  # the destination's record of collected jobs
     ids: collect.IdFilter | None = None  # its ids, read when some job waits to be collected
 
@@ -94,6 +97,7 @@ def read_ledger(manifest: Manifest, reader: BackendReader, jobs: Sequence[Remote
     waits to be collected, the destination's ids are kept too, so collect need not read it again."""
     ledger = Ledger(manifest.spec_hash)
     spec_hash = manifest.spec_hash
+    forward = manifest.on_change == "forward"
     collected = reader.collected_jobs(manifest.destination)
     ledger.collected = frozenset(collected)
     mine = [j for j in jobs if j.manifest_name in (manifest.name, "")]  # "": damaged, anyone's
@@ -110,6 +114,8 @@ def read_ledger(manifest: Manifest, reader: BackendReader, jobs: Sequence[Remote
                     ledger.answered_fps.add(fp)
             else:
                 ledger.reshapable.add(row_key(custom_id, str(row.get("request_hash"))))
+                if forward and fp and not rerun_asked(row, spec_hash):
+                    ledger.kept_fps.add(fp)
         for request_hash, state in ledger_entries(row, manifest.spec_hash):
             key = row_key(custom_id, request_hash)
             if state.answered:
@@ -189,12 +195,19 @@ def display_path_of(manifest: Manifest, settings: Settings) -> str:
 ANSWERED = LedgerState(True, 0, None)
 
 
+def rerun_asked(row: dict[str, Any], spec_hash: str) -> bool:
+    """`batchrun retry --older-specs` marked this older answer to be re-run under `spec_hash`."""
+    retry = row.get("retry")
+    return isinstance(retry, dict) and retry.get("spec_hash") == spec_hash
+
+
 def classified_rows(manifest: Manifest, reader: BackendReader, settings: Settings,
                     ledger: Ledger, *, fingerprints: bool = True
                     ) -> Iterator[tuple[RenderedRow, RowClass, LedgerState]]:
     """Every source row with its class; `fingerprints=False` renders every row (the property
     test compares the two)."""
-    known = ledger.answered_fps.__contains__ if ledger.answered_fps and fingerprints else None
+    fps = ledger.answered_fps | ledger.kept_fps if ledger.kept_fps else ledger.answered_fps
+    known = fps.__contains__ if fps and fingerprints else None
     for row in rendered_rows(manifest, reader, settings, known):
         if row.skipped:  # answered under this spec, recognised by its fingerprint alone
             yield row, RowClass.DONE, ANSWERED

@@ -251,6 +251,7 @@ def _build(doc: Document, path: Path, settings: Settings,
         labels={**defaults.get("labels", {}), **meta.get("labels", {})},
         description=meta.get("description", ""),
         max_cost=spec.get("max_cost"),
+        on_change=spec.get("on_change", "rerun"),
         region=spec.get("region") or settings.region or next(iter(catalog.batch_regions(model)),
                                                              None),
     )

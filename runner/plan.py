@@ -48,6 +48,7 @@ class RowCounts:
     failed: int = 0
     waiting: int = 0  # part of to_do that does not fit the concurrent-job quota this time
     reshape: int = 0  # answered under another spec with the same request: re-derived, unpaid
+    kept: int = 0  # part of done: answers kept from older specs (on_change: forward)
 
 
 @dataclass(frozen=True, slots=True)

@@ -135,9 +135,11 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
     send = hashlib.sha256()  # the rows this apply may send: apply checks it sends exactly these
     input_tokens = 0
     source_digest = hashlib.sha256()
+    kept = 0  # done rows whose answer is kept from an older spec (on_change: forward)
     for row, kind, stored in classified_rows(manifest, reader, settings, ledger):
         source_digest.update(f"{row.custom_id}\0{row.request_hash or row.source_fp}\n".encode())
         counts[kind] += 1
+        kept += row.skipped and row.source_fp not in ledger.answered_fps
         if kind is RowClass.TO_DO:
             if sharder.add(len(row.line) + 1):
                 shard_rows.append(0)
@@ -168,6 +170,7 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
         to_do=counts[RowClass.TO_DO],
         failed=counts[RowClass.FAILED],
         reshape=counts[RowClass.RESHAPE],
+        kept=kept,
         waiting=0 if blocked else sum(shard_rows[slots:]),
     )
     cost = cost_estimate(manifest, settings, ledger, rows.to_do, input_tokens)

@@ -58,7 +58,8 @@ def blocked_text(m: ManifestPlan) -> str:
 
 def _rows_text(m: ManifestPlan) -> str:
     r = m.rows
-    parts = [n(r.total, "row"), f"{r.done:,} done"]
+    parts = [n(r.total, "row"), f"{r.done:,} done" + (
+        f" ({r.kept:,} kept from older specs)" if r.kept else "")]
     if r.in_flight:
         parts.append(f"{r.in_flight:,} in flight")
     parts.append(f"{r.to_do:,} to do")

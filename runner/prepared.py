@@ -39,7 +39,8 @@ class Prepared:
         if self._spool is None:
             self._spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed by Work.close
         self._spool.write(orjson.dumps([line.decode(), entry.custom_id, entry.request_hash,
-                                        dict(entry.passthrough), entry.input_chars]) + b"\n")
+                                        dict(entry.passthrough), entry.input_chars,
+                                        entry.source_fp]) + b"\n")
         self._digest.update(entry.request_hash.encode())
         self.rows += 1
 
@@ -54,8 +55,8 @@ class Prepared:
             return
         self._spool.seek(0)
         for raw in self._spool:
-            line, custom_id, request_hash, passthrough, chars = orjson.loads(raw)
-            yield line.encode(), IndexEntry(custom_id, request_hash, passthrough, chars)
+            line, custom_id, request_hash, passthrough, chars, fp = orjson.loads(raw)
+            yield line.encode(), IndexEntry(custom_id, request_hash, passthrough, chars, fp)
 
     def close(self) -> None:
         if self._spool is not None:

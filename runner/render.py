@@ -40,7 +40,7 @@ class RenderedRow:
     request_hash: str
     row: SourceRow
     prompt_chars: int = 0  # characters of text the model reads, for the token estimate
-    source_fp: str = ""  # the values the request is made of (see Renderer.fingerprint)
+    source_fp: str = ""  # the source row's values, hashed (see Renderer.fingerprint)
     skipped: bool = False  # known answered by its fingerprint: not rendered, line and hash empty
 
 
@@ -103,7 +103,6 @@ def _text(data: Mapping[str, Any], name: str) -> str:
 
 
 _SLOT = "@@batchrun-slot-{}@@"
-_MISSING = {"$batchrun": "missing"}  # a column the row lacks, unlike one that is null
 
 
 def _canonical(value: Any) -> Any:
@@ -156,31 +155,13 @@ class Renderer:
             self._fast = {k: p for k, p in pieces.items() if p is not None}
             self._compile_skeleton()
             self._fast_line = self._compile_fast()
-        self._fp_columns = self._fingerprint_columns(env)
-
-    def _fingerprint_columns(self, env: BoundedSandbox) -> tuple[str, ...] | None:
-        """The columns a request is made of: the templates' names and the id; None (every column)
-        for ready-made request rows or a template that reads the whole `row`."""
-        if self._requests:
-            return None
-        names = {self.manifest.source.id_column}
-        for template in self._sources.values():
-            with Deadline():
-                found = jinja2.meta.find_undeclared_variables(env.parse(template.text))
-            if ROW_NAME in found:
-                return None
-            names |= found
-        return tuple(sorted(names))
 
     def fingerprint(self, row: SourceRow) -> str:
-        """A fast hash of the row's values the request is made of, type-exact (1, 1.0, "1" and
-        null differ). Under one spec, an equal fingerprint means an equal request: a row whose
-        fingerprint is answered need not be rendered to be known done."""
-        data = row.data
-        if self._fp_columns is None:
-            items = sorted(data.items())
-        else:
-            items = [(k, data.get(k, _MISSING)) for k in self._fp_columns]
+        """A fast hash of the row's values, all columns, type-exact (1, 1.0, "1" and null differ):
+        equal fingerprints mean an unchanged row. Under one spec that means an equal request (a row
+        whose fingerprint is answered need not be rendered); under `on_change: forward` it means
+        the row was not edited, so its older answer is kept."""
+        items = sorted(row.data.items())
         try:
             raw = orjson.dumps(items, default=_canonical)
         except (TypeError, orjson.JSONEncodeError):  # a value orjson cannot encode: its repr

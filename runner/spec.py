@@ -127,6 +127,8 @@ class Manifest:
     # Where its jobs run: the manifest's region, else the project's, else the model's default
     # batch region from the catalogue. Never hashed: moving region re-sends nothing.
     region: str | None = None
+    # "rerun": a new spec re-runs every row; "forward": only new and edited rows, older answers kept
+    on_change: str = "rerun"
     spec_hash: str = ""
     digest: str = ""  # of the whole document and its template files: a saved plan's staleness check
 

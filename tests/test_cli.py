@@ -26,7 +26,7 @@ def test_plan_views_and_exit_codes(run, golden) -> None:  # type: ignore[no-unty
     assert set(m) >= {"name", "spec_hash", "actions", "rows"}
     assert m["actions"] == ["create"]
     assert m["rows"] == {"total": 5, "done": 0, "in_flight": 0, "to_do": 5, "failed": 0,
-                         "waiting": 0, "reshape": 0}
+                         "waiting": 0, "reshape": 0, "kept": 0}
 
 
 def test_apply_needs_approval_when_not_a_terminal(run) -> None:  # type: ignore[no-untyped-def]

@@ -243,6 +243,9 @@ def test_one_apply_reads_the_source_once_and_the_destination_once(project_dir: P
     assert sorted(fake.sent.values()) == [1] * 6
     dest = fake.destinations[str(project_dir.root / "out/triage.jsonl")]
     assert sorted(r["custom_id"] for r in dest) == ["T1", "T2", "T3", "T4", "T5", "T6"]
+    # Each answer keeps its source row's fingerprint (through the spool, the staged index and
+    # collect), so the next plan knows it without rendering.
+    assert all(isinstance(r["source_fp"], str) and len(r["source_fp"]) == 24 for r in dest)
 
 
 def test_api_apply_of_a_plan_without_its_work_renders_again_and_refuses_a_difference(

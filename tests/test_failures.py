@@ -270,7 +270,7 @@ def test_endpoint_down_blocks_without_failing_rows_and_retry_recovers(
     assert "blocked: triage" in down.stdout
     doc = plan_doc(root)
     assert doc["rows"] == {"total": 5, "done": 0, "in_flight": 0, "to_do": 5, "failed": 0,
-                           "waiting": 0, "reshape": 0}
+                           "waiting": 0, "reshape": 0, "kept": 0}
     blocked = doc["blocked"]
     assert isinstance(blocked, dict) and blocked["failures"] == 2
     assert "503 Service Unavailable" in blocked["error"] and "Bad Request" not in blocked["error"]
