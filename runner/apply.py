@@ -1,9 +1,10 @@
-"""Apply: carries out a plan through the read/write Backend — and `retry`, `cancel` and `import`. The
-only module that changes remote state.
+"""Apply: carries out a plan, with the rows its row pass prepared, through the read/write Backend.
+With handson (the commands a user asks for by name), the only code that changes remote state.
 
-Per manifest, under its lock: cancel what the plan cancels, collect finished jobs into the
-destination, then stage and create jobs for the rows still to do, re-reading the jobs right before
-each create so a crash or a second run never sends a row twice.
+Per manifest, under its locks: cancel what the plan cancels, collect finished jobs into the
+destination, remove old leftovers (gc), reshape what only needs reshaping, then stage and create
+jobs for exactly the plan's rows, re-reading the jobs right before each create so a crash or a
+second run never sends a row twice.
 """
 
 from __future__ import annotations
