@@ -65,7 +65,8 @@ class ApplyReport:
     reshaped: int = 0  # rows re-derived from stored answers, unpaid
 
 
-def _quiet(_: Event) -> None:
+def quiet(_: Event) -> None:
+    """The listener that says nothing (the API's default)."""
     pass
 
 
@@ -99,7 +100,7 @@ def _destination_lock(backend: Backend, manifest: Manifest, lock_name: str) -> I
 
 
 def collect_finished(manifest: Manifest, backend: Backend, jobs: Sequence[RemoteJob],
-                     report: ApplyReport, say: Listener = _quiet,
+                     report: ApplyReport, say: Listener = quiet,
                      ids: collect.IdFilter | None = None) -> None:
     """Merge every finished, uncollected job of the manifest into its destination, in one write.
 
@@ -172,7 +173,7 @@ def _shard(rows: _Peekable, settings: Settings) -> Iterator[tuple[bytes, IndexEn
 
 
 def reshape(manifest: Manifest, backend: Backend, prepared: Prepared, report: ApplyReport,
-            say: Listener = _quiet) -> None:
+            say: Listener = quiet) -> None:
     """Re-derive, from their stored answers, the rows the plan found answered under another spec
     with the very request they would be sent now: only how answers are shaped changed. Nothing
     is sent; one rewrite of the destination."""
@@ -216,7 +217,7 @@ def _unchanged(manifest: Manifest, planned: Change, prepared: Prepared,
 
 
 def create_jobs(manifest: Manifest, backend: Backend, settings: Settings, report: ApplyReport,
-                planned: Change, prepared: Prepared, say: Listener = _quiet) -> None:
+                planned: Change, prepared: Prepared, say: Listener = quiet) -> None:
     """Create the plan's jobs from the rows it prepared, re-reading the running jobs right before
     each create."""
     pool = pool_of(manifest.region, backend.regional)
@@ -286,7 +287,7 @@ def _apply_manifest(mplan: ManifestPlan, manifest: Manifest, backend: Backend,
     # or another apply's collect, between the two: they are read again).
     same = backend.destination_stamp(manifest.destination) == prepared.destination_stamp
     collect_finished(manifest, backend, jobs, report, say, prepared.ids if same else None)
-    report.removed += litter(manifest, backend, settings, dry_run=False)
+    report.removed += litter(manifest, backend, settings, dry_run=False, jobs=jobs)
     if any(c.action is Action.RESHAPE for c in mplan.changes):
         reshape(manifest, backend, prepared, report, say)
     if planned is None:  # rows only waiting for a slot wait for the next plan
@@ -299,7 +300,7 @@ def _apply_manifest(mplan: ManifestPlan, manifest: Manifest, backend: Backend,
 
 
 def apply_plan(plan: Plan, manifests: Sequence[Manifest], backend: Backend, settings: Settings,
-               work: Work, *, allow_cancel: bool = False, say: Listener = _quiet) -> ApplyReport:
+               work: Work, *, allow_cancel: bool = False, say: Listener = quiet) -> ApplyReport:
     """Carry out `plan` with the rows its row pass prepared (`work`). Cancels only what it lists;
     creates only what it shows, or nothing (RowsChangedError)."""
     report = ApplyReport()
@@ -321,13 +322,14 @@ def apply_plan(plan: Plan, manifests: Sequence[Manifest], backend: Backend, sett
 
 
 def litter(manifest: Manifest, backend: Backend, settings: Settings, *, dry_run: bool,
-           now: datetime | None = None) -> list[str]:
+           jobs: Sequence[RemoteJob] | None = None, now: datetime | None = None) -> list[str]:
     """Remove what the manifest's collected jobs older than `retention` left behind (staged inputs,
     intermediate tables, outputs, job records); what is removed, or would be with `dry_run`.
 
     Kept: any job not yet collected or still counting toward a block (a failed job not set aside
-    by `batchrun retry`), and a staged input while another kept job uses it."""
-    jobs = backend.list_jobs(manifest.name)
+    by `batchrun retry`), and a staged input while another kept job uses it. `jobs`: the
+    manifest's jobs when the caller has just listed them (their states are what matter)."""
+    jobs = backend.list_jobs(manifest.name) if jobs is None else jobs
     collected = backend.collected_jobs(manifest.destination)
     forgiven = backend.forgiven_jobs(manifest.destination)
     cutoff = (now or datetime.now(UTC)) - timedelta(days=settings.retention)

@@ -14,19 +14,15 @@ from typing import Any
 import orjson
 
 from runner import collect
-from runner.apply import ApplyReport, collect_finished, litter, locked
+from runner.apply import ApplyReport, collect_finished, litter, locked, quiet
 from runner.backends.base import Backend, Finding, IndexEntry, JobRequest
 from runner.errors import BatchrunError
-from runner.events import Event, Listener
+from runner.events import Listener
 from runner.identity import INPUT_LABEL, MANAGED_LABEL, MANAGED_VALUE, NAME_LABEL
 from runner.ledger import failures_of, read_ledger, rendered_rows, rerun_asked
 from runner.outputs import parse_line
 from runner.result import Status
 from runner.spec import Family, Manifest, Settings
-
-
-def _quiet(_: Event) -> None:
-    pass
 
 
 @dataclass
@@ -49,7 +45,7 @@ def _fresh_attempts(row: dict[str, Any], spec_hash: str) -> dict[str, Any] | Non
 
 
 def retry(manifest: Manifest, backend: Backend, settings: Settings, *, failed: bool,
-          say: Listener = _quiet, older_specs: bool = False,
+          say: Listener = quiet, older_specs: bool = False,
           limit: int | None = None) -> RetryReport:
     """After the user fixed a cause: set aside the job-level failures that block the manifest and,
     with `failed`, give rows out of attempts a fresh set. Both are recorded beside the destination,

@@ -66,7 +66,6 @@ class Ledger:
     # on_change: forward — fingerprints of rows answered under an older spec, not asked to re-run:
     # an unedited row keeps that answer.
     kept_fps: set[str] = field(default_factory=set)
-    collected: frozenset[str] = frozenset()  # the destination's record of collected jobs
     ids: collect.IdFilter | None = None  # its ids, read when some job waits to be collected
 
     def has_trace(self, custom_id: str, request_hash: str) -> bool:
@@ -99,7 +98,6 @@ def read_ledger(manifest: Manifest, reader: BackendReader, jobs: Sequence[Remote
     spec_hash = manifest.spec_hash
     forward = manifest.on_change == "forward"
     collected = reader.collected_jobs(manifest.destination)
-    ledger.collected = frozenset(collected)
     mine = [j for j in jobs if j.manifest_name in (manifest.name, "")]  # "": damaged, anyone's
     uncollected = [j for j in mine if not j.state.in_flight and j.name not in collected]
     ids = ledger.ids = collect.IdFilter() if uncollected else None

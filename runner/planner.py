@@ -117,7 +117,7 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
         prepared.destination_stamp = reader.destination_stamp(manifest.destination)
     ledger = read_ledger(manifest, reader, jobs)
     if prepared is not None:
-        prepared.collected_seen, prepared.ids = ledger.collected, ledger.ids
+        prepared.ids = ledger.ids
     job_ends = failures_of(manifest, jobs, settings, reader.forgiven_jobs(manifest.destination),
                            now or datetime.now(UTC), reader, ledger)
     held, blocked = job_ends.hold_until, _blocked(job_ends)

@@ -26,7 +26,6 @@ class Prepared:
 
     manifest: str
     jobs_seen: frozenset[str] = frozenset()  # the manifest's jobs when the plan was made
-    collected_seen: frozenset[str] = frozenset()  # the destination's collected jobs then
     destination_stamp: Any = None  # the destination's version then (before its ledger was read)
     source_stamp: Any = None  # the source's version then (None: cannot be told)
     ids: IdFilter | None = None  # the destination's ids, when the plan had jobs to collect

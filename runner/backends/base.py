@@ -50,6 +50,12 @@ IN_FLIGHT_STATES = ("JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING"
                     "JOB_STATE_UNSPECIFIED")
 
 
+def region_of(name: str) -> str | None:
+    """The location in a job's resource name (projects/P/locations/R/batchPredictionJobs/ID)."""
+    parts = name.split("/")
+    return parts[3] if len(parts) > 3 and parts[2] == "locations" else None
+
+
 def pool_of(region: str | None, regional: bool) -> str:
     """The job quota a job or manifest counts against: its region, or the one pool."""
     return (region or "") if regional else ""
@@ -91,9 +97,7 @@ class RemoteJob:
 
     @property
     def region(self) -> str | None:
-        """The location in its resource name (projects/P/locations/R/batchPredictionJobs/ID)."""
-        parts = self.name.split("/")
-        return parts[3] if len(parts) > 3 and parts[2] == "locations" else None
+        return region_of(self.name)
 
     @property
     def manifest_name(self) -> str:

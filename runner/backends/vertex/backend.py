@@ -29,6 +29,7 @@ from runner.backends.base import (
     JobState,
     RemoteJob,
     StagedInput,
+    region_of,
     select,
 )
 from runner.backends.vertex import jobs as vjobs
@@ -55,10 +56,6 @@ from runner.spec import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def _region_of(name: str) -> str | None:
-    return RemoteJob(name, JobState.UNSPECIFIED).region
 
 
 MANAGED_FILTER = f'labels.{MANAGED_LABEL}="{MANAGED_VALUE}"'
@@ -180,7 +177,7 @@ class VertexBackend:
         yield from self.client(region).list("")
 
     def get_job(self, name: str) -> RemoteJob:
-        return vjobs.parse_job(self.client(_region_of(name)).get(name))
+        return vjobs.parse_job(self.client(region_of(name)).get(name))
 
     def _inputs(self, manifest_name: str) -> str:
         return f"{self.staging}/{manifest_name}/inputs"
@@ -380,11 +377,11 @@ class VertexBackend:
                 self.bq.delete_table(table)
             for uri in objects:
                 self.gcs.delete(uri)
-            self.client(_region_of(job.name)).delete(job.name)
+            self.client(region_of(job.name)).delete(job.name)
         return [*(f"bq://{t}" for t in tables), *objects, job.name]
 
     def cancel_job(self, name: str) -> None:
-        self.client(_region_of(name)).cancel(name)
+        self.client(region_of(name)).cancel(name)
 
     def write_destination(self, dest: DestinationSpec, rows: Iterable[tuple[dict[str, Any], bool]],
                           *, collected: Iterable[str], append: bool = False) -> None:

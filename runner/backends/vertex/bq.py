@@ -78,6 +78,7 @@ class BigQuery:
         self.client = client if client is not None else make_client(project)
         self.retry = bigquery.DEFAULT_RETRY.with_deadline(deadline)
         self.timeout = max(deadline, 60.0)
+        self._locations: dict[str, str | None] = {}  # dataset -> location, read once
 
     def _query(self, sql: str) -> Any:
         return self.client.query(sql, retry=self.retry).result(timeout=self.timeout,
@@ -121,14 +122,18 @@ class BigQuery:
         self.client.delete_table(table, not_found_ok=True, retry=self.retry)
 
     def dataset_location(self, dataset: str) -> str | None:
-        """Where a dataset lives ("US", "us-east5"), None when it does not exist yet."""
+        """Where a dataset lives ("US", "us-east5"), None when it does not exist yet. Asked once
+        per command: apply --wait plans every few seconds, and a dataset does not move."""
         from google.api_core.exceptions import NotFound
 
+        if dataset in self._locations:
+            return self._locations[dataset]
         try:
             found = self.client.get_dataset(dataset, retry=self.retry)
         except NotFound:
             return None
-        return str(found.location) if found.location else None
+        location = self._locations[dataset] = str(found.location) if found.location else None
+        return location
 
     def columns(self, table: str) -> list[str] | None:
         """The table's columns, or None when it does not exist."""

@@ -4,6 +4,7 @@ staging bucket, written with a precondition and removed at once."""
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 from collections.abc import Callable, Mapping, Sequence
@@ -18,15 +19,15 @@ from runner.identity import MANAGED_LABEL, MANAGED_VALUE
 MANAGED_FILTER = f'labels.{MANAGED_LABEL}="{MANAGED_VALUE}"'
 
 
-def _guard(what: str, fix: str, check: Callable[[], Finding]) -> Finding:
-    """A check that raised is a ✗ with its own words, never a traceback."""
+def _guard(what: str, fix: str, check: Callable[[], list[Finding]]) -> list[Finding]:
+    """A check that raised is one ✗ with its own words, never a traceback."""
     try:
         return check()
     except BatchrunError as exc:
-        return Finding(False, f"{what}: {exc}", fix)
+        return [Finding(False, f"{what}: {exc}", fix)]
     except Exception as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return Finding(False, f"{what}: {first[:200]}", fix)
+        return [Finding(False, f"{what}: {first[:200]}", fix)]
 
 
 def credentials() -> Finding:
@@ -80,36 +81,27 @@ def datasets(bq: Any, wanted: Mapping[str, str]) -> list[Finding]:
     return out
 
 
+def _running(backend: Any, region: str, max_concurrent_jobs: int) -> list[Finding]:
+    jobs = [j for j in map(parse_job, backend.list_region(region, MANAGED_FILTER))
+            if j.state.in_flight]
+    free = len(jobs) < max_concurrent_jobs
+    return [Finding(free, f"Vertex AI in {region}: answers; {len(jobs)} of "
+                          f"{max_concurrent_jobs} batch jobs running",
+                    None if free else "wait for them, or ask for more quota")]
+
+
 def checkup(backend: Any, regions: Sequence[str], wanted: Mapping[str, str],
             max_concurrent_jobs: int) -> list[Finding]:
-    out = [_guard("credentials", "check your Google Cloud login", credentials),
+    out = [*_guard("credentials", "check your Google Cloud login", lambda: [credentials()]),
            Finding(True, f"project: {backend.settings.project}")]
     for region in regions:
-        def running(region: str = region) -> Finding:
-            jobs = [j for j in map(parse_job, backend.list_region(region, MANAGED_FILTER))
-                    if j.state.in_flight]
-            free = len(jobs) < max_concurrent_jobs
-            return Finding(free, f"Vertex AI in {region}: answers; {len(jobs)} of "
-                                 f"{max_concurrent_jobs} batch jobs running",
-                           None if free else "wait for them, or ask for more quota")
-        out.append(_guard(f"Vertex AI in {region}", "enable the Vertex AI API "
-                          "(gcloud services enable aiplatform.googleapis.com) and check the "
-                          "region", running))
-    out.extend(_guard_many("Cloud Storage", "enable the Cloud Storage API and check staging",
-                           lambda: staging(backend.gcs, backend.staging)))
+        out += _guard(f"Vertex AI in {region}", "enable the Vertex AI API (gcloud services "
+                      "enable aiplatform.googleapis.com) and check the region",
+                      functools.partial(_running, backend, region, max_concurrent_jobs))
+    out += _guard("Cloud Storage", "enable the Cloud Storage API and check staging",
+                  lambda: staging(backend.gcs, backend.staging))
     if wanted:
-        out.extend(_guard_many("BigQuery", "enable the BigQuery API "
-                               "(gcloud services enable bigquery.googleapis.com)",
-                               lambda: datasets(backend.bq, wanted)))
+        out += _guard("BigQuery", "enable the BigQuery API "
+                      "(gcloud services enable bigquery.googleapis.com)",
+                      lambda: datasets(backend.bq, wanted))
     return out
-
-
-def _guard_many(what: str, fix: str, check: Callable[[], list[Finding]]) -> list[Finding]:
-    box: list[list[Finding]] = []
-
-    def one() -> Finding:
-        box.append(check())
-        return Finding(True, what)
-
-    first = _guard(what, fix, one)
-    return box[0] if box else [first]
