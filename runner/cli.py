@@ -3,15 +3,12 @@ exit codes are cli_errors'. Holds no logic of its own."""
 
 from __future__ import annotations
 
-import csv
-import io
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-import orjson
 
 from runner.backends import REGISTRY
 from runner.cli_errors import (
@@ -308,20 +305,10 @@ def results(ctx: click.Context, name: str, fmt: str) -> None:
     project = _project(ctx)
     rows: Iterator[dict[str, Any]] = api.results(project, name)
     if fmt == "jsonl":
-        out = sys.stdout.buffer
-        for row in rows:
-            out.write(orjson.dumps(row) + b"\n")
-        out.flush()
+        display.results_jsonl(rows, sys.stdout.buffer)
         return
     if fmt == "csv":
-        buffer = io.StringIO()
-        writer: csv.DictWriter[str] | None = None
-        for row in rows:
-            if writer is None:
-                writer = csv.DictWriter(buffer, fieldnames=list(row), extrasaction="ignore")
-                writer.writeheader()
-            writer.writerow({k: display.cell(v) for k, v in row.items()})
-        click.echo(buffer.getvalue(), nl=False)
+        display.results_csv(rows, sys.stdout)
         return
     manifest = project.manifest(name)
     from rich.console import Console

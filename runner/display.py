@@ -3,8 +3,9 @@ words are planview's). No logic, no I/O beyond the console it is given."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+import csv
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, BinaryIO, TextIO
 
 import orjson
 from rich.console import Console
@@ -129,6 +130,24 @@ def cell(value: Any) -> str:
     if isinstance(value, str):
         return value
     return orjson.dumps(value).decode()
+
+
+def results_jsonl(rows: Iterable[Mapping[str, Any]], out: BinaryIO) -> None:
+    """`results --format jsonl`: one JSON object per row, streamed."""
+    for row in rows:
+        out.write(orjson.dumps(row) + b"\n")
+    out.flush()
+
+
+def results_csv(rows: Iterable[Mapping[str, Any]], out: TextIO) -> None:
+    """`results --format csv`: the first row's fields as the header, JSON values as JSON text."""
+    writer: csv.DictWriter[str] | None = None
+    for row in rows:
+        if writer is None:
+            writer = csv.DictWriter(out, fieldnames=list(row), extrasaction="ignore")
+            writer.writeheader()
+        writer.writerow({k: cell(v) for k, v in row.items()})
+    out.flush()
 
 
 def results_view(console: Console, name: str, rows: Iterable[Any], passthrough: Sequence[str],

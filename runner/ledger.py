@@ -26,7 +26,8 @@ from runner.reconcile import (
     job_failures,
     ledger_entries,
 )
-from runner.render import RenderedRow, render_rows
+from runner.render import RenderedRow
+from runner.renderpass import render_rows
 from runner.result import LEDGER_READ, Status
 from runner.rows import RowIssue, SourceRow
 from runner.spec import Manifest, Settings

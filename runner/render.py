@@ -1,4 +1,5 @@
-"""Rendering, pure and streaming: source rows -> Vertex request rows, byte-for-byte in the seed formats.
+"""Rendering, pure, one row at a time: a source row -> its Vertex request row, byte-for-byte in the
+seed formats (the pass over a whole source is renderpass's).
 
 Templates run in Jinja2's sandbox with StrictUndefined. Never reads files or imports a backend.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -18,10 +19,8 @@ import jinja2.nodes
 import orjson
 
 from runner import estimate
-from runner.errors import Diagnostic, RenderError, error
-from runner.idcheck import IdTracker, name_duplicates
 from runner.identity import request_hash
-from runner.rows import RowIssue, SourceRow
+from runner.rows import SourceRow
 from runner.sandbox import REFUSALS, BoundedSandbox, Deadline, refusal_text
 from runner.spec import Family, Manifest, Template
 
@@ -329,87 +328,3 @@ class Renderer:
             raise RowError(f"request is {len(line):,} bytes, over the limit of "
                            f"{self.max_request_bytes:,} (quota.max_request_bytes)")
         return RenderedRow(custom_id, line, request_hash(line), row, chars)
-
-
-def row_problem(file: str, row: SourceRow | int, message: str, custom_id: str | None) -> Diagnostic:
-    number = row.number if isinstance(row, SourceRow) else row
-    who = f"row {number}" + (f" (id {custom_id!r})" if custom_id is not None else "")
-    return error(f"{who}: {message}", file=file, line=number,
-                 hint="fix the source row, or filter it out of the source")
-
-
-def _ids(renderer: Renderer, rows: Iterable[SourceRow | RowIssue]) -> Iterator[tuple[int, str]]:
-    """(row number, id) of every row with a usable id; bad rows were reported by the first pass."""
-    for item in rows:
-        if isinstance(item, SourceRow):
-            try:
-                yield item.number, renderer.custom_id(item)
-            except RowError:
-                continue
-
-
-def render_rows(
-    manifest: Manifest,
-    rows: Iterable[SourceRow | RowIssue],
-    *,
-    max_request_bytes: int,
-    source_name: str,
-    max_id_chars: int = 64,
-    reread: Callable[[], Iterable[SourceRow | RowIssue]] | None = None,
-    manifest_file: str | None = None,
-    known: Callable[[str], bool] | None = None,
-) -> Iterator[RenderedRow]:
-    """Render every row, streaming; bad rows are collected and raised together at the end.
-    `reread` reads the source again to name the rows of duplicate ids (error path only). A template
-    the sandbox refuses stops at once, reported against the template in `manifest_file`."""
-    renderer = Renderer(manifest, max_request_bytes=max_request_bytes, max_id_chars=max_id_chars)
-    ids = IdTracker()
-    problems: list[Diagnostic] = []
-    bad = 0
-    get_id, render, add_id = renderer.custom_id, renderer.render, ids.add
-    fingerprint = renderer.fingerprint
-    for item in rows:
-        if type(item) is RowIssue:
-            bad += 1
-            if len(problems) < MAX_REPORTED:
-                problems.append(row_problem(source_name, item.number, item.message, None))
-            continue
-        custom_id: str | None = None
-        try:
-            custom_id = get_id(item)  # type: ignore[arg-type]
-            add_id(custom_id)
-            fp = fingerprint(item)  # type: ignore[arg-type]
-            if known is not None and known(fp):  # answered under this spec: nothing to render
-                rendered = RenderedRow(custom_id, b"", "", item, 0, fp, True)  # type: ignore[arg-type]
-            else:
-                rendered = render(item, custom_id)  # type: ignore[arg-type]
-                rendered.source_fp = fp
-        except RowError as exc:
-            bad += 1
-            if len(problems) < MAX_REPORTED:
-                problems.append(row_problem(source_name, item, str(exc), custom_id))  # type: ignore[arg-type]
-            continue
-        except TemplateRefused as exc:
-            template = exc.template
-            raise RenderError([error(
-                f"the template sandbox refused {template.where if template else 'a template'}: "
-                f"{exc.message} (first met at {source_name} row {item.number})",
-                file=manifest_file, line=template.line if template and template.line else None,
-                path=template.where if template and template.where.startswith("spec.") else None,
-                hint="templates format the row's values; loops, big numbers and repetition are "
-                     "limited (runner/sandbox.py)")]) from None
-        if not problems:
-            yield rendered
-    duplicated = ids.duplicate_hashes()
-    if duplicated:
-        found = (name_duplicates(_ids(renderer, reread()), duplicated, source_name)
-                 if reread else [])
-        problems.extend(found or [error(f"{source_name} holds duplicate ids",
-                                        hint="each row needs its own id")])
-        bad += max(len(found), 1)
-    if problems:
-        problems.sort(key=Diagnostic.sort_key)
-        problems = problems[:MAX_REPORTED]
-        if bad > len(problems):
-            problems.append(error(f"... and {bad - len(problems)} more bad rows in {source_name}"))
-        raise RenderError(problems)

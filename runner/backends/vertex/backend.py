@@ -179,11 +179,11 @@ class VertexBackend:
     def get_job(self, name: str) -> RemoteJob:
         return vjobs.parse_job(self.client(region_of(name)).get(name))
 
-    def _inputs(self, manifest_name: str) -> str:
+    def inputs(self, manifest_name: str) -> str:
         return f"{self.staging}/{manifest_name}/inputs"
 
     def read_index(self, job: RemoteJob) -> Iterator[IndexEntry]:
-        uri = f"{self._inputs(job.manifest_name)}/{job.input_digest}.index.jsonl"
+        uri = f"{self.inputs(job.manifest_name)}/{job.input_digest}.index.jsonl"
         yield from localfiles.read_index(uri, self.gcs.lines(uri))
 
     def read_output(self, job: RemoteJob) -> Iterator[bytes | dict[str, Any]]:
@@ -296,7 +296,7 @@ class VertexBackend:
         with tempfile.TemporaryDirectory() as tmp:
             inp, idx = Path(tmp) / "input.jsonl", Path(tmp) / "index.jsonl"
             name, count, size = localfiles.write_staged(rows, inp, idx)
-            base = f"{self._inputs(manifest_name)}/{name}"
+            base = f"{self.inputs(manifest_name)}/{name}"
             # Index first: a job is created only after both exist, so its rows can always be read.
             self.gcs.upload_file(f"{base}.index.jsonl", idx, if_absent=True)
             self.gcs.upload_file(f"{base}.jsonl", inp, if_absent=True)
@@ -358,27 +358,9 @@ class VertexBackend:
         raise BackendError(f"could not create the job for {request.manifest_name}: {last}")
 
     def remove_job(self, job: RemoteJob, *, input_too: bool, dry_run: bool) -> list[str]:
-        if not job.managed or not job.state.finished:
-            return []
-        tables = [uri.removeprefix("bq://") for uri in (job.output_uri, job.input_uri if input_too
-                                                         else None)
-                  if uri and uri.startswith("bq://") and uri.rsplit(".", 1)[-1].startswith(
-                      ("batchrun_out_", "batchrun_in_"))]
-        objects: list[str] = []
-        ours = f"{self.staging}/{job.manifest_name}/"
-        if job.output_uri and job.output_uri.startswith(ours + "outputs/"):
-            objects += self.gcs.list_all(job.output_uri)
-        if input_too and job.input_digest:
-            base = f"{self._inputs(job.manifest_name)}/{job.input_digest}"
-            objects += [uri for uri in (f"{base}.jsonl", f"{base}.index.jsonl")
-                        if self.gcs.exists(uri)]
-        if not dry_run:
-            for table in tables:
-                self.bq.delete_table(table)
-            for uri in objects:
-                self.gcs.delete(uri)
-            self.client(region_of(job.name)).delete(job.name)
-        return [*(f"bq://{t}" for t in tables), *objects, job.name]
+        from runner.backends.vertex import leftovers
+
+        return leftovers.remove(self, job, input_too=input_too, dry_run=dry_run)
 
     def cancel_job(self, name: str) -> None:
         self.client(region_of(name)).cancel(name)
