@@ -13,7 +13,7 @@ BQ_VENV := .venv-bq
 BQ_STAMP := $(BQ_VENV)/.installed-0.3.2
 DUCKDB := 1.5.5
 
-.PHONY: install emulators-install emulators lint typecheck test soak bench demo clean
+.PHONY: install emulators-install emulators lint typecheck browser test soak bench demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,7 +52,18 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: lint typecheck emulators-install
+# The report's browser tests need headless Chromium from Debian's packages: installed here when we
+# may (root with apt-get), else those tests skip and say why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	{ if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium (apt-get) for the report's browser tests"; \
+	    (apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 || \
+	     (apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends chromium >/dev/null 2>&1)) || \
+	    echo "could not install chromium: the browser tests will be skipped"; \
+	  else echo "chromium not found (apt-get install chromium): the browser tests will be skipped"; fi; }
+
+test: lint typecheck emulators-install browser
 	$(BIN)/pytest -q
 
 # Throughput, memory and API calls against the targets of issue 7 (minutes; writes bench/results.json).

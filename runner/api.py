@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from runner import backends, ledger
 from runner import manifest as manifest_loader
 from runner import project as project_finder
-from runner.backends.base import Backend, Finding, RemoteJob
+from runner.backends.base import Backend, Finding
 from runner.errors import (
     BatchrunError,
     BudgetError,
@@ -32,25 +32,33 @@ from runner.errors import (
 )
 from runner.events import Listener, LockWait
 from runner.lazy import lazy_module
+from runner.observe import JobStatus, Usage
 from runner.prepared import Work
 from runner.settings import load_settings
 from runner.spec import Manifest, Settings
 
 if TYPE_CHECKING:
     import runner.apply as applier
-    from runner import collect, estimate, handson, planfile, planner
+    from runner import collect, estimate, handson, observe, planfile, planner
     from runner import doctor as doctor_checks
+    from runner import preview as previewer
+    from runner import report as reporter
     from runner.apply import ApplyReport
+    from runner.compare import Preview
     from runner.handson import RetryReport
     from runner.plan import Plan
+    from runner.report import ReportData
 else:  # loaded by the call that needs them: `batchrun render` need not load apply or the planner
     applier = lazy_module("runner.apply")
     collect = lazy_module("runner.collect")
     doctor_checks = lazy_module("runner.doctor")
     estimate = lazy_module("runner.estimate")
     handson = lazy_module("runner.handson")
+    observe = lazy_module("runner.observe")
     planfile = lazy_module("runner.planfile")
     planner = lazy_module("runner.planner")
+    previewer = lazy_module("runner.preview")
+    reporter = lazy_module("runner.report")
 
     def __getattr__(name: str) -> Any:  # ApplyReport, RetryReport: the API's, loaded on first use
         if name == "ApplyReport":
@@ -145,6 +153,21 @@ def plan(project: Project, *, backend: Backend | None = None, prune: bool = Fals
     """The plan; with `work`, the rows it would send are kept there for `apply` (close it after)."""
     return planner.make_plan(project.manifests, backend or open_backend(project), project.settings,
                              prune=prune, exact_tokens=exact_tokens, work=work)
+
+
+def preview(project: Project, name: str, rows: int, *, backend: Backend | None = None,
+            timeout: float = 3600.0, poll: float = 5.0) -> Preview:
+    """Run the manifest's spec on a sample of `rows` rows answered under an older one (a small
+    job, labelled a preview, whose answers count once the spec is applied) and compare."""
+    return previewer.preview(project.manifest(name), backend or open_backend(project),
+                             project.settings, rows, timeout=timeout, poll=poll,
+                             max_cost=project.settings.max_cost)
+
+
+def report(project: Project, name: str, *, backend: Backend | None = None) -> ReportData:
+    """What `batchrun report` shows of one manifest: its stored rows, prompts, totals, by day."""
+    return reporter.gather(project.manifest(name), backend or open_backend(project),
+                           project.settings)
 
 
 def check_budget(the_plan: Plan) -> None:
@@ -257,73 +280,19 @@ def converge(project: Project, *, backend: Backend | None = None, prune: bool = 
         time.sleep(poll_interval)
 
 
-@dataclass(frozen=True)
-class JobStatus:
-    manifest: str
-    job: str
-    state: str
-    current_spec: bool
-    succeeded: int | None
-    failed: int | None
-    age_seconds: float | None
-    error: str | None
-
-
-def _age(job: RemoteJob, now: datetime) -> float | None:
-    if not job.create_time:
-        return None
-    created = datetime.fromisoformat(job.create_time.replace("Z", "+00:00"))
-    return (now - created).total_seconds()
-
-
 def status(project: Project, name: str | None = None, *,
            backend: Backend | None = None) -> list[JobStatus]:
-    backend = backend or open_backend(project)
-    specs = {m.name: m.spec_hash for m in project.manifests}
+    """The jobs of the project's manifests (or NAME's), newest first per manifest."""
     if name is not None:
         project.manifest(name)
-    now = datetime.now(UTC)
-    out = []
-    for job in backend.list_jobs():
-        if (name is not None and job.manifest_name != name) or (
-                name is None and job.manifest_name not in specs):
-            continue
-        out.append(JobStatus(job.manifest_name, job.name, job.state.short,
-                             specs.get(job.manifest_name) == job.spec_hash, job.succeeded_count,
-                             job.failed_count, _age(job, now), job.error_message))
-    return sorted(out, key=lambda s: (s.manifest, -(s.age_seconds or 0)))
-
-
-@dataclass(frozen=True)
-class Usage:
-    """Tokens and cost actually used, from the usage recorded with each answer."""
-
-    manifest: str
-    rows: int
-    input_tokens: int
-    output_tokens: int
-    cost: float | None
+    return observe.status(project.manifests, backend or open_backend(project), name)
 
 
 def usage(project: Project, name: str | None = None, *,
           backend: Backend | None = None) -> list[Usage]:
-    backend = backend or open_backend(project)
-    out = []
-    for m in project.manifests:
-        if name is not None and m.name != name:
-            continue
-        rows = tokens_in = tokens_out = 0
-        for row in backend.read_destination(m.destination):
-            counts = row.get("usage")
-            if isinstance(counts, dict):
-                rows += 1
-                paid = collect.paid(row)  # every attempt, retries included
-                tokens_in += paid["input_tokens"]
-                tokens_out += paid["output_tokens"]
-        price = estimate.price_for(m.model, project.settings.pricing)
-        out.append(Usage(m.name, rows, tokens_in, tokens_out,
-                         price.cost(tokens_in, tokens_out) if price else None))
-    return out
+    """Tokens and cost actually used, per manifest, from the usage recorded with each answer."""
+    return observe.usage([m for m in project.manifests if name is None or m.name == name],
+                         backend or open_backend(project), project.settings)
 
 
 def import_job(project: Project, name: str, job_name: str, *,
@@ -390,7 +359,7 @@ def unlock(project: Project, name: str, *, backend: Backend | None = None) -> st
     return said
 
 
-__all__ = ["ApplyReport", "JobStatus", "Project", "RenderError", "RetryReport", "apply",
+__all__ = ["ApplyReport", "JobStatus", "Project", "RenderError", "RetryReport", "Usage", "apply",
            "apply_saved", "cancel", "check_budget", "converge", "import_job", "load_project",
-           "open_backend", "plan", "render", "results", "retry", "save_plan", "status", "unlock",
-           "usage"]
+           "open_backend", "plan", "preview", "render", "report", "results", "retry", "save_plan",
+           "status", "unlock", "usage"]

@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import logging
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,7 +21,14 @@ from typing import Any
 import orjson
 
 from runner import collect, crashpoints, identity
-from runner.backends.base import Backend, IndexEntry, JobRequest, RemoteJob, pool_of
+from runner.backends.base import (
+    Backend,
+    IndexEntry,
+    JobRequest,
+    RemoteJob,
+    StagedInput,
+    pool_of,
+)
 from runner.errors import (
     ApprovalError,
     BatchrunError,
@@ -110,7 +117,8 @@ def collect_finished(manifest: Manifest, backend: Backend, jobs: Sequence[Remote
     """
     done = backend.collected_jobs(manifest.destination)
     todo = sorted((j for j in jobs if j.manifest_name == manifest.name and j.state.finished
-                   and j.name not in done), key=lambda j: j.end_time or j.create_time or "")
+                   and j.name not in done and j.belongs_to(manifest.spec_hash)),
+                  key=lambda j: j.end_time or j.create_time or "")
     if not todo:
         return
     if ids is None:
@@ -216,6 +224,16 @@ def _unchanged(manifest: Manifest, planned: Change, prepared: Prepared,
             hint="look at the new plan: its rows may be answered already")])
 
 
+def job_request(manifest: Manifest, staged: StagedInput, display_name: str,
+                labels: Mapping[str, str]) -> JobRequest:
+    """The job of a manifest's staged rows, as the backend creates it."""
+    return JobRequest(
+        display_name=display_name, model=manifest.model.resource, family=manifest.family,
+        input=staged, labels=labels, manifest_name=manifest.name, source=manifest.source,
+        destination=manifest.destination, response_format=manifest.response.format,
+        response_schema=manifest.response.schema, region=manifest.region)
+
+
 def create_jobs(manifest: Manifest, backend: Backend, settings: Settings, report: ApplyReport,
                 planned: Change, prepared: Prepared, say: Listener = quiet) -> None:
     """Create the plan's jobs from the rows it prepared, re-reading the running jobs right before
@@ -246,16 +264,9 @@ def create_jobs(manifest: Manifest, backend: Backend, settings: Settings, report
             say(QuotaFull(manifest.name))
             return
         try:
-            job = backend.create_job(JobRequest(
-                display_name=identity.display_name(manifest, shard),
-                model=manifest.model.resource,
-                family=manifest.family,
-                input=staged,
-                labels=identity.job_labels(manifest, input_digest=staged.digest, shard=shard),
-                manifest_name=manifest.name, source=manifest.source,
-                destination=manifest.destination, response_format=manifest.response.format,
-                response_schema=manifest.response.schema, region=manifest.region,
-            ))
+            job = backend.create_job(job_request(
+                manifest, staged, identity.display_name(manifest, shard),
+                identity.job_labels(manifest, input_digest=staged.digest, shard=shard)))
         except QuotaError as exc:
             say(QuotaFull(manifest.name, str(exc)))
             return

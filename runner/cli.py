@@ -18,11 +18,12 @@ from runner.cli_errors import (
     handle_errors,
     print_diagnostics,
 )
-from runner.errors import ApprovalError, BatchrunError, RowsChangedError, n
+from runner.errors import ApprovalError, BatchrunError, RowsChangedError
 from runner.lazy import lazy_module
 
 if TYPE_CHECKING:
     from runner import api, display, planfile, planview
+    from runner.compare import Preview
     from runner.events import Event
     from runner.plan import Plan
     from runner.prepared import Work
@@ -138,8 +139,19 @@ def render(ctx: click.Context, manifest: str, name: str | None, limit: int | Non
     out.flush()
 
 
-def _emit_plan(the_plan: Plan, fmt: str) -> None:
+def _emit_plan(the_plan: Plan, fmt: str, previews: list[Preview] | None = None) -> None:
+    if previews is not None and fmt == "json":
+        import orjson
+
+        doc = orjson.loads(planview.VIEWS["json"].render(the_plan))
+        doc["previews"] = [p.to_json() for p in previews]
+        click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+        return
     click.echo(planview.VIEWS[fmt].render(the_plan), nl=False)
+    if previews:
+        from runner import cli_review
+
+        click.echo(cli_review.preview_text(previews, the_plan, fmt), nl=False)
 
 
 @main.command()
@@ -155,14 +167,28 @@ def _emit_plan(the_plan: Plan, fmt: str) -> None:
 @click.option("--target", "targets", multiple=True, help="Only this manifest (repeatable).")
 @click.option("--exact-tokens", is_flag=True,
               help="Ask Vertex to count Claude input tokens (one call per row to send).")
+@click.option("--preview", "preview_rows", type=click.IntRange(min=1),
+              help="Run each changed spec on N rows answered before and show old vs new (a small "
+                   "paid job; its answers count when the change is applied).")
 @click.pass_context
 @handle_errors
 def plan(ctx: click.Context, paths: tuple[str, ...], as_json: bool, fmt: str, out: Path | None,
-         detailed_exitcode: bool, prune: bool, targets: tuple[str, ...], exact_tokens: bool) -> None:
-    """Show what apply would do: rows done, in flight, to do, failed, tokens, cost. Read-only."""
+         detailed_exitcode: bool, prune: bool, targets: tuple[str, ...], exact_tokens: bool,
+         preview_rows: int | None) -> None:
+    """Show what apply would do: rows done, in flight, to do, failed, tokens, cost. Read-only
+    (but with --preview, which runs a sample)."""
     project = _project(ctx, paths, targets)
     the_plan = api.plan(project, prune=prune, exact_tokens=exact_tokens)
-    _emit_plan(the_plan, "json" if as_json else fmt)
+    if preview_rows is not None:
+        from runner import cli_review
+
+        previews = cli_review.run_previews(project, the_plan, preview_rows, timeout=3600)
+        if previews:  # the previews' answers are done now: the plan says what is left
+            the_plan = api.plan(project, prune=prune, exact_tokens=exact_tokens)
+        _emit_plan(the_plan, "json" if as_json else fmt, previews)
+        cli_review.check_previews(previews)
+    else:
+        _emit_plan(the_plan, "json" if as_json else fmt)
     if out is not None:
         api.save_plan(project, the_plan, out)
         click.echo(f"Saved the plan to {out}; `batchrun apply {out}` carries out exactly this plan.",
@@ -318,87 +344,7 @@ def results(ctx: click.Context, name: str, fmt: str) -> None:
                                     manifest.spec_hash), nl=False)
 
 
-@main.command()
-@click.argument("name")
-@click.pass_context
-@handle_errors
-def cancel(ctx: click.Context, name: str) -> None:
-    """Cancel NAME's running jobs (their rows are sent again by the next apply)."""
-    jobs = api.cancel(_project(ctx), name)
-    click.echo(f"Cancelling {n(len(jobs), 'job')}" + "".join(f"\n  {j}" for j in jobs))
+# Registered on main by importing them: the hands-on commands, and the ones to look at a change.
+from runner import cli_hands, cli_review  # noqa: E402
 
-
-@main.command(name="import")
-@click.argument("name")
-@click.argument("job")
-@click.pass_context
-@handle_errors
-def import_(ctx: click.Context, name: str, job: str) -> None:
-    """Adopt JOB, made outside batchrun, so its answers count as NAME's done rows."""
-    count = api.import_job(_project(ctx), name, job)
-    click.echo(f"Imported {count} answers from {job} into {name}'s destination.")
-
-
-@main.command()
-@click.argument("name")
-@click.option("--failed", is_flag=True, help="Also give rows that failed max_attempts times a fresh "
-              "set of attempts.")
-@click.option("--blocked", is_flag=True, help="Unblock the manifest (what retry always does).")
-@click.option("--older-specs", is_flag=True,
-              help="on_change: forward — re-run answers kept from older specs (see --limit).")
-@click.option("--limit", type=click.IntRange(min=1), help="With --older-specs: at most N rows.")
-@click.pass_context
-@handle_errors
-def retry(ctx: click.Context, name: str, failed: bool, blocked: bool, older_specs: bool,
-          limit: int | None) -> None:
-    """After fixing a cause: unblock NAME and, with --failed, retry its failed rows; with
-    --older-specs, re-run answers kept from older specs. Sends nothing; the next apply does."""
-    report = api.retry(_project(ctx), name, failed=failed, say=_say, older_specs=older_specs,
-                       limit=limit)
-    click.echo(display.retry_text(name, report.was_blocked, report.rows_reset, failed,
-                                  report.older_rerun if older_specs else None))
-
-
-@main.command()
-@click.option("--canary", is_flag=True,
-              help="Also run a two-row job per model family and destination kind (costs a little).")
-@click.option("--timeout", type=float, default=3600, show_default=True,
-              help="Seconds to wait for each canary job.")
-@click.pass_context
-@handle_errors
-def doctor(ctx: click.Context, canary: bool, timeout: float) -> None:
-    """Check what a first real run needs: credentials, project, services, staging, datasets and
-    their regions, job quota, each manifest's model in its region. One line each, with the fix."""
-    project = _project(ctx)
-    backend = api.open_backend(project)
-    findings = api.doctor(project, backend=backend)
-    if canary:
-        findings += api.canary(project, backend=backend, timeout=timeout)
-    click.echo(display.findings_text(findings), nl=False)
-    if not all(f.ok for f in findings):
-        ctx.exit(1)
-
-
-@main.command()
-@click.argument("name", required=False)
-@click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
-@click.pass_context
-@handle_errors
-def gc(ctx: click.Context, name: str | None, dry_run: bool) -> None:
-    """Remove what collected jobs older than `retention` days left behind: staged inputs, BigQuery
-    batchrun_in_/batchrun_out_ tables, outputs, job records. Only batchrun's own."""
-    project = _project(ctx)
-    removed = api.gc(project, name, dry_run=dry_run)
-    verb = "would remove" if dry_run else "removed"
-    for manifest, things in removed.items():
-        click.echo(f"{manifest}: {verb} {n(len(things), 'item')}"
-                   + "".join(f"\n  {thing}" for thing in things))
-
-
-@main.command()
-@click.argument("name")
-@click.pass_context
-@handle_errors
-def unlock(ctx: click.Context, name: str) -> None:
-    """Remove NAME's apply lock left by a process that died; refuses while its owner runs."""
-    click.echo(api.unlock(_project(ctx), name))
+__all__ = ["cli_hands", "cli_review", "main"]

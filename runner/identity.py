@@ -21,6 +21,9 @@ NAME_LABEL: Final = "batchrun-name"
 SPEC_LABEL: Final = "batchrun-spec"
 INPUT_LABEL: Final = "batchrun-input"
 SHARD_LABEL: Final = "batchrun-shard"
+# A preview's job: its answers are collected only once its spec is the manifest's (never by another
+# spec's apply, which would overwrite the answers of the spec in use).
+PREVIEW_LABEL: Final = "batchrun-preview"
 RESERVED_PREFIXES: Final = ("batchrun-", "aiplatform.googleapis.com/")
 MAX_LABELS: Final = 64
 

@@ -29,7 +29,7 @@ from runner.reconcile import (
 from runner.render import RenderedRow
 from runner.renderpass import render_rows
 from runner.result import LEDGER_READ, Status
-from runner.rows import RowIssue, SourceRow
+from runner.rows import AnsweredIn, RowIssue, SourceRow, Unchanged
 from runner.spec import Manifest, Settings
 
 if TYPE_CHECKING:
@@ -67,6 +67,9 @@ class Ledger:
     # on_change: forward — fingerprints of rows answered under an older spec, not asked to re-run:
     # an unedited row keeps that answer.
     kept_fps: set[str] = field(default_factory=set)
+    # Source rows the source itself recognised as answered (BigQuery, by an anti-join): never
+    # read here, done.
+    unchanged: int = 0
     ids: collect.IdFilter | None = None  # its ids, read when some job waits to be collected
 
     def has_trace(self, custom_id: str, request_hash: str) -> bool:
@@ -99,7 +102,8 @@ def read_ledger(manifest: Manifest, reader: BackendReader, jobs: Sequence[Remote
     spec_hash = manifest.spec_hash
     forward = manifest.on_change == "forward"
     collected = reader.collected_jobs(manifest.destination)
-    mine = [j for j in jobs if j.manifest_name in (manifest.name, "")]  # "": damaged, anyone's
+    mine = [j for j in jobs if j.manifest_name in (manifest.name, "") and j.belongs_to(spec_hash)]
+    # "": a damaged record, anyone's
     uncollected = [j for j in mine if not j.state.in_flight and j.name not in collected]
     ids = ledger.ids = collect.IdFilter() if uncollected else None
     for row in reader.read_destination(manifest.destination, LEDGER_READ):
@@ -155,12 +159,23 @@ def job_results(manifest: Manifest, reader: BackendReader, job: RemoteJob,
         index=reader.read_index(job), output=reader.read_output(job), tally=tally)
 
 
-def _source_rows(manifest: Manifest, reader: BackendReader,
-                 settings: Settings) -> Iterator[SourceRow | RowIssue]:
+def _source_rows(manifest: Manifest, reader: BackendReader, settings: Settings,
+                 ledger: Ledger | None = None) -> Iterator[SourceRow | RowIssue]:
     """The source's rows; a source the backend refuses (a query that would write, a file that is
-    gone) is reported against the manifest that names it."""
+    gone) is reported against the manifest that names it. With the ledger, the backend may leave
+    the rows the destination answered under this spec where they are, counted in the ledger."""
+    answered = None
+    if ledger is not None and manifest.on_change != "forward":
+        # forward keeps older specs' answers too: told by fingerprint here, not by the anti-join
+        answered = AnsweredIn(manifest.destination.location, manifest.destination.kind.value,
+                              manifest.spec_hash, manifest.source.id_column)
     try:
-        yield from reader.read_source(manifest.source)
+        for item in reader.read_source(manifest.source, answered):
+            if type(item) is Unchanged:
+                assert ledger is not None
+                ledger.unchanged += item.count
+            else:
+                yield item  # type: ignore[misc]
     except BackendError as exc:
         source = manifest.source
         key = ("query" if source.is_query else "table") if source.kind.value == "bigquery" \
@@ -174,10 +189,12 @@ def _source_rows(manifest: Manifest, reader: BackendReader,
 
 
 def rendered_rows(manifest: Manifest, reader: BackendReader, settings: Settings,
-                  known: Callable[[str], bool] | None = None) -> Iterator[RenderedRow]:
+                  known: Callable[[str], bool] | None = None,
+                  ledger: Ledger | None = None) -> Iterator[RenderedRow]:
     """The source's rows rendered; with `known`, rows whose fingerprint it knows are yielded
-    unrendered (skipped)."""
-    return render_rows(manifest, _source_rows(manifest, reader, settings), known=known,
+    unrendered (skipped); with the ledger, rows the source recognised as answered are only
+    counted there (Ledger.unchanged)."""
+    return render_rows(manifest, _source_rows(manifest, reader, settings, ledger), known=known,
                        max_request_bytes=settings.quota.max_request_bytes,
                        source_name=display_path_of(manifest, settings),
                        max_id_chars=settings.quota.max_id_chars,
@@ -203,11 +220,12 @@ def rerun_asked(row: dict[str, Any], spec_hash: str) -> bool:
 def classified_rows(manifest: Manifest, reader: BackendReader, settings: Settings,
                     ledger: Ledger, *, fingerprints: bool = True
                     ) -> Iterator[tuple[RenderedRow, RowClass, LedgerState]]:
-    """Every source row with its class; `fingerprints=False` renders every row (the property
-    test compares the two)."""
+    """Every source row with its class, but those the source recognised as answered (counted in
+    `ledger.unchanged`, done); `fingerprints=False` renders every row (the property test compares
+    the two)."""
     fps = ledger.answered_fps | ledger.kept_fps if ledger.kept_fps else ledger.answered_fps
     known = fps.__contains__ if fps and fingerprints else None
-    for row in rendered_rows(manifest, reader, settings, known):
+    for row in rendered_rows(manifest, reader, settings, known, ledger if fingerprints else None):
         if row.skipped:  # answered under this spec, recognised by its fingerprint alone
             yield row, RowClass.DONE, ANSWERED
             continue
@@ -260,7 +278,8 @@ def failures_of(manifest: Manifest, jobs: Sequence[RemoteJob], settings: Setting
     rows were staged again: otherwise a destination that does not record answers, or a 429 on
     every line, would have apply --wait pay for them in a loop. Only such re-sent inputs have
     their index read (and only until one row shows a trace)."""
-    ended = [j for j in jobs if j.manifest_name == manifest.name and j.state.finished]
+    ended = [j for j in jobs if j.manifest_name == manifest.name and j.state.finished
+             and j.belongs_to(manifest.spec_hash)]
     mine = [j for j in ended if j.spec_hash == manifest.spec_hash]
     digests = [j.input_digest for j in mine]
 

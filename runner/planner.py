@@ -158,6 +158,8 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
             prepared.reshape.add(row_key(row.custom_id, row.request_hash))
         elif kind is RowClass.FAILED and len(failures) < MAX_FAILURES_SHOWN:
             failures.append((row.custom_id, stored.last_error or "failed"))
+    counts[RowClass.DONE] += ledger.unchanged  # left in BigQuery: answered, never read here
+    source_digest.update(f"unchanged {ledger.unchanged}\n".encode())
     stale = ledger.running_stale
     now_shards = shard_rows[:slots]
     changes = _changes(ledger, 0 if blocked else counts[RowClass.RESHAPE], now_shards,

@@ -14,6 +14,7 @@ from typing import Any
 class SourceRow:
     number: int  # 1-based line (JSONL) or record (CSV) number, for error messages
     data: Mapping[str, Any]
+    fp: str | None = None  # the fingerprint the source computed itself (BigQuery does), if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,3 +24,22 @@ class RowIssue:
 
     number: int
     message: str
+
+
+@dataclass(frozen=True, slots=True)
+class AnsweredIn:
+    """Asks a source to leave out the rows a destination already answered: those whose fingerprint
+    it holds as succeeded under `spec_hash`. A backend that can tell them itself (a BigQuery source
+    into a BigQuery table) yields one Unchanged(count) in their place; others ignore it."""
+
+    destination: str  # the destination's location, of kind `destination_kind`
+    destination_kind: str
+    spec_hash: str
+    id_column: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unchanged:
+    """How many source rows the source itself recognised as answered, and left out."""
+
+    count: int

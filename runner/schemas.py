@@ -6,17 +6,24 @@ Pure apart from reading the schema files; knows nothing of what a manifest means
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
+import os
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
-from jsonschema.exceptions import ValidationError
+import orjson
 
 from runner.errors import Diagnostic, error
 from runner.yamldoc import Document, PathKey, dotted
+
+if TYPE_CHECKING:
+    import jsonschema
+    from jsonschema.exceptions import ValidationError
+
+KNOWN_VALID_MAX = 20_000  # digests kept; past that the file starts again
 
 _JSON_TYPES = {"NoneType": "null", "dict": "object", "list": "array", "str": "string",
                "int": "integer", "float": "number", "bool": "boolean"}
@@ -43,6 +50,8 @@ def load_schema(name: str) -> dict[str, Any]:
 
 @cache
 def _validator(name: str) -> jsonschema.protocols.Validator:
+    import jsonschema  # ~60 ms: loaded only when a document is not known valid
+
     schema = load_schema(name)
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
@@ -113,8 +122,58 @@ def _props_at(err: ValidationError) -> dict[str, Any]:
     return dict(props)
 
 
+def _known_valid_file() -> Path | None:
+    if os.environ.get("BATCHRUN_NO_CACHE"):
+        return None
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "batchrun" / "valid-documents"
+
+
+@cache
+def _known_valid() -> set[str]:
+    path = _known_valid_file()
+    try:
+        return set(path.read_text(encoding="ascii").split()) if path else set()
+    except (OSError, UnicodeDecodeError):
+        return set()
+
+
+@cache
+def _schema_bytes(name: str) -> bytes:
+    return schema_path(name).read_bytes()
+
+
+def _digest(doc: Document, name: str) -> str | None:
+    """The document under this very schema: equal digests, equal verdict."""
+    try:
+        data = orjson.dumps(doc.data, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        return None
+    return hashlib.blake2b(_schema_bytes(name) + b"\0" + data, digest_size=16).hexdigest()
+
+
+def _remember_valid(digest: str) -> None:
+    """A cache, not a record: any failure to write it only costs the next run a validation."""
+    path = _known_valid_file()
+    if path is None:
+        return
+    known = _known_valid()
+    known.add(digest)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w" if len(known) > KNOWN_VALID_MAX else "a", encoding="ascii") as fh:
+            fh.write(digest + "\n")
+    except OSError:
+        pass
+
+
 def validate(doc: Document, name: str) -> list[Diagnostic]:
-    """Every violation of schema `name` in `doc`, each with file, line and dotted path."""
+    """Every violation of schema `name` in `doc`, each with file, line and dotted path. A document
+    this schema passed before (its digest kept in the user's cache folder) is not validated again:
+    jsonschema's import and walk are most of a small command's start-up."""
+    digest = _digest(doc, name)
+    if digest is not None and digest in _known_valid():
+        return []
     out = []
     for err in _validator(name).iter_errors(doc.data):
         # A violation inside a oneOf branch is reported through its parent, once.
@@ -123,4 +182,6 @@ def validate(doc: Document, name: str) -> list[Diagnostic]:
             error(summary, file=doc.file, line=doc.line_of(path), path=dotted(path) or None,
                   hint=hint)
         )
+    if not out and digest is not None:
+        _remember_valid(digest)
     return sorted(out, key=Diagnostic.sort_key)

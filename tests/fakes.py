@@ -29,7 +29,7 @@ from runner.backends.base import (
 from runner.backends.local.executors import echo
 from runner.errors import BackendError, LockError
 from runner.identity import digest
-from runner.rows import RowIssue, SourceRow
+from runner.rows import AnsweredIn, RowIssue, SourceRow, Unchanged
 from runner.spec import DestinationSpec, ExecutorSpec, Family, SourceSpec
 
 
@@ -53,7 +53,8 @@ class FakeBackend:
         self._clock = itertools.count(1)
 
     # reads
-    def read_source(self, source: SourceSpec) -> Iterator[SourceRow | RowIssue]:
+    def read_source(self, source: SourceSpec, answered: AnsweredIn | None = None
+                    ) -> Iterator[SourceRow | RowIssue | Unchanged]:
         self.calls.append(("read_source", source.location))
         return localfiles.read_source(source)
 

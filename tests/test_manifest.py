@@ -212,3 +212,29 @@ def test_adding_hash_true_after_answers_sends_only_the_new_bad_row(project_dir: 
         "id: ticket_id}", "id: {column: ticket_id, hash: true}}"))
     plan = api.plan(api.load_project(cwd=project_dir.root), backend=fake)
     assert (plan.manifest("triage").rows.done, plan.manifest("triage").rows.to_do) == (5, 1)
+
+
+def test_the_validation_cache_never_hides_an_error(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A document the schema passed is not validated again (start-up); an edited document, or
+    the same one under another schema, is."""
+    from runner import schemas
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    schemas._known_valid.cache_clear()
+    good = tmp_path / "m.yaml"
+    good.write_text("apiVersion: batchrun/v1\nkind: BatchJob\nmetadata: {name: a}\nspec:\n"
+                    "  model: anthropic/claude-haiku-4-5@20251001\n"
+                    "  source: {file: rows.jsonl}\n  prompt: {user: hi}\n"
+                    "  destination: {file: out.jsonl}\n")
+    (doc,), _ = load_documents(good.read_text(), str(good))
+    assert schemas.validate(doc, "manifest.v1") == []
+    remembered = (tmp_path / "cache" / "batchrun" / "valid-documents").read_text().split()
+    assert len(remembered) == 1
+    schemas._known_valid.cache_clear()  # a new process
+    assert schemas.validate(doc, "manifest.v1") == []
+    good.write_text(good.read_text().replace("prompt:", "promt:"))
+    (bad,), _ = load_documents(good.read_text(), str(good))
+    assert [d.summary for d in schemas.validate(bad, "manifest.v1")][:1]
+    assert schemas._digest(doc, "manifest.v1") != schemas._digest(doc, "project.v1")
+    schemas._known_valid.cache_clear()

@@ -10,8 +10,15 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from runner.identity import INPUT_LABEL, MANAGED_LABEL, MANAGED_VALUE, NAME_LABEL, SPEC_LABEL
-from runner.rows import RowIssue, SourceRow
+from runner.identity import (
+    INPUT_LABEL,
+    MANAGED_LABEL,
+    MANAGED_VALUE,
+    NAME_LABEL,
+    PREVIEW_LABEL,
+    SPEC_LABEL,
+)
+from runner.rows import AnsweredIn, RowIssue, SourceRow, Unchanged
 from runner.spec import DestinationSpec, Family, SourceSpec
 
 
@@ -111,6 +118,15 @@ class RemoteJob:
     def input_digest(self) -> str:
         return self.labels.get(INPUT_LABEL, "")
 
+    @property
+    def preview(self) -> bool:
+        return PREVIEW_LABEL in self.labels
+
+    def belongs_to(self, spec_hash: str) -> bool:
+        """Whether a manifest under `spec_hash` may collect, cancel or count this job: a preview
+        of another spec is left alone (collected once that spec is the manifest's)."""
+        return not self.preview or self.spec_hash == spec_hash
+
 
 @dataclass(slots=True)  # built per staged row: not frozen, which would cost 3x to construct
 class IndexEntry:
@@ -162,7 +178,12 @@ class BackendReader(Protocol):
     kind: str
     regional: bool  # jobs run in regions, each with its own job quota (else one pool)
 
-    def read_source(self, source: SourceSpec) -> Iterator[SourceRow | RowIssue]: ...
+    def read_source(self, source: SourceSpec, answered: AnsweredIn | None = None
+                    ) -> Iterator[SourceRow | RowIssue | Unchanged]:
+        """The source's rows. With `answered`, a backend that can tell the destination's answered
+        rows where the source lives (BigQuery) leaves them there and yields Unchanged(count)
+        first; any other reads every row."""
+        ...
 
     def list_jobs(self, manifest_name: str | None = None,
                   in_flight_only: bool = False) -> list[RemoteJob]:

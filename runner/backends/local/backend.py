@@ -17,7 +17,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import filelock
 import orjson
 
 from runner.backends import localfiles
@@ -33,14 +32,14 @@ from runner.backends.base import (
 from runner.backends.local.store import (
     LABELS_FILE,
     NAME_PREFIX,
+    WORKER_URL_ENV,
     JobStore,
     now_rfc3339,
 )
-from runner.backends.local.worker import WORKER_URL_ENV
 from runner.backends.processes import pid_alive
 from runner.errors import BackendError, LockError, error
 from runner.redact import without_userinfo
-from runner.rows import RowIssue, SourceRow
+from runner.rows import AnsweredIn, RowIssue, SourceRow, Unchanged
 from runner.spec import (
     DestinationKind,
     DestinationSpec,
@@ -64,7 +63,9 @@ class LocalBackend:
 
     # --- reading -------------------------------------------------------------------------------
 
-    def read_source(self, source: SourceSpec) -> Iterator[SourceRow | RowIssue]:
+    def read_source(self, source: SourceSpec, answered: AnsweredIn | None = None
+                    ) -> Iterator[SourceRow | RowIssue | Unchanged]:
+        del answered  # files are read whole: their rows' fingerprints skip the rendering
         if source.kind is not SourceKind.FILE:
             raise BackendError(f"the local backend reads local files only; this source is "
                                f"{source.kind.value} (use backend: vertex)")
@@ -259,6 +260,8 @@ class LocalBackend:
     def lock(self, manifest_name: str) -> Iterator[None]:
         """An OS file lock (released by the kernel if we die) plus a visible owner record."""
         lock_path, owner_path = self._lock_paths(manifest_name)
+        import filelock  # a lock is for apply: `render` and `plan` need not load it
+
         lock = filelock.FileLock(lock_path, timeout=0)
         try:
             lock.acquire()
@@ -274,6 +277,8 @@ class LocalBackend:
 
     def unlock(self, manifest_name: str) -> str:
         lock_path, owner_path = self._lock_paths(manifest_name)
+        import filelock  # a lock is for apply: `render` and `plan` need not load it
+
         lock = filelock.FileLock(lock_path, timeout=0)
         try:
             lock.acquire()

@@ -20,6 +20,8 @@ from runner.backends.processes import pid_alive, process_start
 from runner.identity import MANAGED_LABEL, MANAGED_VALUE, NAME_LABEL
 from runner.rpc import Code
 
+WORKER_URL_ENV = "BATCHRUN_WORKER_BASE_URL"  # base_url with its password, never stored on disk
+
 NAME_PREFIX = "projects/local/locations/local/batchPredictionJobs/"
 START_GRACE_SECONDS = 60  # a job whose worker has not started by then is reported failed
 LABELS_FILE = "labels.json"  # written once at create, never rewritten: what a damaged record was

@@ -24,7 +24,7 @@ import orjson
 from runner import crashpoints
 from runner.backends.base import JobState
 from runner.backends.local.executors import FACTORIES, Batched, EndpointError, Execute, echo_json
-from runner.backends.local.store import JobStore, now_rfc3339
+from runner.backends.local.store import WORKER_URL_ENV, JobStore, now_rfc3339
 from runner.backends.processes import process_start
 from runner.redact import (
     might_hold_secret,
@@ -37,7 +37,6 @@ from runner.redact import (
 from runner.rpc import Code
 from runner.spec import ExecutorSpec, Family
 
-WORKER_URL_ENV = "BATCHRUN_WORKER_BASE_URL"  # base_url with its password, never stored on disk
 SYNC_SECONDS = 1.0
 SYNC_ROWS = 200
 

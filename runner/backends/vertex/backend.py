@@ -45,7 +45,7 @@ from runner.backends.vertex.rest import (
 from runner.errors import BackendError, ForeignDestinationError, error
 from runner.identity import INPUT_LABEL, MANAGED_LABEL, MANAGED_VALUE, NAME_LABEL
 from runner.result import missing_ledger_fields
-from runner.rows import RowIssue, SourceRow
+from runner.rows import AnsweredIn, RowIssue, SourceRow, Unchanged
 from runner.spec import (
     DestinationKind,
     DestinationSpec,
@@ -100,12 +100,13 @@ class VertexBackend:
 
     # --- reading -------------------------------------------------------------------------------
 
-    def read_source(self, source: SourceSpec) -> Iterator[SourceRow | RowIssue]:
+    def read_source(self, source: SourceSpec, answered: AnsweredIn | None = None
+                    ) -> Iterator[SourceRow | RowIssue | Unchanged]:
         if source.kind is SourceKind.FILE:
             return localfiles.read_source(source)
         if source.kind is SourceKind.BIGQUERY:
-            return iter(self.bq.read_rows(query=source.location) if source.is_query
-                        else self.bq.read_rows(table=source.location))
+            return (self.bq.read_rows(query=source.location, answered=answered) if source.is_query
+                    else self.bq.read_rows(table=source.location, answered=answered))
         return self._gcs_rows(source)
 
     def _gcs_rows(self, source: SourceSpec) -> Iterator[SourceRow | RowIssue]:

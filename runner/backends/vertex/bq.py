@@ -16,7 +16,7 @@ import orjson
 
 from runner.errors import BackendError, error
 from runner.result import BIGQUERY_JSON, BIGQUERY_TYPES
-from runner.rows import SourceRow
+from runner.rows import AnsweredIn, SourceRow, Unchanged
 
 log = logging.getLogger(__name__)
 
@@ -79,30 +79,39 @@ class BigQuery:
         self.retry = bigquery.DEFAULT_RETRY.with_deadline(deadline)
         self.timeout = max(deadline, 60.0)
         self._locations: dict[str, str | None] = {}  # dataset -> location, read once
+        self.pulled = 0  # source rows that reached this machine (a BigQuery source's cost here)
 
-    def _query(self, sql: str) -> Any:
-        return self.client.query(sql, retry=self.retry).result(timeout=self.timeout,
-                                                                page_size=PAGE_ROWS)
+    def query(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """A read-only query's rows, paged."""
+        from google.cloud import bigquery
 
-    def statement_type(self, sql: str) -> str:
-        """What BigQuery would run, by a dry run: it reads nothing, writes nothing, costs nothing."""
+        config = bigquery.QueryJobConfig(query_parameters=list(params))
+        return self.client.query(sql, job_config=config, retry=self.retry).result(
+            timeout=self.timeout, page_size=PAGE_ROWS)
+
+    def check_select(self, sql: str) -> Any:
+        """The schema of a query source, when a dry run says it is one SELECT (it reads nothing,
+        writes nothing, costs nothing): a source may never write, and plans run it."""
         from google.cloud import bigquery
 
         job = self.client.query(sql, job_config=bigquery.QueryJobConfig(
             dry_run=True, use_query_cache=False), retry=self.retry)
-        return str(job.statement_type or "UNKNOWN")
+        kind = str(job.statement_type or "UNKNOWN")
+        if kind != "SELECT":
+            raise UnsafeQueryError(kind)
+        return job.schema or []
 
-    def read_rows(self, table: str | None = None, query: str | None = None) -> Iterator[SourceRow]:
-        """Stream a table (page by page) or a query's result, numbering rows from 1. A query runs
-        only when a dry run says it is one SELECT: a source may never write (plans run it)."""
-        if query is not None:
-            kind = self.statement_type(query)
-            if kind != "SELECT":
-                raise UnsafeQueryError(kind)
-        rows = (self._query(query) if query is not None
-                else self.client.list_rows(table, page_size=PAGE_ROWS, retry=self.retry))
-        for number, row in enumerate(rows, start=1):
-            yield SourceRow(number, {k: _plain(v) for k, v in dict(row).items()})
+    def read_rows(self, table: str | None = None, query: str | None = None,
+                  answered: AnsweredIn | None = None) -> Iterator[SourceRow | Unchanged]:
+        """Stream a table or a query's result with each row's fingerprint computed in SQL; with
+        `answered`, the rows a BigQuery destination answered stay there (bqsource)."""
+        from runner.backends.vertex.bqsource import SourceRead
+
+        return SourceRead(self, table, query, answered).rows()
+
+    @staticmethod
+    def plain_row(row: Any) -> dict[str, Any]:
+        return {k: _plain(v) for k, v in dict(row).items()}
 
     def table_exists(self, table: str) -> bool:
         from google.api_core.exceptions import NotFound

@@ -1,0 +1,106 @@
+"""Edge: the commands for looking at a change before paying for it — `preview`, `plan --preview`'s
+part, and `report`. Parses flags, calls runner.api, prints; no logic of its own."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from runner.cli import _project, main
+from runner.cli_errors import handle_errors
+from runner.errors import BudgetError, error
+from runner.lazy import lazy_module
+
+if TYPE_CHECKING:
+    from runner import api, previewview, reporthtml
+    from runner.compare import Preview
+    from runner.plan import Plan
+else:
+    api = lazy_module("runner.api")
+    previewview = lazy_module("runner.previewview")
+    reporthtml = lazy_module("runner.reporthtml")
+
+
+def run_previews(project: api.Project, the_plan: Plan, rows: int, timeout: float
+                 ) -> list[Preview]:
+    """`plan --preview N`: a preview of each manifest whose spec changed (rows to do that were
+    answered before); the others have nothing to compare."""
+    return [api.preview(project, m.name, rows, timeout=timeout, poll=min(5.0, timeout))
+            for m in the_plan.manifests if m.rows.to_do and m.rows.total > m.rows.to_do]
+
+
+def preview_text(previews: list[Preview], the_plan: Plan, fmt: str) -> str:
+    full = {m.name: m.estimate for m in the_plan.manifests}
+    if fmt == "markdown":
+        return "".join("\n" + previewview.markdown(p, full.get(p.manifest)) for p in previews)
+    return "".join("\n" + previewview.text(p, full.get(p.manifest)) for p in previews)
+
+
+def check_previews(previews: list[Preview]) -> None:
+    over = [p for p in previews if p.state.value == "over_budget"]
+    if over:
+        raise BudgetError([error(f"the preview of {over[0].manifest} would pass max_cost; "
+                                 "nothing was sent",
+                                 hint="raise max_cost, or preview fewer rows (-n)")])
+
+
+@main.command()
+@click.argument("name")
+@click.option("-n", "--rows", type=click.IntRange(min=1), default=20, show_default=True,
+              help="How many answered rows to run under the new spec.")
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text",
+              show_default=True)
+@click.option("--timeout", type=float, default=3600, show_default=True,
+              help="Seconds to wait for the preview's job.")
+@click.option("--html", "html_out", type=click.Path(path_type=Path, dir_okay=False),
+              help="Also write the old-vs-new view as a self-contained HTML file.")
+@click.pass_context
+@handle_errors
+def preview(ctx: click.Context, name: str, rows: int, fmt: str, timeout: float,
+            html_out: Path | None) -> None:
+    """Run NAME's changed spec on a sample of rows answered before, and show old vs new.
+
+    The sample's answers are real answers under the new spec: once it is applied they count as
+    done, never paid twice. max_cost applies to the preview too."""
+    import orjson
+
+    project = _project(ctx)
+    result = api.preview(project, name, rows, timeout=timeout, poll=min(5.0, timeout))
+    if fmt == "json":
+        click.echo(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        click.echo(previewview.markdown(result) if fmt == "markdown" else previewview.text(result),
+                   nl=False)
+    if html_out is not None:
+        _write(html_out, reporthtml.preview(result))
+        click.echo(f"Wrote {html_out}", err=True)
+    check_previews([result])
+
+
+def _write(path: Path, text: str) -> None:
+    """Whole or not at all: a temp file beside it, renamed over it."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temp.write_text(text, encoding="utf-8")
+        temp.replace(path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+@main.command()
+@click.argument("name")
+@click.option("-o", "--out", type=click.Path(path_type=Path, dir_okay=False),
+              help="The HTML file to write (default: NAME-report.html).")
+@click.pass_context
+@handle_errors
+def report(ctx: click.Context, name: str, out: Path | None) -> None:
+    """Write one self-contained HTML file about NAME's rows: totals, a chart, a searchable table."""
+    project = _project(ctx)
+    path = out or Path(f"{name}-report.html")
+    data = api.report(project, name)
+    _write(path, reporthtml.report(data))
+    click.echo(f"Wrote {path} ({len(data.rows):,} rows); open it in a browser (no server, no "
+               "network).")

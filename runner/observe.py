@@ -1,0 +1,82 @@
+"""What ran and what it cost: the jobs of the project's manifests, and the tokens their answers
+recorded. Reads only."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from runner.backends.base import BackendReader, RemoteJob
+from runner.lazy import lazy_module
+from runner.spec import Manifest, Settings
+
+if TYPE_CHECKING:
+    from runner import collect, estimate
+else:  # `batchrun render` imports the API, which names these types: it need not load answers
+    collect = lazy_module("runner.collect")
+    estimate = lazy_module("runner.estimate")
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    manifest: str
+    job: str
+    state: str
+    current_spec: bool
+    succeeded: int | None
+    failed: int | None
+    age_seconds: float | None
+    error: str | None
+
+
+def _age(job: RemoteJob, now: datetime) -> float | None:
+    if not job.create_time:
+        return None
+    created = datetime.fromisoformat(job.create_time.replace("Z", "+00:00"))
+    return (now - created).total_seconds()
+
+
+def status(manifests: Sequence[Manifest], backend: BackendReader,
+           name: str | None = None) -> list[JobStatus]:
+    specs = {m.name: m.spec_hash for m in manifests}
+    now = datetime.now(UTC)
+    out = []
+    for job in backend.list_jobs():
+        if (name is not None and job.manifest_name != name) or (
+                name is None and job.manifest_name not in specs):
+            continue
+        out.append(JobStatus(job.manifest_name, job.name, job.state.short,
+                             specs.get(job.manifest_name) == job.spec_hash, job.succeeded_count,
+                             job.failed_count, _age(job, now), job.error_message))
+    return sorted(out, key=lambda s: (s.manifest, -(s.age_seconds or 0)))
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens and cost actually used, from the usage recorded with each answer."""
+
+    manifest: str
+    rows: int
+    input_tokens: int
+    output_tokens: int
+    cost: float | None
+
+
+def usage(manifests: Sequence[Manifest], backend: BackendReader,
+          settings: Settings) -> list[Usage]:
+    out = []
+    for m in manifests:
+        rows = tokens_in = tokens_out = 0
+        for row in backend.read_destination(m.destination):
+            counts = row.get("usage")
+            if isinstance(counts, dict):
+                rows += 1
+                paid = collect.paid(row)  # every attempt, retries included
+                tokens_in += paid["input_tokens"]
+                tokens_out += paid["output_tokens"]
+        price = estimate.price_for(m.model, settings.pricing)
+        out.append(Usage(m.name, rows, tokens_in, tokens_out,
+                         price.cost(tokens_in, tokens_out) if price else None))
+    return out

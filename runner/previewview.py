@@ -1,0 +1,115 @@
+"""Edge: a preview in words — how answers moved, which fields changed, word diffs — as text for a
+terminal and as markdown for a pull-request comment. No logic, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from runner.compare import MAX_EXAMPLES, Comparison, Example, Kind, Preview, PreviewState
+from runner.errors import n
+from runner.plan import Estimate
+from runner.planview import money
+
+CELL = 80  # characters of an answer shown in a table cell
+
+
+def _money(e: Estimate) -> str:
+    return "unknown (no price for the model)" if e.cost is None else money(e.cost)
+
+
+def _cell(text: str, markdown: bool) -> str:
+    text = " ".join(text.split())
+    text = text if len(text) <= CELL else text[:CELL - 1] + "…"
+    return text.replace("|", "\\|") if markdown else text
+
+
+def _head(p: Preview, full: Estimate | None) -> list[str]:
+    cost = (f"{n(p.sampled - p.reused, 'row')} to send, {_money(p.estimate)}"
+            if p.state is PreviewState.OVER_BUDGET else
+            f"{n(p.sent, 'row')} sent now, {_money(p.estimate)}")
+    if p.reused:
+        cost += f"; {n(p.reused, 'row')} from an earlier preview of this spec, $0"
+    lines = [f"preview of {p.manifest} (spec {p.spec_hash[:12]}): {n(p.sampled, 'row')} sampled of "
+             f"{p.asked} asked; {cost}"]
+    if full is not None:
+        lines.append(f"the full change: {_money(full)} for the rows left; the preview's rows count "
+                     "as done when it is applied")
+    state = {
+        PreviewState.NOTHING: "no row has an answer under another spec: nothing to compare "
+                              "(a new manifest, or the spec did not change)",
+        PreviewState.OVER_BUDGET: f"nothing was sent: the preview alone would cost "
+                                  f"{_money(p.estimate)}, over max_cost "
+                                  f"{money(p.estimate.max_cost or 0)}",
+        PreviewState.RUNNING: f"still running ({', '.join(p.jobs)}): run the preview again to "
+                              "see it (nothing is sent twice)",
+        PreviewState.FAILED: f"the preview got no answer: {p.error}",
+    }.get(p.state)
+    if state:
+        lines.append(state)
+    return lines
+
+
+def _examples(examples: Sequence[Example], kind: Kind, markdown: bool) -> list[str]:
+    lines: list[str] = []
+    for e in examples:
+        if kind is Kind.TEXT:
+            if markdown:
+                words = "".join(t if op == "=" else f"~~{t}~~" if op == "-" else f"**{t}**"
+                                for op, t in e.diff if t.strip() or op == "=")
+                lines.append(f"- `{e.custom_id}`: {' '.join(words.split())}")
+            else:
+                words = "".join(t if op == "=" else f"[-{t}-]" if op == "-" else f"{{+{t}+}}"
+                                for op, t in e.diff)
+                lines.append(f"  {e.custom_id}: {' '.join(words.split())}")
+        elif markdown:
+            lines.append(f"| `{e.custom_id}` | {_cell(e.old, True)} | {_cell(e.new, True)} |")
+        else:
+            lines.append(f"  {e.custom_id}: {_cell(e.old, False)}  →  {_cell(e.new, False)}")
+    return lines
+
+
+def _comparison(c: Comparison, markdown: bool) -> list[str]:
+    lines = [f"{n(c.changed, 'answer')} of {c.rows} changed"
+             + (f"; {n(c.refused, 'row')} got no answer under the new spec" if c.refused else "")]
+    if c.kind is Kind.LABELS:
+        lines.append("")
+        if markdown:
+            lines += ["| old | new | rows |", "|---|---|---:|"]
+            lines += [f"| {_cell(o, True)} | {_cell(nw, True)} | {k} |"
+                      for o, nw, k in c.transitions]
+        else:
+            width = max([len(o) for o, _, _ in c.transitions] + [3])
+            lines += [f"  {o:<{width}} → {nw}: {k}" + ("" if o == nw else "  (moved)")
+                      for o, nw, k in c.transitions]
+        return lines
+    if c.kind is Kind.JSON and c.fields:
+        lines.append("")
+        if markdown:
+            lines += ["| field | rows changed |", "|---|---:|"]
+            lines += [f"| `{f}` | {k} |" for f, k in c.fields]
+        else:
+            lines += [f"  {f}: {n(k, 'row')} changed" for f, k in c.fields]
+    if c.examples:
+        lines.append("")
+        lines.append("rows that changed:" if c.kind is Kind.JSON else "word diff of a few rows:")
+        if markdown and c.kind is Kind.JSON:
+            lines += ["", "| id | old | new |", "|---|---|---|"]
+        lines += _examples(c.examples[:MAX_EXAMPLES], c.kind, markdown)
+        if len(c.examples) > MAX_EXAMPLES:
+            lines.append(f"... and {len(c.examples) - MAX_EXAMPLES} more (preview --format json or --html)")
+    return lines
+
+
+def text(p: Preview, full: Estimate | None = None) -> str:
+    lines = _head(p, full)
+    if p.comparison is not None:
+        lines += _comparison(p.comparison, markdown=False)
+    return "\n".join(lines) + "\n"
+
+
+def markdown(p: Preview, full: Estimate | None = None) -> str:
+    head = _head(p, full)
+    lines = [f"#### Preview: `{p.manifest}`", "", *(f"{h}  " for h in head)]
+    if p.comparison is not None:
+        lines += ["", *_comparison(p.comparison, markdown=True)]
+    return "\n".join(lines) + "\n"

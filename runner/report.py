@@ -1,0 +1,98 @@
+"""What `batchrun report` shows, gathered: a manifest's destination rows with their prompts, the
+totals, answers by label, tokens and cost by day. Reads only (the destination, the source to render
+prompts); the HTML is reporthtml's."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner import estimate
+from runner.backends.base import BackendReader
+from runner.compare import MAX_LABELS, is_label, text_of
+from runner.errors import BatchrunError
+from runner.ledger import rendered_rows
+from runner.result import FIELDS, Status
+from runner.spec import Manifest, Settings
+
+PROMPT_CHARS = 4000  # of a request kept for "show the prompt": enough to read, not to bloat
+
+
+@dataclass
+class ReportData:
+    name: str
+    model: str
+    spec_hash: str
+    columns: list[str]  # of each row below: id, status, answer, error, spec, passthrough...
+    rows: list[list[Any]] = field(default_factory=list)
+    totals: dict[str, Any] = field(default_factory=dict)
+    labels: list[tuple[str, int]] | None = None  # answers by label, when answers are labels
+    days: list[dict[str, Any]] = field(default_factory=list)  # tokens and cost by day
+
+
+def _prompts(manifest: Manifest, reader: BackendReader, settings: Settings) -> dict[str, str]:
+    """Each source row's request as it would be sent now; none when the source cannot be read
+    (the report still shows the answers)."""
+    try:
+        return {r.custom_id: r.line[:PROMPT_CHARS].decode("utf-8", "replace")
+                for r in rendered_rows(manifest, reader, settings)}
+    except BatchrunError:
+        return {}
+
+
+def _stored(reader: BackendReader, manifest: Manifest) -> Iterator[dict[str, Any]]:
+    return reader.read_destination(manifest.destination)
+
+
+def gather(manifest: Manifest, reader: BackendReader, settings: Settings) -> ReportData:
+    extra = [c for c in manifest.passthrough if c not in FIELDS]
+    data = ReportData(manifest.name, manifest.model.short, manifest.spec_hash,
+                      ["id", "status", "answer", "error", "spec", "finished", "prompt", *extra])
+    prompts = _prompts(manifest, reader, settings)
+    price = estimate.price_for(manifest.model, settings.pricing)
+    status: Counter[str] = Counter()
+    answers: Counter[str] = Counter()
+    label_like = True
+    days: dict[str, dict[str, Any]] = {}
+    tokens_in = tokens_out = 0
+    for row in _stored(reader, manifest):
+        custom_id = str(row.get("custom_id"))
+        state = str(row.get("status") or "")
+        stale = state == Status.SUCCEEDED and row.get("spec_hash") != manifest.spec_hash
+        state = "stale" if stale else state
+        status[state] += 1
+        output = row.get("output")
+        if state in (Status.SUCCEEDED, "stale"):
+            if label_like and isinstance(output, str) and is_label(output):
+                answers[output] += 1
+            else:
+                label_like = False
+        usage = row.get("usage")
+        usage = usage if isinstance(usage, dict) else {}
+        day = str(row.get("finished_at") or "")[:10] or "unknown"
+        u_in, u_out = int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
+        tokens_in, tokens_out = tokens_in + u_in, tokens_out + u_out
+        slot = days.setdefault(day, {"day": day, "rows": 0, "input_tokens": 0, "output_tokens": 0})
+        slot["rows"] += 1
+        slot["input_tokens"] += u_in
+        slot["output_tokens"] += u_out
+        data.rows.append([custom_id, state, "" if output is None else text_of(output),
+                          row.get("error") or "", str(row.get("spec_hash") or "")[:8],
+                          str(row.get("finished_at") or ""), prompts.get(custom_id, ""),
+                          *(text_of(row.get(c)) if row.get(c) is not None else "" for c in extra)])
+    for slot in days.values():
+        slot["cost"] = price.cost(slot["input_tokens"], slot["output_tokens"]) if price else None
+    data.days = sorted(days.values(), key=lambda d: d["day"])
+    in_source = len(prompts)
+    data.totals = {
+        "rows": sum(status.values()), "answered": status[Status.SUCCEEDED],
+        "failed": status[Status.FAILED], "stale": status["stale"],
+        "not_yet": max(0, in_source - sum(status.values())) if prompts else None,
+        "input_tokens": tokens_in, "output_tokens": tokens_out,
+        "cost": price.cost(tokens_in, tokens_out) if price else None,
+    }
+    if label_like and answers and len(answers) <= MAX_LABELS:
+        data.labels = sorted(answers.items(), key=lambda kv: (-kv[1], kv[0]))
+    return data
