@@ -120,7 +120,7 @@ def one_plan_done(n: int, new: int, work: Path) -> dict[str, Any]:
                                    "usage": {"input_tokens": 120, "output_tokens": 2},
                                    "model": m.model.short, "spec_hash": m.spec_hash,
                                    "request_hash": r.request_hash, "job": "j", "finished_at": "t",
-                                   "retry": None}) + b"\n")
+                                   "retry": None, "source_fp": r.source_fp}) + b"\n")
     generate(work / "rows.jsonl", n, new)
     p = api.load_project(cwd=work)
     start = time.perf_counter()

@@ -159,9 +159,17 @@ def preview(project: Project, name: str, rows: int, *, backend: Backend | None =
             timeout: float = 3600.0, poll: float = 5.0) -> Preview:
     """Run the manifest's spec on a sample of `rows` rows answered under an older one (a small
     job, labelled a preview, whose answers count once the spec is applied) and compare."""
-    return previewer.preview(project.manifest(name), backend or open_backend(project),
-                             project.settings, rows, timeout=timeout, poll=poll,
-                             max_cost=project.settings.max_cost)
+    return previews(project, [name], rows, backend=backend, timeout=timeout, poll=poll)[0]
+
+
+def previews(project: Project, names: Sequence[str], rows: int, *,
+             backend: Backend | None = None, timeout: float = 3600.0,
+             poll: float = 5.0) -> list[Preview]:
+    """`plan --preview`: a preview per manifest named, budgets checked over all before any job
+    is created (each manifest's max_cost, the project's over the total)."""
+    return previewer.previews([project.manifest(n) for n in names],
+                              backend or open_backend(project), project.settings, rows,
+                              timeout=timeout, poll=poll)
 
 
 def report(project: Project, name: str, *, backend: Backend | None = None) -> ReportData:

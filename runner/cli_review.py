@@ -11,7 +11,7 @@ import click
 
 from runner.cli import _project, main
 from runner.cli_errors import handle_errors
-from runner.errors import BudgetError, error
+from runner.errors import BatchrunError, BudgetError, error
 from runner.lazy import lazy_module
 
 if TYPE_CHECKING:
@@ -26,10 +26,11 @@ else:
 
 def run_previews(project: api.Project, the_plan: Plan, rows: int, timeout: float
                  ) -> list[Preview]:
-    """`plan --preview N`: a preview of each manifest whose spec changed (rows to do that were
-    answered before); the others have nothing to compare."""
-    return [api.preview(project, m.name, rows, timeout=timeout, poll=min(5.0, timeout))
-            for m in the_plan.manifests if m.rows.to_do and m.rows.total > m.rows.to_do]
+    """`plan --preview N`: a preview of each manifest with rows (those whose spec did not change
+    have nothing to compare and are left out of the view)."""
+    found = api.previews(project, [m.name for m in the_plan.manifests if m.rows.total], rows,
+                         timeout=timeout, poll=min(5.0, timeout))
+    return [p for p in found if p.state.value != "nothing"]
 
 
 def preview_text(previews: list[Preview], the_plan: Plan, fmt: str) -> str:
@@ -40,11 +41,16 @@ def preview_text(previews: list[Preview], the_plan: Plan, fmt: str) -> str:
 
 
 def check_previews(previews: list[Preview]) -> None:
+    """Exit 4 when a budget stopped the previews, 1 when one got no answer at all."""
     over = [p for p in previews if p.state.value == "over_budget"]
     if over:
-        raise BudgetError([error(f"the preview of {over[0].manifest} would pass max_cost; "
-                                 "nothing was sent",
+        raise BudgetError([error(f"{over[0].error}; nothing was sent",
                                  hint="raise max_cost, or preview fewer rows (-n)")])
+    failed = [p for p in previews if p.state.value == "failed"]
+    if failed:
+        raise BatchrunError([error(f"{failed[0].manifest}: {failed[0].error}",
+                                   hint="the refusals above say why; fix the spec and preview "
+                                        "again (refused rows are not sent again)")])
 
 
 @main.command()
@@ -82,6 +88,9 @@ def preview(ctx: click.Context, name: str, rows: int, fmt: str, timeout: float,
 
 def _write(path: Path, text: str) -> None:
     """Whole or not at all: a temp file beside it, renamed over it."""
+    if not path.parent.is_dir():
+        raise BatchrunError([error(f"cannot write {path}: the folder {path.parent} does not exist",
+                                   hint="create it, or give another path with -o")])
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         temp.write_text(text, encoding="utf-8")

@@ -54,6 +54,7 @@ class Comparison:
     transitions: tuple[tuple[str, str, int], ...] = ()  # labels: old, new, rows (most first)
     fields: tuple[tuple[str, int], ...] = ()  # json: field, rows where it changed
     examples: tuple[Example, ...] = ()  # every changed row of the sample, by id
+    refusals: tuple[tuple[str, str], ...] = ()  # sampled rows refused under the new spec: id, why
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind.value, "rows": self.rows, "changed": self.changed,
@@ -61,7 +62,8 @@ class Comparison:
                 "transitions": [{"old": o, "new": n, "rows": c} for o, n, c in self.transitions],
                 "fields": [{"field": f, "changed": c} for f, c in self.fields],
                 "examples": [{"custom_id": e.custom_id, "old": e.old, "new": e.new,
-                              "diff": [list(d) for d in e.diff]} for e in self.examples]}
+                              "diff": [list(d) for d in e.diff]} for e in self.examples],
+                "refusals": [{"custom_id": i, "error": e} for i, e in self.refusals]}
 
 
 def text_of(value: Any) -> str:
@@ -106,6 +108,8 @@ def word_diff(old: str, new: str) -> tuple[tuple[str, str], ...]:
 def compare(pairs: Sequence[Pair]) -> Comparison:
     answered = [p for p in pairs if p.new is not None]
     refused = len(pairs) - len(answered)
+    refusals = tuple(sorted((p.custom_id, p.new_error or "no answer") for p in pairs
+                            if p.new is None))
     kind = kind_of([p.old for p in answered] + [p.new for p in answered])
     changed = [p for p in answered if p.old != p.new]
     examples = tuple(
@@ -117,7 +121,7 @@ def compare(pairs: Sequence[Pair]) -> Comparison:
         transitions = tuple((o, n, c) for (o, n), c in sorted(
             moves.items(), key=lambda kv: (-kv[1], kv[0])))
         return Comparison(kind, len(answered), len(changed), refused, transitions=transitions,
-                          examples=examples)
+                          examples=examples, refusals=refusals)
     if kind is Kind.JSON:
         fields: Counter[str] = Counter()
         for p in changed:
@@ -127,8 +131,9 @@ def compare(pairs: Sequence[Pair]) -> Comparison:
                     fields[key] += 1
         return Comparison(kind, len(answered), len(changed), refused,
                           fields=tuple(sorted(fields.items(), key=lambda kv: (-kv[1], kv[0]))),
-                          examples=examples)
-    return Comparison(kind, len(answered), len(changed), refused, examples=examples)
+                          examples=examples, refusals=refusals)
+    return Comparison(kind, len(answered), len(changed), refused, examples=examples,
+                      refusals=refusals)
 
 
 class PreviewState(StrEnum):

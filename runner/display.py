@@ -112,7 +112,8 @@ STATUS_COLUMNS = ("manifest", "job", "state", "spec", "progress", "age", "error"
 
 def status_rows(statuses: Iterable[Any]) -> list[tuple[str, ...]]:
     """JobStatus records -> the cells of the status table."""
-    return [(s.manifest, s.job.rsplit("/", 1)[-1], s.state, "current" if s.current_spec else "old",
+    return [(s.manifest, s.job.rsplit("/", 1)[-1], s.state,
+             ("current" if s.current_spec else "old") + (" (preview)" if s.preview else ""),
              "-" if s.succeeded is None else f"{s.succeeded} ok / {s.failed or 0} failed",
              age_text(s.age_seconds), s.error or "") for s in statuses]
 

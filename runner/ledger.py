@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.backends.base import BackendReader, RemoteJob
-from runner.errors import BackendError
+from runner.errors import BackendError, error
 from runner.lazy import lazy_module
 from runner.manifest import display_path
 from runner.reconcile import (
@@ -70,6 +70,7 @@ class Ledger:
     # Source rows the source itself recognised as answered (BigQuery, by an anti-join): never
     # read here, done.
     unchanged: int = 0
+    pushed: bool = False  # the destination was read beside the source: only rows it does not settle
     ids: collect.IdFilter | None = None  # its ids, read when some job waits to be collected
 
     def has_trace(self, custom_id: str, request_hash: str) -> bool:
@@ -102,11 +103,23 @@ def read_ledger(manifest: Manifest, reader: BackendReader, jobs: Sequence[Remote
     spec_hash = manifest.spec_hash
     forward = manifest.on_change == "forward"
     collected = reader.collected_jobs(manifest.destination)
+    answered = answered_in(manifest)
     mine = [j for j in jobs if j.manifest_name in (manifest.name, "") and j.belongs_to(spec_hash)]
     # "": a damaged record, anyone's
     uncollected = [j for j in mine if not j.state.in_flight and j.name not in collected]
     ids = ledger.ids = collect.IdFilter() if uncollected else None
-    for row in reader.read_destination(manifest.destination, LEDGER_READ):
+    # Collect needs every id, and failures_of every answer of rows staged twice; else, where the
+    # source lives beside the destination, rows answered for an unchanged source row stay there
+    # (and read_source leaves that row there).
+    digests = [j.input_digest for j in mine if j.state.finished and j.spec_hash == spec_hash]
+    whole = ids is not None or len(digests) != len(set(digests))
+    pushed = None if whole or answered is None else reader.read_ledger(
+        manifest.destination, LEDGER_READ, manifest.source, answered)
+    ledger.pushed = pushed is not None
+    if pushed is not None:
+        ledger.answered, ledger.output_tokens = pushed.answered, pushed.output_tokens
+    for row in pushed.rows if pushed is not None else reader.read_destination(
+            manifest.destination, LEDGER_READ):
         custom_id = str(row.get("custom_id"))
         if ids is not None:
             ids.check_and_add(custom_id)
@@ -126,7 +139,7 @@ def read_ledger(manifest: Manifest, reader: BackendReader, jobs: Sequence[Remote
             else:
                 ledger.failures[key] = (state.failures, state.last_error)
         usage = row.get("usage")
-        if row.get("status") == Status.SUCCEEDED and isinstance(usage, dict):
+        if pushed is None and row.get("status") == Status.SUCCEEDED and isinstance(usage, dict):
             ledger.answered += 1
             ledger.output_tokens += int(usage.get("output_tokens") or 0)
     for job in mine:
@@ -164,18 +177,22 @@ def _source_rows(manifest: Manifest, reader: BackendReader, settings: Settings,
     """The source's rows; a source the backend refuses (a query that would write, a file that is
     gone) is reported against the manifest that names it. With the ledger, the backend may leave
     the rows the destination answered under this spec where they are, counted in the ledger."""
-    answered = None
-    if ledger is not None and manifest.on_change != "forward":
-        # forward keeps older specs' answers too: told by fingerprint here, not by the anti-join
-        answered = AnsweredIn(manifest.destination.location, manifest.destination.kind.value,
-                              manifest.spec_hash, manifest.source.id_column)
+    answered = answered_in(manifest) if ledger is not None else None
+    left = False  # whether the source left the answered rows where they are
     try:
         for item in reader.read_source(manifest.source, answered):
             if type(item) is Unchanged:
                 assert ledger is not None
                 ledger.unchanged += item.count
+                left = True
             else:
                 yield item  # type: ignore[misc]
+        if ledger is not None and ledger.pushed and not left:
+            # The ledger left answers in BigQuery for rows this read then brought here: they
+            # would look unanswered. Only a destination changed mid-plan does that.
+            raise BackendError([error(
+                f"{manifest.destination.location} changed while the plan read it",
+                hint="run the plan again")])
     except BackendError as exc:
         source = manifest.source
         key = ("query" if source.is_query else "table") if source.kind.value == "bigquery" \
@@ -200,6 +217,15 @@ def rendered_rows(manifest: Manifest, reader: BackendReader, settings: Settings,
                        max_id_chars=settings.quota.max_id_chars,
                        reread=lambda: _source_rows(manifest, reader, settings),
                        manifest_file=display_path(manifest.file, settings.root))
+
+
+def answered_in(manifest: Manifest) -> AnsweredIn | None:
+    """What a source needs to leave the answered rows where they are. Not under on_change:
+    forward, which keeps older specs' answers too, told by fingerprint here."""
+    if manifest.on_change == "forward":
+        return None
+    return AnsweredIn(manifest.destination.location, manifest.destination.kind.value,
+                      manifest.spec_hash, manifest.source.id_column)
 
 
 def display_path_of(manifest: Manifest, settings: Settings) -> str:

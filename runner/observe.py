@@ -29,6 +29,7 @@ class JobStatus:
     failed: int | None
     age_seconds: float | None
     error: str | None
+    preview: bool = False  # a preview's job: its spec's, collected once that spec is applied
 
 
 def _age(job: RemoteJob, now: datetime) -> float | None:
@@ -49,7 +50,8 @@ def status(manifests: Sequence[Manifest], backend: BackendReader,
             continue
         out.append(JobStatus(job.manifest_name, job.name, job.state.short,
                              specs.get(job.manifest_name) == job.spec_hash, job.succeeded_count,
-                             job.failed_count, _age(job, now), job.error_message))
+                             job.failed_count, _age(job, now), job.error_message,
+                             job.preview))
     return sorted(out, key=lambda s: (s.manifest, -(s.age_seconds or 0)))
 
 

@@ -5,9 +5,10 @@ spec's apply), so a row previewed is never paid for twice."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from runner import identity
@@ -77,54 +78,110 @@ def _new_answers(manifest: Manifest, backend: Backend,
             yield from job_results(manifest, backend, job)
 
 
-def preview(manifest: Manifest, backend: Backend, settings: Settings, n: int, *,
-            timeout: float = 3600, poll: float = 5.0, max_cost: float | None = None) -> Preview:
-    """Run (or reuse) the preview of `n` rows and compare. Rows an earlier preview of this spec
-    answered or is answering are not sent again; a preview that would pass the manifest's
-    max_cost (or `max_cost`, the project's) sends nothing."""
+@dataclass
+class _Prepared:
+    """One manifest's preview, decided under its locks: the sample, what it would send, the cost."""
+
+    manifest: Manifest
+    base: Preview
+    old: dict[str, Any] = field(default_factory=dict)
+    rows: list[RenderedRow] = field(default_factory=list)
+    jobs: list[RemoteJob] = field(default_factory=list)
+    to_send: list[RenderedRow] = field(default_factory=list)
+    refusals: dict[str, str | None] = field(default_factory=dict)  # known refused under the spec
+
+
+def _prepare(manifest: Manifest, backend: Backend, settings: Settings, n: int) -> _Prepared:
     base = Preview(manifest.name, manifest.spec_hash, PreviewState.NOTHING, n)
-    with locked(backend, manifest):  # apply sends none of these rows while the preview does
-        jobs = backend.list_jobs(manifest.name)
-        ledger = read_ledger(manifest, backend, jobs)
-        old = older_answers(manifest, backend)
-        if not old:
-            return base
-        rows = _sample_rows(manifest, backend, settings, ledger, old, n)
-        mine = [j for j in jobs if j.spec_hash == manifest.spec_hash and (
-            j.state.in_flight or j in ledger.to_collect)]
-        to_send = [r for r in rows if not _known(ledger, r)]
-        estimate = cost_estimate(manifest, settings, ledger, len(to_send),
-                                 sum(approx_tokens(r.prompt_chars) for r in to_send))
-        over = estimate.over_budget or (max_cost is not None and bool(to_send) and (
-            estimate.cost is None or estimate.cost > max_cost))
-        base = replace(base, sampled=len(rows), reused=len(rows) - len(to_send),
-                       estimate=estimate)
-        if over:
-            return replace(base, state=PreviewState.OVER_BUDGET,
-                           estimate=replace(estimate, over_budget=True,
-                                            max_cost=estimate.max_cost or max_cost))
-        if to_send:
-            mine.append(_create(manifest, backend, to_send))
-    mine = _wait(backend, mine, timeout, poll)
-    base = replace(base, sent=len(to_send), jobs=tuple(j.name for j in mine))
-    if any(j.state.in_flight for j in mine):
+    jobs = backend.list_jobs(manifest.name)
+    ledger = read_ledger(manifest, backend, jobs)
+    old = older_answers(manifest, backend)
+    if not old:
+        return _Prepared(manifest, base)
+    rows = _sample_rows(manifest, backend, settings, ledger, old, n)
+    mine = [j for j in jobs if j.spec_hash == manifest.spec_hash and (
+        j.state.in_flight or j in ledger.to_collect)]
+    to_send, refusals = [], {}
+    for row in rows:
+        key = row_key(row.custom_id, row.request_hash)
+        if key in ledger.in_flight or ledger.pending.get(key, (False, None))[0]:
+            continue  # answered, or being answered, by an earlier preview of this spec
+        if key in ledger.pending or key in ledger.failures:
+            # Refused under this spec already: shown as refused, not paid for again (apply
+            # retries it within max_attempts when the change is applied).
+            refusals[row.custom_id] = (ledger.pending.get(key) or ledger.failures[key])[1]
+            continue
+        to_send.append(row)
+    estimate = cost_estimate(manifest, settings, ledger, len(to_send),
+                             sum(approx_tokens(r.prompt_chars) for r in to_send))
+    base = replace(base, sampled=len(rows), reused=len(rows) - len(to_send), estimate=estimate)
+    return _Prepared(manifest, base, old, rows, mine, to_send, refusals)
+
+
+def _over_budget(prepared: list[_Prepared], settings: Settings) -> str | None:
+    """Why nothing may be sent: a manifest's max_cost, or the project's over all previews."""
+    for p in prepared:
+        if p.base.estimate.over_budget:
+            return (f"the preview of {p.manifest.name} would cost "
+                    f"{_usd(p.base.estimate.cost)}, over its max_cost "
+                    f"{_usd(p.base.estimate.max_cost)}")
+    costs = [p.base.estimate.cost for p in prepared if p.to_send]
+    if settings.max_cost is not None and costs and (
+            None in costs or sum(c or 0.0 for c in costs) > settings.max_cost):
+        total = None if None in costs else sum(c or 0.0 for c in costs)
+        return (f"the previews together would cost {_usd(total)}, over the project's max_cost "
+                f"{_usd(settings.max_cost)}")
+    return None
+
+
+def _usd(cost: float | None) -> str:
+    return "an unknown amount (no price for the model)" if cost is None else f"${cost:,.6g}"
+
+
+def previews(manifests: list[Manifest], backend: Backend, settings: Settings, n: int, *,
+             timeout: float = 3600, poll: float = 5.0) -> list[Preview]:
+    """Run (or reuse) a preview of `n` rows per manifest and compare. Rows an earlier preview of
+    this spec answered, refused or is answering are not sent again. Budgets are checked over
+    all of them before any is sent: a manifest's max_cost, and the project's over the total."""
+    with contextlib.ExitStack() as stack:
+        prepared = []
+        for manifest in sorted(manifests, key=lambda m: m.name):
+            # Apply sends none of these rows while the preview decides and creates its job.
+            stack.enter_context(locked(backend, manifest))
+            prepared.append(_prepare(manifest, backend, settings, n))
+        refused = _over_budget(prepared, settings)
+        if refused is not None:
+            return [replace(p.base, state=PreviewState.OVER_BUDGET, error=refused)
+                    if p.old else p.base for p in prepared]
+        for p in prepared:
+            if p.to_send:
+                p.jobs.append(_create(p.manifest, backend, p.to_send))
+    waited = _wait(backend, [j for p in prepared for j in p.jobs], timeout, poll)
+    by_name = {j.name: j for j in waited}
+    return [_finish(replace(p, jobs=[by_name[j.name] for j in p.jobs]), backend) if p.old
+            else p.base for p in prepared]
+
+
+def _finish(p: _Prepared, backend: Backend) -> Preview:
+    base = replace(p.base, sent=len(p.to_send), jobs=tuple(
+        j.name for j in p.jobs if j.state.in_flight) or tuple(j.name for j in p.jobs))
+    if any(j.state.in_flight for j in p.jobs):
         return replace(base, state=PreviewState.RUNNING)
     new: dict[str, dict[str, Any]] = {}
-    for result in _new_answers(manifest, backend, mine):
+    for result in _new_answers(p.manifest, backend, p.jobs):
         if result["status"] == Status.SUCCEEDED or result["custom_id"] not in new:
             new[result["custom_id"]] = result
-    pairs = [Pair(r.custom_id, old[r.custom_id],
-                  new[r.custom_id]["output"] if new.get(r.custom_id, {}).get("status")
-                  == Status.SUCCEEDED else None,
-                  new.get(r.custom_id, {}).get("error")) for r in rows]
-    if rows and not any(p.new is not None for p in pairs):
-        failed = next((j for j in mine if j.error_message), None)
-        return replace(base, state=PreviewState.FAILED, comparison=compare(pairs),
-                       error=failed.error_message if failed else "no row was answered")
-    return replace(base, state=PreviewState.DONE, comparison=compare(pairs))
-
-
-def _known(ledger: Ledger, row: RenderedRow) -> bool:
-    """Answered by a finished preview of this spec, or staged in a running one."""
-    key = row_key(row.custom_id, row.request_hash)
-    return ledger.pending.get(key, (False, None))[0] or key in ledger.in_flight
+    pairs = []
+    for r in p.rows:
+        got = new.get(r.custom_id, {})
+        ok = got.get("status") == Status.SUCCEEDED
+        pairs.append(Pair(r.custom_id, p.old[r.custom_id], got["output"] if ok else None,
+                          None if ok else got.get("error") or p.refusals.get(r.custom_id)
+                          or "no answer"))
+    comparison = compare(pairs)
+    if p.rows and not comparison.rows:
+        failed = next((j.error_message for j in p.jobs if j.error_message), None)
+        reason = failed or (comparison.refusals[0][1] if comparison.refusals else "no answer")
+        return replace(base, state=PreviewState.FAILED, comparison=comparison,
+                       error=f"no sampled row was answered under the new spec ({reason})")
+    return replace(base, state=PreviewState.DONE, comparison=comparison)

@@ -24,9 +24,12 @@ def _cell(text: str, markdown: bool) -> str:
 
 
 def _head(p: Preview, full: Estimate | None) -> list[str]:
-    cost = (f"{n(p.sampled - p.reused, 'row')} to send, {_money(p.estimate)}"
-            if p.state is PreviewState.OVER_BUDGET else
-            f"{n(p.sent, 'row')} sent now, {_money(p.estimate)}")
+    if p.state is PreviewState.OVER_BUDGET:
+        cost = f"{n(p.sampled - p.reused, 'row')} to send, {_money(p.estimate)}"
+    elif p.sent:
+        cost = f"{n(p.sent, 'row')} sent now, {_money(p.estimate)}"
+    else:
+        cost = "nothing sent now, $0"
     if p.reused:
         cost += f"; {n(p.reused, 'row')} from an earlier preview of this spec, $0"
     lines = [f"preview of {p.manifest} (spec {p.spec_hash[:12]}): {n(p.sampled, 'row')} sampled of "
@@ -35,11 +38,9 @@ def _head(p: Preview, full: Estimate | None) -> list[str]:
         lines.append(f"the full change: {_money(full)} for the rows left; the preview's rows count "
                      "as done when it is applied")
     state = {
-        PreviewState.NOTHING: "no row has an answer under another spec: nothing to compare "
-                              "(a new manifest, or the spec did not change)",
-        PreviewState.OVER_BUDGET: f"nothing was sent: the preview alone would cost "
-                                  f"{_money(p.estimate)}, over max_cost "
-                                  f"{money(p.estimate.max_cost or 0)}",
+        PreviewState.NOTHING: "no row has an answer under another spec whose request changed: "
+                              "nothing to compare",
+        PreviewState.OVER_BUDGET: f"nothing was sent: {p.error}",
         PreviewState.RUNNING: f"still running ({', '.join(p.jobs)}): run the preview again to "
                               "see it (nothing is sent twice)",
         PreviewState.FAILED: f"the preview got no answer: {p.error}",
@@ -68,9 +69,20 @@ def _examples(examples: Sequence[Example], kind: Kind, markdown: bool) -> list[s
     return lines
 
 
+def _refusals(c: Comparison, markdown: bool) -> list[str]:
+    if not c.refusals:
+        return []
+    shown = [f"- `{i}`: {_cell(e, True)}" if markdown else f"  {i}: {_cell(e, False)}"
+             for i, e in c.refusals[:MAX_EXAMPLES]]
+    more = len(c.refusals) - MAX_EXAMPLES
+    return ["", "refused under the new spec:", *shown,
+            *([f"... and {more} more"] if more > 0 else [])]
+
+
 def _comparison(c: Comparison, markdown: bool) -> list[str]:
     lines = [f"{n(c.changed, 'answer')} of {c.rows} changed"
              + (f"; {n(c.refused, 'row')} got no answer under the new spec" if c.refused else "")]
+    lines += _refusals(c, markdown)
     if c.kind is Kind.LABELS:
         lines.append("")
         if markdown:
@@ -96,7 +108,8 @@ def _comparison(c: Comparison, markdown: bool) -> list[str]:
             lines += ["", "| id | old | new |", "|---|---|---|"]
         lines += _examples(c.examples[:MAX_EXAMPLES], c.kind, markdown)
         if len(c.examples) > MAX_EXAMPLES:
-            lines.append(f"... and {len(c.examples) - MAX_EXAMPLES} more (preview --format json or --html)")
+            lines += ["", f"... and {len(c.examples) - MAX_EXAMPLES} more (preview --format json "
+                          "or --html)"]
     return lines
 
 

@@ -48,8 +48,9 @@ def _stored(reader: BackendReader, manifest: Manifest) -> Iterator[dict[str, Any
 
 def gather(manifest: Manifest, reader: BackendReader, settings: Settings) -> ReportData:
     extra = [c for c in manifest.passthrough if c not in FIELDS]
+    own = ["id", "status", "answer", "error", "spec", "finished", "prompt"]
     data = ReportData(manifest.name, manifest.model.short, manifest.spec_hash,
-                      ["id", "status", "answer", "error", "spec", "finished", "prompt", *extra])
+                      own + [f"{c} (column)" if c in own else c for c in extra])
     prompts = _prompts(manifest, reader, settings)
     price = estimate.price_for(manifest.model, settings.pricing)
     status: Counter[str] = Counter()
@@ -57,6 +58,7 @@ def gather(manifest: Manifest, reader: BackendReader, settings: Settings) -> Rep
     label_like = True
     days: dict[str, dict[str, Any]] = {}
     tokens_in = tokens_out = 0
+    answered_ids: set[str] = set()
     for row in _stored(reader, manifest):
         custom_id = str(row.get("custom_id"))
         state = str(row.get("status") or "")
@@ -65,6 +67,7 @@ def gather(manifest: Manifest, reader: BackendReader, settings: Settings) -> Rep
         status[state] += 1
         output = row.get("output")
         if state in (Status.SUCCEEDED, "stale"):
+            answered_ids.add(custom_id)
             if label_like and isinstance(output, str) and is_label(output):
                 answers[output] += 1
             else:
@@ -85,11 +88,11 @@ def gather(manifest: Manifest, reader: BackendReader, settings: Settings) -> Rep
     for slot in days.values():
         slot["cost"] = price.cost(slot["input_tokens"], slot["output_tokens"]) if price else None
     data.days = sorted(days.values(), key=lambda d: d["day"])
-    in_source = len(prompts)
     data.totals = {
         "rows": sum(status.values()), "answered": status[Status.SUCCEEDED],
         "failed": status[Status.FAILED], "stale": status["stale"],
-        "not_yet": max(0, in_source - sum(status.values())) if prompts else None,
+        "not_yet": sum(1 for i in prompts if i not in answered_ids) if prompts else None,
+        "gone": sum(1 for i in answered_ids if i not in prompts) if prompts else None,
         "input_tokens": tokens_in, "output_tokens": tokens_out,
         "cost": price.cost(tokens_in, tokens_out) if price else None,
     }

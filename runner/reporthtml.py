@@ -5,6 +5,8 @@ server, no network, no logic beyond layout."""
 from __future__ import annotations
 
 import html
+import re
+import secrets
 from importlib import resources
 from typing import Any
 
@@ -17,6 +19,7 @@ from runner.planview import money
 from runner.report import ReportData
 
 BAR_W, BAR_H, LABEL_W = 360, 18, 160
+_SLOT = re.compile(r"__(TITLE|SUBTITLE|TOTALS|CHARTS|EXTRA|NONCE|DATA)__")
 
 
 def _template() -> str:
@@ -24,8 +27,10 @@ def _template() -> str:
 
 
 def _json(value: Any) -> str:
-    # "</" would end the script element early: an answer may contain "</script>".
-    return orjson.dumps(value).decode().replace("</", "<\\/")
+    """JSON safe inside a script element: no "<" at all ("</script>" would end it, "<!--" would
+    swallow the page), nor "&" or ">"; JSON reads the escapes back as the same text."""
+    text = orjson.dumps(value).decode()
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def _bars(title: str, items: list[tuple[str, float]], fmt: str = "{:,.0f}") -> str:
@@ -56,11 +61,11 @@ def _cards(pairs: list[tuple[str, str]]) -> str:
 
 def _page(title: str, subtitle: str, cards: str, charts: str, extra: str,
           columns: list[str], rows: list[list[Any]]) -> str:
-    page = _template()
-    for key, value in (("__TITLE__", html.escape(title)), ("__SUBTITLE__", html.escape(subtitle)),
-                       ("__TOTALS__", cards), ("__CHARTS__", charts), ("__EXTRA__", extra)):
-        page = page.replace(key, value)
-    return page.replace("__DATA__", _json({"columns": columns, "rows": rows}))
+    values = {"TITLE": html.escape(title), "SUBTITLE": html.escape(subtitle), "TOTALS": cards,
+              "CHARTS": charts, "EXTRA": extra, "NONCE": secrets.token_urlsafe(16),
+              "DATA": _json({"columns": columns, "rows": rows})}
+    # One pass: text put in is never searched again (an answer may say "__DATA__").
+    return _SLOT.sub(lambda m: values[m.group(1)], _template())
 
 
 def report(data: ReportData) -> str:
@@ -69,6 +74,8 @@ def report(data: ReportData) -> str:
              ("failed", f"{t['failed']:,}"), ("stale (older spec)", f"{t['stale']:,}")]
     if t.get("not_yet") is not None:
         cards.append(("in the source, not yet answered", f"{t['not_yet']:,}"))
+    if t.get("gone"):
+        cards.append(("answers whose row left the source", f"{t['gone']:,}"))
     cards += [("input tokens", f"{t['input_tokens']:,}"), ("output tokens", f"{t['output_tokens']:,}"),
               ("cost (batch prices)", money(t["cost"]) if t["cost"] is not None else "unknown")]
     charts = _bars("Answers by label", [(k, float(v)) for k, v in data.labels or []])

@@ -3,7 +3,7 @@ line is not one. No logic, no I/O."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,3 +43,14 @@ class Unchanged:
     """How many source rows the source itself recognised as answered, and left out."""
 
     count: int
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRows:
+    """A destination's ledger read where its source is (BigQuery): every row but those answered
+    under the spec for a source row still unchanged (left there, as that row is), and the totals
+    over every row the output-token estimate needs."""
+
+    rows: Iterator[dict[str, Any]]
+    answered: int  # succeeded rows with usage
+    output_tokens: int

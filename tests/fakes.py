@@ -29,7 +29,7 @@ from runner.backends.base import (
 from runner.backends.local.executors import echo
 from runner.errors import BackendError, LockError
 from runner.identity import digest
-from runner.rows import AnsweredIn, RowIssue, SourceRow, Unchanged
+from runner.rows import AnsweredIn, LedgerRows, RowIssue, SourceRow, Unchanged
 from runner.spec import DestinationSpec, ExecutorSpec, Family, SourceSpec
 
 
@@ -57,6 +57,10 @@ class FakeBackend:
                     ) -> Iterator[SourceRow | RowIssue | Unchanged]:
         self.calls.append(("read_source", source.location))
         return localfiles.read_source(source)
+
+    def read_ledger(self, dest: DestinationSpec, columns: Sequence[str], source: SourceSpec,
+                    answered: AnsweredIn) -> LedgerRows | None:
+        return None  # files: the whole ledger is read; rows are told by fingerprint
 
     def list_jobs(self, manifest_name: str | None = None,
                   in_flight_only: bool = False) -> list[RemoteJob]:

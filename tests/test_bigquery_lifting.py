@@ -1,6 +1,7 @@
 """BigQuery does the lifting for a BigQuery source into a BigQuery table: the rows already answered
 stay in BigQuery (an anti-join on fingerprints computed there), only the change reaches the client.
-Counted at the client (`BigQuery.pulled`), against the emulator."""
+Counted at the client (`BigQuery.pulled`: source rows; `ledger_read`: destination ledger rows),
+against the emulator."""
 
 from __future__ import annotations
 
@@ -40,10 +41,11 @@ def rows_sql(first: int, last: int) -> str:
 
 
 def plan_counting(vertex: VertexWorld) -> tuple[api.Plan, int]:
+    """The plan, and the rows that reached the client: source rows and destination ledger rows."""
     project = vertex.project()
     backend = api.open_backend(project)
     plan = api.plan(project, backend=backend)
-    return plan, backend.bq.pulled  # type: ignore[attr-defined]
+    return plan, backend.bq.pulled + backend.bq.ledger_read  # type: ignore[attr-defined]
 
 
 def answer_in_sql(vertex: VertexWorld, source: str, first: int, last: int) -> None:
@@ -76,7 +78,7 @@ def test_a_plan_pulls_only_the_new_rows_of_a_100k_row_source(vertex: VertexWorld
     plan, pulled = plan_counting(vertex)
     rows = plan.manifest("notes").rows
     assert (rows.total, rows.done, rows.to_do) == (100_000, 99_900, 100)
-    assert pulled == 100  # only the new rows reached the client
+    assert pulled == 100  # only the new rows reached the client (no ledger row either)
 
     vertex.converge(timeout=300)
     sent = vertex.sent()
@@ -100,7 +102,7 @@ def test_edited_and_retyped_rows_are_pulled_and_sent_again(vertex: VertexWorld) 
 
     sql(vertex, f"UPDATE `{source}` SET text = 'edited' WHERE id = 'r7'")
     plan, pulled = plan_counting(vertex)
-    assert (plan.manifest("notes").rows.to_do, pulled) == (1, 1)
+    assert (plan.manifest("notes").rows.to_do, pulled) == (1, 2)  # the row, and its old answer
     vertex.converge()
     assert vertex.sent_ids().count("r7") == 2
 
@@ -109,7 +111,7 @@ def test_edited_and_retyped_rows_are_pulled_and_sent_again(vertex: VertexWorld) 
     retyped = f"SELECT id, text, CAST(n AS FLOAT64) AS n FROM `{source}`"
     vertex.p.write("notes.yaml", manifest(vertex, f'{{query: "{retyped}"}}'))
     plan, pulled = plan_counting(vertex)
-    assert pulled == 50 and plan.manifest("notes").rows.to_do == 0
+    assert pulled == 100 and plan.manifest("notes").rows.to_do == 0  # 50 rows + 50 answers
     assert plan.manifest("notes").rows.done == 50
 
 

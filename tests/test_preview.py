@@ -62,7 +62,7 @@ def test_a_preview_then_apply_sends_exactly_the_rest(run, changed: ProjectDir) -
     previewed = {k for k, v in _sent(changed.root).items() if v == 2}
     assert len(previewed) == 4
     assert "triage" not in {k for k, v in _sent(changed.root).items() if v > 2}
-    assert "0 rows sent now" in run("preview", "triage", "-n", "4")  # asked again: nothing paid
+    assert "nothing sent now, $0" in run("preview", "triage", "-n", "4")  # asked again: unpaid
     plan = run("plan")
     assert "6 to do" in plan and "30 to reshape" in plan
     run("apply", "--auto-approve", "--wait", "--poll-interval", "0.1")
@@ -140,3 +140,42 @@ def test_a_label_sample_gives_every_label_its_share_and_is_stable() -> None:
     assert sample({"a": "x"}, 5) == ["a"]
     few = sample({f"r{i}": f"label{i % 7}" for i in range(70)}, 3)  # fewer rows than labels
     assert len(few) == 3
+
+
+def test_rows_refused_under_the_new_spec_are_not_paid_for_again(run, changed: ProjectDir) -> None:  # type: ignore[no-untyped-def]
+    """A red-team find: each preview re-sent the rows the new spec got no answer for."""
+    bugs = [f"T{i}" for i in range(1, 41) if i * 7 % 4 == 1]  # the rows the edit changed
+    (changed.root / "batchrun.yaml").write_text(
+        (changed.root / "batchrun.yaml").read_text()
+        + f"local: {{executor: {{type: echo, fail_ids: {json.dumps(bugs)}}}}}\n")
+    out = run("preview", "triage", "-n", "4", code=1)
+    assert "refused under the new spec:" in out and "no sampled row was answered" in out
+    paid = sum(_sent(changed.root).values())
+    out = run("preview", "triage", "-n", "4", code=1)
+    assert sum(_sent(changed.root).values()) == paid  # asked again: nothing sent
+    assert "nothing sent now" in out
+
+
+def test_the_projects_max_cost_holds_over_all_previews(run, changed: ProjectDir) -> None:  # type: ignore[no-untyped-def]
+    """A red-team find: the project's max_cost was checked per preview, not over their total."""
+    changed.write("other.yaml", MANIFEST.replace("PROMPT", OLD).replace("name: triage",
+                  "name: other").replace("out/triage.jsonl", "out/other.jsonl"))
+    run("apply", "--auto-approve", "--wait", "--poll-interval", "0.1", "--target", "other")
+    changed.write("other.yaml", MANIFEST.replace("PROMPT", NEW).replace("name: triage",
+                  "name: other").replace("out/triage.jsonl", "out/other.jsonl"))
+    paid = sum(_sent(changed.root).values())
+    one = json.loads(run("preview", "triage", "-n", "5", "--format", "json", code=0))
+    cost = one["estimate"]["cost_usd"]
+    assert cost and one["sent"] == 5
+    # Room for one more preview of 5 rows, not for two.
+    (changed.root / "batchrun.yaml").write_text(
+        (changed.root / "batchrun.yaml").read_text() + f"max_cost: {cost * 1.5}\n")
+    out = run("plan", "--preview", "10", code=4)
+    assert "the previews together would cost" in out and "nothing was sent" in out
+    assert sum(_sent(changed.root).values()) == paid + 5
+
+
+def test_plan_preview_shows_a_preview_whose_rows_are_all_answered(run, changed: ProjectDir) -> None:  # type: ignore[no-untyped-def]
+    run("preview", "triage", "-n", "50")  # all ten changed rows
+    out = run("plan", "--preview", "5")
+    assert "bug → defect: 5" in out and "nothing sent now" in out

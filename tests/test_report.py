@@ -142,3 +142,36 @@ def test_a_screenshot_for_review(report: Path) -> None:
     _browser(report.as_uri() + "#status=failed", f"--screenshot={shot}",
              "--window-size=1280,1100", cwd=report.parent)
     assert shot.stat().st_size > 10_000
+
+
+def test_answers_written_to_hurt_stay_text(tmp_path: Path) -> None:
+    """Red-team finds: an answer saying `__DATA__` moved the rows into the page as markup (and
+    its `<img onerror>` ran); `<!--<script` in a cell swallowed the page's script."""
+    p = ProjectDir(tmp_path)
+    p.write("batchrun.yaml", "backend: local\n")
+    p.write("triage.yaml", """\
+        apiVersion: batchrun/v1
+        kind: BatchJob
+        metadata: {name: triage}
+        spec:
+          model: anthropic/claude-haiku-4-5@20251001
+          parameters: {max_tokens: 8}
+          source: {file: t.csv, id: id}
+          prompt: {user: "{{ body }}"}
+          passthrough: [prompt]
+          destination: {file: out/triage.jsonl}
+        """)
+    hostile = ["__DATA__", "<img src=x onerror=document.title=666>", "<!--<script>",
+               "</script><script>document.title=667</script>", '"q" & \'s\' ü 🙂', "__TITLE__"]
+    p.write("t.csv", "id,body,prompt\n" + "".join(
+        f'a{i},"{h.replace(chr(34), chr(34) * 2)}",x\n' for i, h in enumerate(hostile)))
+    for args in (["apply", "--auto-approve", "--wait", "--poll-interval", "0.1"],
+                 ["report", "triage", "-o", "r.html"]):
+        done = subprocess.run([sys.executable, "-m", "runner", *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+    dom = _dom(tmp_path / "r.html")
+    assert "<title>batchrun report: triage</title>" in dom
+    assert 'data-ready="1"' in dom and _text(dom, "count") == "6 of 6 rows"
+    assert "<img" not in dom.split('id="data"')[0].split("<tbody")[1]  # cells hold text only
+    assert "prompt (column)" in dom  # a column named like the report's own is told apart

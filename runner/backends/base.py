@@ -18,7 +18,7 @@ from runner.identity import (
     PREVIEW_LABEL,
     SPEC_LABEL,
 )
-from runner.rows import AnsweredIn, RowIssue, SourceRow, Unchanged
+from runner.rows import AnsweredIn, LedgerRows, RowIssue, SourceRow, Unchanged
 from runner.spec import DestinationSpec, Family, SourceSpec
 
 
@@ -183,6 +183,13 @@ class BackendReader(Protocol):
         """The source's rows. With `answered`, a backend that can tell the destination's answered
         rows where the source lives (BigQuery) leaves them there and yields Unchanged(count)
         first; any other reads every row."""
+        ...
+
+    def read_ledger(self, dest: DestinationSpec, columns: Sequence[str], source: SourceSpec,
+                    answered: AnsweredIn) -> LedgerRows | None:
+        """Where the source lives beside the destination (BigQuery): the destination's ledger
+        rows but those answered under the spec for a source row still unchanged — the rows
+        read_source(source, answered) then leaves there too. None: read the whole destination."""
         ...
 
     def list_jobs(self, manifest_name: str | None = None,

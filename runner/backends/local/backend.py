@@ -39,7 +39,7 @@ from runner.backends.local.store import (
 from runner.backends.processes import pid_alive
 from runner.errors import BackendError, LockError, error
 from runner.redact import without_userinfo
-from runner.rows import AnsweredIn, RowIssue, SourceRow, Unchanged
+from runner.rows import AnsweredIn, LedgerRows, RowIssue, SourceRow, Unchanged
 from runner.spec import (
     DestinationKind,
     DestinationSpec,
@@ -70,6 +70,10 @@ class LocalBackend:
             raise BackendError(f"the local backend reads local files only; this source is "
                                f"{source.kind.value} (use backend: vertex)")
         return localfiles.read_source(source)
+
+    def read_ledger(self, dest: DestinationSpec, columns: Sequence[str], source: SourceSpec,
+                    answered: AnsweredIn) -> LedgerRows | None:
+        return None  # files: the whole ledger is read; rows are told by fingerprint
 
     def list_jobs(self, manifest_name: str | None = None,
                   in_flight_only: bool = False) -> list[RemoteJob]:

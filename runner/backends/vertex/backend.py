@@ -9,7 +9,6 @@ import hashlib
 import itertools
 import logging
 import os
-import secrets
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -45,7 +44,7 @@ from runner.backends.vertex.rest import (
 from runner.errors import BackendError, ForeignDestinationError, error
 from runner.identity import INPUT_LABEL, MANAGED_LABEL, MANAGED_VALUE, NAME_LABEL
 from runner.result import missing_ledger_fields
-from runner.rows import AnsweredIn, RowIssue, SourceRow, Unchanged
+from runner.rows import AnsweredIn, LedgerRows, RowIssue, SourceRow, Unchanged
 from runner.spec import (
     DestinationKind,
     DestinationSpec,
@@ -226,12 +225,9 @@ class VertexBackend:
         if dest.kind is DestinationKind.FILE:
             return localfiles.read_destination(dest)
         if dest.kind is DestinationKind.BIGQUERY:
-            table_columns = self.bq.columns(dest.location)
+            table_columns = self._ledger_columns(dest)
             if table_columns is None:  # no table yet: its dataset must exist, or collect would fail
                 self.bq.check_dataset(dest.location)
-            missing = missing_ledger_fields(table_columns) if table_columns is not None else []
-            if missing:  # a table batchrun made carries the ledger columns
-                raise ForeignDestinationError(dest.location, missing, adopting=dest.adopt)
             wanted = None if columns is None or table_columns is None else [
                 c for c in columns if c in table_columns]  # a table from an older batchrun
             return self.bq.destination_rows(dest.location, wanted)
@@ -240,6 +236,22 @@ class VertexBackend:
         if not self.gcs.exists(uri):
             return iter(())
         return localfiles.guard_foreign(dest, (orjson.loads(line) for line in self.gcs.lines(uri)))
+
+    def _ledger_columns(self, dest: DestinationSpec) -> list[str] | None:
+        """A destination table's columns (None: no table yet); one without the ledger's: refused."""
+        table_columns = self.bq.columns(dest.location)
+        if table_columns is not None and missing_ledger_fields(table_columns):
+            raise ForeignDestinationError(dest.location, missing_ledger_fields(table_columns),
+                                          adopting=dest.adopt)
+        return table_columns
+
+    def read_ledger(self, dest: DestinationSpec, columns: Sequence[str], source: SourceSpec,
+                    answered: AnsweredIn) -> LedgerRows | None:
+        if dest.kind is not DestinationKind.BIGQUERY or source.kind is not SourceKind.BIGQUERY or (
+                self._ledger_columns(dest) is None):
+            return None
+        table, query = (None, source.location) if source.is_query else (source.location, None)
+        return self.bq.read_ledger(table, query, answered, columns)
 
     def count_tokens(self, family: Family, model: str, request: Mapping[str, Any]) -> int | None:
         if family is not Family.CLAUDE:
@@ -314,18 +326,6 @@ class VertexBackend:
                                claude=request.family is Family.CLAUDE)
         return f"bq://{table}"
 
-    def _output_uri(self, request: JobRequest) -> str:
-        dest = request.destination
-        if dest is not None and dest.kind is DestinationKind.BIGQUERY:
-            project, dataset, _ = dest.location.split(".", 2)
-            # The table must not exist yet (reference §2.2): unique per create.
-            return (f"bq://{project}.{dataset}.batchrun_out_{request.input.digest[:16]}_"
-                    f"{secrets.token_hex(3)}")
-        # Unique per create too: a failed job without outputInfo is read from here, and must not
-        # pick up what another job of the same rows wrote.
-        return (f"{self.staging}/{request.manifest_name}/outputs/{request.input.digest}/"
-                f"{secrets.token_hex(4)}/")
-
     def _twin(self, request: JobRequest, since: str) -> RemoteJob | None:
         """A job our own ambiguous create made: same rows, created since we first tried."""
         query = (f'{MANAGED_FILTER} AND labels.{NAME_LABEL}="{request.manifest_name}" '
@@ -342,7 +342,7 @@ class VertexBackend:
     def create_job(self, request: JobRequest) -> RemoteJob:
         body = vjobs.create_body(display_name=request.display_name, model=request.model,
                                  input_uri=self._input_uri(request),
-                                 output_uri=self._output_uri(request), labels=request.labels)
+                                 output_uri=vjobs.output_uri(request, self.staging), labels=request.labels)
         last: TransientCreateError | None = None
         # Allow for clock skew between this machine and the service.
         since = (datetime.now(UTC) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

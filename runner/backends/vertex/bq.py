@@ -16,7 +16,7 @@ import orjson
 
 from runner.errors import BackendError, error
 from runner.result import BIGQUERY_JSON, BIGQUERY_TYPES
-from runner.rows import AnsweredIn, SourceRow, Unchanged
+from runner.rows import AnsweredIn, LedgerRows, SourceRow, Unchanged
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ class BigQuery:
         self.timeout = max(deadline, 60.0)
         self._locations: dict[str, str | None] = {}  # dataset -> location, read once
         self.pulled = 0  # source rows that reached this machine (a BigQuery source's cost here)
+        self.ledger_read = 0  # destination ledger rows that did
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """A read-only query's rows, paged."""
@@ -108,6 +109,13 @@ class BigQuery:
         from runner.backends.vertex.bqsource import SourceRead
 
         return SourceRead(self, table, query, answered).rows()
+
+    def read_ledger(self, table: str | None, query: str | None, answered: AnsweredIn,
+                    columns: Sequence[str]) -> LedgerRows | None:
+        """The destination's ledger rows that the source's anti-join does not settle (bqsource)."""
+        from runner.backends.vertex.bqsource import SourceRead
+
+        return SourceRead(self, table, query, answered).ledger(columns)
 
     @staticmethod
     def plain_row(row: Any) -> dict[str, Any]:
@@ -210,11 +218,24 @@ class BigQuery:
             rows = job.result(page_size=PAGE_ROWS, timeout=self.timeout)
             log.debug("read destination %s (the ledger columns): %s bytes scanned", table,
                       f"{job.total_bytes_processed or 0:,}")
-        for row in rows:
-            data = {k: _plain(v) for k, v in dict(row).items()}
-            for key in BIGQUERY_JSON:
-                data[key] = json_or_text(data.get(key))
-            yield data
+        for row in _decoded(rows):
+            self.ledger_read += columns is not None
+            yield row
+
+    def ledger_rows(self, sql: str, params: Sequence[Any]) -> Iterator[dict[str, Any]]:
+        """The ledger rows a query of the destination picked (bqsource's, beside its source)."""
+        from google.cloud import bigquery
+
+        job = self.client.query(sql, job_config=bigquery.QueryJobConfig(
+            query_parameters=list(params)), retry=self.retry)
+        rows = job.result(page_size=PAGE_ROWS, timeout=self.timeout)
+        count = 0
+        for row in _decoded(rows):
+            count += 1
+            self.ledger_read += 1
+            yield row
+        log.debug("read destination (the ledger rows its source does not settle): %s rows, %s "
+                  "bytes scanned", f"{count:,}", f"{job.total_bytes_processed or 0:,}")
 
     def merge(self, table: str, rows: Iterable[Mapping[str, Any]]) -> int:
         """MERGE the given rows into `table` keyed on custom_id: reruns never duplicate or lose a row."""
@@ -259,6 +280,14 @@ class BigQuery:
         finally:
             self.client.delete_table(stage, not_found_ok=True, retry=self.retry)
         return len(batch)
+
+
+def _decoded(rows: Iterable[Any]) -> Iterator[dict[str, Any]]:
+    for row in rows:
+        data = {k: _plain(v) for k, v in dict(row).items()}
+        for key in BIGQUERY_JSON:
+            data[key] = json_or_text(data.get(key))
+        yield data
 
 
 def _type_of(rows: list[dict[str, Any]], column: str) -> str:

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from runner.rows import AnsweredIn, SourceRow, Unchanged
+from runner.rows import AnsweredIn, LedgerRows, SourceRow, Unchanged
 
 if TYPE_CHECKING:
     from runner.backends.vertex.bq import BigQuery
@@ -42,8 +42,11 @@ class SourceRead:
     def __init__(self, bq: BigQuery, table: str | None, query: str | None,
                  answered: AnsweredIn | None) -> None:
         self.bq, self.table, self.query, self.answered = bq, table, query, answered
+        self.what = table or "the query"
 
-    def rows(self) -> Iterator[SourceRow | Unchanged]:
+    def _source(self) -> tuple[str, list[Any]]:
+        """The source as SQL to select from (a query runs only if a dry run says SELECT), and the
+        parameters of its fingerprint."""
         from google.cloud import bigquery
 
         if self.query is not None:
@@ -53,42 +56,83 @@ class SourceRead:
             assert self.table is not None
             schema = self.bq.client.get_table(self.table, retry=self.bq.retry).schema
             source = f"`{self.table}`"
-        salt = schema_salt(schema)
-        params = [bigquery.ScalarQueryParameter("salt", "STRING", salt)]
-        sql = fingerprinted(source)
+        self.columns = {f.name for f in schema}
+        return source, [bigquery.ScalarQueryParameter("salt", "STRING", schema_salt(schema))]
+
+    def _with(self, source: str, params: list[Any]) -> str | None:
+        """The CTEs `src` (fingerprinted rows) and `done` (fingerprints answered under the spec),
+        when the answered rows can be told in SQL; None when not."""
+        from google.cloud import bigquery
+
         answered = self.answered
-        what = self.table or "the query"
-        if answered is not None and self._joinable(answered, schema):
-            params.append(bigquery.ScalarQueryParameter("spec", "STRING", answered.spec_hash))
-            with_ = (f"WITH src AS ({sql}), done AS (SELECT DISTINCT source_fp FROM "
-                     f"`{answered.destination}` WHERE status = 'succeeded' AND spec_hash = @spec "
-                     f"AND source_fp IS NOT NULL)")
-            counts = next(iter(self.bq.query(
-                f"{with_} SELECT (SELECT COUNT(*) FROM src JOIN done ON src.{FP} = done.source_fp)"
-                f" AS unchanged, (SELECT COUNT(*) FROM (SELECT `{answered.id_column}` FROM src "
-                f"GROUP BY 1 HAVING COUNT(*) > 1)) AS duplicated", params)))
-            # Duplicate ids are reported by the full read, which names their rows.
-            if not counts["duplicated"]:
-                yield Unchanged(int(counts["unchanged"]))
-                sql = (f"{with_} SELECT src.* FROM src LEFT JOIN done ON src.{FP} = "
-                       f"done.source_fp WHERE done.source_fp IS NULL "
-                       f"ORDER BY src.`{answered.id_column}`")  # the change only: cheap to order
-                log.debug("read source %s: %s rows recognised answered in BigQuery", what,
-                          f"{counts['unchanged']:,}")
+        if answered is None or not self._joinable(answered):
+            return None
+        params.append(bigquery.ScalarQueryParameter("spec", "STRING", answered.spec_hash))
+        return (f"WITH src AS ({fingerprinted(source)}), done AS (SELECT DISTINCT source_fp FROM "
+                f"`{answered.destination}` WHERE status = 'succeeded' AND spec_hash = @spec AND "
+                f"source_fp IS NOT NULL)")
+
+    def _duplicated(self, with_: str, params: list[Any]) -> bool:
+        """Duplicate ids are reported by the full read, which names their rows."""
+        assert self.answered is not None
+        found = next(iter(self.bq.query(
+            f"{with_} SELECT COUNT(*) AS n FROM (SELECT `{self.answered.id_column}` FROM src "
+            f"GROUP BY 1 HAVING COUNT(*) > 1)", params)))
+        return bool(found["n"])
+
+    def rows(self) -> Iterator[SourceRow | Unchanged]:
+        source, params = self._source()
+        sql = fingerprinted(source)
+        with_ = self._with(source, params)
+        if with_ is not None and not self._duplicated(with_, params):
+            assert self.answered is not None
+            counted = next(iter(self.bq.query(
+                f"{with_} SELECT COUNT(*) AS n FROM src JOIN done ON src.{FP} = done.source_fp",
+                params)))
+            yield Unchanged(int(counted["n"]))
+            sql = (f"{with_} SELECT src.* FROM src LEFT JOIN done ON src.{FP} = "
+                   f"done.source_fp WHERE done.source_fp IS NULL "
+                   f"ORDER BY src.`{self.answered.id_column}`")  # the change only: cheap to order
+            log.debug("read source %s: %s rows recognised answered in BigQuery", self.what,
+                      f"{counted['n']:,}")
         number = 0
         for number, row in enumerate(self.bq.query(sql, params), start=1):
             data = self.bq.plain_row(row)
             fp = data.pop(FP)
             self.bq.pulled += 1
             yield SourceRow(number, data, str(fp))
-        log.debug("read source %s: %s rows pulled to the client", what, f"{number:,}")
+        log.debug("read source %s: %s rows pulled to the client", self.what, f"{number:,}")
 
-    def _joinable(self, answered: AnsweredIn, schema: Any) -> bool:
+    def ledger(self, columns: Sequence[str]) -> LedgerRows | None:
+        """The destination's ledger rows but those answered under the spec for a row the source
+        still holds unchanged (they stay in BigQuery, like that row), with the totals the
+        estimate needs over every row; None when the source read would not leave rows there."""
+        source, params = self._source()
+        with_ = self._with(source, params)
+        if with_ is None or self._duplicated(with_, params):
+            return None
+        assert self.answered is not None
+        dest = self.answered.destination
+        have = set(self.bq.columns(dest) or ())
+        picked = ", ".join(f"d.`{c}`" for c in columns if c in have)
+        usage = "usage" in have
+        totals = next(iter(self.bq.query(
+            f"SELECT COUNTIF(status = 'succeeded' AND {'usage IS NOT NULL' if usage else 'FALSE'})"
+            f" AS answered, " + (
+                "SUM(IF(status = 'succeeded' AND usage IS NOT NULL, COALESCE(SAFE_CAST("
+                "JSON_VALUE(usage, '$.output_tokens') AS INT64), 0), 0))" if usage else "0")
+            + f" AS output_tokens FROM `{dest}`")))
+        sql = (f"WITH src AS ({fingerprinted(source)}), seen AS (SELECT DISTINCT {FP} AS fp FROM "
+               f"src) SELECT {picked} FROM `{dest}` AS d LEFT JOIN seen ON d.source_fp = seen.fp "
+               f"WHERE NOT COALESCE(d.status = 'succeeded' AND d.spec_hash = @spec AND seen.fp IS "
+               f"NOT NULL, FALSE)")
+        return LedgerRows(self.bq.ledger_rows(sql, params), int(totals["answered"] or 0),
+                          int(totals["output_tokens"] or 0))
+
+    def _joinable(self, answered: AnsweredIn) -> bool:
         """Whether the answered rows can be told in SQL: a BigQuery destination table that records
         fingerprints, and an id column the source has."""
-        if answered.destination_kind != "bigquery":
-            return False
-        if answered.id_column not in {f.name for f in schema}:
+        if answered.destination_kind != "bigquery" or answered.id_column not in self.columns:
             return False
         columns = self.bq.columns(answered.destination)
         return columns is not None and {"source_fp", "status", "spec_hash"} <= set(columns)

@@ -5,11 +5,13 @@ Every field is optional in an answer; int64 counts arrive as strings; enums may 
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from runner.backends.base import JobState, RemoteJob
+from runner.backends.base import JobRequest, JobState, RemoteJob
 from runner.redact import redact
+from runner.spec import DestinationKind
 
 _STATE_BY_NUMBER = dict(enumerate(JobState))
 
@@ -102,3 +104,17 @@ def rpc_error_text(status: int, payload: Any, fallback: str) -> str:
         return redact(f"{status}: {fallback[:300]}")
     code = err.get("status") or err.get("code") or status
     return redact(f"{status} {code}: {err.get('message', '').strip() or fallback[:300]}")
+
+
+def output_uri(request: JobRequest, staging: str) -> str:
+    """Where a job writes: a new table beside a BigQuery destination, else a new staging prefix."""
+    dest = request.destination
+    if dest is not None and dest.kind is DestinationKind.BIGQUERY:
+        project, dataset, _ = dest.location.split(".", 2)
+        # The table must not exist yet (reference §2.2): unique per create.
+        return (f"bq://{project}.{dataset}.batchrun_out_{request.input.digest[:16]}_"
+                f"{secrets.token_hex(3)}")
+    # Unique per create too: a failed job without outputInfo is read from here, and must not
+    # pick up what another job of the same rows wrote.
+    return (f"{staging}/{request.manifest_name}/outputs/{request.input.digest}/"
+            f"{secrets.token_hex(4)}/")
