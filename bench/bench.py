@@ -389,7 +389,7 @@ def one_plan_scale(manifests: int, jobs_each: int, work: Path) -> dict[str, Any]
 class _NoBackend:
     kind = "none"
 
-    def read_source(self, source: Any) -> Any:
+    def read_source(self, source: Any, answered: Any = None) -> Any:
         from runner.backends import localfiles
 
         return localfiles.read_source(source)
@@ -537,7 +537,8 @@ def main() -> int:
                         help="largest size for the naive baseline (it holds every row in memory)")
     parser.add_argument("--out", default="bench/results.json")
     parser.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
-    parser.add_argument("--only", choices=["hostile", "apply", "startup", "embeddings", "bigquery"],
+    parser.add_argument("--only", choices=["hostile", "apply", "startup", "embeddings", "bigquery",
+                                 "render-cli"],
                         help="run one section of the bench")
     args = parser.parse_args()
     if args.only == "hostile":
@@ -554,6 +555,13 @@ def main() -> int:
                 emb = embeddings(Path(tmp))
                 print(json.dumps(emb))
                 print(embeddings_line(emb))
+        return 0
+    if args.only == "render-cli":
+        from bench.cli_render import render_cli, render_cli_line
+
+        measured = render_cli()
+        print(json.dumps(measured))
+        print(render_cli_line(measured))
         return 0
     if args.only == "bigquery":
         from bench.bigquery import bigquery_line, bigquery_plan
@@ -615,6 +623,10 @@ def main() -> int:
         lines.append(startup_line(results["startup"]))
         results["embeddings"] = embeddings(root)
         lines.append(embeddings_line(results["embeddings"]))
+        from bench.cli_render import render_cli, render_cli_line
+
+        results["render_cli"] = render_cli()
+        lines.append(render_cli_line(results["render_cli"]))
         from bench.bigquery import bigquery_line, bigquery_plan
 
         results["bigquery"] = bigquery_plan()

@@ -3,6 +3,7 @@ from the same Plan, and the words for its notes, headlines and budget. No logic,
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 import orjson
@@ -106,14 +107,22 @@ def over_budget_text(e: Estimate) -> str:
     """Why one manifest's estimate is refused."""
     if e.cost is None:
         return (f"over budget: no price is known for this model, so it cannot be checked against "
-                f"max_cost ${e.max_cost or 0:,.2f}")
-    return f"over budget: estimated ${e.cost:,.2f} is more than max_cost ${e.max_cost or 0:,.2f}"
+                f"max_cost {_budget(e.max_cost)}")
+    return f"over budget: estimated {_budget(e.cost)} is more than max_cost {_budget(e.max_cost)}"
+
+
+def _budget(usd: float | None) -> str:
+    """A budget amount as precise as it needs to be: $0.00001 is not "$0.00"."""
+    value = usd or 0.0
+    if value >= 1 or value <= 0:
+        return f"${value:,.2f}"
+    return f"${value:.{max(2, 1 - math.floor(math.log10(value)))}f}"  # two significant digits
 
 
 def total_over_budget_text(plan: Plan) -> str:
     total = sum(m.estimate.cost or 0 for m in plan.manifests)
-    return (f"over budget: this apply is estimated at ${total:,.2f}, more than max_cost "
-            f"${plan.max_cost or 0:,.2f}")
+    return (f"over budget: this apply is estimated at {_budget(total)}, more than max_cost "
+            f"{_budget(plan.max_cost)}")
 
 
 def _manifest_notes(m: ManifestPlan) -> list[str]:
