@@ -338,7 +338,8 @@ def litter(manifest: Manifest, backend: Backend, settings: Settings, *, dry_run:
     intermediate tables, outputs, job records); what is removed, or would be with `dry_run`.
 
     Kept: any job not yet collected or still counting toward a block (a failed job not set aside
-    by `batchrun retry`), and a staged input while another kept job uses it. `jobs`: the
+    by `batchrun retry`), and a staged input while another kept job uses it. A preview of another
+    spec than the manifest's goes once it is older than `retention` too. `jobs`: the
     manifest's jobs when the caller has just listed them (their states are what matter)."""
     jobs = backend.list_jobs(manifest.name) if jobs is None else jobs
     collected = backend.collected_jobs(manifest.destination)
@@ -349,8 +350,11 @@ def litter(manifest: Manifest, backend: Backend, settings: Settings, *, dry_run:
         ended = job.end_time or job.create_time
         return ended is not None and datetime.fromisoformat(ended.replace("Z", "+00:00")) < cutoff
 
-    gone = [j for j in jobs if j.state.finished and j.name in collected and old(j)
-            and (j.state.short in ("succeeded", "partially_succeeded") or j.name in forgiven)]
+    gone = [j for j in jobs if j.state.finished and old(j) and (
+        (j.name in collected
+         and (j.state.short in ("succeeded", "partially_succeeded") or j.name in forgiven))
+        # A preview of a spec that was not applied within the retention: nobody will collect it.
+        or (j.preview and not j.belongs_to(manifest.spec_hash)))]
     names = {j.name for j in gone}
     kept_inputs = {j.input_digest for j in jobs if j.name not in names}
     removed: list[str] = []

@@ -179,3 +179,16 @@ def test_plan_preview_shows_a_preview_whose_rows_are_all_answered(run, changed: 
     run("preview", "triage", "-n", "50")  # all ten changed rows
     out = run("plan", "--preview", "5")
     assert "bug → defect: 5" in out and "nothing sent now" in out
+
+
+def test_a_preview_of_a_spec_never_applied_goes_after_the_retention(run, changed: ProjectDir) -> None:  # type: ignore[no-untyped-def]
+    """It would never be collected, so gc removes it like a collected job's leftovers."""
+    run("preview", "triage", "-n", "3")
+    (changed.root / "batchrun.yaml").write_text(
+        (changed.root / "batchrun.yaml").read_text() + "retention: 0\n")
+    changed.write("triage.yaml", MANIFEST.replace("PROMPT", OLD))
+    assert "(preview)" in run("status")
+    out = run("gc")
+    assert "triage: removed" in out and "(preview)" not in run("status")
+    changed.write("triage.yaml", MANIFEST.replace("PROMPT", NEW))
+    assert "10 to do" in run("plan")  # its answers went with it
