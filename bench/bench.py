@@ -363,7 +363,7 @@ def one_plan_scale(manifests: int, jobs_each: int, work: Path) -> dict[str, Any]
                            "createTime": "2026-01-01T00:00:00.000000Z",
                            "endTime": "2026-01-01T01:00:00.000000Z",
                            "labels": {"batchrun-managed": "v1", "batchrun-name": m.name,
-                                      "batchrun-spec": m.spec_hash, "batchrun-input": "0" * 32,
+                                      "batchrun-spec": m.spec_hash, "batchrun-input": f"{n:032d}",
                                       "batchrun-shard": "0"}})
         dest = out / f"{m.name}.jsonl"
         dest.write_bytes(orjson.dumps({"custom_id": row.custom_id, "status": "succeeded",
@@ -384,6 +384,27 @@ def one_plan_scale(manifests: int, jobs_each: int, work: Path) -> dict[str, Any]
     assert not plan.has_changes
     return {"manifests": manifests, "jobs": len(seeded), "seconds": seconds,
             "load_seconds": loaded, "api_calls": calls, "rss_mb": rss_mb()}
+
+
+def plan_scale(root: Path) -> dict[str, Any]:
+    """1,000 manifests and 10,000 jobs against the fake Vertex server (a Cloud Storage emulator
+    too: a plan checks the staging bucket)."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    from runner.emulators import Emulators
+
+    emulators = Emulators(root)
+    try:
+        env = emulators.start()
+        storage.Client(project="bench-project", credentials=AnonymousCredentials(),
+                       client_options={"api_endpoint": env["STORAGE_EMULATOR_HOST"]}
+                       ).create_bucket("bench")
+        work = root / "plan-scale"
+        work.mkdir()
+        return child("plan_scale", "1000", "10", str(work), env=env)
+    finally:
+        emulators.stop()
 
 
 class _NoBackend:
@@ -520,6 +541,12 @@ def hostile() -> list[dict[str, Any]]:
     return out
 
 
+def emit(lines: list[str], line: str) -> None:
+    """A result line, printed at once (a long bench shows its progress) and kept for the table."""
+    lines.append(line)
+    print(line, flush=True)
+
+
 def child(kind: str, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     result = subprocess.run([sys.executable, "-m", "bench.bench", "--one", kind, *args],
                             capture_output=True, text=True, env={**os.environ, **(env or {})},
@@ -602,7 +629,7 @@ def main() -> int:
             ratio = ours["rows_per_s"] / base["rows_per_s"] if base else None
             results["render"].append({"rows": n, "batchrun": ours, "baseline": base,
                                       "ratio": ratio})
-            lines.append(f"render+hash+stage {n:>10,} rows   batchrun {ours['rows_per_s']:>9,.0f} rows/s "
+            emit(lines, f"render+hash+stage {n:>10,} rows   batchrun {ours['rows_per_s']:>9,.0f} rows/s "
                          f"{ours['rss_mb']:>6.0f} MB   baseline "
                          + (f"{base['rows_per_s']:>9,.0f} rows/s {base['rss_mb']:>6.0f} MB   "
                             f"ratio {ratio:.2f}x" if base and ratio else "   (not run: holds every row)"))
@@ -615,67 +642,45 @@ def main() -> int:
         generate(work / "rows.jsonl", 0, 1_000_000)
         done = child("plan_done", "1000000", "1000", str(work))
         results["plan_done"] = done
-        lines.append(f"plan, 1M done + 1k new rows   {done['seconds']:.1f} s, {done['to_do']} to do, "
+        emit(lines, f"plan, 1M done + 1k new rows   {done['seconds']:.1f} s, {done['to_do']} to do, "
                      f"sent {done['rows_sent']}, {done['rss_mb']:.0f} MB")
         results["apply_vs_plan"] = apply_vs_plan(root)
-        lines.append(apply_line(results["apply_vs_plan"]))
+        emit(lines, apply_line(results["apply_vs_plan"]))
         results["startup"] = startup(root)
-        lines.append(startup_line(results["startup"]))
+        emit(lines, startup_line(results["startup"]))
         results["embeddings"] = embeddings(root)
-        lines.append(embeddings_line(results["embeddings"]))
+        emit(lines, embeddings_line(results["embeddings"]))
         from bench.cli_render import render_cli, render_cli_line
 
         results["render_cli"] = render_cli()
-        lines.append(render_cli_line(results["render_cli"]))
+        emit(lines, render_cli_line(results["render_cli"]))
         from bench.bigquery import bigquery_line, bigquery_plan
 
         results["bigquery"] = bigquery_plan()
-        lines.append(bigquery_line(results["bigquery"]))
-        from runner.emulators import free_port
-
-        port = free_port()
-        fake = subprocess.Popen([sys.executable, "-m", "runner.fakevertex", "--port", str(port)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            for _ in range(100):
-                try:
-                    import requests
-
-                    requests.get(f"{url}/_fake/sent", timeout=1)
-                    break
-                except Exception:
-                    time.sleep(0.1)
-            work = root / "plan-scale"
-            work.mkdir()
-            scale = child("plan_scale", "1000", "10", str(work),
-                          env={"BATCHRUN_VERTEX_ENDPOINT": url})
-        finally:
-            fake.terminate()
-            fake.wait()
-        results["plan_scale"] = scale
-        lines.append(f"plan, 1,000 manifests / 10,000 jobs   {scale['seconds']:.1f} s "
+        emit(lines, bigquery_line(results["bigquery"]))
+        results["plan_scale"] = scale = plan_scale(root)
+        emit(lines, f"plan, 1,000 manifests / 10,000 jobs   {scale['seconds']:.1f} s "
                      f"(loading manifests {scale['load_seconds']:.1f} s), {scale['api_calls']} API "
                      f"calls (100 jobs a page)")
         work = root / "executor"
         work.mkdir()
         ex = child("executor", "400", "8", str(work))
         results["executor"] = ex
-        lines.append(f"local executor, 400 rows, 8 at once, 50 ms stub   {ex['seconds']:.2f} s vs "
+        emit(lines, f"local executor, 400 rows, 8 at once, 50 ms stub   {ex['seconds']:.2f} s vs "
                      f"ideal {ex['ideal_seconds']:.2f} s = {ex['efficiency']:.0%}")
         work = root / "collect"
         work.mkdir()
         col = child("collect", "1000000", str(work))
         results["collect"] = col
-        lines.append(f"collect 1M output lines   {col['lines_per_s']:,.0f} lines/s, "
+        emit(lines, f"collect 1M output lines   {col['lines_per_s']:,.0f} lines/s, "
                      f"{col['rss_mb']:.0f} MB")
     results["hostile"] = hostile()
     for row in results["hostile"]:
-        lines.append(f"hostile input {row['case']:<26} refused={row['refused']!s:<5} "
+        emit(lines, f"hostile input {row['case']:<26} refused={row['refused']!s:<5} "
                      f"{row['seconds']:.2f} s {row['rss_mb']:>5.0f} MB   "
                      f"target ≤{HOSTILE_SECONDS:g} s ≤{HOSTILE_MB:g} MB: "
                      f"{'met' if row['within_target'] else 'MISSED'}")
-    print("\n".join(lines))
+    print("\n" + "\n".join(lines))
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print(f"(written to {args.out})")
     return 0

@@ -104,8 +104,8 @@ def read_ledger(manifest: Manifest, reader: BackendReader, jobs: Sequence[Remote
     forward = manifest.on_change == "forward"
     collected = reader.collected_jobs(manifest.destination)
     answered = answered_in(manifest)
+    # "": a damaged job record, anyone's; another spec's preview is nobody's until it is applied
     mine = [j for j in jobs if j.manifest_name in (manifest.name, "") and j.belongs_to(spec_hash)]
-    # "": a damaged record, anyone's
     uncollected = [j for j in mine if not j.state.in_flight and j.name not in collected]
     ids = ledger.ids = collect.IdFilter() if uncollected else None
     # Collect needs every id, and failures_of every answer of rows staged twice; else, where the
@@ -251,7 +251,7 @@ def classified_rows(manifest: Manifest, reader: BackendReader, settings: Setting
     the two)."""
     fps = ledger.answered_fps | ledger.kept_fps if ledger.kept_fps else ledger.answered_fps
     known = fps.__contains__ if fps and fingerprints else None
-    for row in rendered_rows(manifest, reader, settings, known, ledger if fingerprints else None):
+    for row in rendered_rows(manifest, reader, settings, known, ledger):
         if row.skipped:  # answered under this spec, recognised by its fingerprint alone
             yield row, RowClass.DONE, ANSWERED
             continue
