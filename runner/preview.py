@@ -99,6 +99,8 @@ def _prepare(manifest: Manifest, backend: Backend, settings: Settings, n: int) -
     if not old:
         return _Prepared(manifest, base)
     rows = _sample_rows(manifest, backend, settings, ledger, old, n)
+    if not rows:  # every older answer's request is unchanged (reshaped, free): nothing to see
+        return _Prepared(manifest, base)
     mine = [j for j in jobs if j.spec_hash == manifest.spec_hash and (
         j.state.in_flight or j in ledger.to_collect)]
     to_send, refusals = [], {}

@@ -192,3 +192,10 @@ def test_a_preview_of_a_spec_never_applied_goes_after_the_retention(run, changed
     assert "triage: removed" in out and "(preview)" not in run("status")
     changed.write("triage.yaml", MANIFEST.replace("PROMPT", NEW))
     assert "10 to do" in run("plan")  # its answers went with it
+
+
+def test_a_shaping_only_change_has_nothing_to_preview(run, changed: ProjectDir) -> None:  # type: ignore[no-untyped-def]
+    changed.write("triage.yaml", MANIFEST.replace("PROMPT", OLD).replace(
+        "  destination:", "  passthrough: [subject]\n  destination:"))
+    out = run("preview", "triage")
+    assert "nothing to compare" in out and sum(_sent(changed.root).values()) == 40
