@@ -143,7 +143,7 @@ def render(project: Project, name: str, *, limit: int | None = None,
     """The request rows of one manifest, exactly as they would be sent."""
     m = project.manifest(name)
     backend = backend or open_backend(project, stateful=False)
-    rows = ledger.rendered_rows(m, backend, project.settings)
+    rows = ledger.rendered_rows(m, backend, project.settings, fingerprints=False)
     for row in islice(rows, limit):
         yield row.line
 

@@ -207,11 +207,13 @@ def _source_rows(manifest: Manifest, reader: BackendReader, settings: Settings,
 
 def rendered_rows(manifest: Manifest, reader: BackendReader, settings: Settings,
                   known: Callable[[str], bool] | None = None,
-                  ledger: Ledger | None = None) -> Iterator[RenderedRow]:
+                  ledger: Ledger | None = None, *,
+                  fingerprints: bool = True) -> Iterator[RenderedRow]:
     """The source's rows rendered; with `known`, rows whose fingerprint it knows are yielded
     unrendered (skipped); with the ledger, rows the source recognised as answered are only
     counted there (Ledger.unchanged)."""
     return render_rows(manifest, _source_rows(manifest, reader, settings, ledger), known=known,
+                       fingerprints=fingerprints,
                        max_request_bytes=settings.quota.max_request_bytes,
                        source_name=display_path_of(manifest, settings),
                        max_id_chars=settings.quota.max_id_chars,

@@ -30,6 +30,10 @@ def _ids(renderer: Renderer, rows: Iterable[SourceRow | RowIssue]) -> Iterator[t
                 continue
 
 
+def _no_fingerprint(row: SourceRow) -> str:
+    return ""  # `batchrun render` only prints the rows: nothing is matched against answers
+
+
 def render_rows(
     manifest: Manifest,
     rows: Iterable[SourceRow | RowIssue],
@@ -40,6 +44,7 @@ def render_rows(
     reread: Callable[[], Iterable[SourceRow | RowIssue]] | None = None,
     manifest_file: str | None = None,
     known: Callable[[str], bool] | None = None,
+    fingerprints: bool = True,
 ) -> Iterator[RenderedRow]:
     """Render every row, streaming; bad rows are collected and raised together at the end.
     `reread` reads the source again to name the rows of duplicate ids (error path only). A template
@@ -49,7 +54,7 @@ def render_rows(
     problems: list[Diagnostic] = []
     bad = 0
     get_id, render, add_id = renderer.custom_id, renderer.render, ids.add
-    fingerprint = renderer.fingerprint
+    fingerprint = renderer.fingerprint if fingerprints else _no_fingerprint
     for item in rows:
         if type(item) is RowIssue:
             bad += 1
