@@ -280,12 +280,23 @@ def converge(project: Project, *, backend: Backend | None = None, prune: bool = 
                     if say:
                         say(LockWait(str(exc)))
                 prune = False  # orphans are cancelled once
-        if timeout is not None and time.monotonic() - started > timeout:
-            raise BatchrunError(f"gave up waiting after {timeout:.0f}s; jobs keep running, "
-                                "run `batchrun apply` again later to collect them")
+        _check_timeout(started, timeout)
+        # Only running jobs to wait for: watch the jobs, not the rows, until one ends — a plan
+        # per poll reads every row and competes for the CPU with a local model.
+        running = ({j.name for j in backend.list_jobs(in_flight_only=True)}
+                   if busy and not current.has_changes else set())
         # Always pause: rows held for quota or an INTERNAL retry delay leave nothing to do now,
         # and planning again at once would spin.
         time.sleep(poll_interval)
+        while running and running <= {j.name for j in backend.list_jobs(in_flight_only=True)}:
+            _check_timeout(started, timeout)
+            time.sleep(poll_interval)
+
+
+def _check_timeout(started: float, timeout: float | None) -> None:
+    if timeout is not None and time.monotonic() - started > timeout:
+        raise BatchrunError(f"gave up waiting after {timeout:.0f}s; jobs keep running, "
+                            "run `batchrun apply` again later to collect them")
 
 
 def status(project: Project, name: str | None = None, *,
