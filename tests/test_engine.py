@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import requests
 
 from runner import api, planview
 from runner.backends.base import JobState
@@ -326,3 +327,20 @@ def test_a_destination_restored_between_plan_and_apply_gets_no_duplicate(
         api.apply(load(project_dir), plan, work=work)
     ids = [json.loads(line)["custom_id"] for line in dest.read_text().splitlines()]
     assert sorted(ids) == ["T1", "T2", "T3", "T4", "T5", "T6"]
+
+
+def test_apply_wait_watches_the_jobs_not_the_rows_while_they_run(tmp_path: Path) -> None:
+    """A plan per poll read every row while a job ran, and took a core from a local model
+    (embeddings at 68% of direct encode): while only running jobs are left, only they are read."""
+    from runner import api
+    from tests import crashkit
+    from tests.stub_endpoint import StubServer
+
+    with StubServer().start() as stub:
+        crashkit.make_project(tmp_path, endpoint=stub.url, rows=4)  # one job of four rows
+        requests.post(f"{stub.url}/_stub/mode", json={"mode": "slow", "delay": 0.5}, timeout=5)
+        plans: list[object] = []
+        final = api.converge(api.load_project(cwd=tmp_path), poll_interval=0.05, timeout=60,
+                             on_plan=plans.append)
+    assert final.manifests[0].rows.done == 4
+    assert len(plans) <= 4  # create, see it run, collect, done — not one per 50 ms for 2 s
