@@ -44,11 +44,11 @@ def check_previews(previews: list[Preview]) -> None:
     """Exit 4 when a budget stopped the previews, 1 when one got no answer at all."""
     over = [p for p in previews if p.state.value == "over_budget"]
     if over:
-        raise BudgetError([error(f"{over[0].error}; nothing was sent",
+        raise BudgetError([error(f"{previewview.over_budget_text(over[0])}; nothing was sent",
                                  hint="raise max_cost, or preview fewer rows (-n)")])
     failed = [p for p in previews if p.state.value == "failed"]
     if failed:
-        raise BatchrunError([error(f"{failed[0].manifest}: {failed[0].error}",
+        raise BatchrunError([error(f"{failed[0].manifest}: {previewview.failed_text(failed[0])}",
                                    hint="the refusals above say why; fix the spec and preview "
                                         "again (refused rows are not sent again)")])
 

@@ -145,6 +145,16 @@ class PreviewState(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class OverBudget:
+    """Which budget stopped the previews: a manifest's max_cost (`manifest` names it) or the
+    project's over all of them (`manifest` None); `cost` None when a model has no price."""
+
+    manifest: str | None
+    cost: float | None
+    limit: float
+
+
+@dataclass(frozen=True, slots=True)
 class Preview:
     """What a preview did and found: the sample, what it cost, and the old answers beside the
     new. Its answers are the new spec's: once that spec is applied they count as done."""
@@ -159,7 +169,8 @@ class Preview:
     jobs: tuple[str, ...] = ()
     estimate: Estimate = field(default_factory=Estimate)  # of the rows sent now
     comparison: Comparison | None = None
-    error: str | None = None
+    error: str | None = None  # why no sampled row was answered (a job's error, or a refusal)
+    over_budget: OverBudget | None = None
 
     def to_json(self) -> dict[str, Any]:
         e = self.estimate
@@ -169,4 +180,7 @@ class Preview:
                 "estimate": {"input_tokens": e.input_tokens, "output_tokens": e.output_tokens,
                              "cost_usd": e.cost, "max_cost": e.max_cost,
                              "over_budget": e.over_budget},
+                "over_budget": None if self.over_budget is None else {
+                    "manifest": self.over_budget.manifest, "cost_usd": self.over_budget.cost,
+                    "max_cost": self.over_budget.limit},
                 "comparison": self.comparison.to_json() if self.comparison else None}

@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.backends.base import BackendReader, RemoteJob
+from runner.backends.base import BackendReader, IndexEntry, RemoteJob
 from runner.errors import BackendError, error
 from runner.lazy import lazy_module
 from runner.manifest import display_path
@@ -219,6 +219,14 @@ def rendered_rows(manifest: Manifest, reader: BackendReader, settings: Settings,
                        max_id_chars=settings.quota.max_id_chars,
                        reread=lambda: _source_rows(manifest, reader, settings),
                        manifest_file=display_path(manifest.file, settings.root))
+
+
+def index_entry(manifest: Manifest, row: RenderedRow) -> IndexEntry:
+    """What batchrun records beside a staged row: its id, request, passthrough values, size and
+    source fingerprint (collect reads them back with the answer)."""
+    return IndexEntry(custom_id=row.custom_id, request_hash=row.request_hash,
+                      passthrough={k: row.row.data.get(k) for k in manifest.passthrough},
+                      input_chars=len(row.line), source_fp=row.source_fp)
 
 
 def answered_in(manifest: Manifest) -> AnsweredIn | None:

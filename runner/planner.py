@@ -12,13 +12,14 @@ from datetime import UTC, datetime
 import orjson
 
 from runner import estimate, identity
-from runner.backends.base import BackendReader, IndexEntry, RemoteJob, pool_of
+from runner.backends.base import BackendReader, RemoteJob, pool_of
 from runner.errors import BackendError, error
 from runner.ledger import (
     Ledger,
     Sharder,
     classified_rows,
     failures_of,
+    index_entry,
     read_ledger,
     row_key,
 )
@@ -147,10 +148,7 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
             if len(shard_rows) <= slots:
                 send.update(row.request_hash.encode())
                 if prepared is not None:
-                    prepared.add(row.line, IndexEntry(
-                        custom_id=row.custom_id, request_hash=row.request_hash,
-                        passthrough={k: row.row.data.get(k) for k in manifest.passthrough},
-                        input_chars=len(row.line), source_fp=row.source_fp))
+                    prepared.add(row.line, index_entry(manifest, row))
             exact = (reader.count_tokens(manifest.family, manifest.model.resource,
                                          orjson.loads(row.line)) if exact_tokens else None)
             input_tokens += exact if exact is not None else estimate.approx_tokens(row.prompt_chars)

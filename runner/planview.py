@@ -107,11 +107,11 @@ def over_budget_text(e: Estimate) -> str:
     """Why one manifest's estimate is refused."""
     if e.cost is None:
         return (f"over budget: no price is known for this model, so it cannot be checked against "
-                f"max_cost {_budget(e.max_cost)}")
-    return f"over budget: estimated {_budget(e.cost)} is more than max_cost {_budget(e.max_cost)}"
+                f"max_cost {budget_amount(e.max_cost)}")
+    return f"over budget: estimated {budget_amount(e.cost)} is more than max_cost {budget_amount(e.max_cost)}"
 
 
-def _budget(usd: float | None) -> str:
+def budget_amount(usd: float | None) -> str:
     """A budget amount as precise as it needs to be: $0.00001 is not "$0.00"."""
     value = usd or 0.0
     if value >= 1 or value <= 0:
@@ -121,8 +121,8 @@ def _budget(usd: float | None) -> str:
 
 def total_over_budget_text(plan: Plan) -> str:
     total = sum(m.estimate.cost or 0 for m in plan.manifests)
-    return (f"over budget: this apply is estimated at {_budget(total)}, more than max_cost "
-            f"{_budget(plan.max_cost)}")
+    return (f"over budget: this apply is estimated at {budget_amount(total)}, more than max_cost "
+            f"{budget_amount(plan.max_cost)}")
 
 
 def _manifest_notes(m: ManifestPlan) -> list[str]:

@@ -13,11 +13,18 @@ from typing import Any
 
 from runner import identity
 from runner.apply import job_request, locked
-from runner.backends.base import Backend, IndexEntry, RemoteJob
-from runner.compare import Pair, Preview, PreviewState, compare
+from runner.backends.base import Backend, RemoteJob
+from runner.compare import OverBudget, Pair, Preview, PreviewState, compare
 from runner.estimate import approx_tokens
 from runner.identity import PREVIEW_LABEL
-from runner.ledger import Ledger, job_results, read_ledger, rendered_rows, row_key
+from runner.ledger import (
+    Ledger,
+    index_entry,
+    job_results,
+    read_ledger,
+    rendered_rows,
+    row_key,
+)
 from runner.planner import cost_estimate
 from runner.render import RenderedRow
 from runner.result import Status
@@ -60,10 +67,7 @@ def _wait(backend: Backend, jobs: list[RemoteJob], timeout: float,
 
 
 def _create(manifest: Manifest, backend: Backend, rows: list[RenderedRow]) -> RemoteJob:
-    staged = backend.stage(manifest.name, ((r.line, IndexEntry(
-        custom_id=r.custom_id, request_hash=r.request_hash,
-        passthrough={k: r.row.data.get(k) for k in manifest.passthrough},
-        input_chars=len(r.line), source_fp=r.source_fp)) for r in rows))
+    staged = backend.stage(manifest.name, ((r.line, index_entry(manifest, r)) for r in rows))
     labels = identity.job_labels(manifest, input_digest=staged.digest, shard=0)
     labels[PREVIEW_LABEL] = "true"
     return backend.create_job(job_request(
@@ -120,24 +124,18 @@ def _prepare(manifest: Manifest, backend: Backend, settings: Settings, n: int) -
     return _Prepared(manifest, base, old, rows, mine, to_send, refusals)
 
 
-def _over_budget(prepared: list[_Prepared], settings: Settings) -> str | None:
-    """Why nothing may be sent: a manifest's max_cost, or the project's over all previews."""
+def _over_budget(prepared: list[_Prepared], settings: Settings) -> OverBudget | None:
+    """Which budget forbids sending: a manifest's max_cost, or the project's over all previews."""
     for p in prepared:
-        if p.base.estimate.over_budget:
-            return (f"the preview of {p.manifest.name} would cost "
-                    f"{_usd(p.base.estimate.cost)}, over its max_cost "
-                    f"{_usd(p.base.estimate.max_cost)}")
+        e = p.base.estimate
+        if e.over_budget:
+            return OverBudget(p.manifest.name, e.cost, e.max_cost or 0.0)
     costs = [p.base.estimate.cost for p in prepared if p.to_send]
     if settings.max_cost is not None and costs and (
             None in costs or sum(c or 0.0 for c in costs) > settings.max_cost):
         total = None if None in costs else sum(c or 0.0 for c in costs)
-        return (f"the previews together would cost {_usd(total)}, over the project's max_cost "
-                f"{_usd(settings.max_cost)}")
+        return OverBudget(None, total, settings.max_cost)
     return None
-
-
-def _usd(cost: float | None) -> str:
-    return "an unknown amount (no price for the model)" if cost is None else f"${cost:,.6g}"
 
 
 def previews(manifests: list[Manifest], backend: Backend, settings: Settings, n: int, *,
@@ -153,7 +151,7 @@ def previews(manifests: list[Manifest], backend: Backend, settings: Settings, n:
             prepared.append(_prepare(manifest, backend, settings, n))
         refused = _over_budget(prepared, settings)
         if refused is not None:
-            return [replace(p.base, state=PreviewState.OVER_BUDGET, error=refused)
+            return [replace(p.base, state=PreviewState.OVER_BUDGET, over_budget=refused)
                     if p.old else p.base for p in prepared]
         for p in prepared:
             if p.to_send:
@@ -184,6 +182,5 @@ def _finish(p: _Prepared, backend: Backend) -> Preview:
     if p.rows and not comparison.rows:
         failed = next((j.error_message for j in p.jobs if j.error_message), None)
         reason = failed or (comparison.refusals[0][1] if comparison.refusals else "no answer")
-        return replace(base, state=PreviewState.FAILED, comparison=comparison,
-                       error=f"no sampled row was answered under the new spec ({reason})")
+        return replace(base, state=PreviewState.FAILED, comparison=comparison, error=reason)
     return replace(base, state=PreviewState.DONE, comparison=comparison)

@@ -8,13 +8,27 @@ from collections.abc import Sequence
 from runner.compare import MAX_EXAMPLES, Comparison, Example, Kind, Preview, PreviewState
 from runner.errors import n
 from runner.plan import Estimate
-from runner.planview import money
+from runner.planview import budget_amount, money
 
 CELL = 80  # characters of an answer shown in a table cell
 
 
-def _money(e: Estimate) -> str:
-    return "unknown (no price for the model)" if e.cost is None else money(e.cost)
+def over_budget_text(p: Preview) -> str:
+    over = p.over_budget
+    assert over is not None
+    if over.manifest is not None:
+        return (f"the preview of {over.manifest} would cost {_amount(over.cost)}, over its "
+                f"max_cost {budget_amount(over.limit)}")
+    return (f"the previews together would cost {_amount(over.cost)}, over the project's max_cost "
+            f"{budget_amount(over.limit)}")
+
+
+def _amount(cost: float | None) -> str:
+    return "an unknown amount (no price for a model)" if cost is None else budget_amount(cost)
+
+
+def failed_text(p: Preview) -> str:
+    return f"no sampled row was answered under the new spec ({p.error})"
 
 
 def _cell(text: str, markdown: bool) -> str:
@@ -25,9 +39,9 @@ def _cell(text: str, markdown: bool) -> str:
 
 def _head(p: Preview, full: Estimate | None) -> list[str]:
     if p.state is PreviewState.OVER_BUDGET:
-        cost = f"{n(p.sampled - p.reused, 'row')} to send, {_money(p.estimate)}"
+        cost = f"{n(p.sampled - p.reused, 'row')} to send, {money(p.estimate.cost)}"
     elif p.sent:
-        cost = f"{n(p.sent, 'row')} sent now, {_money(p.estimate)}"
+        cost = f"{n(p.sent, 'row')} sent now, {money(p.estimate.cost)}"
     else:
         cost = "nothing sent now, $0"
     if p.reused:
@@ -35,15 +49,16 @@ def _head(p: Preview, full: Estimate | None) -> list[str]:
     lines = [f"preview of {p.manifest} (spec {p.spec_hash[:12]}): {n(p.sampled, 'row')} sampled of "
              f"{p.asked} asked; {cost}"]
     if full is not None:
-        lines.append(f"the full change: {_money(full)} for the rows left; the preview's rows count "
+        lines.append(f"the full change: {money(full.cost)} for the rows left; the preview's rows count "
                      "as done when it is applied")
     state = {
         PreviewState.NOTHING: "no row has an answer under another spec whose request changed: "
                               "nothing to compare",
-        PreviewState.OVER_BUDGET: f"nothing was sent: {p.error}",
+        PreviewState.OVER_BUDGET: f"nothing was sent: {over_budget_text(p)}"
+        if p.over_budget else "",
         PreviewState.RUNNING: f"still running ({', '.join(p.jobs)}): run the preview again to "
                               "see it (nothing is sent twice)",
-        PreviewState.FAILED: f"the preview got no answer: {p.error}",
+        PreviewState.FAILED: f"the preview got no answer: {failed_text(p)}",
     }.get(p.state)
     if state:
         lines.append(state)
