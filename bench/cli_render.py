@@ -4,7 +4,6 @@ the same way — both fresh processes, wall clock and peak memory."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -29,8 +28,9 @@ for row in rows:
 
 def _run(cmd: list[str], cwd: Path) -> tuple[float, float | None]:
     """Wall seconds and peak RSS (MB, by /usr/bin/time when there) of one fresh process."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("BATCHRUN_") and k != "PYTHONDONTWRITEBYTECODE"}
+    from bench.bench import _env
+
+    env = _env()
     timer = ["/usr/bin/time", "-f", "%M"] if Path("/usr/bin/time").exists() else []
     started = time.perf_counter()
     done = subprocess.run([*timer, *cmd], cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL,

@@ -3,7 +3,6 @@ part, and `report`. Parses flags, calls runner.api, prints; no logic of its own.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -87,16 +86,14 @@ def preview(ctx: click.Context, name: str, rows: int, fmt: str, timeout: float,
 
 
 def _write(path: Path, text: str) -> None:
-    """Whole or not at all: a temp file beside it, renamed over it."""
+    """Whole or not at all (a temp file beside it, fsynced, renamed over it)."""
     if not path.parent.is_dir():
         raise BatchrunError([error(f"cannot write {path}: the folder {path.parent} does not exist",
                                    hint="create it, or give another path with -o")])
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temp.write_text(text, encoding="utf-8")
-        temp.replace(path)
-    finally:
-        temp.unlink(missing_ok=True)
+    from runner.backends.localfiles import atomic_writer
+
+    with atomic_writer(path, "w") as fh:
+        fh.write(text)
 
 
 @main.command()

@@ -5,11 +5,10 @@ prompts); the HTML is reporthtml's."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner import estimate
+from runner import collect, estimate
 from runner.backends.base import BackendReader
 from runner.compare import MAX_LABELS, is_label, text_of
 from runner.errors import BatchrunError
@@ -42,10 +41,6 @@ def _prompts(manifest: Manifest, reader: BackendReader, settings: Settings) -> d
         return {}
 
 
-def _stored(reader: BackendReader, manifest: Manifest) -> Iterator[dict[str, Any]]:
-    return reader.read_destination(manifest.destination)
-
-
 def gather(manifest: Manifest, reader: BackendReader, settings: Settings) -> ReportData:
     extra = [c for c in manifest.passthrough if c not in FIELDS]
     own = ["id", "status", "answer", "error", "spec", "finished", "prompt"]
@@ -59,7 +54,7 @@ def gather(manifest: Manifest, reader: BackendReader, settings: Settings) -> Rep
     days: dict[str, dict[str, Any]] = {}
     tokens_in = tokens_out = 0
     answered_ids: set[str] = set()
-    for row in _stored(reader, manifest):
+    for row in reader.read_destination(manifest.destination):
         custom_id = str(row.get("custom_id"))
         state = str(row.get("status") or "")
         stale = state == Status.SUCCEEDED and row.get("spec_hash") != manifest.spec_hash
@@ -72,10 +67,9 @@ def gather(manifest: Manifest, reader: BackendReader, settings: Settings) -> Rep
                 answers[output] += 1
             else:
                 label_like = False
-        usage = row.get("usage")
-        usage = usage if isinstance(usage, dict) else {}
         day = str(row.get("finished_at") or "")[:10] or "unknown"
-        u_in, u_out = int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
+        paid = collect.paid(row)  # every attempt, retries included, as `batchrun status` counts
+        u_in, u_out = paid["input_tokens"], paid["output_tokens"]
         tokens_in, tokens_out = tokens_in + u_in, tokens_out + u_out
         slot = days.setdefault(day, {"day": day, "rows": 0, "input_tokens": 0, "output_tokens": 0})
         slot["rows"] += 1
