@@ -43,6 +43,7 @@ class SourceRead:
                  answered: AnsweredIn | None) -> None:
         self.bq, self.table, self.query, self.answered = bq, table, query, answered
         self.what = table or "the query"
+        self.dest_columns: set[str] = set()  # the destination's, read once by _joinable
 
     def _source(self) -> tuple[str, list[Any]]:
         """The source as SQL to select from (a query runs only if a dry run says SELECT), and the
@@ -72,23 +73,27 @@ class SourceRead:
                 f"`{answered.destination}` WHERE status = 'succeeded' AND spec_hash = @spec AND "
                 f"source_fp IS NOT NULL)")
 
+    def _duplicated_sql(self) -> str:
+        """How many ids the source holds twice or more (scalar subquery over `src`)."""
+        assert self.answered is not None
+        return (f"(SELECT COUNT(*) FROM (SELECT `{self.answered.id_column}` FROM src GROUP BY 1 "
+                f"HAVING COUNT(*) > 1))")
+
     def _duplicated(self, with_: str, params: list[Any]) -> bool:
         """Duplicate ids are reported by the full read, which names their rows."""
-        assert self.answered is not None
-        found = next(iter(self.bq.query(
-            f"{with_} SELECT COUNT(*) AS n FROM (SELECT `{self.answered.id_column}` FROM src "
-            f"GROUP BY 1 HAVING COUNT(*) > 1)", params)))
+        found = next(iter(self.bq.query(f"{with_} SELECT {self._duplicated_sql()} AS n", params)))
         return bool(found["n"])
 
     def rows(self) -> Iterator[SourceRow | Unchanged]:
         source, params = self._source()
         sql = fingerprinted(source)
         with_ = self._with(source, params)
-        if with_ is not None and not self._duplicated(with_, params):
+        # One scan tells both: whether ids repeat, and how many rows are answered.
+        counted = None if with_ is None else next(iter(self.bq.query(
+            f"{with_} SELECT {self._duplicated_sql()} AS duplicated, (SELECT COUNT(*) FROM src "
+            f"JOIN done ON src.{FP} = done.source_fp) AS n", params)))
+        if with_ is not None and counted is not None and not counted["duplicated"]:
             assert self.answered is not None
-            counted = next(iter(self.bq.query(
-                f"{with_} SELECT COUNT(*) AS n FROM src JOIN done ON src.{FP} = done.source_fp",
-                params)))
             yield Unchanged(int(counted["n"]))
             sql = (f"{with_} SELECT src.* FROM src LEFT JOIN done ON src.{FP} = "
                    f"done.source_fp WHERE done.source_fp IS NULL "
@@ -113,7 +118,7 @@ class SourceRead:
             return None
         assert self.answered is not None
         dest = self.answered.destination
-        have = set(self.bq.columns(dest) or ())
+        have = self.dest_columns
         picked = ", ".join(f"d.`{c}`" for c in columns if c in have)
         usage = "usage" in have
         totals = next(iter(self.bq.query(
@@ -134,5 +139,5 @@ class SourceRead:
         fingerprints, and an id column the source has."""
         if answered.destination_kind != "bigquery" or answered.id_column not in self.columns:
             return False
-        columns = self.bq.columns(answered.destination)
-        return columns is not None and {"source_fp", "status", "spec_hash"} <= set(columns)
+        self.dest_columns = set(self.bq.columns(answered.destination) or ())
+        return {"source_fp", "status", "spec_hash"} <= self.dest_columns
