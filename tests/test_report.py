@@ -63,24 +63,36 @@ def _row_ids(dom: str) -> list[str]:
     return re.findall(r'<tr data-id="([^"]+)"', dom)
 
 
+def _project(root: Path, source: str, id_column: str, user: str, passthrough: str) -> None:
+    p = ProjectDir(root)
+    p.write("batchrun.yaml", "backend: local\n")
+    p.write("triage.yaml", f"""\
+        apiVersion: batchrun/v1
+        kind: BatchJob
+        metadata: {{name: triage}}
+        spec:
+          model: anthropic/claude-haiku-4-5@20251001
+          parameters: {{max_tokens: 8}}
+          source: {{file: {source}, id: {id_column}}}
+          prompt: {{user: "{user}"}}
+          passthrough: [{passthrough}]
+          destination: {{file: out/triage.jsonl}}
+        """)
+
+
+def _batchrun(root: Path, *args: str) -> str:
+    """The command as a user runs it, in `root`; its output."""
+    done = subprocess.run([sys.executable, "-m", "runner", *args], cwd=root, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """100,000 stored rows (a few failed, some answered under an older spec) and their source."""
     root = tmp_path_factory.mktemp("report")
-    p = ProjectDir(root)
-    p.write("batchrun.yaml", "backend: local\n")
-    p.write("triage.yaml", """\
-        apiVersion: batchrun/v1
-        kind: BatchJob
-        metadata: {name: triage}
-        spec:
-          model: anthropic/claude-haiku-4-5@20251001
-          parameters: {max_tokens: 8}
-          source: {file: tickets.csv, id: ticket_id}
-          prompt: {user: "Label this ticket: {{ body }}"}
-          passthrough: [subject]
-          destination: {file: out/triage.jsonl}
-        """)
+    _project(root, "tickets.csv", "ticket_id", "Label this ticket: {{ body }}", "subject")
     with (root / "tickets.csv").open("w") as f:
         f.write("ticket_id,subject,body\n")
         for i in range(ROWS):
@@ -100,11 +112,8 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "usage": {"input_tokens": 20, "output_tokens": 2},
                 "spec_hash": "0ld5pec" if i % 10 == 3 else spec,
                 "finished_at": f"2026-11-{10 + i % 3}T10:00:00Z", "subject": LABELS[i % 4]}) + "\n")
-    result = subprocess.run([sys.executable, "-m", "runner", "report", "triage", "-o",
-                             "report.html"], cwd=root, capture_output=True, text=True,
-                            timeout=300, check=False)
-    assert result.returncode == 0, result.stderr
-    assert "Wrote report.html (100,000 rows)" in result.stdout
+    assert "Wrote report.html (100,000 rows)" in _batchrun(root, "report", "triage", "-o",
+                                                          "report.html")
     return root / "report.html"
 
 
@@ -147,29 +156,13 @@ def test_a_screenshot_for_review(report: Path) -> None:
 def test_answers_written_to_hurt_stay_text(tmp_path: Path) -> None:
     """Red-team finds: an answer saying `__DATA__` moved the rows into the page as markup (and
     its `<img onerror>` ran); `<!--<script` in a cell swallowed the page's script."""
-    p = ProjectDir(tmp_path)
-    p.write("batchrun.yaml", "backend: local\n")
-    p.write("triage.yaml", """\
-        apiVersion: batchrun/v1
-        kind: BatchJob
-        metadata: {name: triage}
-        spec:
-          model: anthropic/claude-haiku-4-5@20251001
-          parameters: {max_tokens: 8}
-          source: {file: t.csv, id: id}
-          prompt: {user: "{{ body }}"}
-          passthrough: [prompt]
-          destination: {file: out/triage.jsonl}
-        """)
+    _project(tmp_path, "t.csv", "id", "{{ body }}", "prompt")
     hostile = ["__DATA__", "<img src=x onerror=document.title=666>", "<!--<script>",
                "</script><script>document.title=667</script>", '"q" & \'s\' ü 🙂', "__TITLE__"]
-    p.write("t.csv", "id,body,prompt\n" + "".join(
+    (tmp_path / "t.csv").write_text("id,body,prompt\n" + "".join(
         f'a{i},"{h.replace(chr(34), chr(34) * 2)}",x\n' for i, h in enumerate(hostile)))
-    for args in (["apply", "--auto-approve", "--wait", "--poll-interval", "0.1"],
-                 ["report", "triage", "-o", "r.html"]):
-        done = subprocess.run([sys.executable, "-m", "runner", *args], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=120, check=False)
-        assert done.returncode == 0, done.stderr
+    _batchrun(tmp_path, "apply", "--auto-approve", "--wait", "--poll-interval", "0.1")
+    _batchrun(tmp_path, "report", "triage", "-o", "r.html")
     dom = _dom(tmp_path / "r.html")
     assert "<title>batchrun report: triage</title>" in dom
     assert 'data-ready="1"' in dom and _text(dom, "count") == "6 of 6 rows"
