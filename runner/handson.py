@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 
 from runner import collect
-from runner.apply import ApplyReport, collect_finished, litter, locked, quiet
-from runner.backends.base import Backend, Finding, IndexEntry, JobRequest
+from runner.apply import ApplyReport, collect_finished, job_request, litter, locked, quiet
+from runner.backends.base import Backend, Finding, IndexEntry
 from runner.errors import BatchrunError
 from runner.events import Listener
 from runner.identity import INPUT_LABEL, MANAGED_LABEL, MANAGED_VALUE, NAME_LABEL
@@ -183,13 +183,10 @@ def canary(manifests: Sequence[Manifest], backend: Backend, settings: Settings, 
             findings.append(Finding(False, f"{what}: the source has no row to send"))
             continue
         staged = backend.stage(CANARY_NAME, rows)
-        job = backend.create_job(JobRequest(
-            display_name=f"batchrun-canary-{m.name}"[:128], model=m.model.resource, family=family,
-            input=staged, labels={MANAGED_LABEL: MANAGED_VALUE, NAME_LABEL: CANARY_NAME,
-                                  INPUT_LABEL: staged.digest},
-            manifest_name=CANARY_NAME, source=m.source, destination=m.destination,
-            response_format=m.response.format, response_schema=m.response.schema,
-            region=m.region))
+        job = backend.create_job(replace(job_request(
+            m, staged, f"batchrun-canary-{m.name}"[:128],
+            {MANAGED_LABEL: MANAGED_VALUE, NAME_LABEL: CANARY_NAME, INPUT_LABEL: staged.digest}),
+            manifest_name=CANARY_NAME))
         deadline = time.monotonic() + timeout
         while not job.state.finished and time.monotonic() < deadline:
             time.sleep(poll)
