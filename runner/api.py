@@ -15,7 +15,7 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner import backends, ledger
+from runner import backends, ledger, result
 from runner import manifest as manifest_loader
 from runner import project as project_finder
 from runner.backends.base import Backend, Finding
@@ -324,9 +324,14 @@ def import_job(project: Project, name: str, job_name: str, *,
 
 def results(project: Project, name: str, *, backend: Backend | None = None) -> Iterator[
         dict[str, Any]]:
-    """The collected answers of one manifest, one row per id, as stored in its destination."""
+    """The collected answers of one manifest, one row per id, as stored in its destination, each
+    with its `outcome` under the manifest now: succeeded, failed (out of attempts), or stale
+    (an older spec's or another answerer's answer)."""
     m = project.manifest(name)
-    return (backend or open_backend(project)).read_destination(m.destination)
+    reader = backend or open_backend(project)
+    answerer = reader.answerer(m.model.resource)
+    return (result.shown(row, result.state_of(row, m.spec_hash, answerer, m.max_attempts))
+            for row in reader.read_destination(m.destination))
 
 
 def cancel(project: Project, name: str, *, backend: Backend | None = None) -> list[str]:

@@ -182,20 +182,23 @@ def _shard(rows: _Peekable, settings: Settings) -> Iterator[tuple[bytes, IndexEn
 
 def reshape(manifest: Manifest, backend: Backend, prepared: Prepared, report: ApplyReport,
             say: Listener = quiet) -> None:
-    """Re-derive, from their stored answers, the rows the plan found answered under another spec
-    with the very request they would be sent now: only how answers are shaped changed. Nothing
-    is sent; one rewrite of the destination."""
+    """Re-derive, from their stored answers, the rows the plan found answered with the very
+    request they would be sent now by the same answerer: only how answers are shaped (the
+    response block, the passthrough columns) changed. Nothing is sent; one rewrite of the
+    destination."""
     done = refused = 0
 
     def rows() -> Iterator[tuple[dict[str, Any], bool]]:
         nonlocal done, refused
         for row in backend.read_destination(manifest.destination):
             key = row_key(str(row.get("custom_id")), str(row.get("request_hash")))
-            if (key not in prepared.reshape or row.get("status") != Status.SUCCEEDED
-                    or row.get("spec_hash") == manifest.spec_hash):
+            passthrough = prepared.reshape.get(key)
+            if passthrough is None or row.get("status") != Status.SUCCEEDED:
                 yield row, False
                 continue
-            new = collect.reshaped(manifest, row)
+            new = row if row.get("spec_hash") == manifest.spec_hash else collect.reshaped(
+                manifest, row)
+            new = collect.with_passthrough(new, passthrough)
             done += new["spec_hash"] == manifest.spec_hash
             refused += new["spec_hash"] != manifest.spec_hash
             yield new, True

@@ -316,7 +316,7 @@ def status(ctx: click.Context, name: str | None) -> None:
     console = Console(highlight=False, width=max(Console().width, 120))
     display.print_table(console, display.STATUS_COLUMNS, rows)
     for used in api.usage(project, name):
-        if used.rows:
+        if used.rows or used.states:
             click.echo(display.usage_text(used))
 
 
@@ -340,8 +340,7 @@ def results(ctx: click.Context, name: str, fmt: str) -> None:
     from rich.console import Console
 
     console = Console(highlight=False, width=max(Console().width, 120))
-    click.echo(display.results_view(console, name, rows, manifest.passthrough,
-                                    manifest.spec_hash), nl=False)
+    click.echo(display.results_view(console, name, rows, manifest.passthrough), nl=False)
 
 
 # Registered on main by importing them: the hands-on commands, and the ones to look at a change.

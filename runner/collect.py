@@ -13,6 +13,7 @@ import jsonschema
 import orjson
 
 from runner import result
+from runner.identity import backend_of_job
 from runner.outputs import ParsedOutput, parse_line
 from runner.reconcile import Fault, fault_of
 from runner.redact import redact, redact_value
@@ -39,6 +40,13 @@ def reshaped(manifest: Manifest, row: Mapping[str, Any]) -> dict[str, Any]:
                                  "finished_at": row.get("finished_at")}}
     return {**row, "output": parsed.output, "spec_hash": manifest.spec_hash,
             "raw": raw if manifest.response.format == "json" else None, "retry": None}
+
+
+def with_passthrough(row: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """The row carrying exactly these passthrough columns (from its source row now), in the
+    order result rows have them: after custom_id, before the result fields."""
+    fields = {k: v for k, v in row.items() if k in result.ALL_FIELDS}
+    return {"custom_id": fields.pop("custom_id", None), **values, **fields}
 
 
 def _validated(manifest: Manifest, parsed: ParsedOutput) -> ParsedOutput:
@@ -82,10 +90,13 @@ def result_rows(
     index: Iterable[Any],
     output: Iterable[bytes | dict[str, Any]],
     tally: Tally | None = None,
+    model: str = "",
+    answered_by: str = "",
 ) -> Iterator[dict[str, Any]]:
     """One result row per staged row the output answered or refused, whatever state the job ended
-    in. A row with no line, or whose line is an infrastructure error (reconcile.FAULT_RULES), yields
-    nothing: it is to do again and none of its attempts is used.
+    in, recording who answered (the job's model and answerer). A row with no line, or whose line
+    is an infrastructure error (reconcile.FAULT_RULES), yields nothing: it is to do again and
+    none of its attempts is used.
 
     Both sides stream: outputs usually come in input order, so the index is read in step with
     them and only entries passed over out of order are held; memory follows the disorder, not
@@ -110,7 +121,8 @@ def result_rows(
             passthrough={k: entry.passthrough.get(k) for k in manifest.passthrough},
             ok=parsed.ok, output=redact_value(parsed.output) if parsed.ok else None,
             error=None if parsed.ok else redact(parsed.error or "failed"), usage=parsed.usage,
-            model=manifest.model.short, spec_hash=job_spec_hash,
+            model=model or manifest.model.short, answered_by=answered_by,
+            spec_hash=job_spec_hash,
             request_hash=entry.request_hash, job=job_name, finished_at=finished_at,
             source_fp=getattr(entry, "source_fp", ""),
             raw=str(redact_value(raw)) if raw is not None and parsed.ok else None)
@@ -211,8 +223,10 @@ def merge(existing: Mapping[str, Any] | None, new: Mapping[str, Any],
     latest = max(existing.get("finished_at") or "", retry.get("finished_at") or "")
     if new["finished_at"] <= latest:
         return None
-    same_target = (existing.get("spec_hash"), existing.get("request_hash")) == (
-        new["spec_hash"], new["request_hash"])
+    # The same request answered by someone else (echo's answer, an endpoint's refusal) is not
+    # this target: the refusal counts an attempt beside that answer.
+    same_target = (existing.get("spec_hash"), existing.get("request_hash"), _who(existing)) == (
+        new["spec_hash"], new["request_hash"], _who(new))
     if existing.get("status") == FAILED:
         attempts = int(existing.get("attempts") or 0) + 1 if same_target else 1
         return _charged({**new, "attempts": attempts}, existing, new)
@@ -227,6 +241,10 @@ def merge(existing: Mapping[str, Any] | None, new: Mapping[str, Any],
                                   "error": new["error"], "job": new["job"],
                                   "finished_at": new["finished_at"]}}
     return _charged(kept, existing, new)
+
+
+def _who(row: Mapping[str, Any]) -> str:
+    return str(row.get("answered_by") or backend_of_job(row.get("job")))
 
 
 def fold(existing: dict[str, Any] | None, updates: Iterable[Mapping[str, Any]],

@@ -120,8 +120,13 @@ def status_rows(statuses: Iterable[Any]) -> list[tuple[str, ...]]:
 
 def usage_text(used: Any) -> str:
     """One manifest's tokens and cost actually used (an api.Usage)."""
-    return (f"{used.manifest}: {used.rows:,} answers used {used.input_tokens:,} input + "
+    text = (f"{used.manifest}: {used.rows:,} answers used {used.input_tokens:,} input + "
             f"{used.output_tokens:,} output tokens, {money(used.cost)}")
+    states = used.states
+    if states:
+        text += (f"; stored rows: {states.get('succeeded', 0):,} succeeded, "
+                 f"{states.get('failed', 0):,} failed, {states.get('stale', 0):,} stale")
+    return text
 
 
 def cell(value: Any) -> str:
@@ -151,41 +156,42 @@ def results_csv(rows: Iterable[Mapping[str, Any]], out: TextIO) -> None:
     out.flush()
 
 
-def results_view(console: Console, name: str, rows: Iterable[Any], passthrough: Sequence[str],
-                 spec_hash: str) -> str:
+def results_view(console: Console, name: str, rows: Iterable[Any],
+                 passthrough: Sequence[str]) -> str:
     """`batchrun results NAME`: the table (printed on `console`), then the summary and the first
-    failures, returned as text."""
+    failures, returned as text. Rows come from api.results, each with its `outcome`."""
     table_rows, failed, stale = [], [], 0
     for row in rows:
         output = cell(row.get("output"))
-        status = result_status(row, spec_hash)
+        status = str(row.get("outcome") or row.get("status") or "")
         stale += status == "stale"
         table_rows.append([row.get("custom_id"), *(cell(row.get(k)) for k in passthrough),
                            status, str(row.get("spec_hash") or "")[:8],
+                           str(row.get("answered_by") or ""),
                            output[:80] + ("…" if len(output) > 80 else "")])
-        if row.get("status") == Status.FAILED:
+        if status == Status.FAILED:
             failed.append(row)
-    print_table(console, ["custom_id", *passthrough, "status", "spec", "output"], table_rows,
-                title=name)
+    print_table(console, ["custom_id", *passthrough, "status", "spec", "answered by", "output"],
+                table_rows, title=name)
     lines = [results_summary(len(table_rows), len(failed), stale)]
     lines += [f"  ! {row.get('custom_id')}: {' '.join(str(row.get('error')).split())} "
-              f"(attempts: {row.get('attempts')})" for row in failed[:20]]
+              f"(attempts: {_attempts(row)})" for row in failed[:20]]
     return "\n".join(lines) + "\n"
 
 
-def result_status(row: Any, spec_hash: str) -> str:
-    """A result row's status for people: an answer made under an older spec is `stale`."""
-    status = str(row.get("status") or "")
-    if status == Status.SUCCEEDED and row.get("spec_hash") != spec_hash:
-        return "stale"
-    return status
+def _attempts(row: Mapping[str, Any]) -> Any:
+    retry = row.get("retry")
+    if row.get("status") != Status.FAILED and isinstance(retry, Mapping):
+        return retry.get("attempts")  # failed beside an older answer: the retry counts them
+    return row.get("attempts")
 
 
 def results_summary(rows: int, failed: int, stale: int) -> str:
     text = f"{n(rows, 'row')}, {failed:,} failed"
     if stale:
-        text += (f", {stale:,} stale (answered under an older spec: the next apply replaces them, "
-                 "or with on_change: forward keeps them until `batchrun retry NAME --older-specs`)")
+        text += (f", {stale:,} stale (answered under an older spec or by another executor: the "
+                 "next apply replaces them, or with on_change: forward keeps older specs' until "
+                 "`batchrun retry NAME --older-specs`)")
     return text
 
 

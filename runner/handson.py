@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from runner import collect
+from runner import collect, identity
 from runner.apply import ApplyReport, collect_finished, job_request, litter, locked, quiet
 from runner.backends.base import Backend, Finding, IndexEntry
 from runner.errors import BatchrunError
@@ -115,6 +115,11 @@ def import_job(manifest: Manifest, backend: Backend, settings: Settings, job_nam
     if not job.state.finished or job.output_uri is None:
         raise BatchrunError(f"job {job_name} is {job.state.short}; only a finished job with output "
                             "can be imported")
+    model = identity.short_model(job.model)
+    if job.model and model != manifest.model.short:
+        # Its answers would stand as this model's: an answer is known by who made it.
+        raise BatchrunError(f"job {job_name} ran {model}, {manifest.name} asks for "
+                            f"{manifest.model.short}; its answers are not this manifest's")
     index = [IndexEntry(r.custom_id, r.request_hash,
                         {k: r.row.data.get(k) for k in manifest.passthrough},
                         source_fp=r.source_fp)
@@ -126,7 +131,8 @@ def import_job(manifest: Manifest, backend: Backend, settings: Settings, job_nam
         for row in collect.result_rows(manifest, job_name=job.name, job_spec_hash=manifest.spec_hash,
                                        finished_at=job.end_time or "",
                                        index=[e for e in index if e.custom_id in answered],
-                                       output=backend.read_output(job)):
+                                       output=backend.read_output(job), model=model,
+                                       answered_by=job.answered_by):
             if row["status"] == Status.SUCCEEDED:
                 updates[row["custom_id"]] = [row]
         merged = collect.merge_rows(backend.read_destination(manifest.destination), updates,

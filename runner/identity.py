@@ -13,7 +13,7 @@ from typing import Any, Final
 
 import orjson
 
-from runner.spec import Manifest, Template
+from runner.spec import ExecutorSpec, Manifest, Template
 
 MANAGED_LABEL: Final = "batchrun-managed"
 MANAGED_VALUE: Final = "v1"
@@ -80,6 +80,66 @@ def spec_hash(manifest: Manifest) -> str:
 def request_hash(line: bytes) -> str:
     """Hash of one rendered request row, exactly as sent (custom_id included)."""
     return digest(line)
+
+
+# --- who answered ---------------------------------------------------------------------------------
+# An answer is known by its spec and request (what was asked) and by who answered it: the backend,
+# and on the local backend the executor and where it points. The model is the spec's, and a result
+# row records it beside `answered_by`.
+
+VERTEX_ANSWERER: Final = "vertex"
+LOCAL_JOB_PREFIX: Final = "projects/local/locations/local/batchPredictionJobs/"
+
+
+def local_answerer(executor: ExecutorSpec | Mapping[str, Any]) -> str:
+    """"local echo", "local openai http://127.0.0.1:8000/v1 qwen2.5": the executor's type and
+    what reaches the model (its endpoint without credentials or query, its served model, a local
+    model's path) — not its concurrency, timeouts or key."""
+    get = executor.get if isinstance(executor, Mapping) else (
+        lambda key, default=None: getattr(executor, key, default))
+    parts = ["local", str(get("type") or "echo")]
+    base_url = get("base_url")
+    if base_url:
+        parts.append(_endpoint(str(base_url)))
+    for key in ("model", "model_path"):
+        if get(key):
+            parts.append(str(get(key)))
+    return " ".join(parts)
+
+
+def _endpoint(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    return f"{parts.scheme}://{host}{parts.path.rstrip('/')}" if parts.scheme else url
+
+
+def backend_of_job(job: str | None) -> str:
+    """The backend a job name belongs to: local jobs are named under LOCAL_JOB_PREFIX."""
+    return "local" if (job or "").startswith(LOCAL_JOB_PREFIX) else VERTEX_ANSWERER
+
+
+def same_answerer(answered_by: str | None, job: str | None, current: str,
+                  job_answerer: str | None = None) -> bool:
+    """Whether a stored answer was made by `current`. A row written before rows recorded it
+    (no answered_by) is judged by its job's answerer when the job is still known
+    (`job_answerer`), else by its job's backend alone: an upgrade re-pays nothing."""
+    if answered_by:
+        return answered_by == current
+    if job_answerer:
+        return job_answerer == current
+    if not job:  # nothing tells who made it (a row written by hand): the current answerer's
+        return True
+    return backend_of_job(job) == current.split(" ", 1)[0]
+
+
+def short_model(resource: str) -> str:
+    """"publishers/anthropic/models/claude-x@1" -> "anthropic/claude-x@1" (a result row's model)."""
+    if resource.startswith("publishers/") and "/models/" in resource:
+        publisher, model = resource.removeprefix("publishers/").split("/models/", 1)
+        return f"{publisher}/{model}"
+    return resource
 
 
 def job_labels(

@@ -5,12 +5,14 @@ failures. The planner uses it to decide, apply to do. Reads only.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runner import identity
 from runner.backends.base import BackendReader, IndexEntry, RemoteJob
 from runner.errors import BackendError, error
 from runner.lazy import lazy_module
@@ -28,7 +30,7 @@ from runner.reconcile import (
 )
 from runner.render import RenderedRow
 from runner.renderpass import render_rows
-from runner.result import LEDGER_READ, Status
+from runner.result import ALL_FIELDS, LEDGER_READ, Status
 from runner.rows import AnsweredIn, RowIssue, SourceRow, Unchanged
 from runner.spec import Manifest, Settings
 
@@ -55,6 +57,12 @@ class Ledger:
     pending: dict[int, tuple[bool, str | None]] = field(default_factory=dict)  # ok, error
     to_collect: list[RemoteJob] = field(default_factory=list)
     running_stale: list[RemoteJob] = field(default_factory=list)  # old spec, still running
+    # This spec, still running, answered by someone the backend no longer asks (another executor)
+    running_other: list[RemoteJob] = field(default_factory=list)
+    answerer: str = ""  # who answers now (BackendReader.answerer)
+    table_drift: bool = False  # the table lacks a passthrough column: every row is reshaped
+    # Answers of this spec made by another answerer (local echo, before vertex): to do again
+    other_answerers: Counter[str] = field(default_factory=Counter)
     # Running, but which rows or spec is not known (a damaged record): nothing is sent or
     # cancelled for the manifest until the user has looked.
     unknown: list[RemoteJob] = field(default_factory=list)
@@ -62,6 +70,8 @@ class Ledger:
     output_tokens: int = 0
     # Rows answered under another spec with the request they would be sent now: reshaped, unpaid.
     reshapable: set[int] = field(default_factory=set)
+    # Part of reshapable: answered under this spec, but its passthrough columns are not the asked.
+    refresh: set[int] = field(default_factory=set)
     # Fingerprints of source rows answered under this spec: such a row is done without rendering.
     answered_fps: set[str] = field(default_factory=set)
     # on_change: forward — fingerprints of rows answered under an older spec, not asked to re-run:
@@ -101,9 +111,13 @@ def read_ledger(manifest: Manifest, reader: BackendReader, jobs: Sequence[Remote
     waits to be collected, the destination's ids are kept too, so collect need not read it again."""
     ledger = Ledger(manifest.spec_hash)
     spec_hash = manifest.spec_hash
-    forward = manifest.on_change == "forward"
+    current = ledger.answerer = reader.answerer(manifest.model.resource)
     collected = reader.collected_jobs(manifest.destination)
-    answered = answered_in(manifest)
+    columns = reader.destination_columns(manifest.destination)
+    passthrough = frozenset(manifest.passthrough)
+    # A table without a passthrough column the manifest asks for: every stored row lacks it.
+    table_drift = ledger.table_drift = columns is not None and not passthrough <= columns
+    answered = answered_in(manifest, current)
     # "": a damaged job record, anyone's; another spec's preview is nobody's until it is applied
     mine = [j for j in jobs if j.manifest_name in (manifest.name, "") and j.belongs_to(spec_hash)]
     uncollected = [j for j in mine if not j.state.in_flight and j.name not in collected]
@@ -112,54 +126,114 @@ def read_ledger(manifest: Manifest, reader: BackendReader, jobs: Sequence[Remote
     # source lives beside the destination, rows answered for an unchanged source row stay there
     # (and read_source leaves that row there).
     digests = [j.input_digest for j in mine if j.state.finished and j.spec_hash == spec_hash]
-    whole = ids is not None or len(digests) != len(set(digests))
+    whole = ids is not None or len(digests) != len(set(digests)) or table_drift
     pushed = None if whole or answered is None else reader.read_ledger(
         manifest.destination, LEDGER_READ, manifest.source, answered)
     ledger.pushed = pushed is not None
     if pushed is not None:
         ledger.answered, ledger.output_tokens = pushed.answered, pushed.output_tokens
-    for row in pushed.rows if pushed is not None else reader.read_destination(
-            manifest.destination, LEDGER_READ):
+    rows = pushed.rows if pushed is not None else reader.read_destination(
+        manifest.destination, LEDGER_READ)
+    _take_rows(ledger, manifest, rows, _RowContext(
+        current, {j.name: j.answered_by for j in jobs if j.answered_by}, columns, table_drift,
+        pushed is not None))
+    _take_jobs(ledger, manifest, reader, mine, uncollected)
+    return ledger
+
+
+@dataclass(frozen=True, slots=True)
+class _RowContext:
+    """What judging a stored row needs beside the manifest."""
+
+    answerer: str  # who answers now
+    job_answerers: dict[str, str]  # who ran each known job: tells who made a row of before
+    columns: frozenset[str] | None  # a table's columns; None: each row's keys tell
+    table_drift: bool  # the table lacks a passthrough column asked for
+    pushed: bool  # the ledger was read beside its source, with its totals
+
+
+def _take_rows(ledger: Ledger, manifest: Manifest, rows: Iterable[dict[str, Any]],
+               ctx: _RowContext) -> None:
+    """The destination's rows into the ledger. An answer counts for the current spec only when
+    the current answerer made it (identity.same_answerer) and it carries the manifest's
+    passthrough columns; one that lacks only those is reshaped from its source row, free."""
+    spec_hash = manifest.spec_hash
+    forward = manifest.on_change == "forward"
+    passthrough = frozenset(manifest.passthrough)
+    ids = ledger.ids
+    for row in rows:
         custom_id = str(row.get("custom_id"))
         if ids is not None:
             ids.check_and_add(custom_id)
         fp = row.get("source_fp")
+        key = row_key(custom_id, str(row.get("request_hash")))
+        counts = True  # whether the row's answer stands for the current spec and answerer
         if row.get("status") == Status.SUCCEEDED:
+            job = row.get("job")
+            ours = identity.same_answerer(row.get("answered_by"), job, ctx.answerer,
+                                          ctx.job_answerers.get(str(job)))
             if row.get("spec_hash") == spec_hash:
-                if fp:
+                if not ours:
+                    counts = False
+                    ledger.other_answerers[answerer_of(row)] += 1
+                elif ctx.table_drift or (ctx.columns is None and _drifted(row, passthrough)):
+                    counts = False
+                    ledger.reshapable.add(key)
+                    ledger.refresh.add(key)
+                elif fp:
                     ledger.answered_fps.add(fp)
             else:
-                ledger.reshapable.add(row_key(custom_id, str(row.get("request_hash"))))
-                if forward and fp and not rerun_asked(row, spec_hash):
+                if ours and row.get("model") == manifest.model.short:
+                    ledger.reshapable.add(key)
+                if forward and ours and fp and not rerun_asked(row, spec_hash):
                     ledger.kept_fps.add(fp)
-        for request_hash, state in ledger_entries(row, manifest.spec_hash):
-            key = row_key(custom_id, request_hash)
+        for hashed, state in ledger_entries(row, spec_hash):
             if state.answered:
-                ledger.answered_keys.add(key)
+                if counts:
+                    ledger.answered_keys.add(row_key(custom_id, hashed))
             else:
-                ledger.failures[key] = (state.failures, state.last_error)
+                ledger.failures[row_key(custom_id, hashed)] = (state.failures, state.last_error)
         usage = row.get("usage")
-        if pushed is None and row.get("status") == Status.SUCCEEDED and isinstance(usage, dict):
+        if not ctx.pushed and row.get("status") == Status.SUCCEEDED and isinstance(usage, dict):
             ledger.answered += 1
             ledger.output_tokens += int(usage.get("output_tokens") or 0)
+
+
+def _take_jobs(ledger: Ledger, manifest: Manifest, reader: BackendReader,
+               mine: Sequence[RemoteJob], uncollected: Sequence[RemoteJob]) -> None:
+    """The manifest's jobs into the ledger: rows in flight, answers waiting to be collected."""
+    current = ledger.answerer
     for job in mine:
         if job.state.in_flight:
             if not job.spec_hash or not job.input_digest:
                 ledger.unknown.append(job)
-            elif job.spec_hash == manifest.spec_hash:
+            elif job.spec_hash != manifest.spec_hash:
+                ledger.running_stale.append(job)
+            elif job.answered_by and job.answered_by != current:
+                ledger.running_other.append(job)  # its answers would not count: cancel it
+            else:
                 for entry in reader.read_index(job):
                     ledger.in_flight.add(row_key(entry.custom_id, entry.request_hash))
-            else:
-                ledger.running_stale.append(job)
     for job in uncollected:
         ledger.to_collect.append(job)
-        if job.spec_hash == manifest.spec_hash:
+        if job.spec_hash == manifest.spec_hash and (
+                not job.answered_by or job.answered_by == current):
             for result in job_results(manifest, reader, job):
                 key = row_key(result["custom_id"], result["request_hash"])
                 ok = result["status"] == Status.SUCCEEDED
                 if ok or not ledger.pending.get(key, (False, None))[0]:
                     ledger.pending[key] = (ok, result["error"])
-    return ledger
+
+
+def answerer_of(row: Mapping[str, Any]) -> str:
+    """Who made a stored answer, for people: as recorded, else its job's backend."""
+    return str(row.get("answered_by") or identity.backend_of_job(row.get("job")))
+
+
+def _drifted(row: Mapping[str, Any], passthrough: frozenset[str]) -> bool:
+    """Whether a stored row's passthrough columns differ from the manifest's (one was added or
+    removed): the row is reshaped from its source row, nothing is sent."""
+    return {k for k in row if k not in ALL_FIELDS} != passthrough
 
 
 def job_results(manifest: Manifest, reader: BackendReader, job: RemoteJob,
@@ -169,7 +243,8 @@ def job_results(manifest: Manifest, reader: BackendReader, job: RemoteJob,
     return collect.result_rows(
         manifest, job_name=job.name, job_spec_hash=job.spec_hash,
         finished_at=job.end_time or job.create_time or "",
-        index=reader.read_index(job), output=reader.read_output(job), tally=tally)
+        index=reader.read_index(job), output=reader.read_output(job), tally=tally,
+        model=identity.short_model(job.model), answered_by=job.answered_by)
 
 
 def _source_rows(manifest: Manifest, reader: BackendReader, settings: Settings,
@@ -177,7 +252,8 @@ def _source_rows(manifest: Manifest, reader: BackendReader, settings: Settings,
     """The source's rows; a source the backend refuses (a query that would write, a file that is
     gone) is reported against the manifest that names it. With the ledger, the backend may leave
     the rows the destination answered under this spec where they are, counted in the ledger."""
-    answered = answered_in(manifest) if ledger is not None else None
+    answered = answered_in(manifest, ledger.answerer) if ledger is not None and not (
+        ledger.table_drift) else None
     left = False  # whether the source left the answered rows where they are
     try:
         for item in reader.read_source(manifest.source, answered):
@@ -229,13 +305,14 @@ def index_entry(manifest: Manifest, row: RenderedRow) -> IndexEntry:
                       input_chars=len(row.line), source_fp=row.source_fp)
 
 
-def answered_in(manifest: Manifest) -> AnsweredIn | None:
+def answered_in(manifest: Manifest, answerer: str) -> AnsweredIn | None:
     """What a source needs to leave the answered rows where they are. Not under on_change:
     forward, which keeps older specs' answers too, told by fingerprint here."""
     if manifest.on_change == "forward":
         return None
     return AnsweredIn(manifest.destination.location, manifest.destination.kind.value,
-                      manifest.spec_hash, manifest.source.id_column)
+                      manifest.spec_hash, manifest.source.id_column, answerer,
+                      tuple(manifest.passthrough))
 
 
 def display_path_of(manifest: Manifest, settings: Settings) -> str:

@@ -3,11 +3,13 @@ recorded. Reads only."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from runner import result
 from runner.backends.base import BackendReader, RemoteJob
 from runner.lazy import lazy_module
 from runner.spec import Manifest, Settings
@@ -64,6 +66,7 @@ class Usage:
     input_tokens: int
     output_tokens: int
     cost: float | None
+    states: dict[str, int] = field(default_factory=dict)  # stored rows by result.State
 
 
 def usage(manifests: Sequence[Manifest], backend: BackendReader,
@@ -71,7 +74,10 @@ def usage(manifests: Sequence[Manifest], backend: BackendReader,
     out = []
     for m in manifests:
         rows = tokens_in = tokens_out = 0
+        states: Counter[str] = Counter()
+        answerer = backend.answerer(m.model.resource)
         for row in backend.read_destination(m.destination):
+            states[result.state_of(row, m.spec_hash, answerer, m.max_attempts).value] += 1
             counts = row.get("usage")
             if isinstance(counts, dict):
                 rows += 1
@@ -80,5 +86,5 @@ def usage(manifests: Sequence[Manifest], backend: BackendReader,
                 tokens_out += paid["output_tokens"]
         price = estimate.price_for(m.model, settings.pricing)
         out.append(Usage(m.name, rows, tokens_in, tokens_out,
-                         price.cost(tokens_in, tokens_out) if price else None))
+                         price.cost(tokens_in, tokens_out) if price else None, dict(states)))
     return out

@@ -25,6 +25,9 @@ class NoteKind(StrEnum):
     FAILURE_HOLD = "failure-hold"  # the last job ended at job level: resubmit `until`
     CANCEL_MAY_LOSE_OUTPUT = "cancel-may-lose-output"  # a cancelled partner-model job
     PROTECTED = "protected"  # apply refuses to cancel its jobs without --allow-cancel
+    # Answers of this spec made by another answerer (local echo before vertex): not counted done
+    OTHER_ANSWERER = "other-answerer"
+    PASSTHROUGH = "passthrough"  # stored rows lack or carry stale passthrough columns: reshaped
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +40,9 @@ class Note:
     error: str | None = None  # its error, redacted
     failures: int = 0  # job-level failures in a row so far
     max_failures: int = 0  # quota.max_job_failures
+    rows: int = 0  # rows the note is about
+    answered_by: str | None = None  # who made those answers (OTHER_ANSWERER)
+    answerer: str | None = None  # who answers now
 
 
 @dataclass(frozen=True, slots=True)

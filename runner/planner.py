@@ -48,7 +48,12 @@ from runner.spec import Family, Manifest, Settings
 MAX_FAILURES_SHOWN = 10
 
 
-def _blocked(failures: JobFailures) -> Blocked | None:
+def _blocked(failures: JobFailures, ledger: Ledger) -> Blocked | None:
+    if ledger.unknown:
+        job = ledger.unknown[0]
+        return Blocked(since=job.create_time or "unknown", failures=0, credentials=False,
+                       error=job.error_message or f"job {job.name} runs without batchrun's "
+                             "spec or input labels, so its rows cannot be told")
     if not failures.blocked or failures.last is None:
         return None
     last = failures.last
@@ -75,6 +80,16 @@ def _notes(manifest: Manifest, settings: Settings, job_ends: JobFailures, held: 
     return notes
 
 
+def _identity_notes(ledger: Ledger, refreshed: int) -> list[Note]:
+    """Why stored answers do not count as they stand: another answerer made them, or their
+    passthrough columns are not the manifest's (reshaped, free)."""
+    notes = [Note(NoteKind.OTHER_ANSWERER, rows=count, answered_by=who, answerer=ledger.answerer)
+             for who, count in sorted(ledger.other_answerers.items())]
+    if refreshed:
+        notes.append(Note(NoteKind.PASSTHROUGH, rows=refreshed))
+    return notes
+
+
 def _check_placement(manifest: Manifest, reader: BackendReader, settings: Settings) -> None:
     """A job whose BigQuery data is in another location fails at import, after the wait: refuse
     it now, at plan time."""
@@ -94,15 +109,26 @@ def _changes(ledger: Ledger, reshape: int, shards: list[int], digest: str) -> li
     if ledger.to_collect:
         changes.append(Change(Action.COLLECT, "finished jobs hold answers",
                               tuple(j.name for j in ledger.to_collect)))
-    if ledger.running_stale:
-        changes.append(Change(Action.CANCEL, "spec changed",
-                              tuple(j.name for j in ledger.running_stale)))
+    if ledger.running_stale or ledger.running_other:
+        reason = " or ".join(why for why, jobs in (("spec changed", ledger.running_stale),
+                                                   ("executor changed", ledger.running_other))
+                             if jobs)
+        changes.append(Change(Action.CANCEL, reason, tuple(
+            j.name for j in (*ledger.running_stale, *ledger.running_other))))
     if reshape:
         changes.append(Change(Action.RESHAPE, "how answers are shaped changed", rows=reshape))
     if shards:
         changes.append(Change(Action.CREATE, "rows to do", rows=sum(shards), shards=len(shards),
                               digest=digest))
     return changes
+
+
+def _seen(prepared: Prepared, manifest: Manifest, reader: BackendReader,
+          jobs: Sequence[RemoteJob]) -> None:
+    """What the plan saw before it read the rows: apply compares it with what it finds."""
+    prepared.source_stamp = reader.source_stamp(manifest.source)
+    prepared.jobs_seen = frozenset(j.name for j in jobs)
+    prepared.destination_stamp = reader.destination_stamp(manifest.destination)
 
 
 def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
@@ -113,20 +139,13 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
     send are kept there for apply, as rendered now."""
     _check_placement(manifest, reader, settings)
     if prepared is not None:  # before the source is read: a change during the read is noticed
-        prepared.source_stamp = reader.source_stamp(manifest.source)
-        prepared.jobs_seen = frozenset(j.name for j in jobs)
-        prepared.destination_stamp = reader.destination_stamp(manifest.destination)
+        _seen(prepared, manifest, reader, jobs)
     ledger = read_ledger(manifest, reader, jobs)
     if prepared is not None:
         prepared.ids = ledger.ids
     job_ends = failures_of(manifest, jobs, settings, reader.forgiven_jobs(manifest.destination),
                            now or datetime.now(UTC), reader, ledger)
-    held, blocked = job_ends.hold_until, _blocked(job_ends)
-    if ledger.unknown:
-        job = ledger.unknown[0]
-        blocked = Blocked(since=job.create_time or "unknown", failures=0, credentials=False,
-                          error=job.error_message or f"job {job.name} runs without batchrun's "
-                                "spec or input labels, so its rows cannot be told")
+    held, blocked = job_ends.hold_until, _blocked(job_ends, ledger)
     counts = dict.fromkeys(RowClass, 0)
     failures: list[tuple[str, str]] = []
     sharder = Sharder(settings)
@@ -137,6 +156,7 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
     input_tokens = 0
     source_digest = hashlib.sha256()
     kept = 0  # done rows whose answer is kept from an older spec (on_change: forward)
+    refreshed = 0  # rows to reshape only for their passthrough columns
     for row, kind, stored in classified_rows(manifest, reader, settings, ledger):
         source_digest.update(f"{row.custom_id}\0{row.request_hash or row.source_fp}\n".encode())
         counts[kind] += 1
@@ -152,17 +172,21 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
             exact = (reader.count_tokens(manifest.family, manifest.model.resource,
                                          orjson.loads(row.line)) if exact_tokens else None)
             input_tokens += exact if exact is not None else estimate.approx_tokens(row.prompt_chars)
-        elif kind is RowClass.RESHAPE and prepared is not None:
-            prepared.reshape.add(row_key(row.custom_id, row.request_hash))
+        elif kind is RowClass.RESHAPE:
+            key = row_key(row.custom_id, row.request_hash)
+            refreshed += key in ledger.refresh
+            if prepared is not None:  # the source's passthrough values: a reshape refreshes them
+                prepared.reshape[key] = {k: row.row.data.get(k) for k in manifest.passthrough}
         elif kind is RowClass.FAILED and len(failures) < MAX_FAILURES_SHOWN:
             failures.append((row.custom_id, stored.last_error or "failed"))
     counts[RowClass.DONE] += ledger.unchanged  # left in BigQuery: answered, never read here
     source_digest.update(f"unchanged {ledger.unchanged}\n".encode())
-    stale = ledger.running_stale
     now_shards = shard_rows[:slots]
     changes = _changes(ledger, 0 if blocked else counts[RowClass.RESHAPE], now_shards,
                        send.hexdigest()[:32])
-    notes = _notes(manifest, settings, job_ends, held if shard_rows else None, bool(stale))
+    notes = _notes(manifest, settings, job_ends, held if shard_rows else None,
+                   bool(ledger.running_stale or ledger.running_other))
+    notes += _identity_notes(ledger, 0 if blocked else refreshed)
     rows = RowCounts(
         total=sum(counts.values()),
         done=counts[RowClass.DONE],

@@ -101,6 +101,14 @@ def note_text(note: Note) -> str:
                     "collected, its other rows are sent again under the new spec")
         case NoteKind.PROTECTED:
             return "protected: apply refuses to cancel its jobs without --allow-cancel"
+        case NoteKind.OTHER_ANSWERER:
+            return (f"{n(note.rows, 'answer')} {'was' if note.rows == 1 else 'were'} made by "
+                    f"{note.answered_by}: to do under {note.answerer} (an answer counts only for "
+                    "who made it; the old one stays until the new one succeeds)")
+        case NoteKind.PASSTHROUGH:
+            return (f"{n(note.rows, 'stored row')} {'lacks' if note.rows == 1 else 'lack'} the "
+                    "passthrough columns now asked for (or carry removed ones): filled from the "
+                    "source, nothing sent")
 
 
 def over_budget_text(e: Estimate) -> str:

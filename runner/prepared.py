@@ -30,7 +30,8 @@ class Prepared:
     source_stamp: Any = None  # the source's version then (None: cannot be told)
     ids: IdFilter | None = None  # the destination's ids, when the plan had jobs to collect
     rows: int = 0
-    reshape: set[int] = field(default_factory=set)  # ledger.row_key of the rows to reshape
+    # ledger.row_key of the rows to reshape -> the source row's passthrough values now
+    reshape: dict[int, dict[str, Any]] = field(default_factory=dict)
     _spool: IO[bytes] | None = None
     _digest: Any = field(default_factory=hashlib.sha256)
 

@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner import collect, estimate
+from runner import collect, estimate, ledger, result
 from runner.backends.base import BackendReader
 from runner.compare import MAX_LABELS, is_label, text_of
 from runner.errors import BatchrunError
@@ -43,7 +43,7 @@ def _prompts(manifest: Manifest, reader: BackendReader, settings: Settings) -> d
 
 def gather(manifest: Manifest, reader: BackendReader, settings: Settings) -> ReportData:
     extra = [c for c in manifest.passthrough if c not in FIELDS]
-    own = ["id", "status", "answer", "error", "spec", "finished", "prompt"]
+    own = ["id", "status", "answer", "error", "spec", "answered by", "finished", "prompt"]
     data = ReportData(manifest.name, manifest.model.short, manifest.spec_hash,
                       own + [f"{c} (column)" if c in own else c for c in extra])
     prompts = _prompts(manifest, reader, settings)
@@ -54,11 +54,12 @@ def gather(manifest: Manifest, reader: BackendReader, settings: Settings) -> Rep
     days: dict[str, dict[str, Any]] = {}
     tokens_in = tokens_out = 0
     answered_ids: set[str] = set()
-    for row in reader.read_destination(manifest.destination):
-        custom_id = str(row.get("custom_id"))
-        state = str(row.get("status") or "")
-        stale = state == Status.SUCCEEDED and row.get("spec_hash") != manifest.spec_hash
-        state = "stale" if stale else state
+    answerer = reader.answerer(manifest.model.resource)
+    for stored in reader.read_destination(manifest.destination):
+        custom_id = str(stored.get("custom_id"))
+        state = result.state_of(stored, manifest.spec_hash, answerer, manifest.max_attempts).value
+        # A row failed beside an older answer shows the error of its last attempt.
+        row = result.shown(stored, result.State.FAILED) if state == "failed" else stored
         status[state] += 1
         output = row.get("output")
         if state in (Status.SUCCEEDED, "stale"):
@@ -77,6 +78,7 @@ def gather(manifest: Manifest, reader: BackendReader, settings: Settings) -> Rep
         slot["output_tokens"] += u_out
         data.rows.append([custom_id, state, "" if output is None else text_of(output),
                           row.get("error") or "", str(row.get("spec_hash") or "")[:8],
+                          str(row.get("answered_by") or ledger.answerer_of(row)),
                           str(row.get("finished_at") or ""), prompts.get(custom_id, ""),
                           *(text_of(row.get(c)) if row.get(c) is not None else "" for c in extra)])
     for slot in days.values():

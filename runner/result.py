@@ -8,6 +8,8 @@ from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import Any, Final
 
+from runner.identity import same_answerer
+
 
 class Status(StrEnum):
     SUCCEEDED = "succeeded"
@@ -15,14 +17,14 @@ class Status(StrEnum):
 
 
 # After custom_id and the passthrough columns, in this order (a CSV destination's columns).
-FIELDS: Final = ("status", "output", "error", "attempts", "usage", "model", "spec_hash",
-                 "request_hash", "job", "finished_at", "retry", "source_fp", "raw")
+FIELDS: Final = ("status", "output", "error", "attempts", "usage", "model", "answered_by",
+                 "spec_hash", "request_hash", "job", "finished_at", "retry", "source_fp", "raw")
 ALL_FIELDS: Final = frozenset({"custom_id", *FIELDS})  # a passthrough column may not shadow one
 # The columns that make a destination batchrun's ledger: every writer writes them.
 LEDGER_FIELDS: Final = ("custom_id", "status", "spec_hash", "request_hash")
 # What the row pass reads of a destination (a table is queried for these alone).
 LEDGER_READ: Final = ("custom_id", "status", "spec_hash", "request_hash", "attempts", "error",
-                      "usage", "retry", "source_fp")
+                      "usage", "retry", "source_fp", "model", "answered_by", "job")
 # Held as JSON text in a CSV cell.
 JSON_FIELDS: Final = ("output", "usage", "retry")
 # In a BigQuery destination. `output` is STRING: the text answer, or the JSON text of a parsed
@@ -30,10 +32,46 @@ JSON_FIELDS: Final = ("output", "usage", "retry")
 # in its emulators); usage and retry are JSON.
 BIGQUERY_TYPES: Final = {"custom_id": "STRING", "status": "STRING", "output": "STRING",
                          "error": "STRING", "attempts": "INT64", "usage": "JSON",
-                         "model": "STRING", "spec_hash": "STRING", "request_hash": "STRING",
+                         "model": "STRING", "answered_by": "STRING", "spec_hash": "STRING",
+                         "request_hash": "STRING",
                          "job": "STRING", "finished_at": "STRING", "retry": "JSON",
                          "source_fp": "STRING", "raw": "STRING"}
 BIGQUERY_JSON: Final = tuple(k for k, v in BIGQUERY_TYPES.items() if v == "JSON")
+
+
+class State(StrEnum):
+    """A stored row as people are told it (results, report, status): `stale` is only an answer of
+    an older spec, or of another answerer; a row out of attempts under the current spec is
+    `failed`, even beside an older answer kept for it."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    STALE = "stale"
+
+
+def state_of(row: Mapping[str, Any], spec_hash: str, answerer: str, max_attempts: int) -> State:
+    if row.get("status") != Status.SUCCEEDED:
+        return State.FAILED
+    retry = row.get("retry")
+    if isinstance(retry, Mapping) and retry.get("spec_hash") == spec_hash and int(
+            retry.get("attempts") or 0) >= max_attempts:
+        return State.FAILED
+    if row.get("spec_hash") != spec_hash or not same_answerer(row.get("answered_by"),
+                                                                row.get("job"), answerer):
+        return State.STALE
+    return State.SUCCEEDED
+
+
+def shown(row: Mapping[str, Any], state: State) -> dict[str, Any]:
+    """The row as `batchrun results` gives it: its `outcome` (a State) last (unless a passthrough
+    column has that name: CSV readers keep their column positions) and, for a row failed beside
+    an older answer, the error of its last attempt."""
+    out = dict(row)
+    out.setdefault("outcome", state.value)
+    retry = row.get("retry")
+    if state is State.FAILED and not row.get("error") and isinstance(retry, Mapping):
+        out["error"] = retry.get("error")
+    return out
 
 
 def missing_ledger_fields(columns: Iterable[str]) -> list[str]:
@@ -45,7 +83,7 @@ def missing_ledger_fields(columns: Iterable[str]) -> list[str]:
 def make(*, custom_id: str, passthrough: Mapping[str, Any], ok: bool, output: Any,
          error: str | None, usage: Mapping[str, int] | None, model: str, spec_hash: str,
          request_hash: str, job: str, finished_at: str, source_fp: str = "",
-         raw: str | None = None) -> dict[str, Any]:
+         raw: str | None = None, answered_by: str = "") -> dict[str, Any]:
     """One result row, every field present, in order."""
     return {
         "custom_id": custom_id,
@@ -56,6 +94,7 @@ def make(*, custom_id: str, passthrough: Mapping[str, Any], ok: bool, output: An
         "attempts": 1,
         "usage": dict(usage) if usage else None,
         "model": model,
+        "answered_by": answered_by or None,  # who answered (identity.same_answerer)
         "spec_hash": spec_hash,
         "request_hash": request_hash,
         "job": job,

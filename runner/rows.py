@@ -36,6 +36,8 @@ class AnsweredIn:
     destination_kind: str
     spec_hash: str
     id_column: str
+    answered_by: str = ""  # who answers now: another's answer is not done (identity.same_answerer)
+    passthrough: tuple[str, ...] = ()  # a table lacking one of them has every row to reshape
 
 
 @dataclass(frozen=True, slots=True)

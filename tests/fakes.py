@@ -110,6 +110,14 @@ class FakeBackend:
     def forgiven_jobs(self, dest: DestinationSpec) -> set[str]:
         return set(self.forgiven.get(dest.location, set()))
 
+    def answerer(self, model: str) -> str:
+        return "fake"
+
+    def destination_columns(self, dest: DestinationSpec) -> frozenset[str] | None:
+        # Read like a table (read_destination gives the columns asked for): the table's columns.
+        rows = self.destinations.get(dest.location)
+        return None if rows is None else frozenset(k for r in rows for k in r)
+
     # writes
     def forgive_jobs(self, dest: DestinationSpec, names: Iterable[str]) -> None:
         self.forgiven.setdefault(dest.location, set()).update(names)
@@ -129,7 +137,8 @@ class FakeBackend:
         name = f"projects/fake/locations/x/batchPredictionJobs/{next(self._ids)}"
         job = RemoteJob(name=name, state=JobState.PENDING, labels=dict(request.labels),
                         display_name=request.display_name, model=request.model,
-                        create_time=self._stamp(), input_uri=request.input.uri)
+                        create_time=self._stamp(), input_uri=request.input.uri,
+                        answered_by=self.answerer(request.model))
         self.jobs[name] = job
         self.family[name] = request.family
         self.calls.append(("create_job", name))

@@ -128,7 +128,7 @@ def test_fingerprint_skipping_classifies_every_row_as_full_rendering(
         fake.destinations[manifest.destination.location] = [make(
             custom_id=r.custom_id, passthrough={}, ok=True, output="x", error=None, usage=None,
             model=manifest.model.short, spec_hash=manifest.spec_hash, request_hash=r.request_hash,
-            job="j", finished_at="t", source_fp=r.source_fp)
+            job="j", finished_at="t", source_fp=r.source_fp, answered_by="fake")
             for r in rendered_rows(manifest, fake, project.settings)]
         new = [dict(r) for r in rows] + [{"id": f"n{i}", "a": i, "b": "new", "c": None}
                                          for i in range(rnd.randint(0, 2))]

@@ -97,6 +97,8 @@ class RemoteJob:
     failed_count: int | None = None
     input_uri: str | None = None
     output_uri: str | None = None  # outputInfo: the directory or table the job wrote
+    # Who answers its rows (identity.local_answerer, or "vertex"): part of each answer's identity.
+    answered_by: str = ""
 
     @property
     def managed(self) -> bool:
@@ -229,6 +231,15 @@ class BackendReader(Protocol):
         ...
 
     def collected_jobs(self, dest: DestinationSpec) -> set[str]: ...
+
+    def answerer(self, model: str) -> str:
+        """Who this backend, as configured now, would have answer `model` (publishers/P/models/M):
+        a stored answer of anyone else is not this one's (identity.same_answerer)."""
+        ...
+
+    def destination_columns(self, dest: DestinationSpec) -> frozenset[str] | None:
+        """A table's columns (every row has them); None where each row's own keys tell (files)."""
+        ...
 
     def checkup(self, regions: Sequence[str], datasets: Mapping[str, str],
                 max_concurrent_jobs: int) -> list[Finding]:

@@ -38,6 +38,7 @@ from runner.backends.local.store import (
 )
 from runner.backends.processes import pid_alive
 from runner.errors import BackendError, LockError, error
+from runner.identity import local_answerer
 from runner.redact import without_userinfo
 from runner.rows import AnsweredIn, LedgerRows, RowIssue, SourceRow, Unchanged
 from runner.spec import (
@@ -156,6 +157,12 @@ class LocalBackend:
     def forgiven_jobs(self, dest: DestinationSpec) -> set[str]:
         self._check_destination(dest)
         return localfiles.forgiven_jobs(dest)
+
+    def answerer(self, model: str) -> str:
+        return local_answerer(self.executor_for(model))
+
+    def destination_columns(self, dest: DestinationSpec) -> frozenset[str] | None:
+        return None  # files: each row's keys tell
 
     # --- writing -------------------------------------------------------------------------------
 

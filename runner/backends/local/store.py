@@ -17,12 +17,18 @@ import orjson
 from runner.backends.base import JobState, RemoteJob
 from runner.backends.localfiles import write_json
 from runner.backends.processes import pid_alive, process_start
-from runner.identity import MANAGED_LABEL, MANAGED_VALUE, NAME_LABEL
+from runner.identity import (
+    LOCAL_JOB_PREFIX,
+    MANAGED_LABEL,
+    MANAGED_VALUE,
+    NAME_LABEL,
+    local_answerer,
+)
 from runner.rpc import Code
 
 WORKER_URL_ENV = "BATCHRUN_WORKER_BASE_URL"  # base_url with its password, never stored on disk
 
-NAME_PREFIX = "projects/local/locations/local/batchPredictionJobs/"
+NAME_PREFIX = LOCAL_JOB_PREFIX
 START_GRACE_SECONDS = 60  # a job whose worker has not started by then is reported failed
 LABELS_FILE = "labels.json"  # written once at create, never rewritten: what a damaged record was
 
@@ -162,4 +168,11 @@ class JobStore:
             failed_count=int(stats["failedCount"]) if "failedCount" in stats else None,
             input_uri=uris[0],
             output_uri=output,
+            answered_by=_answerer(record),
         )
+
+
+def _answerer(record: dict[str, Any]) -> str:
+    """Who answers the job's rows: the executor recorded when it was created."""
+    executor = (record.get("_local") or {}).get("executor")
+    return local_answerer(executor) if isinstance(executor, dict) else "local"

@@ -42,7 +42,7 @@ from runner.backends.vertex.rest import (
     VertexError,
 )
 from runner.errors import BackendError, ForeignDestinationError, error
-from runner.identity import INPUT_LABEL, MANAGED_LABEL, MANAGED_VALUE, NAME_LABEL
+from runner.identity import INPUT_LABEL, MANAGED_LABEL, MANAGED_VALUE, NAME_LABEL, VERTEX_ANSWERER
 from runner.result import missing_ledger_fields
 from runner.rows import AnsweredIn, LedgerRows, RowIssue, SourceRow, Unchanged
 from runner.spec import (
@@ -287,6 +287,15 @@ class VertexBackend:
         if not data or data.get("stamp") != self._stamp(dest):
             return set()  # the destination changed behind our back: re-collect, never re-pay
         return set(data.get("jobs", ()))
+
+    def answerer(self, model: str) -> str:
+        return VERTEX_ANSWERER
+
+    def destination_columns(self, dest: DestinationSpec) -> frozenset[str] | None:
+        if dest.kind is not DestinationKind.BIGQUERY:
+            return None
+        columns = self._ledger_columns(dest)
+        return None if columns is None else frozenset(columns)
 
     def forgiven_jobs(self, dest: DestinationSpec) -> set[str]:
         if dest.kind is DestinationKind.FILE:

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from runner.identity import VERTEX_ANSWERER
 from runner.rows import AnsweredIn, LedgerRows, SourceRow, Unchanged
 
 if TYPE_CHECKING:
@@ -69,9 +70,17 @@ class SourceRead:
         if answered is None or not self._joinable(answered):
             return None
         params.append(bigquery.ScalarQueryParameter("spec", "STRING", answered.spec_hash))
+        params.append(bigquery.ScalarQueryParameter("answerer", "STRING", answered.answered_by))
         return (f"WITH src AS ({fingerprinted(source)}), done AS (SELECT DISTINCT source_fp FROM "
                 f"`{answered.destination}` WHERE status = 'succeeded' AND spec_hash = @spec AND "
-                f"source_fp IS NOT NULL)")
+                f"{self._ours('')} AND source_fp IS NOT NULL)")
+
+    def _ours(self, alias: str) -> str:
+        """SQL: the row's answer was made by the current answerer. A row from before rows recorded
+        it is the vertex backend's: only it writes BigQuery tables (identity.same_answerer)."""
+        if "answered_by" not in self.dest_columns:
+            return f"'{VERTEX_ANSWERER}' = @answerer"
+        return f"COALESCE({alias}answered_by, '{VERTEX_ANSWERER}') = @answerer"
 
     def _duplicated_sql(self) -> str:
         """How many ids the source holds twice or more (scalar subquery over `src`)."""
@@ -129,8 +138,8 @@ class SourceRead:
             + f" AS output_tokens FROM `{dest}`")))
         sql = (f"WITH src AS ({fingerprinted(source)}), seen AS (SELECT DISTINCT {FP} AS fp FROM "
                f"src) SELECT {picked} FROM `{dest}` AS d LEFT JOIN seen ON d.source_fp = seen.fp "
-               f"WHERE NOT COALESCE(d.status = 'succeeded' AND d.spec_hash = @spec AND seen.fp IS "
-               f"NOT NULL, FALSE)")
+               f"WHERE NOT COALESCE(d.status = 'succeeded' AND d.spec_hash = @spec AND "
+               f"{self._ours('d.')} AND seen.fp IS NOT NULL, FALSE)")
         return LedgerRows(self.bq.ledger_rows(sql, params), int(totals["answered"] or 0),
                           int(totals["output_tokens"] or 0))
 
@@ -140,4 +149,5 @@ class SourceRead:
         if answered.destination_kind != "bigquery" or answered.id_column not in self.columns:
             return False
         self.dest_columns = set(self.bq.columns(answered.destination) or ())
-        return {"source_fp", "status", "spec_hash"} <= self.dest_columns
+        # A passthrough column the table lacks: every stored row is to be reshaped, none left there.
+        return {"source_fp", "status", "spec_hash", *answered.passthrough} <= self.dest_columns

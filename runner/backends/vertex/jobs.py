@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from runner.backends.base import JobRequest, JobState, RemoteJob
+from runner.identity import VERTEX_ANSWERER
 from runner.redact import redact
 from runner.spec import DestinationKind
 
@@ -77,6 +78,7 @@ def parse_job(job: Mapping[str, Any]) -> RemoteJob:
         failed_count=_int(stats.get("failedCount")),
         input_uri=input_location(job),
         output_uri=output_location(job),
+        answered_by=VERTEX_ANSWERER,
     )
 
 
