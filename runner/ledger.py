@@ -235,7 +235,8 @@ def answered_in(manifest: Manifest) -> AnsweredIn | None:
     if manifest.on_change == "forward":
         return None
     return AnsweredIn(manifest.destination.location, manifest.destination.kind.value,
-                      manifest.spec_hash, manifest.source.id_column)
+                      manifest.spec_hash, manifest.source.id_column, manifest.source.id_hash,
+                      manifest.source.max_id_chars)
 
 
 def display_path_of(manifest: Manifest, settings: Settings) -> str:

@@ -36,6 +36,8 @@ class AnsweredIn:
     destination_kind: str
     spec_hash: str
     id_column: str
+    id_hash: bool = False  # the id rule, for a source that groups the ids sent in SQL
+    max_id_chars: int = 64
 
 
 @dataclass(frozen=True, slots=True)
