@@ -7,7 +7,7 @@ import tempfile
 from array import array
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from runner.errors import Diagnostic, error
 
@@ -64,17 +64,24 @@ class IdTracker:
         return found
 
 
-def name_duplicates(ids: Iterable[tuple[int, str]], hashes: set[int],
+def name_duplicates(ids: Iterable[tuple[int, str, Any]], hashes: set[int],
                     source_name: str) -> list[Diagnostic]:
-    """Second pass, on the error path only: (row number, id) pairs -> the rows of each duplicate."""
-    first: dict[str, int] = {}
+    """Second pass, on the error path only: (row number, custom_id sent, raw id) triples -> the
+    rows of each custom_id sent twice. Two raw ids that send one custom_id (5 and "5", say) are
+    both named: that is what the user has to tell apart."""
+    first: dict[str, tuple[int, Any]] = {}
     out: list[Diagnostic] = []
-    for number, custom_id in ids:
+    for number, custom_id, raw in ids:
         if hash(custom_id) not in hashes:
             continue
-        seen = first.setdefault(custom_id, number)
-        if seen != number and len(out) < MAX_NAMED:
-            out.append(error(f"row {number} (id {custom_id!r}): duplicate id, first seen at "
-                             f"row {seen}", file=source_name, line=number,
-                             hint="fix the source row, or filter it out of the source"))
+        seen, seen_raw = first.setdefault(custom_id, (number, raw))
+        if seen == number or len(out) >= MAX_NAMED:
+            continue
+        if type(raw) is type(seen_raw) and raw == seen_raw:
+            message = f"row {number} (id {raw!r}): duplicate id, first seen at row {seen}"
+        else:
+            message = (f"row {number} (id {raw!r}): sends custom_id {custom_id!r}, as row {seen} "
+                       f"(id {seen_raw!r}) does")
+        out.append(error(message, file=source_name, line=number,
+                         hint="fix the source row, or filter it out of the source"))
     return out

@@ -312,7 +312,8 @@ def answered_in(manifest: Manifest, answerer: str) -> AnsweredIn | None:
         return None
     return AnsweredIn(manifest.destination.location, manifest.destination.kind.value,
                       manifest.spec_hash, manifest.source.id_column, answerer,
-                      tuple(manifest.passthrough))
+                      tuple(manifest.passthrough), manifest.source.id_hash,
+                      manifest.source.max_id_chars)
 
 
 def display_path_of(manifest: Manifest, settings: Settings) -> str:

@@ -166,17 +166,19 @@ def _source(raw: Mapping[str, Any], base: Path, problems: list[Diagnostic], sett
                                   line=doc.line_of(("spec", "source", "file")),
                                   path="spec.source.file",
                                   hint="paths are relative to the manifest's folder"))
-        return SourceSpec(SourceKind.FILE, str(path), fmt, id_column, columns, id_hash=id_hash)
+        return SourceSpec(SourceKind.FILE, str(path), fmt, id_column, columns, id_hash=id_hash,
+                          max_id_chars=settings.quota.max_id_chars)
     if "bigquery" in raw:
         bq = raw["bigquery"]
         key = "query" if "query" in bq else "table"
         return SourceSpec(SourceKind.BIGQUERY, bq.get("table") or bq["query"],
                           "requests" if fmt == "requests" else "bigquery", id_column, columns,
                           is_query="query" in bq, id_hash=id_hash,
+                          max_id_chars=settings.quota.max_id_chars,
                           line=doc.line_of(("spec", "source", "bigquery", key)))
     uris = tuple(raw["gcs"]["uris"])
     return SourceSpec(SourceKind.GCS, uris[0], fmt or "jsonl", id_column, columns, uris=uris,
-                      id_hash=id_hash)
+                      id_hash=id_hash, max_id_chars=settings.quota.max_id_chars)
 
 
 def _destination(raw: Mapping[str, Any], base: Path, settings: Settings,

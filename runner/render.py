@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -20,6 +19,7 @@ import orjson
 
 from runner import estimate
 from runner.identity import request_hash
+from runner.idrule import hashed_id, hashed_shape, id_ok, sent_as_is
 from runner.rows import SourceRow
 from runner.sandbox import REFUSALS, BoundedSandbox, Deadline, refusal_text
 from runner.spec import Family, Manifest, Template
@@ -108,9 +108,16 @@ def _canonical(value: Any) -> Any:
     """orjson's fallback for values it does not encode natively (Decimal, bytes, sets)."""
     return {"$type": type(value).__name__, "repr": repr(value)}
 
-# The strictest documented custom_id rule (Anthropic's batch API: ^[a-zA-Z0-9_-]{1,64}$); the
-# length is quota.max_id_chars'.
-_ID_OK = re.compile(r"[A-Za-z0-9_-]+").fullmatch
+
+def _with_custom_id(data: Mapping[str, Any], custom_id: str) -> Mapping[str, Any]:
+    """A ready-made request row carrying the id batchrun sends and tracks: the id column's, hashed
+    or not, in place of any other the row has. A row that already carries it keeps its bytes."""
+    current = data.get("custom_id")
+    if current == custom_id or (type(current) is int and str(current) == custom_id):
+        return data
+    if "custom_id" in data:
+        return {**data, "custom_id": custom_id}  # in its place: the keys keep their order
+    return {"custom_id": custom_id, **data}
 
 
 class Renderer:
@@ -144,6 +151,7 @@ class Renderer:
         self._templates = {k: env.from_string(t.text) for k, t in texts.items()}
         self._params = dict(manifest.parameters)
         self._requests = manifest.source.format == "requests"
+        self._rehash = manifest.source.id_hash
         pieces = {k: _simple_pieces(env, t.text) for k, t in texts.items()}
         self._fast: dict[str, list[str | tuple[str]]] | None = None
         self._skeleton: list[bytes] = []
@@ -193,8 +201,9 @@ class Renderer:
     def custom_id(self, row: SourceRow) -> str:
         column = self.manifest.source.id_column
         value = row.data.get(column)
-        if type(value) is str and 0 < len(value) <= self.max_id_chars and _ID_OK(value):
-            return value  # the common case, checked in one step (kept as is even with hash: true)
+        if type(value) is str and 0 < len(value) <= self.max_id_chars and id_ok(value) and not (
+                self._rehash and value[:1] == "h" and hashed_shape(value)):
+            return value  # the common case, in one step: kept as is even with hash: true
         if column not in row.data:
             raise RowError(f'has no id column "{column}"')
         value = row.data[column]
@@ -204,17 +213,14 @@ class Renderer:
             raise RowError(f'id column "{column}" must be a string or a whole number, '
                            f"not {type(value).__name__}")
         text = str(value)
-        fits = len(text) <= self.max_id_chars and _ID_OK(text) is not None
-        if self.manifest.source.id_hash and not fits:
-            # Only ids that do not fit are hashed: a valid id keeps its answers when hash: true is
-            # added later (re-keying them all would pay for every row again).
-            return "h" + hashlib.sha256(text.encode()).hexdigest()[:40]
+        if self._rehash and not sent_as_is(text, self.max_id_chars, True):
+            return hashed_id(text)  # an id that does not fit, or one that looks like a hash
         hint = (f"; set `id: {{column: {column}, hash: true}}` to send a hash of it instead (the "
                 f"column is kept in the results)")
         if len(text) > self.max_id_chars:
             raise RowError(f"id is {len(text)} characters, over the limit of {self.max_id_chars} "
                            f"(quota.max_id_chars){hint}")
-        if not _ID_OK(text):
+        if not id_ok(text):
             shown = text if len(text) <= 40 else text[:40] + "…"
             raise RowError(f"id {shown!r} has characters a batch job may refuse: an id is letters, "
                            f"digits, _ and - only (the Anthropic batch rule){hint}")
@@ -307,7 +313,7 @@ class Renderer:
             return RenderedRow(custom_id, line, _sha(line).hexdigest()[:32], row, chars)
         try:
             if self._requests:
-                line = dumps(row.data)
+                line = dumps(_with_custom_id(row.data, custom_id))
                 chars = estimate.prompt_chars(self.manifest.family, row.data)
             else:
                 request = self.request(custom_id, row.data)

@@ -5,6 +5,7 @@ reads only the rows it is given (and the source again, to name duplicate ids).""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from runner.errors import Diagnostic, RenderError, error
 from runner.idcheck import IdTracker, name_duplicates
@@ -20,12 +21,15 @@ def row_problem(file: str, row: SourceRow | int, message: str, custom_id: str | 
                  hint="fix the source row, or filter it out of the source")
 
 
-def _ids(renderer: Renderer, rows: Iterable[SourceRow | RowIssue]) -> Iterator[tuple[int, str]]:
-    """(row number, id) of every row with a usable id; bad rows were reported by the first pass."""
+def _ids(renderer: Renderer, rows: Iterable[SourceRow | RowIssue]
+         ) -> Iterator[tuple[int, str, Any]]:
+    """(row number, id sent, raw id) of every row with a usable id; bad rows were reported by the
+    first pass."""
+    column = renderer.manifest.source.id_column
     for item in rows:
         if isinstance(item, SourceRow):
             try:
-                yield item.number, renderer.custom_id(item)
+                yield item.number, renderer.custom_id(item), item.data.get(column)
             except RowError:
                 continue
 

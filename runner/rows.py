@@ -38,6 +38,8 @@ class AnsweredIn:
     id_column: str
     answered_by: str = ""  # who answers now: another's answer is not done (identity.same_answerer)
     passthrough: tuple[str, ...] = ()  # a table lacking one of them has every row to reshape
+    id_hash: bool = False  # the id rule, for a source that groups the ids sent in SQL
+    max_id_chars: int = 64
 
 
 @dataclass(frozen=True, slots=True)

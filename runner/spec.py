@@ -81,6 +81,7 @@ class SourceSpec:
     is_query: bool = False
     line: int = 0  # where the source is written in its manifest, for errors; never hashed
     id_hash: bool = False  # send a hash of the id column (ids that do not fit custom_id's rule)
+    max_id_chars: int = 64  # quota.max_id_chars, for a source that tells the ids sent in SQL
 
 
 class DestinationKind(StrEnum):

@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from runner.identity import VERTEX_ANSWERER
+from runner.idrule import HASH_HEX, HASHED_SHAPE, ID_CHARS
 from runner.rows import AnsweredIn, LedgerRows, SourceRow, Unchanged
 
 if TYPE_CHECKING:
@@ -36,6 +37,18 @@ def fingerprinted(source: str) -> str:
             f"AS {FP} FROM {source} AS {ROW}")
 
 
+def sent_id(column: str, field_type: str, *, id_hash: bool, max_chars: int) -> str:
+    """The custom_id render.py sends for the id column `column`, in SQL (runner/idrule.py's rule;
+    tests pin that they agree): so the rows left in BigQuery are checked on the ids they were sent
+    under. An id sent as it is, or refused when rendered, is grouped as it is."""
+    if not id_hash or field_type not in ("STRING", "INTEGER", "INT64"):
+        return f"`{column}`"
+    text = f"`{column}`" if field_type == "STRING" else f"CAST(`{column}` AS STRING)"
+    as_is = (f"LENGTH({text}) <= {int(max_chars)} AND REGEXP_CONTAINS({text}, r'^{ID_CHARS}$') "
+             f"AND NOT REGEXP_CONTAINS({text}, r'^{HASHED_SHAPE}$')")
+    return f"IF({as_is}, {text}, CONCAT('h', SUBSTR(TO_HEX(SHA256({text})), 1, {HASH_HEX})))"
+
+
 class SourceRead:
     """One read of a table or query source, fingerprinted in SQL; with `answered`, the answered
     rows are counted and left out there."""
@@ -59,6 +72,7 @@ class SourceRead:
             schema = self.bq.client.get_table(self.table, retry=self.bq.retry).schema
             source = f"`{self.table}`"
         self.columns = {f.name for f in schema}
+        self.types = {f.name: str(f.field_type) for f in schema}
         return source, [bigquery.ScalarQueryParameter("salt", "STRING", schema_salt(schema))]
 
     def _with(self, source: str, params: list[Any]) -> str | None:
@@ -83,10 +97,13 @@ class SourceRead:
         return f"COALESCE({alias}answered_by, '{VERTEX_ANSWERER}') = @answerer"
 
     def _duplicated_sql(self) -> str:
-        """How many ids the source holds twice or more (scalar subquery over `src`)."""
-        assert self.answered is not None
-        return (f"(SELECT COUNT(*) FROM (SELECT `{self.answered.id_column}` FROM src GROUP BY 1 "
-                f"HAVING COUNT(*) > 1))")
+        """How many custom_ids the source would send twice or more (scalar subquery over `src`):
+        the ids sent, not the column's values, which `hash: true` rewrites."""
+        answered = self.answered
+        assert answered is not None
+        key = sent_id(answered.id_column, self.types.get(answered.id_column, ""),
+                      id_hash=answered.id_hash, max_chars=answered.max_id_chars)
+        return f"(SELECT COUNT(*) FROM (SELECT {key} FROM src GROUP BY 1 HAVING COUNT(*) > 1))"
 
     def _duplicated(self, with_: str, params: list[Any]) -> bool:
         """Duplicate ids are reported by the full read, which names their rows."""
