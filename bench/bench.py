@@ -364,7 +364,8 @@ def one_plan_scale(manifests: int, jobs_each: int, work: Path) -> dict[str, Any]
                            "endTime": "2026-01-01T01:00:00.000000Z",
                            "labels": {"batchrun-managed": "v1", "batchrun-name": m.name,
                                       "batchrun-spec": m.spec_hash, "batchrun-input": f"{n:032d}",
-                                      "batchrun-shard": "0"}})
+                                      "batchrun-shard": "0",
+                                      "batchrun-project": p.settings.project_label}})
         dest = out / f"{m.name}.jsonl"
         dest.write_bytes(orjson.dumps({"custom_id": row.custom_id, "status": "succeeded",
                                        "spec_hash": m.spec_hash, "request_hash": row.request_hash,

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from runner import report as reporter
     from runner.apply import ApplyReport
     from runner.compare import Preview
-    from runner.handson import RetryReport
+    from runner.handson import CancelReport, RetryReport
     from runner.plan import Plan
     from runner.report import ReportData
 else:  # loaded by the call that needs them: `batchrun render` need not load apply or the planner
@@ -60,11 +60,11 @@ else:  # loaded by the call that needs them: `batchrun render` need not load app
     previewer = lazy_module("runner.preview")
     reporter = lazy_module("runner.report")
 
-    def __getattr__(name: str) -> Any:  # ApplyReport, RetryReport: the API's, loaded on first use
+    def __getattr__(name: str) -> Any:  # ApplyReport, RetryReport...: the API's, loaded when used
         if name == "ApplyReport":
             return applier.ApplyReport
-        if name == "RetryReport":
-            return handson.RetryReport
+        if name in ("RetryReport", "CancelReport"):
+            return getattr(handson, name)
         raise AttributeError(f"module 'runner.api' has no attribute {name!r}")
 
 __version__ = "0.1.0"
@@ -334,9 +334,12 @@ def results(project: Project, name: str, *, backend: Backend | None = None) -> I
             for row in reader.read_destination(m.destination))
 
 
-def cancel(project: Project, name: str, *, backend: Backend | None = None) -> list[str]:
-    """Cancel NAME's running jobs (what they answered is still collected); the names cancelled."""
-    return handson.cancel_running(project.manifest(name), backend or open_backend(project))
+def cancel(project: Project, name: str, *, backend: Backend | None = None,
+           preview: bool = False) -> CancelReport:
+    """Cancel NAME's running jobs, of its current and older specs (what they answered is still
+    collected), and with `preview` its running previews too; iterates as the names cancelled."""
+    return handson.cancel_running(project.manifest(name), backend or open_backend(project),
+                                  previews=preview)
 
 
 def retry(project: Project, name: str, *, failed: bool = False, backend: Backend | None = None,
@@ -354,6 +357,12 @@ def doctor(project: Project, *, backend: Backend | None = None) -> list[Finding]
     """What a first real run needs, checked: one Finding (ok, what, fix) per thing."""
     return doctor_checks.doctor(project.manifests, backend or open_backend(project),
                                 project.settings)
+
+
+def project_notes(project: Project) -> list[Finding]:
+    """What `plan` says once about the project itself: that batchrun.yaml should have an id."""
+    found = doctor_checks.id_finding(project.settings)
+    return [found] if found is not None and found.warn else []
 
 
 def canary(project: Project, *, backend: Backend | None = None,
@@ -383,7 +392,8 @@ def unlock(project: Project, name: str, *, backend: Backend | None = None) -> st
     return said
 
 
-__all__ = ["ApplyReport", "JobStatus", "Project", "RenderError", "RetryReport", "Usage", "apply",
+__all__ = ["ApplyReport", "CancelReport", "JobStatus", "Project", "RenderError", "RetryReport",
+           "Usage", "apply",
            "apply_saved", "cancel", "check_budget", "converge", "import_job", "load_project",
            "open_backend", "plan", "preview", "render", "report", "results", "retry", "save_plan",
            "status", "unlock", "usage"]

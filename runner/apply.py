@@ -10,7 +10,6 @@ second run never sends a row twice.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -49,7 +48,7 @@ from runner.events import (
     SourceMoved,
 )
 from runner.ledger import Sharder, busy_slots, job_results, row_key
-from runner.paths import destination_key
+from runner.paths import destination_lock
 from runner.plan import Action, Change, ManifestPlan, Plan
 from runner.prepared import Prepared, Work
 from runner.result import Status
@@ -80,8 +79,7 @@ def quiet(_: Event) -> None:
 def lock_names(manifest: Manifest) -> tuple[str, str]:
     """The manifest's lock and its destination's: two manifests (or two checkouts) writing one
     place cannot write it at once, whatever their names."""
-    kind, where = destination_key(manifest.destination)
-    return manifest.name, "destination-" + hashlib.sha256(f"{kind}:{where}".encode()).hexdigest()[:20]
+    return manifest.name, destination_lock(manifest.destination)
 
 
 @contextlib.contextmanager
@@ -243,8 +241,11 @@ def create_jobs(manifest: Manifest, backend: Backend, settings: Settings, report
     each create."""
     pool = pool_of(manifest.region, backend.regional)
 
-    def busy(jobs: Sequence[RemoteJob]) -> int:  # the job quota is per region
-        return busy_slots([j for j in jobs if pool_of(j.region, backend.regional) == pool])
+    def busy(jobs: Sequence[RemoteJob]) -> int:
+        """Slots in use in the manifest's region (the job quota is per region): this project's
+        jobs just listed, and other batchrun projects' that listing set aside."""
+        return busy_slots([j for j in (*jobs, *backend.foreign_jobs())
+                           if pool_of(j.region, backend.regional) == pool])
 
     if busy(backend.list_jobs(in_flight_only=True)) >= settings.quota.max_concurrent_jobs:
         return

@@ -189,6 +189,8 @@ def plan(ctx: click.Context, paths: tuple[str, ...], as_json: bool, fmt: str, ou
         cli_review.check_previews(previews)
     else:
         _emit_plan(the_plan, "json" if as_json else fmt)
+    for note in api.project_notes(project):  # once, after the plan, on stderr
+        click.echo(display.note_text(note), err=True)
     if out is not None:
         api.save_plan(project, the_plan, out)
         click.echo(f"Saved the plan to {out}; `batchrun apply {out}` carries out exactly this plan.",

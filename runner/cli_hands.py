@@ -21,12 +21,13 @@ else:
 
 @main.command()
 @click.argument("name")
+@click.option("--preview", is_flag=True, help="Also cancel NAME's running previews.")
 @click.pass_context
 @handle_errors
-def cancel(ctx: click.Context, name: str) -> None:
-    """Cancel NAME's running jobs (their rows are sent again by the next apply)."""
-    jobs = api.cancel(_project(ctx), name)
-    click.echo(f"Cancelling {n(len(jobs), 'job')}" + "".join(f"\n  {j}" for j in jobs))
+def cancel(ctx: click.Context, name: str, preview: bool) -> None:
+    """Cancel NAME's running jobs, of its current and older specs (their rows are sent again by
+    the next apply); a running preview only with --preview."""
+    click.echo(display.cancel_text(name, api.cancel(_project(ctx), name, preview=preview)))
 
 
 @main.command(name="import")

@@ -196,13 +196,36 @@ def results_summary(rows: int, failed: int, stale: int) -> str:
 
 
 def findings_text(findings: Iterable[Finding]) -> str:
-    """`batchrun doctor`: ✓ or ✗ and what, then the fix under each ✗."""
+    """`batchrun doctor`: ✓, ! (fine, but worth a look) or ✗ and what, then the fix under each !
+    and ✗."""
     lines = []
     for f in findings:
-        lines.append(f"{'✓' if f.ok else '✗'} {f.what}")
-        if not f.ok and f.fix:
+        lines.append(f"{'✗' if not f.ok else '!' if f.warn else '✓'} {f.what}")
+        if (not f.ok or f.warn) and f.fix:
             lines.append(f"    fix: {f.fix}")
     return redact("\n".join(lines)) + "\n"
+
+
+def note_text(finding: Finding) -> str:
+    """A doctor's finding said in passing, by `plan`."""
+    return redact(f"note: {finding.what}" + (f"; {finding.fix}" if finding.fix else ""))
+
+
+def cancel_text(name: str, report: Any) -> str:
+    """`batchrun cancel`: each job asked to stop (name, spec, state), and the previews left."""
+    def spec(job: Any) -> str:
+        which = ("preview" if job.preview else "current" if job.spec_hash == report.spec_hash
+                 else "older")
+        return f"spec {job.spec_hash[:8] or '?'} ({which})"
+
+    lines = [f"{name}: cancelling {n(len(report.cancelled), 'job')}"
+             if report.cancelled else f"{name}: no running job to cancel"]
+    lines += [f"  {j.name}  {spec(j)}  {j.state.short}" for j in report.cancelled]
+    left = len(report.previews_left)
+    if left:
+        lines.append(f"{n(left, 'preview job')} left running; --preview cancels "
+                     + ("it" if left == 1 else "them"))
+    return "\n".join(lines)
 
 
 def retry_text(name: str, was_blocked: bool, rows_reset: int, failed: bool,

@@ -4,9 +4,15 @@ datasets, and each manifest's model in its region against the catalogue. Reads o
 
 from __future__ import annotations
 
+from collections import Counter
+
 from runner import catalog
-from runner.backends.base import BackendReader, Finding
+from runner.backends.base import BackendReader, Finding, RemoteJob
+from runner.errors import BatchrunError, n
+from runner.settings import new_project_id
 from runner.spec import DestinationKind, Manifest, Settings, SourceKind
+
+BEFORE_IDS = "(jobs made before project ids)"  # how doctor names jobs without a project label
 
 
 def datasets_of(manifests: tuple[Manifest, ...]) -> dict[str, str]:
@@ -38,10 +44,67 @@ def model_finding(m: Manifest) -> Finding:
     return Finding(True, f"{m.name}: {m.model.short} runs batch jobs in {m.region}")
 
 
+def id_finding(settings: Settings) -> Finding | None:
+    """The project's id, or the advice to write one. None for a local project without one: its
+    jobs are in its own .batchrun/, where no other project's are."""
+    folder = f"{settings.staging.rstrip('/')}/{settings.project_label}/" if settings.staging else None
+    if settings.project_id is not None:
+        return Finding(True, f"project id: {settings.project_id} (labels this project's jobs"
+                             + (f"; its files are under {folder})" if folder else ")"))
+    if settings.backend == "local":
+        return None
+    return Finding(True, f"project id: batchrun.yaml has none; this project's jobs are labelled "
+                         f"{settings.project_label}, derived from staging {settings.staging}",
+                   f"write `id: {new_project_id(settings.root)}` into batchrun.yaml (jobs made "
+                   "until then stay this project's): projects sharing a staging prefix without "
+                   "ids cannot be told apart", warn=True)
+
+
+def neighbour_findings(manifests: tuple[Manifest, ...], reader: BackendReader,
+                       settings: Settings) -> list[Finding]:
+    """The other batchrun projects whose jobs share the job listing (and quota) with this one, by
+    region; and a warning for each that shares this staging prefix or a manifest name."""
+    try:
+        reader.list_jobs()
+    except BatchrunError:  # the checkup's lines already say why the jobs cannot be listed
+        return []
+    others = reader.foreign_jobs()
+    out = []
+    by_region: dict[str, Counter[str]] = {}
+    for job in others:
+        by_region.setdefault(job.region or "", Counter())[job.project or BEFORE_IDS] += 1
+    for region, counts in sorted(by_region.items()):
+        named = ", ".join(f"{p} ({n(c, 'job')})" for p, c in sorted(counts.items()))
+        out.append(Finding(True, f"other batchrun projects in {region or 'this project'}: "
+                                 f"{named}"))
+    staging = settings.staging.rstrip("/") + "/" if settings.staging else None
+    names = {m.name for m in manifests}
+    projects: dict[str, list[RemoteJob]] = {}
+    for job in others:
+        projects.setdefault(job.project or BEFORE_IDS, []).append(job)
+    for project, jobs in sorted(projects.items()):
+        if staging and any((j.input_uri or "").startswith(staging) for j in jobs):
+            out.append(Finding(True, f"{project} shares this staging prefix ({settings.staging})",
+                               "safe while the ids differ (each project's files are under its "
+                               "own id), but a prefix of its own keeps retention, gc and "
+                               "permissions apart too", warn=True))
+        shared = sorted({j.manifest_name for j in jobs} & names)
+        if shared:
+            out.append(Finding(True, f"{project} has "
+                                     + (f"a manifest named {shared[0]}" if len(shared) == 1
+                                        else f"manifests named {', '.join(shared)}") + " too",
+                               "safe while the ids differ: jobs are told apart by project; "
+                               "a name of its own keeps `batchrun status` and the console "
+                               "readable", warn=True))
+    return out
+
+
 def doctor(manifests: tuple[Manifest, ...], reader: BackendReader,
            settings: Settings) -> list[Finding]:
     regions = sorted({m.region for m in manifests if m.region})
     findings = reader.checkup(regions, datasets_of(manifests), settings.quota.max_concurrent_jobs)
+    found = id_finding(settings)
+    findings += [*([found] if found else []), *neighbour_findings(manifests, reader, settings)]
     if reader.regional:
         findings += [model_finding(m) for m in manifests]
     return findings

@@ -15,7 +15,7 @@ import orjson
 
 from runner import collect, identity
 from runner.apply import ApplyReport, collect_finished, job_request, litter, locked, quiet
-from runner.backends.base import Backend, Finding, IndexEntry
+from runner.backends.base import Backend, Finding, IndexEntry, JobState, RemoteJob
 from runner.errors import BatchrunError
 from runner.events import Listener
 from runner.identity import INPUT_LABEL, MANAGED_LABEL, MANAGED_VALUE, NAME_LABEL
@@ -99,13 +99,34 @@ def _rerun_older(manifest: Manifest, backend: Backend, report: RetryReport,
                               collected=backend.collected_jobs(manifest.destination))
 
 
-def cancel_running(manifest: Manifest, backend: Backend) -> list[str]:
-    """`batchrun cancel`: ask every running job of the manifest to stop, under its locks."""
-    running = [j.name for j in backend.list_jobs(manifest.name, in_flight_only=True)]
+@dataclass(frozen=True)
+class CancelReport:
+    """What `batchrun cancel` asked to stop, as the jobs were just before; iterates as the names
+    cancelled (what cancel always returned)."""
+
+    spec_hash: str  # the manifest's current spec
+    cancelled: tuple[RemoteJob, ...] = ()
+    previews_left: tuple[RemoteJob, ...] = ()  # previews still running: only --preview stops them
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(j.name for j in self.cancelled)
+
+    def __len__(self) -> int:
+        return len(self.cancelled)
+
+
+def cancel_running(manifest: Manifest, backend: Backend, *, previews: bool = False) -> CancelReport:
+    """`batchrun cancel`: under its locks, ask each of the manifest's running jobs — of its current
+    spec and older ones — to stop. A preview's job only with `previews`: a pull request's preview
+    may be what someone waits on (its answers count once that spec is applied)."""
     with locked(backend, manifest):
-        for job in running:
-            backend.cancel_job(job)
-    return running
+        running = [j for j in backend.list_jobs(manifest.name, in_flight_only=True)
+                   if j.state is not JobState.CANCELLING]  # asked already: nothing to ask again
+        chosen = tuple(j for j in running if previews or not j.preview)
+        for job in chosen:
+            backend.cancel_job(job.name)
+    return CancelReport(manifest.spec_hash, chosen,
+                        tuple(j for j in running if j not in chosen))
 
 
 def import_job(manifest: Manifest, backend: Backend, settings: Settings, job_name: str) -> int:

@@ -24,6 +24,9 @@ SHARD_LABEL: Final = "batchrun-shard"
 # A preview's job: its answers are collected only once its spec is the manifest's (never by another
 # spec's apply, which would overwrite the answers of the spec in use).
 PREVIEW_LABEL: Final = "batchrun-preview"
+# The project that made the job (batchrun.yaml's id): projects sharing a GCP project and region
+# list each other's jobs, and take none of them for their own.
+PROJECT_LABEL: Final = "batchrun-project"
 RESERVED_PREFIXES: Final = ("batchrun-", "aiplatform.googleapis.com/")
 MAX_LABELS: Final = 64
 

@@ -4,6 +4,8 @@ only what the file system says about links."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 
 from runner.spec import DestinationKind, DestinationSpec, Settings
@@ -45,6 +47,16 @@ def destination_key(dest: DestinationSpec) -> tuple[str, str]:
     if dest.kind is DestinationKind.GCS:
         return dest.kind.value, dest.location.rstrip("/") + "/"
     return dest.kind.value, dest.location.replace(":", ".").strip("`")
+
+
+def destination_lock(dest: DestinationSpec) -> str:
+    """The lock name of a destination: every manifest and project writing it takes this one."""
+    kind, where = destination_key(dest)
+    return "destination-" + hashlib.sha256(f"{kind}:{where}".encode()).hexdigest()[:20]
+
+
+def is_destination_lock(name: str) -> bool:
+    return re.fullmatch(r"destination-[0-9a-f]{20}", name) is not None
 
 
 OUTSIDE_HINT = ("move it into the project, or allow its folder with allow_paths_outside: "

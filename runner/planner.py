@@ -244,7 +244,9 @@ def make_plan(manifests: Sequence[Manifest], reader: BackendReader, settings: Se
     """Read-only: one listing of the jobs for all manifests, then a row pass per manifest. With
     `work`, the rows each manifest is to send are kept there for apply."""
     jobs = reader.list_jobs()
-    busy = Counter(pool_of(j.region, reader.regional) for j in jobs if j.state.in_flight)
+    # Other batchrun projects' running jobs are none of these manifests', but use the same quota.
+    busy = Counter(pool_of(j.region, reader.regional) for j in (*jobs, *reader.foreign_jobs())
+                   if j.state.in_flight)
     free: dict[str, int] = {}  # job slots left per quota pool (region)
     by_name: dict[str, list[RemoteJob]] = {}
     for job in jobs:  # one pass: plans scale with the listing, not manifests x jobs

@@ -10,6 +10,7 @@ from typing import Final
 
 from runner.errors import ConfigError, error
 from runner.schemas import schema_path
+from runner.settings import new_project_id
 
 SCHEMA_DIR: Final = ".batchrun-schemas"
 IGNORED: Final = (".batchrun/", "out/")
@@ -19,6 +20,10 @@ PROJECT: Final = f"""\
 # batchrun project settings. Every manifest below this folder belongs to this project, wherever
 # batchrun runs from. Reference: `batchrun schema project`, or the README.
 
+id: PROJECT_ID
+# ^ this project's own id: labels its jobs and names its folder under staging, so projects sharing
+#   a Google Cloud project or staging bucket never take each other's jobs. Keep it; copy it to no
+#   other project.
 backend: local        # offline: jobs run on this machine with the executors below
 manifests: [manifests]
 
@@ -89,7 +94,7 @@ def _workflow() -> str:
 def files(folder: Path) -> dict[Path, str]:
     """Every file init writes, with its text (the .gitignore is handled apart: it may exist)."""
     return {
-        folder / "batchrun.yaml": PROJECT,
+        folder / "batchrun.yaml": PROJECT.replace("PROJECT_ID", new_project_id(folder.resolve())),
         folder / "manifests" / "review-sentiment.yaml": MANIFEST,
         folder / "manifests" / "data" / "reviews.csv": DATA,
         folder / ".github" / "workflows" / "batchrun.yml": _workflow(),

@@ -113,6 +113,9 @@ def _pattern_hint(path: PathKey) -> str:
         return "write a Cloud Storage location as gs://bucket/path"
     if last == "project":
         return "a Google Cloud project id: 6-30 lowercase letters, digits and hyphens"
+    if list(path) == ["id"]:
+        return ("this project's id labels its jobs: 1-63 lowercase letters, digits, '-' and '_', "
+                "e.g. the folder's name and 6 random hex digits")
     return ""
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -24,6 +26,13 @@ ENV_VARS: Final = {
     "staging": "BATCHRUN_STAGING",
 }
 _OVERLAID: Final = ("backend", "project", "region", "staging")
+
+
+def new_project_id(folder: Path) -> str:
+    """An id for a new project (`batchrun init`, or the one doctor and plan suggest): the folder's
+    name as a label value, then 6 random hex digits, so two projects in folders of one name differ."""
+    slug = re.sub(r"[^a-z0-9]+", "-", folder.name.lower()).strip("-")[:48] or "batchrun"
+    return f"{slug}-{secrets.token_hex(3)}"
 
 
 def find_config(start: Path) -> Path | None:
@@ -130,6 +139,7 @@ def load_settings(
         retention=float(data.get("retention", 7)),
         origins=origins,
         allow_paths_outside=_allowed(data.get("allow_paths_outside", False)),
+        project_id=data.get("id"),
     )
     _remember_secrets(settings, environ)
     return settings, check_settings(settings, environ)

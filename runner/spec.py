@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -193,7 +194,26 @@ class Settings:
     # Local paths a manifest may read or write: the project only (False), anywhere (True), or the
     # project plus these folders (relative to the project).
     allow_paths_outside: bool | tuple[str, ...] = False
+    # batchrun.yaml's id: the batchrun-project label of every job the project makes, and the folder
+    # of its files under staging. None in a project made before ids (see project_label).
+    project_id: str | None = None
 
     @property
     def state_dir(self) -> Path:
         return self.root / ".batchrun"
+
+    @property
+    def default_project_id(self) -> str:
+        """The project's id when batchrun.yaml has none. On Vertex, a digest of the staging
+        location: the same in every checkout, CI and environment that shares the staging prefix,
+        which is what the files of jobs made before ids were told apart by anyway (projects
+        sharing a staging prefix without ids stay one project: doctor and plan say to write ids).
+        A local project's jobs are in its own .batchrun/: any constant does."""
+        if self.backend == "vertex" and self.staging:
+            return "staging-" + hashlib.sha256(self.staging.rstrip("/").encode()).hexdigest()[:16]
+        return "local"
+
+    @property
+    def project_label(self) -> str:
+        """The value of the batchrun-project label of this project's jobs."""
+        return self.project_id or self.default_project_id

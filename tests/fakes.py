@@ -67,6 +67,9 @@ class FakeBackend:
         self.calls.append(("list_jobs", manifest_name or ""))
         return select(self.jobs.values(), manifest_name, in_flight_only)
 
+    def foreign_jobs(self) -> list[RemoteJob]:
+        return []  # one project: nobody else's jobs
+
     def get_job(self, name: str) -> RemoteJob:
         return self.jobs[name]
 

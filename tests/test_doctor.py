@@ -5,6 +5,7 @@ a golden line with its fix; the canary saves raw output lines and reads them bac
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,8 +44,11 @@ def manifests(vertex: VertexWorld, dataset: str | None = None) -> None:
 
 
 def text(vertex: VertexWorld, findings: list[object]) -> str:
-    """Stable across runs: the random bucket and dataset names masked."""
+    """Stable across runs: the random bucket and dataset names, the project id derived from the
+    staging location and the id doctor suggests, masked."""
     shown = display.findings_text(findings)  # type: ignore[arg-type]
+    shown = shown.replace(vertex.project().settings.project_label, "staging-DIGEST")
+    shown = re.sub(r"`id: [a-z0-9-]+-[0-9a-f]{6}`", "`id: FOLDER-RANDOM`", shown)
     return shown.replace(vertex.suffix, "XXXXXX").replace(vertex.vertex, "http://EMULATOR")
 
 

@@ -331,11 +331,12 @@ def test_gc_removes_batchrun_leftovers_and_nothing_else(vertex: VertexWorld) -> 
     m.write_text(m.read_text().replace(
         "destination: {file: out/m.jsonl}",
         f"destination: {{bigquery: {{table: {vertex.table('m_out')}}}}}"))
-    stranger = vertex.gcs.bucket(vertex.bucket).blob("staging/m/inputs/notes.txt")
+    folder = f"staging/{vertex.project().settings.project_label}/m/"  # this project's files
+    stranger = vertex.gcs.bucket(vertex.bucket).blob(folder + "inputs/notes.txt")
     stranger.upload_from_string("mine")
     assert_converged_once(vertex)
     before = {j["name"] for j in vertex.fake_jobs()}
-    leftovers = sorted(b.name for b in vertex.gcs.list_blobs(vertex.bucket, prefix="staging/m/"))
+    leftovers = sorted(b.name for b in vertex.gcs.list_blobs(vertex.bucket, prefix=folder))
     assert any(n.endswith(".index.jsonl") for n in leftovers)
     out_tables = [t.table_id for t in vertex.bq.list_tables(vertex.dataset)
                   if t.table_id.startswith("batchrun_out_")]
@@ -347,8 +348,9 @@ def test_gc_removes_batchrun_leftovers_and_nothing_else(vertex: VertexWorld) -> 
     assert {j["name"] for j in vertex.fake_jobs()} == before  # a dry run removes nothing
     assert api.gc(vertex.project())["m"] == listed
     assert vertex.fake_jobs() == []
-    remaining = sorted(b.name for b in vertex.gcs.list_blobs(vertex.bucket, prefix="staging/m/"))
-    assert remaining == ["staging/m/inputs/notes.txt"]  # not batchrun's: kept
+    remaining = sorted(b.name for b in vertex.gcs.list_blobs(vertex.bucket, prefix="staging/")
+                       if not b.name.startswith("staging/_collected/"))  # the destination's record
+    assert remaining == [folder + "inputs/notes.txt"]  # not batchrun's: kept
     tables = {t.table_id for t in vertex.bq.list_tables(vertex.dataset)}
     assert "m_out" in tables and not tables & set(out_tables)
     results = list(api.results(vertex.project(), "m"))

@@ -16,6 +16,7 @@ from runner.identity import (
     MANAGED_VALUE,
     NAME_LABEL,
     PREVIEW_LABEL,
+    PROJECT_LABEL,
     SPEC_LABEL,
 )
 from runner.rows import AnsweredIn, LedgerRows, RowIssue, SourceRow, Unchanged
@@ -76,6 +77,16 @@ def select(jobs: Iterable[RemoteJob], manifest_name: str | None,
     return sorted(out, key=lambda j: j.create_time or "", reverse=True)
 
 
+def ours_by_label(job: RemoteJob, ids: tuple[str, str]) -> bool | None:
+    """Whether the project of ids (its id, the default it had before one was written) made `job`,
+    by its project label; None for a job made before projects had ids, which the backend tells
+    by where its input lives. Jobs labelled with the default stay the project's once an id is
+    written, so writing one never orphans a running job (or sends its rows again)."""
+    if not job.project:
+        return None
+    return job.project in ids
+
+
 _FINISHED = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.EXPIRED,
                        JobState.PARTIALLY_SUCCEEDED})
 
@@ -123,6 +134,11 @@ class RemoteJob:
     @property
     def preview(self) -> bool:
         return PREVIEW_LABEL in self.labels
+
+    @property
+    def project(self) -> str:
+        """The batchrun project that made the job; "" for a job made before projects had ids."""
+        return self.labels.get(PROJECT_LABEL, "")
 
     def belongs_to(self, spec_hash: str) -> bool:
         """Whether a manifest under `spec_hash` may collect, cancel or count this job: a preview
@@ -172,6 +188,7 @@ class Finding:
     ok: bool
     what: str
     fix: str | None = None
+    warn: bool = False  # ok, but worth a look: shown with `!` and its fix; doctor still exits 0
 
 
 class BackendReader(Protocol):
@@ -196,8 +213,15 @@ class BackendReader(Protocol):
 
     def list_jobs(self, manifest_name: str | None = None,
                   in_flight_only: bool = False) -> list[RemoteJob]:
-        """Batchrun-managed jobs (server-side label filter, paged), newest first; narrowed to one
-        manifest, or to jobs still in flight, so apply's re-reads stay a page or two."""
+        """This project's batchrun-managed jobs (server-side label filter, paged), newest first;
+        narrowed to one manifest, or to jobs still in flight, so apply's re-reads stay a page or
+        two. Jobs of other batchrun projects listed alongside are set aside (foreign_jobs)."""
+        ...
+
+    def foreign_jobs(self) -> list[RemoteJob]:
+        """Other batchrun projects' jobs, as the last list_jobs() of every manifest saw them (in
+        flight only, if that listing was): they use the same job quota and are counted against
+        it, and doctor names them; nothing else of batchrun touches them."""
         ...
 
     def get_job(self, name: str) -> RemoteJob:

@@ -1,6 +1,7 @@
 """HTTP for the fake Vertex AI server: the v1 REST routes (tolerating `$alt=json;enum-encoding=int`,
 an empty or `{}` cancel body), google.rpc.Status errors, and control routes for tests:
 POST /_fake/faults (merge settings), GET /_fake/sent (rows executed), GET /_fake/jobs,
+GET /_fake/requests (the last 50, their count, and every cancel asked),
 POST /_fake/reset.
 """
 
@@ -130,7 +131,9 @@ class _Handler(BaseHTTPRequestHandler):
                 fake.version += 1
             self._send(200, {"jobs": len(fake.jobs)})
         elif path == "/_fake/requests":
-            self._send(200, {"count": len(fake.requests), "requests": fake.requests[-50:]})
+            self._send(200, {"count": len(fake.requests), "requests": fake.requests[-50:],
+                             "cancels": [r.split(" ", 1)[1].removeprefix("/v1/").removesuffix(
+                                 ":cancel") for r in fake.requests if r.endswith(":cancel")]})
         elif path == "/_fake/reset" and method == "POST":
             with fake.lock:
                 fake.jobs.clear()

@@ -27,6 +27,7 @@ from runner.backends.base import (
     JobState,
     RemoteJob,
     StagedInput,
+    ours_by_label,
     select,
 )
 from runner.backends.local.store import (
@@ -38,7 +39,7 @@ from runner.backends.local.store import (
 )
 from runner.backends.processes import pid_alive
 from runner.errors import BackendError, LockError, error
-from runner.identity import local_answerer
+from runner.identity import PROJECT_LABEL, local_answerer
 from runner.redact import without_userinfo
 from runner.rows import AnsweredIn, LedgerRows, RowIssue, SourceRow, Unchanged
 from runner.spec import (
@@ -61,6 +62,10 @@ class LocalBackend:
         self.settings = settings
         self.state_dir = settings.state_dir
         self.store = JobStore(self.state_dir)
+        # Jobs are labelled and told by project as on Vertex, though .batchrun/ is this project's.
+        self.project_id = settings.project_label
+        self._ids = (self.project_id, settings.default_project_id)
+        self._foreign: list[RemoteJob] = []
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -80,7 +85,17 @@ class LocalBackend:
                   in_flight_only: bool = False) -> list[RemoteJob]:
         jobs = [self.store.observe(job_id) for job_id in self.store.ids()]
         jobs += [self.store.quarantined(job_id) for job_id in self.store.quarantined_ids()]
-        return select((j for j in jobs if j.managed), manifest_name, in_flight_only)
+        mine: list[RemoteJob] = []
+        foreign: list[RemoteJob] = []
+        for job in jobs:
+            if job.managed:  # a job made before ids is in this project's own .batchrun/: its own
+                (foreign if ours_by_label(job, self._ids) is False else mine).append(job)
+        if manifest_name is None:
+            self._foreign = select(foreign, None, in_flight_only)
+        return select(mine, manifest_name, in_flight_only)
+
+    def foreign_jobs(self) -> list[RemoteJob]:
+        return list(self._foreign)
 
     def get_job(self, name: str) -> RemoteJob:
         job_id = self._job_id(name)
@@ -139,7 +154,7 @@ class LocalBackend:
 
     def checkup(self, regions: Sequence[str], datasets: Mapping[str, str],
                 max_concurrent_jobs: int) -> list[Finding]:
-        running = sum(1 for j in self.list_jobs(in_flight_only=True))
+        running = len(self.list_jobs(in_flight_only=True)) + len(self.foreign_jobs())
         return [Finding(True, "local backend: jobs run on this machine, no credentials needed"),
                 Finding(running < max_concurrent_jobs,
                         f"{running} of {max_concurrent_jobs} job slots in use",
@@ -212,7 +227,7 @@ class LocalBackend:
             "outputConfig": {"predictionsFormat": "jsonl",
                              "gcsDestination": {"outputUriPrefix": str(out_prefix)}},
             "state": JobState.PENDING.value,
-            "labels": dict(request.labels),
+            "labels": {**request.labels, PROJECT_LABEL: self.project_id},
             "createTime": now_rfc3339(),
             "_local": {"family": request.family.value, "index": str(index),
                        "executor": stored,

@@ -5,7 +5,6 @@ BATCHRUN_BIGQUERY_ENDPOINT, so the same code runs against the emulators in tests
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import itertools
 import logging
 import os
@@ -32,9 +31,11 @@ from runner.backends.base import (
     select,
 )
 from runner.backends.vertex import jobs as vjobs
+from runner.backends.vertex import records
 from runner.backends.vertex.bq import BigQuery
 from runner.backends.vertex.explain import explaining
 from runner.backends.vertex.gcs import Gcs, GcsLock, split
+from runner.backends.vertex.owners import Owners, job_folder
 from runner.backends.vertex.rest import (
     RetryPolicy,
     TransientCreateError,
@@ -42,7 +43,15 @@ from runner.backends.vertex.rest import (
     VertexError,
 )
 from runner.errors import BackendError, ForeignDestinationError, error
-from runner.identity import INPUT_LABEL, MANAGED_LABEL, MANAGED_VALUE, NAME_LABEL, VERTEX_ANSWERER
+from runner.identity import (
+    INPUT_LABEL,
+    MANAGED_LABEL,
+    MANAGED_VALUE,
+    NAME_LABEL,
+    PROJECT_LABEL,
+    VERTEX_ANSWERER,
+)
+from runner.paths import is_destination_lock
 from runner.result import missing_ledger_fields
 from runner.rows import AnsweredIn, LedgerRows, RowIssue, SourceRow, Unchanged
 from runner.spec import (
@@ -72,6 +81,10 @@ class VertexBackend:
             raise BackendError("the vertex backend needs project and staging settings")
         self.settings = settings
         self.staging = settings.staging.rstrip("/")
+        self.project_id = settings.project_label  # its files: its own folder of a shared staging
+        self.base = f"{self.staging}/{self.project_id}"
+        self.owners = Owners(self)
+        self._foreign: list[RemoteJob] = []  # other projects' jobs, of the last full listing
         self.retry = retry or RetryPolicy()
         # Every region a manifest's jobs run in (and the project's): listed, counted, created in.
         self.regions = tuple(sorted({*regions, *([settings.region] if settings.region else [])}))
@@ -155,7 +168,14 @@ class VertexBackend:
         found: list[RemoteJob] = []
         for region in self.regions or (None,):
             found.extend(vjobs.parse_job(j) for j in self.list_region(region, query))
-        return select((j for j in found if j.managed), manifest_name, in_flight_only)
+        # Every project's jobs in one listing, split here: the quota counts them all (foreign_jobs).
+        mine, foreign = self.owners.split(found)
+        if manifest_name is None:
+            self._foreign = select(foreign, None, in_flight_only)
+        return select(mine, manifest_name, in_flight_only)
+
+    def foreign_jobs(self) -> list[RemoteJob]:
+        return list(self._foreign)
 
     def list_region(self, region: str | None, query: str) -> Iterator[dict[str, Any]]:
         """The region's jobs under `query`; if the service refuses the label filter, every job of
@@ -180,10 +200,10 @@ class VertexBackend:
         return vjobs.parse_job(self.client(region_of(name)).get(name))
 
     def inputs(self, manifest_name: str) -> str:
-        return f"{self.staging}/{manifest_name}/inputs"
+        return f"{self.base}/{manifest_name}/inputs"
 
     def read_index(self, job: RemoteJob) -> Iterator[IndexEntry]:
-        uri = f"{self.inputs(job.manifest_name)}/{job.input_digest}.index.jsonl"
+        uri = f"{job_folder(self.staging, job)}/inputs/{job.input_digest}.index.jsonl"
         yield from localfiles.read_index(uri, self.gcs.lines(uri))
 
     def read_output(self, job: RemoteJob) -> Iterator[bytes | dict[str, Any]]:
@@ -195,15 +215,6 @@ class VertexBackend:
             return
         for uri in self.gcs.list_jsonl(job.output_uri):
             yield from self.gcs.lines(uri)
-
-    def _collected_uri(self, dest: DestinationSpec) -> str:
-        key = hashlib.sha256(f"{dest.kind}:{dest.location}".encode()).hexdigest()[:24]
-        return f"{self.staging}/_collected/{key}.json"
-
-    def _stamp(self, dest: DestinationSpec) -> Any:
-        if dest.kind is DestinationKind.BIGQUERY:
-            return self.bq.created(dest.location)
-        return self.gcs.generation(dest.location + "results.jsonl")
 
     def source_stamp(self, source: SourceSpec) -> Any:
         if source.kind is SourceKind.FILE:
@@ -283,10 +294,7 @@ class VertexBackend:
     def collected_jobs(self, dest: DestinationSpec) -> set[str]:
         if dest.kind is DestinationKind.FILE:
             return localfiles.collected_jobs(dest)
-        data = self.gcs.read_json(self._collected_uri(dest))
-        if not data or data.get("stamp") != self._stamp(dest):
-            return set()  # the destination changed behind our back: re-collect, never re-pay
-        return set(data.get("jobs", ()))
+        return records.collected(self, dest)
 
     def answerer(self, model: str) -> str:
         return VERTEX_ANSWERER
@@ -300,8 +308,7 @@ class VertexBackend:
     def forgiven_jobs(self, dest: DestinationSpec) -> set[str]:
         if dest.kind is DestinationKind.FILE:
             return localfiles.forgiven_jobs(dest)
-        data = self.gcs.read_json(self._collected_uri(dest))
-        return set((data or {}).get("forgiven", ()))
+        return records.forgiven(self, dest)
 
     # --- writing -------------------------------------------------------------------------------
 
@@ -309,10 +316,7 @@ class VertexBackend:
         if dest.kind is DestinationKind.FILE:
             localfiles.forgive_jobs(dest, names)
             return
-        uri = self._collected_uri(dest)
-        data = self.gcs.read_json(uri) or {"stamp": self._stamp(dest), "jobs": []}
-        data["forgiven"] = sorted(set(data.get("forgiven", ())) | set(names))
-        self.gcs.write_json(uri, data)
+        records.forgive(self, dest, names)
 
     def stage(self, manifest_name: str, rows: Iterable[tuple[bytes, IndexEntry]]) -> StagedInput:
         with tempfile.TemporaryDirectory() as tmp:
@@ -338,10 +342,12 @@ class VertexBackend:
     def _twin(self, request: JobRequest, since: str) -> RemoteJob | None:
         """A job our own ambiguous create made: same rows, created since we first tried."""
         query = (f'{MANAGED_FILTER} AND labels.{NAME_LABEL}="{request.manifest_name}" '
-                 f'AND labels.{INPUT_LABEL}="{request.input.digest}" AND create_time>="{since}"')
+                 f'AND labels.{INPUT_LABEL}="{request.input.digest}" AND labels.{PROJECT_LABEL}='
+                 f'"{self.project_id}" AND create_time>="{since}"')
         for raw in self.list_region(request.region, query):
             job = vjobs.parse_job(raw)
             if (job.manifest_name != request.manifest_name or job.input_digest != request.input.digest
+                    or job.project != self.project_id
                     or (job.create_time or "") < since):  # the filter's work, when it was refused
                 continue
             if job.state.in_flight or job.state is JobState.SUCCEEDED:
@@ -351,7 +357,8 @@ class VertexBackend:
     def create_job(self, request: JobRequest) -> RemoteJob:
         body = vjobs.create_body(display_name=request.display_name, model=request.model,
                                  input_uri=self._input_uri(request),
-                                 output_uri=vjobs.output_uri(request, self.staging), labels=request.labels)
+                                 output_uri=vjobs.output_uri(request, self.base),
+                                 labels={**request.labels, PROJECT_LABEL: self.project_id})
         last: TransientCreateError | None = None
         # Allow for clock skew between this machine and the service.
         since = (datetime.now(UTC) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -388,12 +395,12 @@ class VertexBackend:
                                        rows)
             self.gcs.upload_lines(dest.location + "results.jsonl",
                                   (orjson.dumps(row) for row, _ in rows))
-        self.gcs.write_json(self._collected_uri(dest), {"stamp": self._stamp(dest),
-                                                        "jobs": sorted(set(collected)),
-                                                        "forgiven": sorted(self.forgiven_jobs(dest))})
+        records.written(self, dest, collected)
 
     def _lock(self, manifest_name: str) -> GcsLock:
-        return GcsLock(self.gcs, f"{self.staging}/_locks/{manifest_name}.json")
+        # A destination's lock is where every project writing it takes it; a manifest's, its own.
+        folder = self.staging if is_destination_lock(manifest_name) else self.base
+        return GcsLock(self.gcs, f"{folder}/_locks/{manifest_name}.json")
 
     @contextlib.contextmanager
     def lock(self, manifest_name: str) -> Iterator[None]:

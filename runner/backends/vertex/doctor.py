@@ -99,7 +99,7 @@ def checkup(backend: Any, regions: Sequence[str], wanted: Mapping[str, str],
                       "enable aiplatform.googleapis.com) and check the region",
                       functools.partial(_running, backend, region, max_concurrent_jobs))
     out += _guard("Cloud Storage", "enable the Cloud Storage API and check staging",
-                  lambda: staging(backend.gcs, backend.staging))
+                  lambda: staging(backend.gcs, backend.base))  # probed in the project's folder
     if wanted:
         out += _guard("BigQuery", "enable the BigQuery API "
                       "(gcloud services enable bigquery.googleapis.com)",

@@ -108,8 +108,9 @@ def rpc_error_text(status: int, payload: Any, fallback: str) -> str:
     return redact(f"{status} {code}: {err.get('message', '').strip() or fallback[:300]}")
 
 
-def output_uri(request: JobRequest, staging: str) -> str:
-    """Where a job writes: a new table beside a BigQuery destination, else a new staging prefix."""
+def output_uri(request: JobRequest, folder: str) -> str:
+    """Where a job writes: a new table beside a BigQuery destination, else a new prefix under the
+    project's `folder` in staging."""
     dest = request.destination
     if dest is not None and dest.kind is DestinationKind.BIGQUERY:
         project, dataset, _ = dest.location.split(".", 2)
@@ -118,5 +119,5 @@ def output_uri(request: JobRequest, staging: str) -> str:
                 f"{secrets.token_hex(3)}")
     # Unique per create too: a failed job without outputInfo is read from here, and must not
     # pick up what another job of the same rows wrote.
-    return (f"{staging}/{request.manifest_name}/outputs/{request.input.digest}/"
+    return (f"{folder}/{request.manifest_name}/outputs/{request.input.digest}/"
             f"{secrets.token_hex(4)}/")

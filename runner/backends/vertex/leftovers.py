@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from runner.backends.base import RemoteJob, region_of
+from runner.backends.vertex.owners import job_folder
 
 
 def remove(backend: Any, job: RemoteJob, *, input_too: bool, dry_run: bool) -> list[str]:
@@ -18,11 +19,11 @@ def remove(backend: Any, job: RemoteJob, *, input_too: bool, dry_run: bool) -> l
               if uri and uri.startswith("bq://") and uri.rsplit(".", 1)[-1].startswith(
                   ("batchrun_out_", "batchrun_in_"))]
     objects: list[str] = []
-    ours = f"{backend.staging}/{job.manifest_name}/"
-    if job.output_uri and job.output_uri.startswith(ours + "outputs/"):
+    ours = job_folder(backend.staging, job)
+    if job.output_uri and job.output_uri.startswith(ours + "/outputs/"):
         objects += backend.gcs.list_all(job.output_uri)
     if input_too and job.input_digest:
-        base = f"{backend.inputs(job.manifest_name)}/{job.input_digest}"
+        base = f"{ours}/inputs/{job.input_digest}"
         objects += [uri for uri in (f"{base}.jsonl", f"{base}.index.jsonl")
                     if backend.gcs.exists(uri)]
     if not dry_run:
