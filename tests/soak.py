@@ -138,10 +138,10 @@ def vertex_trials(work: Path, rnd: random.Random, namespaces: int) -> list[crash
 
     emulators = Emulators(work / "emulators")
     (work / "emulators").mkdir()
-    env = emulators.start()
-    env[LEASE_ENV] = "2"  # a killed apply's lock runs out in seconds, not in a minute and a half
     trials = []
-    try:
+    try:  # a server that started stops even if a later one fails to
+        env = emulators.start()
+        env[LEASE_ENV] = "2"  # a killed apply's lock runs out in seconds, not in a minute and a half
         gcs = storage.Client(project="p", credentials=AnonymousCredentials(),
                              client_options={"api_endpoint": env["STORAGE_EMULATOR_HOST"]})
         vertex = env["BATCHRUN_VERTEX_ENDPOINT"]
