@@ -216,12 +216,20 @@ def _unchanged(manifest: Manifest, planned: Change, prepared: Prepared,
             f"{manifest.name}: the rows to send changed since the plan ({n(prepared.rows, 'row')} "
             f"now, {planned.rows:,} in the plan); nothing was sent",
             hint="the source or the answers moved on: look at the new plan and apply it")])
-    new = sorted(j.name for j in jobs if j.name not in prepared.jobs_seen)
+    _no_new_jobs(manifest, prepared, jobs)
+
+
+def _no_new_jobs(manifest: Manifest, prepared: Prepared, jobs: Sequence[RemoteJob],
+                 ours: Sequence[str] = ()) -> None:
+    """RowsChangedError if a job not ours was made for the manifest since the plan, in any state:
+    one that another apply created and finished meanwhile answered rows we are about to send."""
+    new = sorted(j.name for j in jobs if j.manifest_name == manifest.name
+                 and j.name not in prepared.jobs_seen and j.name not in ours)
     if new:
         raise RowsChangedError([error(
             f"{manifest.name}: {n(len(new), 'job')} {'was' if len(new) == 1 else 'were'} created "
             "for it since the plan "
-            f"(another apply?), e.g. {new[0]}; nothing was sent",
+            f"(another apply?), e.g. {new[0]}; nothing {'more ' if ours else ''}was sent",
             hint="look at the new plan: its rows may be answered already")])
 
 
@@ -237,8 +245,8 @@ def job_request(manifest: Manifest, staged: StagedInput, display_name: str,
 
 def create_jobs(manifest: Manifest, backend: Backend, settings: Settings, report: ApplyReport,
                 planned: Change, prepared: Prepared, say: Listener = quiet) -> None:
-    """Create the plan's jobs from the rows it prepared, re-reading the running jobs right before
-    each create."""
+    """Create the plan's jobs from the rows it prepared, re-reading the manifest's jobs (any state)
+    and the running ones right before each create."""
     pool = pool_of(manifest.region, backend.regional)
 
     def busy(jobs: Sequence[RemoteJob]) -> int:
@@ -257,6 +265,8 @@ def create_jobs(manifest: Manifest, backend: Backend, settings: Settings, report
         staged = backend.stage(manifest.name, _shard(rows, settings))
         crashpoints.reached("staged")
         fresh = backend.list_jobs(in_flight_only=True)  # right before the create: what runs now?
+        # Every job of the manifest, finished ones too: one made since the plan stops us.
+        _no_new_jobs(manifest, prepared, backend.list_jobs(manifest.name), ours=report.created)
         # An earlier finished job may hold the same rows (a retry of the same failed rows): only a
         # job still in flight means these rows are already being answered.
         twin = next((j for j in fresh if j.manifest_name == manifest.name

@@ -1,5 +1,6 @@
-"""Starts the three local servers the vertex backend can run against (fake Vertex, gcp-storage-emulator,
-local-bigquery) on free loopback ports, waits until each answers, and stops each by its own pid.
+"""Starts the three local servers the vertex backend can run against (fake Vertex, gcp-storage-emulator
+with generation preconditions honoured (runner/gcsemulator.py), local-bigquery) on free loopback
+ports, waits until each answers, and stops each by its own pid.
 
 Used by the test suite and by `make emulators`. Never part of a real run.
 """
@@ -82,9 +83,10 @@ class Emulators:
 
     def start(self) -> dict[str, str]:
         gcs_port, bq_port, grpc_port, vertex_port = (free_port() for _ in range(4))
-        gcs = self._start("gcs", [str(Path(sys.executable).parent / "gcp-storage-emulator"),
-                                  "start", "--host", "127.0.0.1", "--port", str(gcs_port),
-                                  "--in-memory", "-q"], gcs_port, {})
+        # gcp-storage-emulator, with the generation preconditions it ignores honoured (locks)
+        gcs = self._start("gcs", [sys.executable, "-m", "runner.gcsemulator", "start", "--host",
+                                  "127.0.0.1", "--port", str(gcs_port), "--in-memory", "-q"],
+                          gcs_port, {})
         _wait(gcs, "/", (200,))
         bq_bin = local_bigquery_bin()
         if not bq_bin.exists():

@@ -1,4 +1,5 @@
-"""`make soak`: the full crash and race trials (minutes; not part of `make test`). Prints one table:
+"""`make soak`: the full crash and race trials (minutes; not part of `make test`), with two applies
+in their own PID namespaces on Vertex (issue 21; skipped where `unshare` is refused). Prints one table:
 per trial the rows failed and lost (both must be zero) and the prompts re-sent, counted by a stub
 endpoint the local workers call (at most what was in flight when workers were killed). Seeded:
 `--seed N`."""
@@ -13,6 +14,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -101,17 +103,45 @@ def shared_destination_trials(work: Path) -> list[crashkit.Trial]:
                            0, 0, failed=0 if ok else 1, resent=sent)]
 
 
-def vertex_trials(work: Path, rnd: random.Random) -> list[crashkit.Trial]:
+def pid_namespace_trials(work: Path, env: dict[str, str], gcs: Any,
+                         count: int) -> list[crashkit.Trial]:
+    """Issue 21: two `apply --wait` started together, each in its own PID namespace, one hostname,
+    one project and manifest, against the Cloud Storage emulator and the fake Vertex server: every
+    row executed exactly once (counted by the fake server)."""
+    if not crashkit.unshare_works():
+        print("pid-namespace trials skipped: `unshare --pid --fork --mount-proc` is not permitted "
+              "here (needs root or user namespaces)")
+        return []
+    vertex = env["BATCHRUN_VERTEX_ENDPOINT"]
+    trials = []
+    for i in range(count):
+        bucket = f"soak-{secrets.token_hex(4)}"
+        gcs.create_bucket(bucket)
+        requests.post(f"{vertex}/_fake/reset", timeout=10)
+        root = work / f"pid-namespaces-{i}"
+        crashkit.make_project(root, f"backend: vertex\nproject: soak-project\nregion: us-east5\n"
+                                    f"staging: gs://{bucket}/staging\n")
+        exits = [r.returncode for r in crashkit.applies_in_own_pid_namespaces(root, env)]
+        trial = crashkit.judge(root, "", False, lambda: crashkit.fake_sent(vertex), env)
+        trial.name = f"2 applies in own PID namespaces (exits {'/'.join(map(str, exits))})"
+        trial.failed += sum(code not in (0, 1) for code in exits)  # a crash is a failure
+        trials.append(trial)
+    return trials
+
+
+def vertex_trials(work: Path, rnd: random.Random, namespaces: int) -> list[crashkit.Trial]:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
+    from runner.backends.vertex.lease import LEASE_ENV
     from runner.emulators import Emulators
 
     emulators = Emulators(work / "emulators")
     (work / "emulators").mkdir()
-    env = emulators.start()
     trials = []
-    try:
+    try:  # a server that started stops even if a later one fails to
+        env = emulators.start()
+        env[LEASE_ENV] = "2"  # a killed apply's lock runs out in seconds, not in a minute and a half
         gcs = storage.Client(project="p", credentials=AnonymousCredentials(),
                              client_options={"api_endpoint": env["STORAGE_EMULATOR_HOST"]})
         vertex = env["BATCHRUN_VERTEX_ENDPOINT"]
@@ -140,6 +170,7 @@ def vertex_trials(work: Path, rnd: random.Random) -> list[crashkit.Trial]:
                                         sent=lambda: crashkit.fake_sent(vertex))
             trial.name = "vertex " + trial.name + " +faults"
             trials.append(trial)
+        trials += pid_namespace_trials(work, env, gcs, namespaces)
     finally:
         emulators.stop()
     return trials
@@ -151,6 +182,8 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--races", type=int, default=5)
     parser.add_argument("--storms", type=int, default=3)
+    parser.add_argument("--namespaces", type=int, default=3,
+                        help="rounds of two applies in their own PID namespaces (vertex)")
     parser.add_argument("--no-vertex", action="store_true")
     args = parser.parse_args()
     rnd = random.Random(args.seed)
@@ -160,7 +193,7 @@ def main() -> int:
         trials = (local_trials(work, rnd, args.kills) + storm_trials(work, rnd, args.storms)
                   + race_trials(work, args.races) + shared_destination_trials(work))
         if not args.no_vertex:
-            trials += vertex_trials(work, rnd)
+            trials += vertex_trials(work, rnd, args.namespaces)
     print(crashkit.table(trials))
     print(f"seed {args.seed}; {sum(t.killed for t in trials)} processes killed mid-apply; "
           f"{time.monotonic() - started:.0f} s")

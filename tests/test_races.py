@@ -8,11 +8,20 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
-from runner.backends.vertex.gcs import Gcs, GcsLock
+import pytest
+
+from runner import api, identity
+from runner.apply import job_request
+from runner.backends.base import IndexEntry, StagedInput
+from runner.backends.vertex.gcs import Gcs
+from runner.backends.vertex.lease import GcsLock
 from runner.errors import LockError
 from tests import crashkit
+from tests.conftest import ProjectDir
+from tests.fakes import FakeBackend
 from tests.test_vertex_units import FakeStorage
 
 
@@ -74,3 +83,41 @@ def test_cloud_storage_lock_has_one_winner() -> None:
         t.join()
     assert len(wins) == 1 and len(losses) == 7
     assert all("being applied by pid" in message for message in losses)
+    wins[0].release()
+
+
+class _AnotherApplyMeanwhile(FakeBackend):
+    """While our apply stages its rows (after it checked the manifest's jobs), another apply — one
+    that took the lock from us, say — sends the same rows in a job that runs and finishes."""
+
+    def __init__(self, project: api.Project) -> None:
+        super().__init__()
+        self.project = project
+        self.raced = False
+
+    def stage(self, manifest_name: str, rows: Iterable[tuple[bytes, IndexEntry]]) -> StagedInput:
+        staged = super().stage(manifest_name, rows)
+        if not self.raced:
+            self.raced = True
+            manifest = self.project.manifest(manifest_name)
+            theirs = self.create_job(job_request(
+                manifest, staged, identity.display_name(manifest, 0),
+                identity.job_labels(manifest, input_digest=staged.digest, shard=0)))
+            self.run(theirs.name)
+        return staged
+
+
+def test_a_job_made_and_finished_since_the_plan_stops_the_create(project_dir: ProjectDir) -> None:
+    """The re-check right before each create sees every job made for the manifest since the plan,
+    finished ones too, not only those still running."""
+    project = api.load_project(cwd=project_dir.root)
+    fake = _AnotherApplyMeanwhile(project)
+    plan = api.plan(project, backend=fake)
+    with pytest.raises(api.BatchrunError, match=r"1 job was created for it since the plan "
+                                                r"\(another apply\?\)"):
+        api.apply(project, plan, backend=fake)
+    assert len(fake.created()) == 1  # theirs; none of ours
+    fake.run_all()
+    assert set(fake.sent.values()) == {1}
+    api.converge(project, backend=fake, poll_interval=0)
+    assert set(fake.sent.values()) == {1} and len(fake.sent) == 5

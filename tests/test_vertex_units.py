@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
+import orjson
 import pytest
 from google.api_core.exceptions import NotFound, PreconditionFailed
 
-from runner.backends.vertex.gcs import Gcs, GcsLock
+from runner.backends.vertex.gcs import Gcs
+from runner.backends.vertex.lease import GcsLock, LeaseTimes
 from runner.backends.vertex.rest import (
     QuotaExceeded,
     RetryPolicy,
@@ -154,26 +158,92 @@ class FakeStorage:
         return self.buckets.setdefault(name, FakeBucket())
 
 
-def test_gcs_lock_one_owner_takeover_and_force() -> None:
+SHORT = LeaseTimes(ttl=timedelta(seconds=0.5), renew_every=timedelta(seconds=0.1))
+STALLED = LeaseTimes(ttl=timedelta(seconds=0.5), renew_every=timedelta(hours=1))  # renews too late
+
+
+def _take(lock: GcsLock, name: str = "m", timeout: float = 30) -> None:
+    """Acquire, trying again while the lease looks live (a challenger waits for it to run out)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            lock.acquire(name)
+            return
+        except LockError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def test_gcs_lock_one_owner_no_takeover_by_pid_an_expired_lease_taken_over() -> None:
     gcs = Gcs(FakeStorage())
     uri = "gs://b/staging/_locks/m.json"
+    objects = gcs.client.bucket("b").objects
     first = GcsLock(gcs, uri)
     first.acquire("m")
     with pytest.raises(LockError, match=f"being applied by pid {os.getpid()}"):
         GcsLock(gcs, uri).acquire("m")
-    with pytest.raises(LockError, match="still running; refusing to unlock"):
+    with pytest.raises(LockError, match=r"whose lease runs until .*refusing to unlock"):
         GcsLock(gcs, uri).force("m")
-    first.release()
-    second = GcsLock(gcs, uri)
-    second.acquire("m")
-    # A dead owner on this host: rewrite the owner record with a pid that cannot exist.
-    blob = gcs.blob(uri)
-    data = __import__("orjson").loads(blob.download_as_bytes())
+    # Its record names a pid that does not exist here (another PID namespace, one hostname): the
+    # lease is what counts, and it is live.
+    data = orjson.loads(objects["staging/_locks/m.json"][0])
     data["pid"] = 2**22 + 12345
-    gcs.client.bucket("b").objects["staging/_locks/m.json"] = (
-        __import__("orjson").dumps(data), blob.generation)
-    third = GcsLock(gcs, uri)
-    third.acquire("m")  # taken over safely
-    assert third.generation is not None and third.generation != second.generation
-    second.release()  # the old owner's release must not free the new owner's lock
-    assert gcs.blob(uri).exists()
+    with gcs.client.bucket("b").lock:
+        gcs.client.bucket("b").counter += 1
+        objects["staging/_locks/m.json"] = (orjson.dumps(data), gcs.client.bucket("b").counter)
+    with pytest.raises(LockError, match=f"being applied by pid {2**22 + 12345}"):
+        GcsLock(gcs, uri).acquire("m")
+    first.check()  # its own token is there: still its lease
+    first.release()
+    assert "staging/_locks/m.json" not in objects
+    # A holder that stopped renewing: once its lease ran out, and its generation stood still for a
+    # whole lease, it is taken over; it then refuses to write, and its release frees nothing.
+    stalled = GcsLock(gcs, uri, times=STALLED)
+    stalled.acquire("m")
+    thief = GcsLock(gcs, uri, times=SHORT)
+    _take(thief)
+    assert thief.generation != stalled.generation
+    with pytest.raises(LockError, match=r"lost the lock of m to another apply .*now held by pid"):
+        stalled.check()
+    stalled.release()
+    assert objects["staging/_locks/m.json"][1] == thief.generation
+    thief.check()
+    thief.release()
+    assert "staging/_locks/m.json" not in objects
+
+
+def test_gcs_lock_a_renewal_that_landed_unanswered_is_still_ours() -> None:
+    """The client retries a conditional write whose answer was lost; the retry meets our own new
+    generation and fails its precondition: the token says the lease is still ours."""
+    gcs = Gcs(FakeStorage())
+    uri = "gs://b/staging/_locks/m.json"
+    lock = GcsLock(gcs, uri, times=STALLED)
+    lock.acquire("m")
+    mine = lock.generation
+    with gcs.client.bucket("b").lock:  # our renewal landed, its answer never came
+        gcs.client.bucket("b").counter += 1
+        data = gcs.client.bucket("b").objects["staging/_locks/m.json"][0]
+        gcs.client.bucket("b").objects["staging/_locks/m.json"] = (data, gcs.client.bucket("b").counter)
+    time.sleep(0.3)  # past half a lease: the next write renews first
+    lock.check()
+    assert lock.generation != mine
+    lock.release()
+    assert not gcs.client.bucket("b").objects
+
+
+def test_gcs_unlock_removes_only_a_lease_that_ran_out() -> None:
+    gcs = Gcs(FakeStorage())
+    uri = "gs://b/staging/_locks/m.json"
+    stalled = GcsLock(gcs, uri, times=STALLED)
+    stalled.acquire("m")
+    with pytest.raises(LockError, match="refusing to unlock"):
+        GcsLock(gcs, uri, times=SHORT).force("m")
+    time.sleep(STALLED.ttl.total_seconds())  # its lease runs out
+    # Removed once it ran out and stood still for a whole lease.
+    assert GcsLock(gcs, uri, times=SHORT).force("m") == "removed the expired lock of m"
+    assert not gcs.client.bucket("b").objects
+    with pytest.raises(LockError, match="lost the lock of m to another apply"):
+        stalled.check()
+    stalled.release()
+    assert GcsLock(gcs, uri).force("m") == "m was not locked"

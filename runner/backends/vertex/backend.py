@@ -34,7 +34,8 @@ from runner.backends.vertex import jobs as vjobs
 from runner.backends.vertex import records
 from runner.backends.vertex.bq import BigQuery
 from runner.backends.vertex.explain import explaining
-from runner.backends.vertex.gcs import Gcs, GcsLock, split
+from runner.backends.vertex.gcs import Gcs, split
+from runner.backends.vertex.lease import GcsLock, Leases, LeaseTimes
 from runner.backends.vertex.owners import Owners, job_folder
 from runner.backends.vertex.rest import (
     RetryPolicy,
@@ -65,7 +66,6 @@ from runner.spec import (
 
 log = logging.getLogger(__name__)
 
-
 MANAGED_FILTER = f'labels.{MANAGED_LABEL}="{MANAGED_VALUE}"'
 
 
@@ -76,7 +76,7 @@ class VertexBackend:
 
     def __init__(self, settings: Settings, *, client: VertexClient | None = None,
                  gcs: Gcs | None = None, retry: RetryPolicy | None = None,
-                 regions: Sequence[str] = ()) -> None:
+                 regions: Sequence[str] = (), lease: LeaseTimes | None = None) -> None:
         if not (settings.project and settings.staging):
             raise BackendError("the vertex backend needs project and staging settings")
         self.settings = settings
@@ -96,6 +96,7 @@ class VertexBackend:
         self._gcs = gcs
         self._bq: BigQuery | None = None
         self._staging_ok = False
+        self.leases = Leases(lease or LeaseTimes.from_env())  # checked before each remote write
 
     @property
     def gcs(self) -> Gcs:
@@ -313,12 +314,14 @@ class VertexBackend:
     # --- writing -------------------------------------------------------------------------------
 
     def forgive_jobs(self, dest: DestinationSpec, names: Iterable[str]) -> None:
+        self.leases.check()
         if dest.kind is DestinationKind.FILE:
             localfiles.forgive_jobs(dest, names)
             return
         records.forgive(self, dest, names)
 
     def stage(self, manifest_name: str, rows: Iterable[tuple[bytes, IndexEntry]]) -> StagedInput:
+        self.leases.check()
         with tempfile.TemporaryDirectory() as tmp:
             inp, idx = Path(tmp) / "input.jsonl", Path(tmp) / "index.jsonl"
             name, count, size = localfiles.write_staged(rows, inp, idx)
@@ -363,6 +366,7 @@ class VertexBackend:
         # Allow for clock skew between this machine and the service.
         since = (datetime.now(UTC) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         for attempt in range(self.retry.attempts):
+            self.leases.check()  # the last moment a lost lock can stop a second job
             try:
                 return vjobs.parse_job(self.client(request.region).create(body))
             except TransientCreateError as exc:
@@ -380,10 +384,12 @@ class VertexBackend:
         return leftovers.remove(self, job, input_too=input_too, dry_run=dry_run)
 
     def cancel_job(self, name: str) -> None:
+        self.leases.check()
         self.client(region_of(name)).cancel(name)
 
     def write_destination(self, dest: DestinationSpec, rows: Iterable[tuple[dict[str, Any], bool]],
                           *, collected: Iterable[str], append: bool = False) -> None:
+        self.leases.check()
         if dest.kind is DestinationKind.FILE:
             localfiles.write_destination(dest, rows, collected, append=append)
             return
@@ -400,16 +406,10 @@ class VertexBackend:
     def _lock(self, manifest_name: str) -> GcsLock:
         # A destination's lock is where every project writing it takes it; a manifest's, its own.
         folder = self.staging if is_destination_lock(manifest_name) else self.base
-        return GcsLock(self.gcs, f"{folder}/_locks/{manifest_name}.json")
+        return GcsLock(self.gcs, f"{folder}/_locks/{manifest_name}.json", times=self.leases.times)
 
-    @contextlib.contextmanager
-    def lock(self, manifest_name: str) -> Iterator[None]:
-        lock = self._lock(manifest_name)
-        lock.acquire(manifest_name)
-        try:
-            yield
-        finally:
-            lock.release()
+    def lock(self, manifest_name: str) -> contextlib.AbstractContextManager[None]:
+        return self.leases.hold(self._lock(manifest_name), manifest_name)
 
     def unlock(self, manifest_name: str) -> str:
         return self._lock(manifest_name).force(manifest_name)

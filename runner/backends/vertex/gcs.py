@@ -1,22 +1,17 @@
 """Cloud Storage for the vertex backend: content-addressed staging, reading sources and job outputs,
-a JSONL destination under a prefix, and the lock object created with a generation precondition."""
+a JSONL destination under a prefix. The lock object is lease.py's."""
 
 from __future__ import annotations
 
 import contextlib
 import fnmatch
-import getpass
 import os
-import socket
 import tempfile
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
-
-from runner.errors import LockError
 
 
 def split(uri: str) -> tuple[str, str]:
@@ -111,77 +106,3 @@ class Gcs:
     def generation(self, uri: str) -> int | None:
         blob = self.client.bucket(split(uri)[0]).get_blob(split(uri)[1])
         return None if blob is None else int(blob.generation or 0)
-
-
-class GcsLock:
-    """A lock object created with if_generation_match=0: exactly one creator wins. It names its owner
-    and expires, so a lock left by a dead process is taken over safely."""
-
-    def __init__(self, gcs: Gcs, uri: str, *, ttl: timedelta = timedelta(hours=2)) -> None:
-        self.gcs = gcs
-        self.uri = uri
-        self.ttl = ttl
-        self.generation: int | None = None
-
-    def _owner(self) -> dict[str, Any]:
-        now = datetime.now(UTC)
-        return {"pid": os.getpid(), "host": socket.gethostname(), "user": getpass.getuser(),
-                "since": now.isoformat(), "expires": (now + self.ttl).isoformat()}
-
-    def _create(self) -> bool:
-        from google.api_core.exceptions import PreconditionFailed
-
-        blob = self.gcs.blob(self.uri)
-        try:
-            blob.upload_from_string(orjson.dumps(self._owner()), if_generation_match=0)
-        except PreconditionFailed:
-            return False
-        self.generation = int(blob.generation) if blob.generation is not None else None
-        return True
-
-    def acquire(self, name: str) -> None:
-        from google.api_core.exceptions import NotFound, PreconditionFailed
-
-        if self._create():
-            return
-        blob = self.gcs.client.bucket(split(self.uri)[0]).get_blob(split(self.uri)[1])
-        if blob is None:
-            if self._create():
-                return
-            raise LockError(f"{name} is being applied by another process; try again")
-        owner = orjson.loads(blob.download_as_bytes())
-        if not _stale(owner):
-            raise LockError(f"{name} is being applied by pid {owner.get('pid')} "
-                            f"({owner.get('user')}@{owner.get('host')}) since {owner.get('since')}"
-                            f"; try again when it finishes (the lock expires {owner.get('expires')})")
-        # Take over a dead owner's lock: delete exactly the generation we judged stale.
-        with contextlib.suppress(PreconditionFailed, NotFound):
-            blob.delete(if_generation_match=blob.generation)
-        if not self._create():
-            raise LockError(f"{name}: another process took the stale lock first; try again")
-
-    def release(self) -> None:
-        from google.api_core.exceptions import NotFound, PreconditionFailed
-
-        with contextlib.suppress(PreconditionFailed, NotFound):
-            self.gcs.blob(self.uri).delete(if_generation_match=self.generation)
-
-    def force(self, name: str) -> str:
-        blob = self.gcs.client.bucket(split(self.uri)[0]).get_blob(split(self.uri)[1])
-        if blob is None:
-            return f"{name} was not locked"
-        owner = orjson.loads(blob.download_as_bytes())
-        if not _stale(owner):
-            raise LockError(f"{name} is locked by pid {owner.get('pid')} ({owner.get('user')}@"
-                            f"{owner.get('host')}), which is still running; refusing to unlock")
-        blob.delete(if_generation_match=blob.generation)
-        return f"removed the stale lock of {name}"
-
-
-def _stale(owner: dict[str, Any]) -> bool:
-    from runner.backends.processes import pid_alive
-
-    expires = owner.get("expires")
-    if expires and datetime.fromisoformat(expires) < datetime.now(UTC):
-        return True
-    return owner.get("host") == socket.gethostname() and not pid_alive(int(owner.get("pid", 0)))

@@ -27,6 +27,7 @@ def remove(backend: Any, job: RemoteJob, *, input_too: bool, dry_run: bool) -> l
         objects += [uri for uri in (f"{base}.jsonl", f"{base}.index.jsonl")
                     if backend.gcs.exists(uri)]
     if not dry_run:
+        backend.leases.check()  # under a lock another apply took from us: touch nothing
         for table in tables:
             backend.bq.delete_table(table)
         for uri in objects:
