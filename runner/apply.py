@@ -47,11 +47,12 @@ from runner.events import (
     Reshaped,
     SourceMoved,
 )
-from runner.ledger import Sharder, busy_slots, job_results, row_key
+from runner.ledger import job_results, row_key
 from runner.paths import destination_lock
 from runner.plan import Action, Change, ManifestPlan, Plan
 from runner.prepared import Prepared, Work
 from runner.result import Status
+from runner.sharding import Sharder, busy_slots
 from runner.spec import Manifest, Settings
 
 log = logging.getLogger(__name__)

@@ -347,32 +347,6 @@ def classified_rows(manifest: Manifest, reader: BackendReader, settings: Setting
         yield row, classify(facts), stored
 
 
-class Sharder:
-    """Splits a stream of request lines into jobs within the per-job row and byte limits."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.max_rows = settings.quota.max_rows_per_job
-        self.max_bytes = settings.quota.max_bytes_per_job
-        self.shards = 0
-        self._rows = self._bytes = 0
-
-    def full(self, size: int) -> bool:
-        """Whether a line of `size` bytes must start a new shard (the one splitting rule)."""
-        return self.shards == 0 or self._rows >= self.max_rows or self._bytes + size > self.max_bytes
-
-    def add(self, size: int) -> bool:
-        """Count one line of `size` bytes; True when it starts a new shard."""
-        if self.full(size):
-            self.shards += 1
-            self._rows = self._bytes = 0
-            new = True
-        else:
-            new = False
-        self._rows += 1
-        self._bytes += size
-        return new
-
-
 def failure_policy(settings: Settings) -> FailurePolicy:
     q = settings.quota
     return FailurePolicy(max_job_failures=q.max_job_failures, backoff=q.failure_backoff,
@@ -410,7 +384,3 @@ def failures_of(manifest: Manifest, jobs: Sequence[RemoteJob], settings: Setting
         ends.append(end(j, trace))
     others = [end(j) for j in ended if j.spec_hash != manifest.spec_hash]
     return job_failures(ends, failure_policy(settings), frozenset(forgiven), now, others)
-
-
-def busy_slots(jobs: Sequence[RemoteJob]) -> int:
-    return sum(1 for j in jobs if j.state.in_flight)

@@ -16,7 +16,6 @@ from runner.backends.base import BackendReader, RemoteJob, pool_of
 from runner.errors import BackendError, error
 from runner.ledger import (
     Ledger,
-    Sharder,
     classified_rows,
     failures_of,
     index_entry,
@@ -43,6 +42,7 @@ from runner.reconcile import (
 )
 from runner.redact import redact
 from runner.rpc import Code
+from runner.sharding import Sharder
 from runner.spec import Family, Manifest, Settings
 
 MAX_FAILURES_SHOWN = 10

@@ -24,30 +24,26 @@ from runner.backends.base import (
     Finding,
     IndexEntry,
     JobRequest,
-    JobState,
     RemoteJob,
     StagedInput,
     region_of,
     select,
 )
 from runner.backends.vertex import jobs as vjobs
-from runner.backends.vertex import records
+from runner.backends.vertex import listing, records
 from runner.backends.vertex.bq import BigQuery
 from runner.backends.vertex.explain import explaining
 from runner.backends.vertex.gcs import Gcs, split
 from runner.backends.vertex.lease import GcsLock, Leases, LeaseTimes
+from runner.backends.vertex.listing import MANAGED_FILTER
 from runner.backends.vertex.owners import Owners, job_folder
 from runner.backends.vertex.rest import (
     RetryPolicy,
     TransientCreateError,
     VertexClient,
-    VertexError,
 )
 from runner.errors import BackendError, ForeignDestinationError, error
 from runner.identity import (
-    INPUT_LABEL,
-    MANAGED_LABEL,
-    MANAGED_VALUE,
     NAME_LABEL,
     PROJECT_LABEL,
     VERTEX_ANSWERER,
@@ -66,7 +62,6 @@ from runner.spec import (
 
 log = logging.getLogger(__name__)
 
-MANAGED_FILTER = f'labels.{MANAGED_LABEL}="{MANAGED_VALUE}"'
 
 
 @explaining
@@ -91,7 +86,7 @@ class VertexBackend:
         self._clients: dict[str, VertexClient] = {}
         if client is not None and settings.region:
             self._clients[settings.region] = client
-        self._unfiltered: set[str] = set()  # regions whose service refused the label filter
+        self.unfiltered: set[str] = set()  # regions whose service refused the label filter
         self.notices: list[str] = []  # said once per command (read by doctor and the CLI)
         self._gcs = gcs
         self._bq: BigQuery | None = None
@@ -179,23 +174,7 @@ class VertexBackend:
         return list(self._foreign)
 
     def list_region(self, region: str | None, query: str) -> Iterator[dict[str, Any]]:
-        """The region's jobs under `query`; if the service refuses the label filter, every job of
-        the region, paged (callers narrow in memory, as they do anyway): a refused filter must
-        neither stop every plan nor hide a running job (which would be sent twice)."""
-        key = region or ""
-        if key not in self._unfiltered:
-            try:
-                yield from self.client(region).list(query)
-                return
-            except VertexError as exc:
-                if exc.status != 400:
-                    raise
-                self._unfiltered.add(key)
-                self.notices.append(
-                    f"Vertex AI refused the job filter in {region or 'the project region'} "
-                    f"({exc}); listing every job there and filtering here instead")
-                log.warning(self.notices[-1])
-        yield from self.client(region).list("")
+        return listing.region_jobs(self, region, query)
 
     def get_job(self, name: str) -> RemoteJob:
         return vjobs.parse_job(self.client(region_of(name)).get(name))
@@ -342,21 +321,6 @@ class VertexBackend:
                                claude=request.family is Family.CLAUDE)
         return f"bq://{table}"
 
-    def _twin(self, request: JobRequest, since: str) -> RemoteJob | None:
-        """A job our own ambiguous create made: same rows, created since we first tried."""
-        query = (f'{MANAGED_FILTER} AND labels.{NAME_LABEL}="{request.manifest_name}" '
-                 f'AND labels.{INPUT_LABEL}="{request.input.digest}" AND labels.{PROJECT_LABEL}='
-                 f'"{self.project_id}" AND create_time>="{since}"')
-        for raw in self.list_region(request.region, query):
-            job = vjobs.parse_job(raw)
-            if (job.manifest_name != request.manifest_name or job.input_digest != request.input.digest
-                    or job.project != self.project_id
-                    or (job.create_time or "") < since):  # the filter's work, when it was refused
-                continue
-            if job.state.in_flight or job.state is JobState.SUCCEEDED:
-                return job
-        return None
-
     def create_job(self, request: JobRequest) -> RemoteJob:
         body = vjobs.create_body(display_name=request.display_name, model=request.model,
                                  input_uri=self._input_uri(request),
@@ -372,7 +336,7 @@ class VertexBackend:
             except TransientCreateError as exc:
                 # The first create may have succeeded: look before trying again.
                 last = exc
-                twin = self._twin(request, since)
+                twin = listing.twin(self, request, since)
                 if twin is not None:
                     return twin
                 time.sleep(self.retry.delay(attempt))

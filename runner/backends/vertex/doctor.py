@@ -13,10 +13,8 @@ from typing import Any
 from runner.backends.base import Finding
 from runner.backends.vertex.gcs import split
 from runner.backends.vertex.jobs import parse_job
+from runner.backends.vertex.listing import MANAGED_FILTER
 from runner.errors import BatchrunError
-from runner.identity import MANAGED_LABEL, MANAGED_VALUE
-
-MANAGED_FILTER = f'labels.{MANAGED_LABEL}="{MANAGED_VALUE}"'
 
 
 def _guard(what: str, fix: str, check: Callable[[], list[Finding]]) -> list[Finding]:
