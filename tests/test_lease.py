@@ -29,7 +29,12 @@ def times(renew_every: timedelta) -> LeaseTimes:
 
 
 def gcs_lock(vertex: VertexWorld, lease: LeaseTimes | None = None, name: str = "m") -> GcsLock:
-    return GcsLock(Gcs(), f"gs://{vertex.bucket}/staging/_locks/{name}.json", times=lease)
+    """The lock object the project's own backend takes for `name` (under the project's prefix)."""
+    from runner.backends.vertex.backend import VertexBackend
+    from runner.settings import load_settings
+
+    uri = VertexBackend(load_settings(cwd=vertex.p.root)[0])._lock(name).uri
+    return GcsLock(Gcs(), uri, times=lease)
 
 
 def dead_pid() -> int:
@@ -39,7 +44,7 @@ def dead_pid() -> int:
 
 def as_if_from_another_namespace(vertex: VertexWorld, name: str = "m") -> int:
     """Rewrite a held lock's record to name a pid that does not exist here, on this host."""
-    path = f"staging/_locks/{name}.json"
+    path = gcs_lock(vertex, name=name).uri.removeprefix(f"gs://{vertex.bucket}/")
     record = json.loads(vertex.download(path))
     record["pid"] = dead_pid()
     vertex.upload(path, json.dumps(record))
@@ -85,7 +90,8 @@ def test_a_live_holder_whose_pid_does_not_exist_here_is_not_taken_over(
         holder.check()  # still its own
     finally:
         holder.release()
-    assert not vertex.gcs.bucket(vertex.bucket).blob("staging/_locks/m.json").exists()
+    path = holder.uri.removeprefix(f"gs://{vertex.bucket}/")
+    assert not vertex.gcs.bucket(vertex.bucket).blob(path).exists()
 
 
 def test_unlock_refuses_a_live_lease_naming_its_holder(vertex: VertexWorld, run: Any) -> None:
