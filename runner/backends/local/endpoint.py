@@ -158,6 +158,8 @@ class InFlight:
                 self._watchdog = threading.Thread(target=self._watch, daemon=True,
                                                   name="endpoint-watchdog")
                 self._watchdog.start()
+        if self.stopped.is_set():  # stopped as it began: the watchdog's last sweep missed it
+            flight.cut("stop")
         _current.flight = flight
         return flight
 
@@ -300,9 +302,13 @@ def _once(session: requests.Session, url: str, body: dict[str, Any], headers: di
             if 300 <= resp.status_code < 400:
                 raise _redirect(resp.status_code, url, resp.headers.get("Location"))
             answer = Answer(resp.status_code, _read(resp, spec, flight))
-        if flight.why is None:
+            # A body with a length or chunks that was cut short raised; one read to the end of
+            # the connection did not, so if it was cut as it ended what was read may be short.
+            framed = "Content-Length" in resp.headers or "chunked" in resp.headers.get(
+                "Transfer-Encoding", "").lower()
+        if flight.why is None or framed:
             return answer
-        raise ConnectionError("cut")  # cut as it ended: what was read may be short
+        raise ConnectionError("cut")
     except (requests.RequestException, OSError, ValueError) as exc:
         if flight.why == "stop":
             raise Stopped from None
