@@ -570,8 +570,13 @@ def main() -> int:
                         help="run one section of the bench")
     args = parser.parse_args()
     if args.only == "hostile":
+        from bench.endpoints import hostile_endpoint_line, hostile_endpoints
+
         for row in hostile():
             print(json.dumps(row))
+        for row in hostile_endpoints():
+            print(json.dumps(row))
+            print(hostile_endpoint_line(row))
         return 0
     if args.only in ("startup", "embeddings"):
         with tempfile.TemporaryDirectory(prefix="batchrun-bench-") as tmp:
@@ -681,6 +686,11 @@ def main() -> int:
                      f"{row['seconds']:.2f} s {row['rss_mb']:>5.0f} MB   "
                      f"target ≤{HOSTILE_SECONDS:g} s ≤{HOSTILE_MB:g} MB: "
                      f"{'met' if row['within_target'] else 'MISSED'}")
+    from bench.endpoints import hostile_endpoint_line, hostile_endpoints
+
+    results["hostile_endpoints"] = hostile_endpoints()
+    for row in results["hostile_endpoints"]:
+        emit(lines, hostile_endpoint_line(row))
     print("\n" + "\n".join(lines))
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print(f"(written to {args.out})")

@@ -120,11 +120,12 @@ class Fault(StrEnum):
 # HTTP statuses and google.rpc codes (1-16, so the two never collide) that are not about the row.
 _AUTH_CODES: Final = frozenset({401, 402, 403, Code.PERMISSION_DENIED, Code.UNAUTHENTICATED})
 _INFRA_CODES: Final = frozenset({404, 408, 409, 425, 429, Code.CANCELLED, Code.DEADLINE_EXCEEDED,
-                                 Code.RESOURCE_EXHAUSTED, Code.ABORTED, Code.INTERNAL,
-                                 Code.UNAVAILABLE})
+                                 Code.RESOURCE_EXHAUSTED, Code.ABORTED, Code.OUT_OF_RANGE,
+                                 Code.INTERNAL, Code.UNAVAILABLE})
 # Words are read only when a line carries no code: a row's refusal may quote any text of the row.
 _INFRA_WORDS: Final = ("RESOURCE_EXHAUSTED", "UNAVAILABLE", "INTERNAL", "DEADLINE_EXCEEDED",
-                       "rate_limit", "overloaded", "endpoint unreachable", "endpoint timed out")
+                       "rate_limit", "overloaded", "endpoint unreachable", "endpoint timed out",
+                       "the endpoint sent more than", "batchrun does not follow redirects")
 _AUTH_WORDS: Final = ("UNAUTHENTICATED", "PERMISSION_DENIED", "authentication_error",
                       "permission_error")
 # The account, not the row, whatever the code: Anthropic answers 400 when the credit runs out.
@@ -150,7 +151,11 @@ FAULT_RULES: Final[tuple[tuple[str, Callable[[int | None, str], bool], Fault], .
     ("credentials refused: 401/402/403, UNAUTHENTICATED, PERMISSION_DENIED",
      lambda code, text: _code_fault(code) is Fault.AUTH
      or (code is None and any(w in text for w in _AUTH_WORDS)), Fault.AUTH),
-    ("endpoint down, slow, over quota or failing: 404/408/429/5xx, unreachable, INTERNAL",
+    # An answer past max_response_bytes (OUT_OF_RANGE) is here, not the row's: the model said
+    # nothing about the row that batchrun could read, so no attempt of it is spent; what stops it
+    # being paid again and again is that it blocks at once (_at_once), as a timeout does.
+    ("endpoint down, slow, over quota, endless, redirecting or failing: 404/408/429/5xx, "
+     "unreachable, timed out, past max_response_bytes, INTERNAL",
      lambda code, text: _code_fault(code) is Fault.INFRA
      or (code is None and any(w in text for w in _INFRA_WORDS)), Fault.INFRA),
     ("the model refused the request (other 4xx), or its answer is empty, not JSON or off-schema",
@@ -219,10 +224,19 @@ class JobFailures:
     hold_until: datetime | None = None  # creates wait until then (backoff)
 
 
+# Job errors after which the endpoint may have answered, and billed, a request batchrun gave up on:
+# one that timed out (no complete answer within the executor's timeout, a trickle included) and
+# one whose answer ran past max_response_bytes (an endless body). Sending either again may pay
+# again for the same nothing, so neither waits for a streak. A redirect (NOT_FOUND) or a down
+# endpoint was paid nothing: those back off and block after max_job_failures.
+_PAID_FOR_NOTHING: Final = frozenset({Code.DEADLINE_EXCEEDED, Code.OUT_OF_RANGE})
+
+
 def _at_once(job: JobEnd) -> bool:
-    """Failures that block at once: refused credentials or account, or a request that timed out
-    while the endpoint may still have answered it (sending it again may pay twice)."""
-    return job.job_failure and (job.code == Code.DEADLINE_EXCEEDED
+    """Failures that block at once: refused credentials or account, or a request the endpoint
+    may have answered and billed though batchrun could not use the answer (sending it again may
+    pay twice)."""
+    return job.job_failure and (job.code in _PAID_FOR_NOTHING
                                 or fault_of(job.code, job.message or "") is Fault.AUTH)
 
 
@@ -231,8 +245,8 @@ def job_failures(jobs: Iterable[JobEnd], policy: FailurePolicy, forgiven: frozen
     """Per staged input (the same rows sent again), the trailing run of job-level failures: a job
     that answered anything (success or the row's own failure) ends the run. Blocked after
     `max_job_failures` in a run; at once when the manifest's newest job, of any spec, had its
-    credentials refused or timed out waiting for an answer. Creates back off after the newest job
-    of the spec when it failed."""
+    credentials refused, timed out or ran past max_response_bytes. Creates back off after the
+    newest job of the spec when it failed."""
     mine = sorted((j for j in jobs if j.name not in forgiven), key=lambda j: j.created)
     by_digest: dict[str, list[JobEnd]] = {}
     for job in mine:

@@ -1,7 +1,8 @@
 """Keeps credentials out of everything batchrun prints or stores: access tokens, API keys, Basic
 auth, passwords in URLs, credential-looking query parameters, key-file contents, and the values of
-the environment variables named as API keys (of any length). Pure, but for the process-wide list
-of secret values `remember` adds to, so no caller has to know which keys are in play."""
+the environment variables named as API keys (of any length) and of every query parameter of an
+endpoint's base_url. Pure, but for the process-wide list of secret values `remember` adds to, so
+no caller has to know which keys are in play."""
 
 from __future__ import annotations
 
@@ -57,16 +58,15 @@ def remember(values: Iterable[str | None]) -> None:
             _remembered.update(_spellings(value))
 
 
-_CREDENTIAL_PARAM: Final = re.compile(rf"(?i)^(?:{_CREDENTIAL_NAME})$")
-
-
 def url_secrets(url: str | None) -> list[str]:
-    """The password inside a URL, the Basic auth credentials an HTTP client builds from it, and
-    the values of its credential-looking query parameters."""
+    """What a URL may carry that is nobody's business: the password inside it, the Basic auth
+    credentials an HTTP client builds from it, and the value of every query parameter, whatever
+    its name (?session=, ?jwt=, ?pass=: no list of names is ever complete)."""
     if not url:
         return []
     parts = urlsplit(url)
-    found = [v for k, v in parse_qsl(parts.query) if _CREDENTIAL_PARAM.match(k) and v]
+    found = [v for _, v in parse_qsl(parts.query) if v]
+    found += [value for _, value in _params(parts.query) if value]  # as written, %-escapes and all
     if parts.password:
         user_pass = f"{unquote(parts.username or '')}:{unquote(parts.password)}"
         found += [parts.password, unquote(parts.password),
@@ -74,15 +74,23 @@ def url_secrets(url: str | None) -> list[str]:
     return found
 
 
-def without_userinfo(url: str | None) -> str | None:
-    """The URL as it may be stored: no user name or password, credential parameters masked."""
+def _params(query: str) -> list[tuple[str, str]]:
+    """A query's (name, value) pairs as written: nothing decoded, nothing dropped."""
+    return [(name, value) for name, _, value in (part.partition("=")
+                                                 for part in re.split("[&;]", query) if part)]
+
+
+def masked_url(url: str | None) -> str | None:
+    """The URL as it may be shown or stored: no user name or password, every query value masked
+    (`?session=[REDACTED]&jwt=[REDACTED]`), the names kept so the user knows which URL it is."""
     if not url:
         return url
     parts = urlsplit(url)
     netloc = parts.netloc
     if parts.username is not None or parts.password is not None:
         netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
-    return redact(urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)))
+    query = "&".join(f"{name}={MASK}" if value else name for name, value in _params(parts.query))
+    return redact(urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment)))
 
 
 _ANY: Final = re.compile("|".join(f"(?:{p.pattern.replace('(?i)', '')})" for p in _PATTERNS),

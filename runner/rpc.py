@@ -14,6 +14,7 @@ class Code(IntEnum):
     PERMISSION_DENIED = 7
     RESOURCE_EXHAUSTED = 8
     ABORTED = 10  # how the local backend reports a worker that vanished: no backoff
+    OUT_OF_RANGE = 11  # a local endpoint answered past max_response_bytes: paid for, unusable
     INTERNAL = 13  # Vertex fails a region's first job so: resubmit after ~10 minutes
     UNAVAILABLE = 14
     UNAUTHENTICATED = 16

@@ -161,7 +161,10 @@ class ExecutorSpec:
     api_key_env: str | None = None
     model: str | None = None
     concurrency: int = 4
-    timeout: float = 120.0
+    timeout: float = 120.0  # seconds for one request, from connect to the answer's last byte
+    # An answer's bytes past which the endpoint is broken: a long chat answer or a 3,072-float
+    # embedding is well under 1 MiB; an endless body is not.
+    max_response_bytes: int = 16 * 1024 * 1024
     model_path: str | None = None
     fail_ids: tuple[str, ...] = ()
     # 429, 5xx, timeouts and refused connections are tried again inside the job, then fail the job.

@@ -40,7 +40,7 @@ from runner.backends.local.store import (
 from runner.backends.processes import pid_alive
 from runner.errors import BackendError, LockError, error
 from runner.identity import PROJECT_LABEL, local_answerer
-from runner.redact import without_userinfo
+from runner.redact import masked_url
 from runner.rows import AnsweredIn, LedgerRows, RowIssue, SourceRow, Unchanged
 from runner.spec import (
     DestinationKind,
@@ -216,8 +216,9 @@ class LocalBackend:
         out_prefix = self.store.dir(job_id) / "output"
         index = Path(request.input.uri).with_name(f"{request.input.digest}.index.jsonl")
         executor = self.executor_for(request.model)
-        # A password in base_url never lands on disk: the worker gets the URL in its environment.
-        stored = asdict(executor) | {"base_url": without_userinfo(executor.base_url)}
+        # base_url's password and query values never land on disk: the worker gets the URL in
+        # its environment.
+        stored = asdict(executor) | {"base_url": masked_url(executor.base_url)}
         record = {
             "name": NAME_PREFIX + job_id,
             "displayName": request.display_name,

@@ -9,52 +9,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import struct
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from runner import estimate
-from runner.redact import redact, secret_values
-from runner.rpc import Code
+from runner.backends.local import endpoint
+from runner.backends.local.endpoint import Answer, EndpointError, InFlight
 from runner.spec import ExecutorSpec, Family
 
+__all__ = ["FACTORIES", "Batched", "EndpointError", "Execute", "InFlight", "echo", "echo_json"]
+
 Execute = Callable[[dict[str, Any]], dict[str, Any]]
-
-# Retried inside the job, then the job fails: the endpoint's trouble, not the row's.
-RETRIED_STATUS = frozenset({408, 409, 425, 429})
-RETRY_CAP_SECONDS = 30.0
-
-
-class EndpointError(Exception):
-    """The endpoint failed in a way that is not about the row: the job fails at job level, with
-    this google.rpc code and message, and the rows it did not answer are to do again."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = int(code)
-        self.message = message
-
-
-def _phrase(status: int) -> str:
-    try:
-        return f"{status} {HTTPStatus(status).phrase}"
-    except ValueError:
-        return f"HTTP {status}"
-
-
-def _rpc_code(status: int) -> int:
-    """HTTP status -> the google.rpc code a job error carries."""
-    return {400: Code.PERMISSION_DENIED, 401: Code.UNAUTHENTICATED,
-            402: Code.PERMISSION_DENIED, 403: Code.PERMISSION_DENIED, 404: Code.NOT_FOUND,
-            408: Code.DEADLINE_EXCEEDED, 429: Code.RESOURCE_EXHAUSTED}.get(status,
-                                                                           Code.UNAVAILABLE)
-
 
 def approx_tokens(text: str) -> int:
     """Echo's own usage: the documented offline approximation (runner.estimate)."""
@@ -93,8 +63,10 @@ def _vector(text: str, dims: int = 8) -> list[float]:
     return [round(v / 65535 * 2 - 1, 6) for v in raw]
 
 
-def echo(spec: ExecutorSpec, family: Family, model: str) -> Execute:
+def echo(spec: ExecutorSpec, family: Family, model: str, flights: InFlight | None = None
+         ) -> Execute:
     """Answers each row with its own last user message (or a hash vector): checks the plumbing."""
+    del flights  # answers in this process at once: nothing to stop
     fail = set(spec.fail_ids)
 
     def run(row: dict[str, Any]) -> dict[str, Any]:
@@ -212,76 +184,13 @@ def _headers(spec: ExecutorSpec, anthropic: bool) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"} if key else {}
 
 
-def _error_of(resp: Any, spec: ExecutorSpec) -> dict[str, Any]:
-    try:
-        payload = resp.json()
-    except ValueError:
-        payload = resp.text[:500]
-    message = payload.get("error", payload) if isinstance(payload, dict) else payload
-    if isinstance(message, dict):
-        message = message.get("message", str(message))
-    # An endpoint may echo the request, key included: never let it reach a result row.
-    return {"code": resp.status_code,
-            "message": redact(str(message), secret_values([spec.api_key_env]))}
-
-
-def _post(session: Any, url: str, body: dict[str, Any], headers: dict[str, str],
-          spec: ExecutorSpec) -> Any:
-    """POST one request. 429, 408, 5xx and refused connections are tried again with jittered
-    exponential backoff (spec.retries times), then raise EndpointError, as do 401/402/403 (the key
-    or the account), 404 (wrong URL or model) and a read timeout at once: a request the endpoint
-    may still be answering is never sent again here, since it may be billed. Any other answer is
-    the row's."""
-    import requests
-
-    secrets = secret_values([spec.api_key_env])
-    for attempt in range(spec.retries + 1):
-        last_try = attempt == spec.retries
-        try:
-            resp = session.post(url, json=body, headers=headers, timeout=spec.timeout)
-        except requests.exceptions.InvalidHeader:
-            raise EndpointError(Code.UNAUTHENTICATED, f"the key in {spec.api_key_env} is not a "
-                                "valid header value (a trailing newline or space?): fix it, then "
-                                "run `batchrun retry`") from None
-        except requests.ReadTimeout:
-            raise EndpointError(Code.DEADLINE_EXCEEDED, "endpoint timed out: no answer within "
-                                f"{spec.timeout:g} s; it may still have answered and billed the "
-                                "request, so it is not "
-                                "sent again until you raise the executor's timeout and run "
-                                "`batchrun retry`") from None
-        except requests.RequestException as exc:
-            if last_try:
-                raise EndpointError(Code.UNAVAILABLE, redact(
-                    f"endpoint unreachable: {type(exc).__name__}: {exc} (after {attempt + 1} "
-                    "tries)", secrets)) from None
-        else:
-            status = resp.status_code
-            message = _error_of(resp, spec)["message"] if status >= 400 else ""
-            if status in (401, 402, 403) or "credit balance is too low" in message:
-                env = spec.api_key_env
-                what = ("the account was refused (billing)" if status in {400, 402}
-                        else f"credentials rejected — check api_key_env ({env or 'not set'})")
-                raise EndpointError(_rpc_code(status), f"{_phrase(status)}: {what}: {message}")
-            if status == 404:
-                raise EndpointError(Code.NOT_FOUND, f"{_phrase(status)}: {url} — check base_url "
-                                    f"and the model name: {message}")
-            if not (status in RETRIED_STATUS or status >= 500):
-                return resp
-            if last_try:
-                raise EndpointError(_rpc_code(status), f"{_phrase(status)}: {message} (after "
-                                    f"{attempt + 1} tries)")
-        delay = min(RETRY_CAP_SECONDS, spec.retry_delay * 2 ** attempt)
-        time.sleep(random.uniform(delay / 2, delay))
-    raise AssertionError("the last try returns or raises")
-
-
-def _json(resp: Any) -> Any:
+def _json(answer: Answer) -> Any:
     """The answer's body; a 200 that is not JSON was still answered (and billed): the row's."""
     try:
-        return resp.json()
+        return json.loads(answer.body)
     except ValueError:
-        raise _Unreadable(f"the endpoint answered {resp.status_code} with a body that is not JSON: "
-                          f"{resp.text[:200]!r}") from None
+        raise _Unreadable(f"the endpoint answered {answer.status} with a body that is not JSON: "
+                          f"{answer.text[:200]!r}") from None
 
 
 class _Unreadable(Exception):
@@ -294,19 +203,18 @@ def _url(base: str, path: str) -> str:
     return urlunsplit(parts._replace(path=parts.path.rstrip("/") + path))
 
 
-def openai_http(spec: ExecutorSpec, family: Family, model: str) -> Execute:
-    import requests
-
-    session = requests.Session()
+def openai_http(spec: ExecutorSpec, family: Family, model: str,
+                flights: InFlight | None = None) -> Execute:
+    session, flights = endpoint.session(), flights or InFlight()
     base = (spec.base_url or "").rstrip("/")
 
     def run(row: dict[str, Any]) -> dict[str, Any]:
         body = dict(row.get("body", {}))
         body["model"] = spec.model or body.get("model") or model
         path = "/embeddings" if family is Family.OPENAI_EMBEDDINGS else "/chat/completions"
-        resp = _post(session, _url(base, path), body, _headers(spec, False), spec)
-        if resp.status_code >= 400:  # about this request: the row's own failure
-            return openai_line(row, None, _error_of(resp, spec))
+        resp = endpoint.post(session, _url(base, path), body, _headers(spec, False), spec, flights)
+        if resp.status >= 400:  # about this request: the row's own failure
+            return openai_line(row, None, endpoint.error_of(resp, spec))
         try:
             return openai_line(row, _json(resp))
         except _Unreadable as exc:
@@ -315,19 +223,19 @@ def openai_http(spec: ExecutorSpec, family: Family, model: str) -> Execute:
     return run
 
 
-def anthropic_http(spec: ExecutorSpec, family: Family, model: str) -> Execute:
-    import requests
-
-    session = requests.Session()
+def anthropic_http(spec: ExecutorSpec, family: Family, model: str,
+                   flights: InFlight | None = None) -> Execute:
+    session, flights = endpoint.session(), flights or InFlight()
     base = (spec.base_url or "").rstrip("/")
 
     def run(row: dict[str, Any]) -> dict[str, Any]:
         body = {k: v for k, v in row.get("request", {}).items() if k != "anthropic_version"}
         body["model"] = spec.model or model.rsplit("/", 1)[-1].replace("@", "-")
-        resp = _post(session, _url(base, "/v1/messages"), body, _headers(spec, True), spec)
-        if resp.status_code >= 400:  # about this request: the row's own failure
-            error = _error_of(resp, spec)
-            phrase = _phrase(resp.status_code).split(" ", 1)[1]
+        resp = endpoint.post(session, _url(base, "/v1/messages"), body, _headers(spec, True), spec,
+                             flights)
+        if resp.status >= 400:  # about this request: the row's own failure
+            error = endpoint.error_of(resp, spec)
+            phrase = endpoint.phrase(resp.status).split(" ", 1)[1]
             return claude_line(row, None, f"{phrase}: {json.dumps({'error': error})}")
         try:
             return claude_line(row, _json(resp))
@@ -350,7 +258,9 @@ class Batched:
         return self.batch([row])[0]
 
 
-def sentence_transformers(spec: ExecutorSpec, family: Family, model: str) -> Execute:
+def sentence_transformers(spec: ExecutorSpec, family: Family, model: str,
+                          flights: InFlight | None = None) -> Execute:
+    del flights  # a batch of local encoding ends in seconds; the worker checks its stop between
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
@@ -375,7 +285,7 @@ def sentence_transformers(spec: ExecutorSpec, family: Family, model: str) -> Exe
     return Batched(run, spec.batch_size)
 
 
-FACTORIES: dict[str, Callable[[ExecutorSpec, Family, str], Execute]] = {
+FACTORIES: dict[str, Callable[[ExecutorSpec, Family, str, InFlight], Execute]] = {
     "echo": echo,
     "openai": openai_http,
     "anthropic": anthropic_http,

@@ -3,7 +3,8 @@
 Started detached by LocalBackend.create_job, so it outlives the CLI. Each answer is appended to the
 job's output as it arrives (flushed at once, fsynced every second or few hundred rows), so a worker
 that dies loses only the rows in flight; the output folder is recorded before the first row, so a
-failed, cancelled or killed job's answers are found and collected like any other's.
+failed, cancelled or killed job's answers are found and collected like any other's. A cancel is
+looked for every POLL_SECONDS while rows are in flight, and stops their requests mid-way.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import itertools
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -23,22 +24,24 @@ import orjson
 
 from runner import crashpoints
 from runner.backends.base import JobState
-from runner.backends.local.executors import FACTORIES, Batched, EndpointError, Execute, echo_json
+from runner.backends.local.endpoint import EndpointError, InFlight, Stopped
+from runner.backends.local.executors import FACTORIES, Batched, Execute, echo_json
 from runner.backends.local.store import WORKER_URL_ENV, JobStore, now_rfc3339
 from runner.backends.processes import process_start
 from runner.redact import (
+    masked_url,
     might_hold_secret,
     redact,
     remember,
     secret_values,
     url_secrets,
-    without_userinfo,
 )
 from runner.rpc import Code
 from runner.spec import ExecutorSpec, Family
 
 SYNC_SECONDS = 1.0
 SYNC_ROWS = 200
+POLL_SECONDS = 0.25  # how often a worker waiting on its rows looks for a cancel
 
 
 class _Cancelled(Exception):
@@ -85,16 +88,16 @@ def _executor_spec(stored: dict[str, Any]) -> ExecutorSpec:
     out taken back from this process's environment."""
     spec = ExecutorSpec(**{**stored, "fail_ids": tuple(stored["fail_ids"])})
     full_url = os.environ.get(WORKER_URL_ENV)
-    if full_url and without_userinfo(full_url) == spec.base_url:
+    if full_url and masked_url(full_url) == spec.base_url:
         spec = replace(spec, base_url=full_url)
     remember([*secret_values([spec.api_key_env]), *url_secrets(spec.base_url)])
     return spec
 
 
-def _executor(local: dict[str, Any], model: str) -> tuple[Execute, int]:
+def _executor(local: dict[str, Any], model: str, flights: InFlight) -> tuple[Execute, int]:
     """The job's executor and how many rows it may have in flight at once."""
     spec = _executor_spec(local["executor"])
-    execute = FACTORIES[spec.type](spec, Family(local["family"]), model)
+    execute = FACTORIES[spec.type](spec, Family(local["family"]), model, flights)
     response = local.get("response") or {}
     if spec.type == "echo" and response.get("format") == "json":
         execute = echo_json(execute, response.get("schema"))
@@ -114,7 +117,8 @@ def run_job(state_dir: Path, job_id: str) -> None:
     record.update(state=JobState.RUNNING.value, startTime=now_rfc3339(),
                   outputInfo={"gcsOutputDirectory": str(out_dir)})
     store.write(job_id, record)
-    execute, workers = _executor(local, record["model"])
+    flights = InFlight()  # a cancel stops the requests in flight, not only the next ones
+    execute, workers = _executor(local, record["model"], flights)
     remote = local["executor"].get("type") in ("openai", "anthropic")  # sends rows to an endpoint
     input_path = Path(record["inputConfig"]["gcsSource"]["uris"][0])
     sent_log = state_dir / "sent.jsonl"
@@ -134,33 +138,58 @@ def run_job(state_dir: Path, job_id: str) -> None:
             lines.append(redact(text).encode("utf-8") if secret else line)
         return lines
 
-    failure: Exception | None = None
     with (out_dir / "predictions.jsonl").open("ab") as fh:
         out = _Output(fh)
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            running: set[Future[list[bytes]]] = set()
-
-            def settle(done: set[Future[list[bytes]]]) -> None:
-                nonlocal failure
-                for future in done:
-                    try:
-                        for line in future.result():
-                            out.write(line)
-                    except Exception as exc:  # no line: the row is to do again; others are kept
-                        failure = failure or exc
-
-            size = execute.size if isinstance(execute, Batched) else 1
-            pending = _rows(input_path)
-            while rows := list(itertools.islice(pending, size)):
-                if failure is not None or store.cancel_marker(job_id).exists():
-                    break
-                running.add(pool.submit(answer, rows))
-                if len(running) >= workers:
-                    done, running = wait(running, return_when=FIRST_COMPLETED)
-                    settle(done)
-            settle(set(wait(running).done))
+        failure = _answer_all(_rows(input_path), answer, out, execute, workers,
+                              lambda: store.cancel_marker(job_id).exists(), flights)
         out.sync()
     _finish(store, job_id, out, failure)
+
+
+Answerer = Callable[[list[dict[str, Any]]], list[bytes]]
+
+
+def _answer_all(pending: Iterator[dict[str, Any]], answer: Answerer, out: _Output,
+                execute: Execute, workers: int, cancel_asked: Callable[[], bool],
+                flights: InFlight) -> Exception | None:
+    """Every row answered, `workers` at a time, each line written as its row is settled; stops
+    submitting at the first job-level failure (returned) or a cancel, which also stops the
+    requests in flight."""
+    failure: Exception | None = None
+    running: set[Future[list[bytes]]] = set()
+
+    def settle(done: set[Future[list[bytes]]]) -> None:
+        nonlocal failure
+        for future in done:
+            try:
+                for line in future.result():
+                    out.write(line)
+            except Stopped:  # cancelled mid-request: no answer, the row is to do again
+                pass
+            except Exception as exc:  # no line: the row is to do again; others are kept
+                failure = failure or exc
+
+    def cancelled() -> bool:
+        if not flights.stopped.is_set() and cancel_asked():
+            flights.stop()
+        return flights.stopped.is_set()
+
+    def settle_until(running_at_most: int) -> None:
+        nonlocal running
+        while len(running) > running_at_most:
+            done, running = wait(running, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+            settle(done)
+            cancelled()
+
+    size = execute.size if isinstance(execute, Batched) else 1
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        while rows := list(itertools.islice(pending, size)):
+            if failure is not None or cancelled():
+                break
+            running.add(pool.submit(answer, rows))
+            settle_until(workers - 1)
+        settle_until(0)
+    return failure
 
 
 def _finish(store: JobStore, job_id: str, out: _Output, failure: Exception | None) -> None:
@@ -168,7 +197,8 @@ def _finish(store: JobStore, job_id: str, out: _Output, failure: Exception | Non
     record = store.read(job_id)
     record["completionStats"] = {"successfulCount": str(out.ok), "failedCount": str(out.failed)}
     if failure is not None:
-        code, message = ((failure.code, failure.message) if isinstance(failure, EndpointError)
+        code, message = ((failure.code, redact(failure.message))
+                         if isinstance(failure, EndpointError)
                          else (Code.UNKNOWN.value, redact(_error_text(failure))))
         record.update(state=JobState.FAILED.value, endTime=now_rfc3339(),
                       error={"code": code, "message": message})
