@@ -56,7 +56,7 @@ def retry(manifest: Manifest, backend: Backend, settings: Settings, *, failed: b
         collect_finished(manifest, backend, jobs, ApplyReport(), say)
         forgiven = backend.forgiven_jobs(manifest.destination)
         failures = failures_of(manifest, jobs, settings, forgiven, datetime.now(UTC), backend,
-                               read_ledger(manifest, backend, jobs))
+                               read_ledger(manifest, backend, jobs, settings))
         report.was_blocked = failures.blocked
         # Every ended job of the manifest so far: none of them counts toward a block any more.
         report.forgiven = sorted(j.name for j in jobs if j.state.finished and j.name not in forgiven)

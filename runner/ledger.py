@@ -106,9 +106,12 @@ class Ledger:
         return facts, stored
 
 
-def read_ledger(manifest: Manifest, reader: BackendReader, jobs: Sequence[RemoteJob]) -> Ledger:
+def read_ledger(manifest: Manifest, reader: BackendReader, jobs: Sequence[RemoteJob],
+                settings: Settings | None = None) -> Ledger:
     """One read of the destination (its ledger columns) and the jobs' records. When some job
-    waits to be collected, the destination's ids are kept too, so collect need not read it again."""
+    waits to be collected, the destination's ids are kept too, so collect need not read it again.
+    A refusal that names a field of the manifest is placed there (`settings`: the project's root,
+    for the file's name)."""
     ledger = Ledger(manifest.spec_hash)
     spec_hash = manifest.spec_hash
     current = ledger.answerer = reader.answerer(manifest.model.resource)
@@ -127,16 +130,20 @@ def read_ledger(manifest: Manifest, reader: BackendReader, jobs: Sequence[Remote
     # (and read_source leaves that row there).
     digests = [j.input_digest for j in mine if j.state.finished and j.spec_hash == spec_hash]
     whole = ids is not None or len(digests) != len(set(digests)) or table_drift
-    pushed = None if whole or answered is None else reader.read_ledger(
-        manifest.destination, LEDGER_READ, manifest.source, answered)
-    ledger.pushed = pushed is not None
-    if pushed is not None:
-        ledger.answered, ledger.output_tokens = pushed.answered, pushed.output_tokens
-    rows = pushed.rows if pushed is not None else reader.read_destination(
-        manifest.destination, LEDGER_READ)
-    _take_rows(ledger, manifest, rows, _RowContext(
-        current, {j.name: j.answered_by for j in jobs if j.answered_by}, columns, table_drift,
-        pushed is not None))
+    try:
+        pushed = None if whole or answered is None else reader.read_ledger(
+            manifest.destination, LEDGER_READ, manifest.source, answered)
+        ledger.pushed = pushed is not None
+        if pushed is not None:
+            ledger.answered, ledger.output_tokens = pushed.answered, pushed.output_tokens
+        rows = pushed.rows if pushed is not None else reader.read_destination(
+            manifest.destination, LEDGER_READ)
+        _take_rows(ledger, manifest, rows, _RowContext(
+            current, {j.name: j.answered_by for j in jobs if j.answered_by}, columns, table_drift,
+            pushed is not None))
+    except BackendError as exc:
+        place(manifest, settings, exc)
+        raise
     _take_jobs(ledger, manifest, reader, mine, uncollected)
     return ledger
 
@@ -275,10 +282,24 @@ def _source_rows(manifest: Manifest, reader: BackendReader, settings: Settings,
             else source.kind.value
         path = f"spec.source.{source.kind.value}" + (
             f".{key}" if source.kind.value == "bigquery" else "")
-        raise BackendError([
-            replace(d, file=display_path(manifest.file, settings.root),
-                    line=source.line or manifest.line, path=path) if d.file is None else d
-            for d in exc.diagnostics]) from exc
+        place(manifest, settings, exc, path)
+        raise
+
+
+def place(manifest: Manifest, settings: Settings | None, exc: BackendError,
+          default: str | None = None) -> None:
+    """A backend's refusal placed in the manifest, in place (it stays what it is, a Foreign-
+    DestinationError say): a diagnostic that names a field of it (the id column a BigQuery name
+    rule refused) at that field's line; with `default`, one that names none at that field. One
+    already placed, or that names no field, stays as it is."""
+    shown = display_path(manifest.file, settings.root if settings else Path.cwd())
+    placed = []
+    for d in exc.diagnostics:
+        path = d.path or default
+        placed.append(d if d.file is not None or path is None else replace(
+            d, file=shown, path=path,
+            line=manifest.lines.get(path) or manifest.source.line or manifest.line))
+    exc.diagnostics = tuple(placed)
 
 
 def rendered_rows(manifest: Manifest, reader: BackendReader, settings: Settings,

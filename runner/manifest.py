@@ -126,6 +126,12 @@ def _prompt(raw: Mapping[str, Any], base: Path, problems: list[Diagnostic],
                       input=t("input"))
 
 
+# The fields a backend may refuse past loading, whose lines a manifest keeps (Manifest.lines).
+_LOCATED: tuple[tuple[str, ...], ...] = (
+    ("spec", "source", "id"), ("spec", "passthrough"), ("spec", "source", "bigquery", "table"),
+    ("spec", "source", "bigquery", "query"), ("spec", "destination", "bigquery", "table"))
+
+
 def _passthrough(spec: Mapping[str, Any]) -> tuple[str, ...]:
     """The passthrough columns; with a hashed id, the id column too, so results keep the real id."""
     out = tuple(spec.get("passthrough", ()))
@@ -256,6 +262,7 @@ def _build(doc: Document, path: Path, settings: Settings,
         on_change=spec.get("on_change", "rerun"),
         region=spec.get("region") or settings.region or next(iter(catalog.batch_regions(model)),
                                                              None),
+        lines={".".join(key): doc.line_of(key) for key in _LOCATED},
     )
     templates = [t.text for t in manifest.prompt.templates()]
     return replace(manifest, spec_hash=identity.spec_hash(manifest),

@@ -140,7 +140,7 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
     _check_placement(manifest, reader, settings)
     if prepared is not None:  # before the source is read: a change during the read is noticed
         _seen(prepared, manifest, reader, jobs)
-    ledger = read_ledger(manifest, reader, jobs)
+    ledger = read_ledger(manifest, reader, jobs, settings)
     if prepared is not None:
         prepared.ids = ledger.ids
     job_ends = failures_of(manifest, jobs, settings, reader.forgiven_jobs(manifest.destination),

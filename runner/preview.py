@@ -98,7 +98,7 @@ class _Prepared:
 def _prepare(manifest: Manifest, backend: Backend, settings: Settings, n: int) -> _Prepared:
     base = Preview(manifest.name, manifest.spec_hash, PreviewState.NOTHING, n)
     jobs = backend.list_jobs(manifest.name)
-    ledger = read_ledger(manifest, backend, jobs)
+    ledger = read_ledger(manifest, backend, jobs, settings)
     old = older_answers(manifest, backend)
     if not old:
         return _Prepared(manifest, base)

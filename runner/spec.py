@@ -133,6 +133,9 @@ class Manifest:
     on_change: str = "rerun"
     spec_hash: str = ""
     digest: str = ""  # of the whole document and its template files: a saved plan's staleness check
+    # Where a field a backend may refuse is written ("spec.source.id": 9): an error found past
+    # loading (a BigQuery name, say) is placed at its line. Never hashed.
+    lines: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from runner.backends.vertex import sqlnames
 from runner.errors import BackendError, error
 from runner.result import BIGQUERY_JSON, BIGQUERY_TYPES
 from runner.rows import AnsweredIn, LedgerRows, SourceRow, Unchanged
@@ -31,7 +32,23 @@ class UnsafeQueryError(BackendError):
             "only a single SELECT may be a source",
             hint="a source must only read: remove DDL, DML, scripts and procedure calls")])
 
+
+class UnsafeStatementError(BackendError):
+    """A statement batchrun built that BigQuery reads as another kind, or as several: never run."""
+
+    def __init__(self, statement_type: str, expected: str) -> None:
+        self.statement_type = statement_type
+        super().__init__([error(
+            f"refusing to run a statement batchrun built: BigQuery reads it as a {statement_type} "
+            f"statement, not one {expected}",
+            hint="a name from the manifest or the source must have changed what it says; check "
+                 "the id, passthrough and table names, and report it if they look ordinary")])
+
+
 PAGE_ROWS = 10_000
+# The manifest's fields the names come from, for the refusal's location (ledger.py places it).
+DESTINATION = "spec.destination.bigquery.table"
+PASSTHROUGH = "spec.passthrough"
 
 
 def make_client(project: str) -> Any:
@@ -81,22 +98,45 @@ class BigQuery:
         self._locations: dict[str, str | None] = {}  # dataset -> location, read once
         self.pulled = 0  # source rows that reached this machine (a BigQuery source's cost here)
         self.ledger_read = 0  # destination ledger rows that did
+        # What BigQuery read each statement batchrun built as, by its text: asked once a command
+        # (apply --wait plans again every few seconds with the same statements).
+        self._kinds: dict[str, str] = {}
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        """A read-only query's rows, paged."""
+    def _dry_run(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """A dry run: BigQuery parses and plans the statement, reads nothing, writes nothing and
+        bills nothing, and says which kind of statement it is (SCRIPT for several)."""
         from google.cloud import bigquery
 
+        return self.client.query(sql, job_config=bigquery.QueryJobConfig(
+            dry_run=True, use_query_cache=False, query_parameters=list(params)),
+            retry=self.retry)
+
+    def run(self, sql: str, params: Sequence[Any] = (), *, expect: str) -> Any:
+        """The job of a statement batchrun built, started only once a dry run says BigQuery reads
+        it as one `expect` statement: a name that slipped past sqlnames, or a mistake of ours,
+        can never make a read write or a MERGE delete. The only door to client.query for them."""
+        from google.cloud import bigquery
+
+        kind = self._kinds.get(sql)
+        if kind is None:
+            # The emulator and BigQuery both say SELECT, MERGE, ... or SCRIPT. A server that says
+            # nothing gets UNKNOWN, refused: no statement runs unchecked, whatever it costs.
+            kind = self._kinds[sql] = str(self._dry_run(sql, params).statement_type or "UNKNOWN")
+        if kind != expect:
+            raise UnsafeStatementError(kind, expect)
         config = bigquery.QueryJobConfig(query_parameters=list(params))
-        return self.client.query(sql, job_config=config, retry=self.retry).result(
-            timeout=self.timeout, page_size=PAGE_ROWS)
+        return self.client.query(sql, job_config=config, retry=self.retry)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """A read batchrun built (checked to be one SELECT), its rows paged."""
+        return self.run(sql, params, expect="SELECT").result(timeout=self.timeout,
+                                                              page_size=PAGE_ROWS)
 
     def check_select(self, sql: str) -> Any:
         """The schema of a query source, when a dry run says it is one SELECT (it reads nothing,
-        writes nothing, costs nothing): a source may never write, and plans run it."""
-        from google.cloud import bigquery
-
-        job = self.client.query(sql, job_config=bigquery.QueryJobConfig(
-            dry_run=True, use_query_cache=False), retry=self.retry)
+        writes nothing, costs nothing): a source may never write, and plans run it. Asked each
+        time: its schema is the fingerprint's salt, and may change during apply --wait."""
+        job = self._dry_run(sql)
         kind = str(job.statement_type or "UNKNOWN")
         if kind != "SELECT":
             raise UnsafeQueryError(kind)
@@ -206,15 +246,19 @@ class BigQuery:
 
     def destination_rows(self, table: str,
                          columns: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
+        # Names first, even when no SQL is to be run yet: the first plan refuses the name a
+        # later collect would MERGE into, before anything is paid for.
+        target = sqlnames.table(table, field=DESTINATION)
+        sql = None if columns is None else (
+            f"SELECT {', '.join(sqlnames.column(c) for c in columns)} FROM {target}")
         if not self.table_exists(table):
             return
-        if columns is None:
+        if sql is None:
             log.debug("read destination %s", table)
             rows: Iterable[Any] = self.client.list_rows(table, page_size=PAGE_ROWS,
                                                         retry=self.retry)
         else:  # the ledger: a query of its columns alone, never a scan of the answers
-            job = self.client.query(
-                f"SELECT {', '.join(f'`{c}`' for c in columns)} FROM `{table}`", retry=self.retry)
+            job = self.run(sql, expect="SELECT")
             rows = job.result(page_size=PAGE_ROWS, timeout=self.timeout)
             log.debug("read destination %s (the ledger columns): %s bytes scanned", table,
                       f"{job.total_bytes_processed or 0:,}")
@@ -224,10 +268,7 @@ class BigQuery:
 
     def ledger_rows(self, sql: str, params: Sequence[Any]) -> Iterator[dict[str, Any]]:
         """The ledger rows a query of the destination picked (bqsource's, beside its source)."""
-        from google.cloud import bigquery
-
-        job = self.client.query(sql, job_config=bigquery.QueryJobConfig(
-            query_parameters=list(params)), retry=self.retry)
+        job = self.run(sql, params, expect="SELECT")
         rows = job.result(page_size=PAGE_ROWS, timeout=self.timeout)
         count = 0
         for row in _decoded(rows):
@@ -245,6 +286,11 @@ class BigQuery:
         if not batch:
             return 0
         columns = list(batch[0])
+        stage = f"{table}__batchrun_stage_{secrets.token_hex(4)}"
+        # Every name checked before BigQuery hears of any: a refused one adds no column, no table.
+        target, staged = (sqlnames.table(t, field=DESTINATION) for t in (table, stage))
+        quoted = {c: sqlnames.column(c, field=None if c in BIGQUERY_TYPES else PASSTHROUGH)
+                  for c in columns}
         existing = self.client.get_table(table, retry=self.retry) if self.table_exists(
             table) else None
         known = {f.name: f.field_type for f in existing.schema} if existing is not None else {}
@@ -258,25 +304,24 @@ class BigQuery:
             except Exception as exc:
                 log.warning("could not add %s to %s (%s); they are not stored", new, table, exc)
                 columns = [c for c in columns if c not in new]
+        cols = ", ".join(quoted[c] for c in columns)
+        sets = ", ".join(f"{quoted[c]} = S.{quoted[c]}" for c in columns if c != "custom_id")
+        values = ", ".join(f"S.{quoted[c]}" for c in columns)
         schema = [bigquery.SchemaField(c, known.get(c) or BIGQUERY_TYPES.get(c) or _type_of(batch, c))
                   for c in columns]
         if not known:
             self.client.create_table(bigquery.Table(table, schema=schema), exists_ok=True,
                                      retry=self.retry)
-        stage = f"{table}__batchrun_stage_{secrets.token_hex(4)}"
         config = bigquery.LoadJobConfig(schema=schema, source_format="NEWLINE_DELIMITED_JSON",
                                         write_disposition="WRITE_TRUNCATE")
         self.client.load_table_from_json([_encode(r, schema) for r in batch], stage,
                                          job_config=config).result(timeout=self.timeout)
         try:
-            cols = ", ".join(f"`{c}`" for c in columns)
-            sets = ", ".join(f"`{c}` = S.`{c}`" for c in columns if c != "custom_id")
-            values = ", ".join(f"S.`{c}`" for c in columns)
-            job = self.client.query(
-                f"MERGE `{table}` T USING `{stage}` S ON T.custom_id = S.custom_id "
-                f"WHEN MATCHED THEN UPDATE SET {sets} "
-                f"WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})", retry=self.retry)
-            job.result(timeout=self.timeout)
+            # Checked once the stage exists: a dry run resolves the tables it names.
+            self.run(f"MERGE {target} T USING {staged} S ON T.custom_id = S.custom_id "
+                     f"WHEN MATCHED THEN UPDATE SET {sets} "
+                     f"WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})",
+                     expect="MERGE").result(timeout=self.timeout)
         finally:
             self.client.delete_table(stage, not_found_ok=True, retry=self.retry)
         return len(batch)

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from runner.backends.vertex import sqlnames
 from runner.identity import VERTEX_ANSWERER
 from runner.idrule import HASH_HEX, HASHED_SHAPE, ID_CHARS
 from runner.rows import AnsweredIn, LedgerRows, SourceRow, Unchanged
@@ -20,6 +21,10 @@ log = logging.getLogger(__name__)
 
 FP = "batchrun_source_fp__"  # the fingerprint column added to the source's own
 ROW = "batchrun_source_row__"  # the source row's alias: a name no column is likely to have
+# The manifest's fields the names come from, for a refusal's location (ledger.py places it).
+ID = "spec.source.id"
+SOURCE_TABLE = "spec.source.bigquery.table"
+DESTINATION = "spec.destination.bigquery.table"
 
 
 def schema_salt(schema: Any) -> str:
@@ -41,9 +46,10 @@ def sent_id(column: str, field_type: str, *, id_hash: bool, max_chars: int) -> s
     """The custom_id render.py sends for the id column `column`, in SQL (runner/idrule.py's rule;
     tests pin that they agree): so the rows left in BigQuery are checked on the ids they were sent
     under. An id sent as it is, or refused when rendered, is grouped as it is."""
+    name = sqlnames.column(column, field=ID)
     if not id_hash or field_type not in ("STRING", "INTEGER", "INT64"):
-        return f"`{column}`"
-    text = f"`{column}`" if field_type == "STRING" else f"CAST(`{column}` AS STRING)"
+        return name
+    text = name if field_type == "STRING" else f"CAST({name} AS STRING)"
     as_is = (f"LENGTH({text}) <= {int(max_chars)} AND REGEXP_CONTAINS({text}, r'^{ID_CHARS}$') "
              f"AND NOT REGEXP_CONTAINS({text}, r'^{HASHED_SHAPE}$')")
     return f"IF({as_is}, {text}, CONCAT('h', SUBSTR(TO_HEX(SHA256({text})), 1, {HASH_HEX})))"
@@ -58,6 +64,7 @@ class SourceRead:
         self.bq, self.table, self.query, self.answered = bq, table, query, answered
         self.what = table or "the query"
         self.dest_columns: set[str] = set()  # the destination's, read once by _joinable
+        self.dest = ""  # the destination, quoted (by _with)
 
     def _source(self) -> tuple[str, list[Any]]:
         """The source as SQL to select from (a query runs only if a dry run says SELECT), and the
@@ -69,8 +76,8 @@ class SourceRead:
             source = "(\n" + self.query.strip().rstrip(";") + "\n)"
         else:
             assert self.table is not None
+            source = sqlnames.table(self.table, field=SOURCE_TABLE)  # refused before it is asked
             schema = self.bq.client.get_table(self.table, retry=self.bq.retry).schema
-            source = f"`{self.table}`"
         self.columns = {f.name for f in schema}
         self.types = {f.name: str(f.field_type) for f in schema}
         return source, [bigquery.ScalarQueryParameter("salt", "STRING", schema_salt(schema))]
@@ -81,12 +88,18 @@ class SourceRead:
         from google.cloud import bigquery
 
         answered = self.answered
-        if answered is None or not self._joinable(answered):
+        if answered is None or answered.destination_kind != "bigquery":
+            return None
+        # The names are checked whether or not this read can use them: a later one will, once
+        # the table records fingerprints, and a plan refuses before anything is paid for.
+        self.dest = sqlnames.table(answered.destination, field=DESTINATION)
+        self._sent_id()
+        if not self._joinable(answered):
             return None
         params.append(bigquery.ScalarQueryParameter("spec", "STRING", answered.spec_hash))
         params.append(bigquery.ScalarQueryParameter("answerer", "STRING", answered.answered_by))
         return (f"WITH src AS ({fingerprinted(source)}), done AS (SELECT DISTINCT source_fp FROM "
-                f"`{answered.destination}` WHERE status = 'succeeded' AND spec_hash = @spec AND "
+                f"{self.dest} WHERE status = 'succeeded' AND spec_hash = @spec AND "
                 f"{self._ours('')} AND source_fp IS NOT NULL)")
 
     def _ours(self, alias: str) -> str:
@@ -96,14 +109,17 @@ class SourceRead:
             return f"'{VERTEX_ANSWERER}' = @answerer"
         return f"COALESCE({alias}answered_by, '{VERTEX_ANSWERER}') = @answerer"
 
+    def _sent_id(self) -> str:
+        answered = self.answered
+        assert answered is not None
+        return sent_id(answered.id_column, self.types.get(answered.id_column, ""),
+                       id_hash=answered.id_hash, max_chars=answered.max_id_chars)
+
     def _duplicated_sql(self) -> str:
         """How many custom_ids the source would send twice or more (scalar subquery over `src`):
         the ids sent, not the column's values, which `hash: true` rewrites."""
-        answered = self.answered
-        assert answered is not None
-        key = sent_id(answered.id_column, self.types.get(answered.id_column, ""),
-                      id_hash=answered.id_hash, max_chars=answered.max_id_chars)
-        return f"(SELECT COUNT(*) FROM (SELECT {key} FROM src GROUP BY 1 HAVING COUNT(*) > 1))"
+        return (f"(SELECT COUNT(*) FROM (SELECT {self._sent_id()} FROM src GROUP BY 1 "
+                "HAVING COUNT(*) > 1))")
 
     def _duplicated(self, with_: str, params: list[Any]) -> bool:
         """Duplicate ids are reported by the full read, which names their rows."""
@@ -121,9 +137,10 @@ class SourceRead:
         if with_ is not None and counted is not None and not counted["duplicated"]:
             assert self.answered is not None
             yield Unchanged(int(counted["n"]))
+            order = sqlnames.column(self.answered.id_column, field=ID)
             sql = (f"{with_} SELECT src.* FROM src LEFT JOIN done ON src.{FP} = "
                    f"done.source_fp WHERE done.source_fp IS NULL "
-                   f"ORDER BY src.`{self.answered.id_column}`")  # the change only: cheap to order
+                   f"ORDER BY src.{order}")  # the change only: cheap to order
             log.debug("read source %s: %s rows recognised answered in BigQuery", self.what,
                       f"{counted['n']:,}")
         number = 0
@@ -142,19 +159,18 @@ class SourceRead:
         with_ = self._with(source, params)
         if with_ is None or self._duplicated(with_, params):
             return None
-        assert self.answered is not None
-        dest = self.answered.destination
         have = self.dest_columns
-        picked = ", ".join(f"d.`{c}`" for c in columns if c in have)
+        quoted = {c: sqlnames.column(c) for c in columns}  # every one asked, read or not
+        picked = ", ".join(f"d.{quoted[c]}" for c in columns if c in have)
         usage = "usage" in have
         totals = next(iter(self.bq.query(
             f"SELECT COUNTIF(status = 'succeeded' AND {'usage IS NOT NULL' if usage else 'FALSE'})"
             f" AS answered, " + (
                 "SUM(IF(status = 'succeeded' AND usage IS NOT NULL, COALESCE(SAFE_CAST("
                 "JSON_VALUE(usage, '$.output_tokens') AS INT64), 0), 0))" if usage else "0")
-            + f" AS output_tokens FROM `{dest}`")))
+            + f" AS output_tokens FROM {self.dest}")))
         sql = (f"WITH src AS ({fingerprinted(source)}), seen AS (SELECT DISTINCT {FP} AS fp FROM "
-               f"src) SELECT {picked} FROM `{dest}` AS d LEFT JOIN seen ON d.source_fp = seen.fp "
+               f"src) SELECT {picked} FROM {self.dest} AS d LEFT JOIN seen ON d.source_fp = seen.fp "
                f"WHERE NOT COALESCE(d.status = 'succeeded' AND d.spec_hash = @spec AND "
                f"{self._ours('d.')} AND seen.fp IS NOT NULL, FALSE)")
         return LedgerRows(self.bq.ledger_rows(sql, params), int(totals["answered"] or 0),
