@@ -19,7 +19,8 @@ from runner.backends.base import Backend, Finding, IndexEntry, JobState, RemoteJ
 from runner.errors import BatchrunError
 from runner.events import Listener
 from runner.identity import INPUT_LABEL, MANAGED_LABEL, MANAGED_VALUE, NAME_LABEL
-from runner.ledger import failures_of, read_ledger, rendered_rows, rerun_asked
+from runner.jobfailures import failures_of
+from runner.ledger import read_ledger, rendered_rows, rerun_asked
 from runner.outputs import parse_line
 from runner.result import Status
 from runner.spec import Family, Manifest, Settings

@@ -1,6 +1,6 @@
 """The row pass, owned here and shared: read a manifest's ledger (destination, running and
-finished jobs), render and classify its rows, split them into jobs, and judge its job-level
-failures. The planner uses it to decide, apply to do. Reads only.
+finished jobs), render and classify its rows (splitting them into jobs is sharding's, judging
+job-level failures jobfailures'). The planner uses it to decide, apply to do. Reads only.
 """
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,14 +17,10 @@ from runner.errors import BackendError, error
 from runner.lazy import lazy_module
 from runner.manifest import display_path
 from runner.reconcile import (
-    FailurePolicy,
-    JobEnd,
-    JobFailures,
     LedgerState,
     RowClass,
     RowFacts,
     classify,
-    job_failures,
     ledger_entries,
 )
 from runner.render import RenderedRow
@@ -366,42 +361,3 @@ def classified_rows(manifest: Manifest, reader: BackendReader, settings: Setting
             continue
         facts, stored = ledger.facts(row, manifest.max_attempts)
         yield row, classify(facts), stored
-
-
-def failure_policy(settings: Settings) -> FailurePolicy:
-    q = settings.quota
-    return FailurePolicy(max_job_failures=q.max_job_failures, backoff=q.failure_backoff,
-                         backoff_max=q.failure_backoff_max, internal_delay=q.internal_retry_delay)
-
-
-def _time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
-
-
-def failures_of(manifest: Manifest, jobs: Sequence[RemoteJob], settings: Settings,
-                forgiven: set[str], now: datetime, reader: BackendReader,
-                ledger: Ledger) -> JobFailures:
-    """The job-level failures of this spec: when creates may resume, or that they are blocked.
-
-    A job that ended well but whose rows left no trace in the ledger counts too, when the same
-    rows were staged again: otherwise a destination that does not record answers, or a 429 on
-    every line, would have apply --wait pay for them in a loop. Only such re-sent inputs have
-    their index read (and only until one row shows a trace)."""
-    ended = [j for j in jobs if j.manifest_name == manifest.name and j.state.finished
-             and j.belongs_to(manifest.spec_hash)]
-    mine = [j for j in ended if j.spec_hash == manifest.spec_hash]
-    digests = [j.input_digest for j in mine]
-
-    def end(j: RemoteJob, trace: bool = True) -> JobEnd:
-        return JobEnd(j.name, j.input_digest, j.state.short, j.create_time or "",
-                      _time(j.end_time), j.error_code, j.error_message, trace)
-
-    ends = []
-    for j in mine:
-        trace = True
-        if j.state.short in ("succeeded", "partially_succeeded") and digests.count(
-                j.input_digest) > 1:
-            trace = any(ledger.has_trace(e.custom_id, e.request_hash) for e in reader.read_index(j))
-        ends.append(end(j, trace))
-    others = [end(j) for j in ended if j.spec_hash != manifest.spec_hash]
-    return job_failures(ends, failure_policy(settings), frozenset(forgiven), now, others)

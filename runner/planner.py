@@ -14,10 +14,10 @@ import orjson
 from runner import estimate, identity
 from runner.backends.base import BackendReader, RemoteJob, pool_of
 from runner.errors import BackendError, error
+from runner.jobfailures import failures_of
 from runner.ledger import (
     Ledger,
     classified_rows,
-    failures_of,
     index_entry,
     read_ledger,
     row_key,
