@@ -233,6 +233,7 @@ class Claim:
     document: tuple[Path, int]  # the file and the document's place in it
     destination: tuple[str, str]  # paths.destination_key
     source: str | None  # a local source file, resolved
+    templates: tuple[str, ...] = ()  # its template files, resolved
 
 
 def _other_project(path: Path, root: Path | None) -> Path | None:

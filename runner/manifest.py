@@ -321,8 +321,21 @@ def scan_claims(paths: Iterable[Path], settings: Settings) -> list[checks.Claim]
             claims.append(checks.Claim(
                 name=name, file=doc.file, line=doc.line_of(("spec", "destination")),
                 document=(path.resolve(), doc.index), destination=destination_key(dest),
-                source=str((path.parent / source).resolve()) if isinstance(source, str) else None))
+                source=str((path.parent / source).resolve()) if isinstance(source, str) else None,
+                templates=tuple(str((path.parent / f).resolve())
+                                for f in _template_files(spec.get("prompt")))))
     return claims
+
+
+def _template_files(prompt: Any) -> list[str]:
+    """The `{file: ...}` templates of a prompt as written (scanned, not validated)."""
+    if not isinstance(prompt, Mapping):
+        return []
+    found = [prompt.get(k) for k in ("system", "user", "input")]
+    for example in prompt.get("examples") or ():
+        if isinstance(example, Mapping):
+            found += [example.get("user"), example.get("assistant")]
+    return [t["file"] for t in found if isinstance(t, Mapping) and isinstance(t.get("file"), str)]
 
 
 def load_manifests(paths: Iterable[Path], settings: Settings,
