@@ -38,7 +38,7 @@ def _columns(manifest: Manifest) -> list[str] | None:
     if source.columns is not None:
         return list(source.columns)
     if source.kind is SourceKind.FILE:
-        return rowfile.discover_columns(Path(source.location), source.format)
+        return rowfile.discover_columns(Path(source.location), source.format, source.max_row_bytes)
     return None
 
 

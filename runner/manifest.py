@@ -167,7 +167,8 @@ def _source(raw: Mapping[str, Any], base: Path, problems: list[Diagnostic], sett
                                   path="spec.source.file",
                                   hint="paths are relative to the manifest's folder"))
         return SourceSpec(SourceKind.FILE, str(path), fmt, id_column, columns, id_hash=id_hash,
-                          max_id_chars=settings.quota.max_id_chars)
+                          max_id_chars=settings.quota.max_id_chars,
+                          max_row_bytes=settings.quota.max_request_bytes)
     if "bigquery" in raw:
         bq = raw["bigquery"]
         key = "query" if "query" in bq else "table"

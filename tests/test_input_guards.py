@@ -141,3 +141,137 @@ def test_init_still_appends_to_a_real_gitignore(planted: tuple[Path, Path]) -> N
     assert (folder / ".gitignore").read_text() == (
         "node_modules/\n# batchrun: local job state and results\n.batchrun/\nout/\n")
     assert (folder / "manifests" / "review-sentiment.yaml").is_file()
+
+
+# --- a source row longer than a request may be ---------------------------------------------------
+
+LIMIT = 1_000_000
+
+
+def _big_line(path: Path, mb: int, *, before: bytes = b"", after: bytes = b"",
+              head: bytes = b'{"id": "big", "text": "', tail: bytes = b'"}\n') -> None:
+    chunk = b"x" * (1 << 20)
+    with path.open("wb") as fh:
+        fh.write(before + head)
+        for _ in range(mb):
+            fh.write(chunk)
+        fh.write(tail + after)
+
+
+def _read(path: Path, fmt: str, limit: int) -> list[tuple[int, str]]:
+    from runner import rowfile
+    from runner.rows import RowIssue
+
+    return [(i.number, i.message) if isinstance(i, RowIssue) else (i.number, str(i.data.get("id")))
+            for i in rowfile.read_rows(path, fmt, limit)]
+
+
+def test_a_long_jsonl_line_is_refused_as_it_is_read_and_the_rest_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "rows.jsonl"
+    _big_line(path, 8, before=b'{"id": "a"}\n', after=b'{"id": "b"}\r\n{"id": "c"}')
+    assert _read(path, "jsonl", LIMIT) == [
+        (1, "a"),
+        (2, "is 8,388,633 bytes long, more than a request may be (1,000,000, "
+            "quota.max_request_bytes); skipped without reading it"),
+        (3, "b"), (4, "c")]
+
+
+def test_the_limit_is_the_line_without_its_newline(tmp_path: Path) -> None:
+    path = tmp_path / "rows.jsonl"
+    exact = b'{"id": "' + b"x" * 92 + b'"}'  # 102 bytes
+    path.write_bytes(exact + b"\r\n" + exact + b"y\n" + exact)
+    got = _read(path, "jsonl", 102)
+    assert [n for n, _ in got] == [1, 2, 3] and got[0][1] == got[2][1] == "x" * 92
+    assert got[1][1].startswith("is 103 bytes long")
+
+
+def test_a_long_csv_line_that_closes_its_quotes_is_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "rows.csv"
+    _big_line(path, 3, before=b"id,text\na,one\n", head=b'big,"', tail=b'"\n', after=b"b,two\n")
+    got = _read(path, "csv", LIMIT)
+    assert [n for n, _ in got] == [2, 3, 4] and got[0][1] == "a" and got[2] == (4, "b")
+    assert got[1][1].startswith("is 3,145,734 bytes long, more than a request may be")
+
+
+def test_a_long_csv_line_that_opens_a_quoted_field_ends_the_reading(tmp_path: Path) -> None:
+    """Its record goes on below: what follows cannot be told apart from it, so nothing is guessed."""
+    path = tmp_path / "rows.csv"
+    _big_line(path, 3, before=b"id,text\na,one\n", head=b'big,"', tail=b'\nstill big"\n',
+              after=b"b,two\n")
+    assert _read(path, "csv", LIMIT) == [
+        (2, "a"),
+        (3, "is a CSV record of more than 1,000,000 bytes, more than a request may be "
+            "(quota.max_request_bytes); nothing after it was read")]
+
+
+def test_a_csv_record_over_the_limit_in_short_lines_ends_the_reading(tmp_path: Path) -> None:
+    path = tmp_path / "rows.csv"
+    path.write_bytes(b'id,text\na,one\nbig,"' + b"line\n" * 400 + b'"\nb,two\n')
+    got = _read(path, "csv", 1000)
+    assert got == [(2, "a"), (3, "is a CSV record of more than 1,000 bytes, more than a request "
+                                 "may be (quota.max_request_bytes); nothing after it was read")]
+
+
+def test_a_csv_header_over_the_limit_reads_no_row(tmp_path: Path) -> None:
+    from runner import rowfile
+
+    path = tmp_path / "rows.csv"
+    path.write_bytes(b"id," + b"c" * 2000 + b"\na,one\n")
+    assert [n for n, _ in _read(path, "csv", 1000)] == [1]
+    assert rowfile.discover_columns(path, "csv", 1000) is None
+
+
+def test_rows_under_the_limit_read_as_before(tmp_path: Path) -> None:
+    path = tmp_path / "rows.csv"
+    path.write_bytes(b'\xef\xbb\xbfid,text\r\n1,"two\r\nlines"\r\n\r\n3,three\r\n')
+    assert _read(path, "csv", 1000) == [(2, "1"), (5, "3")]
+    assert _read(path, "csv", 1000) == [(n, i) for n, i in _read(path, "csv", 10**9)]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_reading_a_64_mb_row_holds_a_small_multiple_of_the_limit(tmp_path: Path, fmt: str) -> None:
+    """Python's own allocations, counted (tracemalloc): the long row is never held."""
+    import tracemalloc
+
+    from runner import rowfile
+
+    path = tmp_path / f"rows.{fmt}"
+    if fmt == "csv":
+        _big_line(path, 64, before=b"id,text\na,one\n", head=b'big,"', tail=b'"\n', after=b"b,two\n")
+    else:
+        _big_line(path, 64, before=b'{"id": "a"}\n', after=b'{"id": "b"}\n')
+    tracemalloc.start()
+    try:
+        rows = list(rowfile.read_rows(path, fmt, LIMIT))
+        columns = rowfile.discover_columns(path, fmt, LIMIT)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(rows) == 3 and columns is not None
+    assert peak < 3 * LIMIT, f"peak {peak:,} bytes"
+
+
+@pytest.mark.parametrize("command", ["plan", "validate"])
+def test_plan_and_validate_on_a_64_mb_row_hold_a_small_multiple_of_the_limit(
+        run, project_dir: ProjectDir, command: str) -> None:  # type: ignore[no-untyped-def]
+    """The whole command in this process, against the same command on the row made small."""
+    import tracemalloc
+
+    root = project_dir.root
+    project_dir.write("batchrun.yaml", f"backend: local\nquota: {{max_request_bytes: {LIMIT}}}\n")
+    project_dir.write("triage.yaml", (root / "triage.yaml").read_text()
+                      .replace("file: tickets.csv, id: ticket_id", "file: rows.jsonl, id: id")
+                      .replace('"{{ subject }}: {{ body }}"', '"{{ text }}"')
+                      .replace("passthrough: [subject]", "passthrough: []"))
+    peaks = []
+    for mb in (0, 0, 64):  # once to warm caches and imports, then the baseline, then the long row
+        _big_line(root / "rows.jsonl", mb, before=b'{"id": "a", "text": "x"}\n')
+        tracemalloc.start()
+        try:
+            out = run(command, code=1 if command == "plan" and mb else 0)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        peaks.append(peak)
+    assert command == "validate" or "row 2: is 67,108,889 bytes long" in out
+    assert peaks[2] < peaks[1] + 3 * LIMIT, f"peaks {peaks}"

@@ -67,8 +67,9 @@ def test_bad_rows_are_named_by_row_and_id(tmp_path, golden) -> None:  # type: ig
     p.write("batchrun.yaml", "quota: {max_request_bytes: 300}\n")
     rows = [b'{"id": "a", "text": "fine"}', b'{"id": "b"}', b'{"id": null, "text": "x"}',
             b'{"id": "a", "text": "again"}', b'{"id": "c", "text": "caf\xe9"}',
-            b'{"id": "d", "text": "' + b"x" * 400 + b'"}', b'not json', b'[1, 2]',
-            b'{"id": 1.5, "text": "float id"}']
+            b'{"id": "d", "text": "' + b"x" * 250 + b'"}', b'not json', b'[1, 2]',
+            b'{"id": 1.5, "text": "float id"}',
+            b'{"id": "e", "text": "' + b"x" * 400 + b'"}']  # over the limit as a row: not parsed
     (tmp_path / "rows.jsonl").write_bytes(b"\n".join(rows) + b"\n")
     p.write("seed.yaml", manifest("meta/llama-4-maverick-17b-128e-instruct-maas", '{user: "{{ text }}"}'))
     with pytest.raises(RenderError) as info:

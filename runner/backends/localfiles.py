@@ -111,7 +111,7 @@ def read_source(source: SourceSpec) -> Iterator[SourceRow | RowIssue]:
     path = Path(source.location)
     if not path.is_file():
         raise BackendError(f"source file {path} does not exist")
-    return rowfile.read_rows(path, source.format)
+    return rowfile.read_rows(path, source.format, source.max_row_bytes)
 
 
 def source_stamp(source: SourceSpec) -> list[int] | None:
