@@ -378,10 +378,13 @@ def retry(project: Project, name: str, *, failed: bool = False, backend: Backend
                          older_specs=older_specs, limit=limit)
 
 
-def doctor(project: Project, *, backend: Backend | None = None) -> list[Finding]:
-    """What a first real run needs, checked: one Finding (ok, what, fix) per thing."""
+def doctor(project: Project, *, backend: Backend | None = None,
+           write_probe: bool = False) -> list[Finding]:
+    """What a first real run needs, checked: one Finding (ok, what, fix) per thing. Writes nothing
+    remote: permissions are asked of the services; `write_probe` (doctor --canary) also writes
+    and removes a test object in staging."""
     return doctor_checks.doctor(project.manifests, backend or open_backend(project),
-                                project.settings)
+                                project.settings, write_probe=write_probe)
 
 
 def project_notes(project: Project) -> list[Finding]:
