@@ -15,7 +15,7 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner import backends, ledger, result
+from runner import backends, ledger, outpath, result
 from runner import manifest as manifest_loader
 from runner import project as project_finder
 from runner.backends.base import Backend, Finding
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from runner import preview as previewer
     from runner import report as reporter
     from runner.apply import ApplyReport
+    from runner.backends import localfiles
     from runner.compare import Preview
     from runner.handson import CancelReport, RetryReport
     from runner.plan import Plan
@@ -54,6 +55,7 @@ else:  # loaded by the call that needs them: `batchrun render` need not load app
     doctor_checks = lazy_module("runner.doctor")
     estimate = lazy_module("runner.estimate")
     handson = lazy_module("runner.handson")
+    localfiles = lazy_module("runner.backends.localfiles")
     observe = lazy_module("runner.observe")
     planfile = lazy_module("runner.planfile")
     planner = lazy_module("runner.planner")
@@ -222,8 +224,31 @@ def apply(project: Project, the_plan: Plan | None = None, *, backend: Backend | 
                           allow_cancel=allow_cancel, say=say or (lambda _: None))
 
 
-def save_plan(project: Project, the_plan: Plan, path: Path) -> None:
-    planfile.write(path, the_plan, project.settings, __version__)
+def check_output(project: Project, path: Path, flag: str) -> None:
+    """Refuse (BatchrunError naming `flag`) an output path that is one of the project's files —
+    a manifest, a source, a destination or its sidecar, a template, batchrun.yaml — or inside
+    .batchrun/. Asked before the work too, so a refused path costs no paid preview."""
+    settings = project.settings
+    everything = [settings.root / p for p in settings.manifests] or [settings.root]
+    files = manifest_loader.find_manifest_files([*everything, *(m.file for m in project.manifests)])
+    problem = outpath.refusal(path, flag, settings, outpath.project_files(
+        manifest_loader.scan_claims(files, settings), files))
+    if problem is not None:
+        raise BatchrunError([problem])
+
+
+def write_output(project: Project, path: Path, text: str, *, flag: str) -> None:
+    """Write a file a flag asked for (report -o, preview --html): checked by check_output, then
+    whole or not at all (a temp file beside it, fsynced, renamed over it)."""
+    check_output(project, path, flag)
+    with localfiles.atomic_writer(path.resolve(), "w") as fh:
+        fh.write(text)
+
+
+def save_plan(project: Project, the_plan: Plan, path: Path, *, flag: str = "--out") -> None:
+    """`plan --out FILE`: the plan for `apply FILE`, written like write_output."""
+    write_output(project, path, planfile.dumps(path, the_plan, project.settings, __version__),
+                 flag=flag)
 
 
 def load_saved_plan(path: Path, **load: Any) -> tuple[Project, Plan, dict[str, Any]]:
@@ -353,10 +378,13 @@ def retry(project: Project, name: str, *, failed: bool = False, backend: Backend
                          older_specs=older_specs, limit=limit)
 
 
-def doctor(project: Project, *, backend: Backend | None = None) -> list[Finding]:
-    """What a first real run needs, checked: one Finding (ok, what, fix) per thing."""
+def doctor(project: Project, *, backend: Backend | None = None,
+           write_probe: bool = False) -> list[Finding]:
+    """What a first real run needs, checked: one Finding (ok, what, fix) per thing. Writes nothing
+    remote: permissions are asked of the services; `write_probe` (doctor --canary) also writes
+    and removes a test object in staging."""
     return doctor_checks.doctor(project.manifests, backend or open_backend(project),
-                                project.settings)
+                                project.settings, write_probe=write_probe)
 
 
 def project_notes(project: Project) -> list[Finding]:
@@ -394,6 +422,7 @@ def unlock(project: Project, name: str, *, backend: Backend | None = None) -> st
 
 __all__ = ["ApplyReport", "CancelReport", "JobStatus", "Project", "RenderError", "RetryReport",
            "Usage", "apply",
-           "apply_saved", "cancel", "check_budget", "converge", "import_job", "load_project",
+           "apply_saved", "cancel", "check_budget", "check_output", "converge", "import_job",
+           "load_project",
            "open_backend", "plan", "preview", "render", "report", "results", "retry", "save_plan",
-           "status", "unlock", "usage"]
+           "status", "unlock", "usage", "write_output"]

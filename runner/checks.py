@@ -38,7 +38,7 @@ def _columns(manifest: Manifest) -> list[str] | None:
     if source.columns is not None:
         return list(source.columns)
     if source.kind is SourceKind.FILE:
-        return rowfile.discover_columns(Path(source.location), source.format)
+        return rowfile.discover_columns(Path(source.location), source.format, source.max_row_bytes)
     return None
 
 
@@ -233,6 +233,7 @@ class Claim:
     document: tuple[Path, int]  # the file and the document's place in it
     destination: tuple[str, str]  # paths.destination_key
     source: str | None  # a local source file, resolved
+    templates: tuple[str, ...] = ()  # its template files, resolved
 
 
 def _other_project(path: Path, root: Path | None) -> Path | None:

@@ -178,6 +178,8 @@ def plan(ctx: click.Context, paths: tuple[str, ...], as_json: bool, fmt: str, ou
     """Show what apply would do: rows done, in flight, to do, failed, tokens, cost. Read-only
     (but with --preview, which runs a sample)."""
     project = _project(ctx, paths, targets)
+    if out is not None:  # refused before the work: a preview is paid for
+        api.check_output(project, out, "plan --out")
     the_plan = api.plan(project, prune=prune, exact_tokens=exact_tokens)
     if preview_rows is not None:
         from runner import cli_review
@@ -192,7 +194,7 @@ def plan(ctx: click.Context, paths: tuple[str, ...], as_json: bool, fmt: str, ou
     for note in api.project_notes(project):  # once, after the plan, on stderr
         click.echo(display.note_text(note), err=True)
     if out is not None:
-        api.save_plan(project, the_plan, out)
+        api.save_plan(project, the_plan, out, flag="plan --out")
         click.echo(f"Saved the plan to {out}; `batchrun apply {out}` carries out exactly this plan.",
                    err=True)
     api.check_budget(the_plan)

@@ -63,7 +63,9 @@ def retry(ctx: click.Context, name: str, failed: bool, blocked: bool, older_spec
 
 @main.command()
 @click.option("--canary", is_flag=True,
-              help="Also run a two-row job per model family and destination kind (costs a little).")
+              help="Also write (and remove) a test object in staging, and run a two-row job per "
+                   "model family and destination kind (costs a little). Without it doctor writes "
+                   "nothing: permissions are asked of the services.")
 @click.option("--timeout", type=float, default=3600, show_default=True,
               help="Seconds to wait for each canary job.")
 @click.pass_context
@@ -73,7 +75,7 @@ def doctor(ctx: click.Context, canary: bool, timeout: float) -> None:
     their regions, job quota, each manifest's model in its region. One line each, with the fix."""
     project = _project(ctx)
     backend = api.open_backend(project)
-    findings = api.doctor(project, backend=backend)
+    findings = api.doctor(project, backend=backend, write_probe=canary)
     if canary:
         findings += api.canary(project, backend=backend, timeout=timeout)
     click.echo(display.findings_text(findings), nl=False)

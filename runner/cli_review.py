@@ -73,6 +73,8 @@ def preview(ctx: click.Context, name: str, rows: int, fmt: str, timeout: float,
     import orjson
 
     project = _project(ctx)
+    if html_out is not None:  # refused before the preview's job is paid for
+        api.check_output(project, html_out, "preview --html")
     result = api.preview(project, name, rows, timeout=timeout, poll=min(5.0, timeout))
     if fmt == "json":
         click.echo(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2).decode())
@@ -80,20 +82,9 @@ def preview(ctx: click.Context, name: str, rows: int, fmt: str, timeout: float,
         click.echo(previewview.markdown(result) if fmt == "markdown" else previewview.text(result),
                    nl=False)
     if html_out is not None:
-        _write(html_out, reporthtml.preview(result))
+        api.write_output(project, html_out, reporthtml.preview(result), flag="preview --html")
         click.echo(f"Wrote {html_out}", err=True)
     check_previews([result])
-
-
-def _write(path: Path, text: str) -> None:
-    """Whole or not at all (a temp file beside it, fsynced, renamed over it)."""
-    if not path.parent.is_dir():
-        raise BatchrunError([error(f"cannot write {path}: the folder {path.parent} does not exist",
-                                   hint="create it, or give another path with -o")])
-    from runner.backends.localfiles import atomic_writer
-
-    with atomic_writer(path, "w") as fh:
-        fh.write(text)
 
 
 @main.command()
@@ -106,7 +97,8 @@ def report(ctx: click.Context, name: str, out: Path | None) -> None:
     """Write one self-contained HTML file about NAME's rows: totals, a chart, a searchable table."""
     project = _project(ctx)
     path = out or Path(f"{name}-report.html")
+    api.check_output(project, path, "report -o")
     data = api.report(project, name)
-    _write(path, reporthtml.report(data))
+    api.write_output(project, path, reporthtml.report(data), flag="report -o")
     click.echo(f"Wrote {path} ({len(data.rows):,} rows); open it in a browser (no server, no "
                "network).")

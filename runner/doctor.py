@@ -99,10 +99,24 @@ def neighbour_findings(manifests: tuple[Manifest, ...], reader: BackendReader,
     return out
 
 
-def doctor(manifests: tuple[Manifest, ...], reader: BackendReader,
-           settings: Settings) -> list[Finding]:
+def tables_of(manifests: tuple[Manifest, ...]) -> dict[str, str]:
+    """Every BigQuery table the manifests read ("read") or write ("write"); a query's tables are
+    the query's to name, and BigQuery checks them when it runs it."""
+    out: dict[str, str] = {}
+    for m in manifests:
+        if m.source.kind is SourceKind.BIGQUERY and not m.source.is_query:
+            out.setdefault(m.source.location, "read")
+        if m.destination.kind is DestinationKind.BIGQUERY:
+            out[m.destination.location] = "write"
+    return out
+
+
+def doctor(manifests: tuple[Manifest, ...], reader: BackendReader, settings: Settings, *,
+           write_probe: bool = False) -> list[Finding]:
+    """Reads only, but for `write_probe` (doctor --canary): a test object in staging."""
     regions = sorted({m.region for m in manifests if m.region})
-    findings = reader.checkup(regions, datasets_of(manifests), settings.quota.max_concurrent_jobs)
+    findings = reader.checkup(regions, datasets_of(manifests), settings.quota.max_concurrent_jobs,
+                              tables=tables_of(manifests), write_probe=write_probe)
     found = id_finding(settings)
     findings += [*([found] if found else []), *neighbour_findings(manifests, reader, settings)]
     if reader.regional:

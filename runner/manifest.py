@@ -173,7 +173,8 @@ def _source(raw: Mapping[str, Any], base: Path, problems: list[Diagnostic], sett
                                   path="spec.source.file",
                                   hint="paths are relative to the manifest's folder"))
         return SourceSpec(SourceKind.FILE, str(path), fmt, id_column, columns, id_hash=id_hash,
-                          max_id_chars=settings.quota.max_id_chars)
+                          max_id_chars=settings.quota.max_id_chars,
+                          max_row_bytes=settings.quota.max_request_bytes)
     if "bigquery" in raw:
         bq = raw["bigquery"]
         key = "query" if "query" in bq else "table"
@@ -328,8 +329,21 @@ def scan_claims(paths: Iterable[Path], settings: Settings) -> list[checks.Claim]
             claims.append(checks.Claim(
                 name=name, file=doc.file, line=doc.line_of(("spec", "destination")),
                 document=(path.resolve(), doc.index), destination=destination_key(dest),
-                source=str((path.parent / source).resolve()) if isinstance(source, str) else None))
+                source=str((path.parent / source).resolve()) if isinstance(source, str) else None,
+                templates=tuple(str((path.parent / f).resolve())
+                                for f in _template_files(spec.get("prompt")))))
     return claims
+
+
+def _template_files(prompt: Any) -> list[str]:
+    """The `{file: ...}` templates of a prompt as written (scanned, not validated)."""
+    if not isinstance(prompt, Mapping):
+        return []
+    found = [prompt.get(k) for k in ("system", "user", "input")]
+    for example in prompt.get("examples") or ():
+        if isinstance(example, Mapping):
+            found += [example.get("user"), example.get("assistant")]
+    return [t["file"] for t in found if isinstance(t, Mapping) and isinstance(t.get("file"), str)]
 
 
 def load_manifests(paths: Iterable[Path], settings: Settings,

@@ -40,6 +40,11 @@ def in_state_dir(path: Path, settings: Settings) -> bool:
     return _within(path.resolve(), settings.state_dir.resolve())
 
 
+def sidecar_of(destination: Path) -> Path:
+    """The hidden file beside a local destination that lists the jobs collected into it."""
+    return destination.with_name(f".{destination.name}.batchrun.json")
+
+
 def destination_key(dest: DestinationSpec) -> tuple[str, str]:
     """One spelling per place: two manifests writing it are the same owner twice."""
     if dest.kind is DestinationKind.FILE:

@@ -55,12 +55,11 @@ def recorded_config(doc: dict[str, Any], path: Path) -> Path | None:
     return find_config(path.resolve().parent)
 
 
-def write(path: Path, plan: Plan, settings: Settings, version: str) -> None:
+def dumps(path: Path, plan: Plan, settings: Settings, version: str) -> str:
+    """The text of a saved plan, checked against its schema (the caller writes it, atomically)."""
     doc = to_document(plan, settings, version)
     _check(doc, str(path))
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
 
 
 def read(path: Path) -> tuple[Plan, dict[str, Any]]:

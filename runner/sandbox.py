@@ -45,11 +45,12 @@ def _check_args(args: Iterable[Any], what: str, limit: int = MAX_ARGUMENT) -> No
     strings whose widths add up past it, are refused before anything is built."""
     for arg in args:
         number = arg if isinstance(arg, int) and not isinstance(arg, bool) else (
-            int(arg) if isinstance(arg, str) and arg.isdigit() and len(arg) < 30 else None)
+            int(arg) if isinstance(arg, str) and arg.isdecimal() and len(arg) < 30 else None)
         if number is not None and abs(number) > limit:
             raise TemplateLimit(f"{what} was given {_said(number)}, over the sandbox's limit of "
                                 f"{limit:,}")
-        if isinstance(arg, str) and arg.isdigit() and len(arg) >= 30:
+        # isdecimal, not isdigit: '¹' is a digit that int() does not read (nor format() as a width)
+        if isinstance(arg, str) and arg.isdecimal() and len(arg) >= 30:
             raise TemplateLimit(f"{what} was given a number of {len(arg)} digits")
         if isinstance(arg, str) and ("%" in arg or "{" in arg):
             widths = sum(int(a or b) for a, b in _WIDTHS.findall(arg[:100_000]))

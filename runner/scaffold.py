@@ -1,9 +1,12 @@
 """What `batchrun init` writes: a commented batchrun.yaml, one example manifest with its data, the
-.gitignore lines, the CI workflow and the JSON Schemas editors check against. Refuses to overwrite;
-writes nothing until it knows it can write everything."""
+.gitignore lines, the CI workflow and the JSON Schemas editors check against. Refuses to overwrite
+and to write through a link; writes nothing until it knows it can write everything."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Final
@@ -103,23 +106,84 @@ def files(folder: Path) -> dict[Path, str]:
     }
 
 
+def _link_below(folder: Path, path: Path) -> Path | None:
+    """The first part of `path` below `folder` that is a symbolic link, if any. FOLDER itself is
+    the user's to name."""
+    current = folder
+    for part in path.relative_to(folder).parts:
+        current = current / part
+        if current.is_symlink():
+            return current
+    return None
+
+
+def _open_below(root: int, rel: Path, flags: int) -> int:
+    """Open `rel` under the folder open as `root`, making its folders, following no symbolic link
+    on the way (O_NOFOLLOW at every step): a link planted after the check is refused too."""
+    fd = os.dup(root)
+    try:
+        for part in rel.parts[:-1]:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, dir_fd=fd)
+            step = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = step
+        return os.open(rel.name, flags | os.O_NOFOLLOW, 0o666, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def _refuse(paths: list[Path], folder: Path) -> ConfigError:
+    shown = ", ".join(f"{p.relative_to(folder)} (-> {p.readlink()})" if p.is_symlink()
+                      else f"{p.relative_to(folder)} (a file with other hard links)" for p in paths)
+    return ConfigError([error(f"init writes nothing through a link, and these are links in "
+                              f"{folder}: {shown}",
+                              hint="replace them with real folders and files, or init another "
+                                   "folder")])
+
+
 def init(folder: Path) -> list[Path]:
-    """Write a new project into `folder` (made if missing); refuse if any file is already there."""
+    """Write a new project into `folder` (made if missing); refuse if any file is already there, or
+    if any path to write goes through a symbolic link (it could lead out of FOLDER)."""
     planned = files(folder)
+    ignore = folder / ".gitignore"
+    links = list(dict.fromkeys(found for p in [*planned, ignore]
+                               if (found := _link_below(folder, p)) is not None))
+    if ignore.is_file() and not ignore.is_symlink() and ignore.stat().st_nlink > 1:
+        links.append(ignore)  # appending to it would append to its other names too
+    if links:
+        raise _refuse(links, folder)
     taken = [p for p in planned if p.exists()]
     if taken:
         raise ConfigError([error("init never overwrites a file, and these exist: "
                                  + ", ".join(str(p) for p in taken),
                                  hint="init an empty folder, or move those files aside")])
-    for path, text in planned.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    ignore = folder / ".gitignore"
-    text = ignore.read_text(encoding="utf-8") if ignore.exists() else ""
-    missing = [line for line in IGNORED if line not in text.splitlines()]
-    if missing:
-        prefix = "\n" if text and not text.endswith("\n") else ""
-        with ignore.open("a", encoding="utf-8") as fh:
-            fh.write(prefix + "# batchrun: local job state and results\n"
-                     + "".join(f"{line}\n" for line in missing))
+    folder.mkdir(parents=True, exist_ok=True)
+    root = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for path, text in planned.items():
+            _write(root, path.relative_to(folder), text, folder, os.O_CREAT | os.O_EXCL)
+        try:
+            with os.fdopen(_open_below(root, Path(".gitignore"), os.O_RDONLY), "rb") as fh:
+                text = fh.read().decode("utf-8")
+        except FileNotFoundError:
+            text = ""
+        missing = [line for line in IGNORED if line not in text.splitlines()]
+        if missing:
+            prefix = "\n" if text and not text.endswith("\n") else ""
+            _write(root, Path(".gitignore"), prefix + "# batchrun: local job state and results\n"
+                   + "".join(f"{line}\n" for line in missing), folder, os.O_CREAT | os.O_APPEND)
+    finally:
+        os.close(root)
     return [*planned, ignore]
+
+
+def _write(root: int, rel: Path, text: str, folder: Path, flags: int) -> None:
+    try:
+        fd = _open_below(root, rel, os.O_WRONLY | flags)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):  # a link planted since the check
+            raise _refuse([folder / rel], folder) from None
+        raise
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)

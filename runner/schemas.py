@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
 import os
 from functools import cache
 from importlib import resources
@@ -169,10 +170,37 @@ def _remember_valid(digest: str) -> None:
         pass
 
 
+def _not_json(doc: Document) -> list[Diagnostic]:
+    """What YAML reads that JSON (and so the schema, and the request) cannot hold: a key that is
+    not text (`true:`, `1:`), and .nan or .inf, which pass any `minimum` and switch off a budget."""
+    out = [error(f"key {text} is {kind} in YAML, not text", file=doc.file, line=doc.line_of(path),
+                 path=dotted(path), hint=f'quote it: "{text}"')
+           for path, text, kind in doc.odd_keys]
+
+    def walk(value: Any, path: PathKey) -> None:
+        if isinstance(value, float) and not math.isfinite(value):
+            spelt = ".nan" if math.isnan(value) else "-.inf" if value < 0 else ".inf"
+            out.append(error(f"must be a finite number (got {spelt})", file=doc.file,
+                             line=doc.line_of(path), path=dotted(path) or None,
+                             hint="YAML reads .nan and .inf as numbers; write a plain number"))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, (*path, key if isinstance(key, str) else str(key)))
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                walk(item, (*path, i))
+
+    walk(doc.data, ())
+    return out
+
+
 def validate(doc: Document, name: str) -> list[Diagnostic]:
     """Every violation of schema `name` in `doc`, each with file, line and dotted path. A document
     this schema passed before (its digest kept in the user's cache folder) is not validated again:
     jsonschema's import and walk are most of a small command's start-up."""
+    unfit = _not_json(doc)  # before the cache: a digest cannot tell `true:` from "true":
+    if unfit:
+        return sorted(unfit, key=Diagnostic.sort_key)
     digest = _digest(doc, name)
     if digest is not None and digest in _known_valid():
         return []

@@ -83,6 +83,8 @@ class SourceSpec:
     line: int = 0  # where the source is written in its manifest, for errors; never hashed
     id_hash: bool = False  # send a hash of the id column (ids that do not fit custom_id's rule)
     max_id_chars: int = 64  # quota.max_id_chars, for a source that tells the ids sent in SQL
+    # quota.max_request_bytes: a local row longer than a request may be is refused as it is read
+    max_row_bytes: int = 1_000_000
 
 
 class DestinationKind(StrEnum):

@@ -50,9 +50,12 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = Fal
         if key_node.tag == _MERGE:  # `<<: *defaults`: merged keys may be overridden, not dupes
             continue
         key = loader.construct_object(key_node, deep=True)
-        if key in seen:
+        # `true:` and `1:` are one key to Python (True == 1) but two as written: the check for
+        # keys that are not text names both, not a duplicate.
+        typed = (type(key).__name__, key)
+        if typed in seen:
             loader.duplicate_keys.append((str(key), key_node.start_mark.line + 1))
-        seen.add(key)
+        seen.add(typed)
     return yaml.constructor.SafeConstructor.construct_mapping(loader, node, deep=deep)
 
 
@@ -67,6 +70,8 @@ class Document:
     index: int  # 0-based position in the file's `---` stream
     data: Any
     lines: dict[PathKey, int] = field(default_factory=dict)
+    # Mapping keys YAML read as something else than text (`true:`, `1:`): (path, as written, kind)
+    odd_keys: tuple[tuple[PathKey, str, str], ...] = ()
 
     def line_of(self, path: PathKey) -> int:
         """Line of the deepest node of `path` that exists (a missing key points at its parent)."""
@@ -77,8 +82,12 @@ class Document:
         return 1
 
 
+_KINDS = {"tag:yaml.org,2002:bool": "a boolean", "tag:yaml.org,2002:int": "a number",
+          "tag:yaml.org,2002:float": "a number", "tag:yaml.org,2002:null": "null"}
+
+
 def _walk(node: yaml.Node, path: PathKey, lines: dict[PathKey, int],
-          seen: set[int] | None = None) -> None:
+          odd: list[tuple[PathKey, str, str]], seen: set[int] | None = None) -> None:
     """Lines by path. A node an alias repeats is walked once: its copies keep the alias's line."""
     seen = set() if seen is None else seen
     lines[path] = node.start_mark.line + 1
@@ -88,11 +97,13 @@ def _walk(node: yaml.Node, path: PathKey, lines: dict[PathKey, int],
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
-            _walk(value_node, (*path, key), lines, seen)
+            _walk(value_node, (*path, key), lines, odd, seen)
             lines[(*path, key)] = key_node.start_mark.line + 1
+            if key_node.tag in _KINDS:
+                odd.append(((*path, key), key, _KINDS[key_node.tag]))
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _walk(item, (*path, i), lines, seen)
+            _walk(item, (*path, i), lines, odd, seen)
 
 
 def _graph_problems(root: yaml.Node, file: str) -> list[Diagnostic]:
@@ -185,8 +196,9 @@ def load_documents(text: str, file: str) -> tuple[list[Document], list[Diagnosti
                 )
             else:
                 lines: dict[PathKey, int] = {}
-                _walk(node, (), lines)
-                docs.append(Document(file, index, data, lines))
+                odd: list[tuple[PathKey, str, str]] = []
+                _walk(node, (), lines, odd)
+                docs.append(Document(file, index, data, lines, tuple(odd)))
             index += 1
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

@@ -100,7 +100,8 @@ class FakeBackend:
         return None
 
     def checkup(self, regions: Sequence[str], datasets: Mapping[str, str],
-                max_concurrent_jobs: int) -> list[Finding]:
+                max_concurrent_jobs: int, *, tables: Mapping[str, str] | None = None,
+                write_probe: bool = False) -> list[Finding]:
         return [Finding(True, "fake backend: nothing to check")]
 
     def placement_problems(self, region: str | None, source: SourceSpec,

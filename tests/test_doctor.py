@@ -110,3 +110,109 @@ def test_canary_writes_its_raw_output_and_reads_it_back(vertex: VertexWorld) -> 
     assert not (vertex.p.root / "out" / "embed.jsonl").exists()
     tables = {t.table_id for t in vertex.bq.list_tables(vertex.dataset)}
     assert not any(t.startswith("batchrun_") for t in tables) and "chat_out" not in tables
+
+
+# --- issue 22, item 5: doctor writes nothing unless asked; permissions are asked of the services ---
+
+@pytest.fixture
+def proxied(vertex: VertexWorld, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """Cloud Storage, BigQuery and Vertex behind recording proxies, for what doctor sends."""
+    from tests.recording_proxy import RecordingProxy
+
+    keys = ("STORAGE_EMULATOR_HOST", "BATCHRUN_BIGQUERY_ENDPOINT", "BATCHRUN_VERTEX_ENDPOINT")
+    proxies = {key: RecordingProxy(vertex.env[key]) for key in keys}
+    for key, proxy in proxies.items():
+        monkeypatch.setenv(key, proxy.url)
+    yield proxies
+    for proxy in proxies.values():
+        proxy.stop()
+
+
+def _objects(vertex: VertexWorld) -> list[tuple[str, int]]:
+    return sorted((b.name, int(b.generation)) for b in vertex.gcs.list_blobs(vertex.bucket))
+
+
+def _chat_out(vertex: VertexWorld) -> None:
+    """The destination table, made as apply makes it, so doctor has a table to ask about."""
+    from google.cloud import bigquery
+
+    vertex.bq.create_table(bigquery.Table(vertex.table("chat_out"),
+                                          schema=[bigquery.SchemaField("custom_id", "STRING")]))
+
+
+def _masked(vertex: VertexWorld, findings: list[object]) -> str:
+    return re.sub(r"http://127\.0\.0\.1:\d+", "http://PROXY", text(vertex, findings))
+
+
+def test_doctor_without_canary_writes_nothing(vertex: VertexWorld, proxied, run) -> None:  # type: ignore[no-untyped-def]
+    manifests(vertex)
+    _chat_out(vertex)
+    vertex.upload("staging/keep.txt", "a user's object")
+    before = _objects(vertex)
+    findings = api.doctor(vertex.project())
+    out = run("doctor")  # as a user runs it, without --canary
+    for proxy in proxied.values():
+        assert proxy.writes() == [], proxy.requests
+    assert all(f.ok for f in findings), display.findings_text(findings)
+    assert "may read, list, create and delete objects there (asked Cloud Storage; nothing written)" in out
+    gcs = proxied["STORAGE_EMULATOR_HOST"].requests
+    assert any("/iam/testPermissions" in path for _, path in gcs)
+    assert any(":testIamPermissions" in path for _, path in proxied["BATCHRUN_BIGQUERY_ENDPOINT"].requests)
+    assert _objects(vertex) == before  # same objects, same generations
+
+
+def test_doctor_canary_is_what_writes_the_probe(vertex: VertexWorld, proxied) -> None:  # type: ignore[no-untyped-def]
+    manifests(vertex)
+    before = _objects(vertex)
+    shown = display.findings_text(api.doctor(vertex.project(), write_probe=True))
+    assert f"✓ staging bucket gs://{vertex.bucket}: writable (a test object was written and removed)" in shown
+    writes = proxied["STORAGE_EMULATOR_HOST"].writes()
+    assert [m for m, _ in writes] == ["POST", "DELETE"], writes
+    assert _objects(vertex) == before
+
+
+def test_a_plan_only_identity_sees_a_cross_only_for_what_it_may_not(
+        vertex: VertexWorld, proxied, golden) -> None:  # type: ignore[no-untyped-def]
+    manifests(vertex)
+    _chat_out(vertex)
+    # what plan needs, no more: read the bucket, read and list its objects, read the tables
+    proxied["STORAGE_EMULATOR_HOST"].granted = {"storage.buckets.get", "storage.objects.get",
+                                                "storage.objects.list"}
+    proxied["BATCHRUN_BIGQUERY_ENDPOINT"].granted = {"bigquery.tables.get", "bigquery.tables.getData"}
+    findings = api.doctor(vertex.project())
+    crosses = [f.what for f in findings if not f.ok]
+    assert [c.split(": this identity may not ")[1].split(" (")[0] for c in crosses] == [
+        "create or delete objects there", "write it"], crosses
+    shown = _masked(vertex, findings)
+    assert "✓ staging bucket gs://bucket-XXXXXX: this identity may read and list objects there" in shown
+    golden("doctor/plan-only.txt", shown)
+    for proxy in proxied.values():
+        assert proxy.writes() == []
+
+
+def test_a_service_that_does_not_answer_is_could_not_check_not_a_cross(
+        vertex: VertexWorld, proxied, golden) -> None:  # type: ignore[no-untyped-def]
+    manifests(vertex)
+    _chat_out(vertex)
+    for proxy in proxied.values():
+        proxy.iam_answers = False
+    findings = api.doctor(vertex.project())
+    shown = _masked(vertex, findings)
+    assert all(f.ok for f in findings), shown
+    said = "could not check; the service did not answer testIamPermissions (HTTP 501, "
+    assert f"! staging bucket gs://bucket-XXXXXX: permissions: {said}" in shown
+    assert f"! table batchrun-test.ds_XXXXXX.chat_out: permissions: {said}" in shown
+    golden("doctor/could-not-check.txt", shown)
+
+
+def test_an_identity_that_may_not_read_the_bucket_itself_is_told(vertex: VertexWorld, proxied) -> None:  # type: ignore[no-untyped-def]
+    """roles/storage.objectViewer alone: objects readable, the bucket's metadata not — and plan
+    asks the bucket's metadata whether it is there."""
+    manifests(vertex)
+    proxied["STORAGE_EMULATOR_HOST"].granted = {"storage.objects.get", "storage.objects.list"}
+    proxied["STORAGE_EMULATOR_HOST"].forbidden = {f"/storage/v1/b/{vertex.bucket}"}
+    shown = text(vertex, api.doctor(vertex.project()))
+    assert ("✗ staging bucket gs://bucket-XXXXXX: this identity may not read the bucket itself "
+            "(storage.buckets.get); plan asks with it that the bucket is there") in shown
+    assert "may read and list objects there" in shown and "exists (" not in shown
+    assert proxied["STORAGE_EMULATOR_HOST"].writes() == []

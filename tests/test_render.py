@@ -67,8 +67,9 @@ def test_bad_rows_are_named_by_row_and_id(tmp_path, golden) -> None:  # type: ig
     p.write("batchrun.yaml", "quota: {max_request_bytes: 300}\n")
     rows = [b'{"id": "a", "text": "fine"}', b'{"id": "b"}', b'{"id": null, "text": "x"}',
             b'{"id": "a", "text": "again"}', b'{"id": "c", "text": "caf\xe9"}',
-            b'{"id": "d", "text": "' + b"x" * 400 + b'"}', b'not json', b'[1, 2]',
-            b'{"id": 1.5, "text": "float id"}']
+            b'{"id": "d", "text": "' + b"x" * 250 + b'"}', b'not json', b'[1, 2]',
+            b'{"id": 1.5, "text": "float id"}',
+            b'{"id": "e", "text": "' + b"x" * 400 + b'"}']  # over the limit as a row: not parsed
     (tmp_path / "rows.jsonl").write_bytes(b"\n".join(rows) + b"\n")
     p.write("seed.yaml", manifest("meta/llama-4-maverick-17b-128e-instruct-maas", '{user: "{{ text }}"}'))
     with pytest.raises(RenderError) as info:
@@ -92,3 +93,14 @@ def test_csv_with_bom_and_crlf(tmp_path) -> None:  # type: ignore[no-untyped-def
             .replace("rows.jsonl", "rows.csv"))
     lines = list(api.render(api.load_project(cwd=tmp_path), "seed"))
     assert [b'"content": "one"' in lines[0], b'"content": "two, quoted"' in lines[1]] == [True, True]
+
+
+def test_a_value_of_superscript_digits_renders(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """'¹'.isdigit() is true but int('¹') fails: the sandbox's number check read it as a width
+    (found by test_properties' hypothesis run)."""
+    p = ProjectDir(tmp_path)
+    p.write("rows.jsonl", '{"id": "a", "text": "\\u00b9\\u00b2"}\n')
+    p.write("seed.yaml", manifest("meta/llama-4-maverick-17b-128e-instruct-maas",
+                                  '{user: "{{ text | upper }} {{ text.center(3) }}"}'))
+    (line,) = api.render(api.load_project(cwd=tmp_path), "seed")
+    assert '"content": "\u00b9\u00b2  \u00b9\u00b2"' in line.decode()

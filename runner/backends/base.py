@@ -266,9 +266,12 @@ class BackendReader(Protocol):
         ...
 
     def checkup(self, regions: Sequence[str], datasets: Mapping[str, str],
-                max_concurrent_jobs: int) -> list[Finding]:
+                max_concurrent_jobs: int, *, tables: Mapping[str, str] | None = None,
+                write_probe: bool = False) -> list[Finding]:
         """`batchrun doctor`: credentials, project, the services, staging, each dataset (name ->
-        the region of the job using it), and the jobs running against the quota per region."""
+        the region of the job using it), each table read or written (name -> "read" or "write"),
+        and the jobs running against the quota per region. Writes nothing remote unless
+        `write_probe` (doctor --canary): what the identity may do is asked of the services."""
         ...
 
     def placement_problems(self, region: str | None, source: SourceSpec,

@@ -21,6 +21,7 @@ import orjson
 from runner import crashpoints, rowfile
 from runner.backends.base import IndexEntry
 from runner.errors import BackendError, ForeignDestinationError, error
+from runner.paths import sidecar_of
 from runner.result import FIELDS as CSV_FIELDS
 from runner.result import JSON_FIELDS as _JSON_FIELDS
 from runner.result import LEDGER_FIELDS, missing_ledger_fields
@@ -110,7 +111,7 @@ def read_source(source: SourceSpec) -> Iterator[SourceRow | RowIssue]:
     path = Path(source.location)
     if not path.is_file():
         raise BackendError(f"source file {path} does not exist")
-    return rowfile.read_rows(path, source.format)
+    return rowfile.read_rows(path, source.format, source.max_row_bytes)
 
 
 def source_stamp(source: SourceSpec) -> list[int] | None:
@@ -123,8 +124,7 @@ def destination_stamp(dest: DestinationSpec) -> list[int] | None:
 
 
 def _sidecar(dest: DestinationSpec) -> Path:
-    path = Path(dest.location)
-    return path.with_name(f".{path.name}.batchrun.json")
+    return sidecar_of(Path(dest.location))
 
 
 def _stamp(path: Path) -> list[int] | None:

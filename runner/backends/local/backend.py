@@ -153,7 +153,8 @@ class LocalBackend:
         return None  # no service to ask: the offline approximation stands
 
     def checkup(self, regions: Sequence[str], datasets: Mapping[str, str],
-                max_concurrent_jobs: int) -> list[Finding]:
+                max_concurrent_jobs: int, *, tables: Mapping[str, str] | None = None,
+                write_probe: bool = False) -> list[Finding]:
         running = len(self.list_jobs(in_flight_only=True)) + len(self.foreign_jobs())
         return [Finding(True, "local backend: jobs run on this machine, no credentials needed"),
                 Finding(running < max_concurrent_jobs,

@@ -252,10 +252,12 @@ class VertexBackend:
                                         inner if isinstance(inner, dict) else request)
 
     def checkup(self, regions: Sequence[str], datasets: Mapping[str, str],
-                max_concurrent_jobs: int) -> list[Finding]:
+                max_concurrent_jobs: int, *, tables: Mapping[str, str] | None = None,
+                write_probe: bool = False) -> list[Finding]:
         from runner.backends.vertex import doctor
 
-        return doctor.checkup(self, regions, datasets, max_concurrent_jobs)
+        return doctor.checkup(self, regions, datasets, max_concurrent_jobs, tables=tables or {},
+                              write_probe=write_probe)
 
     def placement_problems(self, region: str | None, source: SourceSpec,
                            destination: DestinationSpec) -> list[tuple[str, str]]:

@@ -1,6 +1,6 @@
 """`batchrun doctor` for the vertex backend: each thing a first real run needs, checked by asking
-the service, one Finding (ok or not, with the fix) each. Reads only, but for one test object in the
-staging bucket, written with a precondition and removed at once."""
+the service, one Finding (ok or not, with the fix) each. Reads only; with --canary (write_probe)
+also one test object in the staging bucket, written with a precondition and removed at once."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from runner.backends.base import Finding
+from runner.backends.vertex import access
 from runner.backends.vertex.gcs import split
 from runner.backends.vertex.jobs import parse_job
 from runner.backends.vertex.listing import MANAGED_FILTER
@@ -49,24 +50,54 @@ def credentials() -> Finding:
                          + (f", default project {project})" if project else ")"))
 
 
-def staging(gcs: Any, staging_uri: str) -> list[Finding]:
+def staging(gcs: Any, staging_uri: str, *, write_probe: bool = False) -> list[Finding]:
+    """The staging bucket: there, where, and what this identity may do in it — asked of Cloud
+    Storage, nothing written; with `write_probe` (doctor --canary) a test object is written
+    under the project's folder with a precondition and removed at once."""
+    from google.api_core.exceptions import Forbidden
+
     bucket_name, _ = split(staging_uri)
-    bucket = gcs.client.lookup_bucket(bucket_name)
-    if bucket is None:
-        return [Finding(False, f"staging bucket gs://{bucket_name}: does not exist",
+    where = f"staging bucket gs://{bucket_name}"
+    found: list[Finding] | None
+    try:
+        bucket = gcs.client.lookup_bucket(bucket_name)
+    except Forbidden:  # the permissions below say so: storage.buckets.get is one of them
+        bucket, found = gcs.client.bucket(bucket_name), []
+    else:
+        found = [Finding(True, f"{where}: exists ({bucket.location or 'location unknown'})")] \
+            if bucket is not None else None
+    permissions = access.staging_permissions(bucket, where) if found is not None else None
+    if found is None or permissions is None:
+        return [Finding(False, f"{where}: does not exist",
                         f"create it: gcloud storage buckets create gs://{bucket_name} "
                         "--location REGION, or fix staging in batchrun.yaml")]
+    return [*found, *permissions, *_probe(gcs, staging_uri, where, write_probe)]
+
+
+def _probe(gcs: Any, staging_uri: str, where: str, write_probe: bool) -> list[Finding]:
+    if not write_probe:
+        return []
     probe = gcs.blob(f"{staging_uri.rstrip('/')}/_doctor/{secrets.token_hex(8)}")
     probe.upload_from_string(b"batchrun doctor", if_generation_match=0)
     probe.delete()
-    return [Finding(True, f"staging bucket gs://{bucket_name}: exists "
-                          f"({bucket.location or 'location unknown'}), writable")]
+    return [Finding(True, f"{where}: writable (a test object was written and removed)")]
 
 
-def datasets(bq: Any, wanted: Mapping[str, str]) -> list[Finding]:
+def datasets(bq: Any, wanted: Mapping[str, str], tables: Mapping[str, str]) -> list[Finding]:
+    """Each dataset (name -> the region of the job using it) read, never written: there, and in
+    the jobs' region; then what this identity may do with each table batchrun reads or writes."""
+    from google.api_core.exceptions import Forbidden
+
     out = []
     for dataset, region in sorted(wanted.items()):
-        location = bq.dataset_location(dataset)
+        try:
+            location = bq.dataset_location(dataset)
+        except Forbidden:
+            out.append(Finding(False, f"dataset {dataset}: this identity may not read its "
+                                      "metadata (bigquery.datasets.get)",
+                               f"grant roles/bigquery.dataViewer on {dataset} (apply needs "
+                               "roles/bigquery.dataEditor)"))
+            continue
         if location is None:
             out.append(Finding(False, f"dataset {dataset}: does not exist",
                                f"create it in {region}: bq mk --location {region} {dataset}"))
@@ -76,7 +107,7 @@ def datasets(bq: Any, wanted: Mapping[str, str]) -> list[Finding]:
                                f"{location.lower()} (spec.region)"))
         else:
             out.append(Finding(True, f"dataset {dataset}: exists, in {location}"))
-    return out
+    return out + access.table_permissions(bq, tables)
 
 
 def _running(backend: Any, region: str, max_concurrent_jobs: int) -> list[Finding]:
@@ -89,7 +120,8 @@ def _running(backend: Any, region: str, max_concurrent_jobs: int) -> list[Findin
 
 
 def checkup(backend: Any, regions: Sequence[str], wanted: Mapping[str, str],
-            max_concurrent_jobs: int) -> list[Finding]:
+            max_concurrent_jobs: int, *, tables: Mapping[str, str],
+            write_probe: bool) -> list[Finding]:
     out = [*_guard("credentials", "check your Google Cloud login", lambda: [credentials()]),
            Finding(True, f"project: {backend.settings.project}")]
     for region in regions:
@@ -97,9 +129,10 @@ def checkup(backend: Any, regions: Sequence[str], wanted: Mapping[str, str],
                       "enable aiplatform.googleapis.com) and check the region",
                       functools.partial(_running, backend, region, max_concurrent_jobs))
     out += _guard("Cloud Storage", "enable the Cloud Storage API and check staging",
-                  lambda: staging(backend.gcs, backend.base))  # probed in the project's folder
-    if wanted:
+                  lambda: staging(backend.gcs, backend.base,  # the project's folder
+                                  write_probe=write_probe))
+    if wanted or tables:
         out += _guard("BigQuery", "enable the BigQuery API "
                       "(gcloud services enable bigquery.googleapis.com)",
-                      lambda: datasets(backend.bq, wanted))
+                      lambda: datasets(backend.bq, wanted, tables))
     return out
