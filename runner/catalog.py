@@ -125,13 +125,16 @@ def lifecycle_problem(model: ModelRef) -> tuple[str, str] | None:
         return None
     instead = found.get("replacement")
     task = Task(found["task"])
-    if instead:
+    then = _data()["models"].get(instead, {}).get("status") if instead else None
+    if then == "current":
         hint = f'move to "{instead}"'
     elif not models_of(task):
         hint = (f"batchrun knows no current {task} model for batch jobs (`batchrun models "
                 f"--task {task}`): check Vertex's open-model batch page before relying on it")
     else:
         hint = f"pick a current model: `batchrun models --task {task}`"
+    if instead and then != "current":
+        hint = f'its named replacement "{instead}" is {then or "unknown"} too; ' + hint
     if found["status"] == "retired":
         when = f" on {found['status_since']}" if found.get("status_since") else ""
         return (f'model "{model.short}" was retired{when}: Vertex refuses new jobs for it', hint)

@@ -53,6 +53,8 @@ def test_confirmed_never_rests_on_a_third_party(table: str) -> None:
         if entry["confidence"] == "confirmed":
             kinds = {s["kind"] for s in entry["sources"]}
             assert kinds <= set(catalog.FIRST_PARTY), f"{name} is confirmed by {kinds}"
+            # a first-party page only quoted by someone else does not confirm on its own
+            assert any("via" not in s for s in entry["sources"]), f"{name}: read none itself"
 
 
 def test_no_retirement_floor_in_the_past_is_left_unresolved() -> None:
@@ -178,3 +180,22 @@ def test_an_override_in_batchrun_yaml_is_a_flat_price() -> None:
                                {"anthropic/claude-haiku-5-5": {"input": 1, "output": 2}})
     assert price is not None
     assert price.row_cost(500_000, 0) == pytest.approx(0.5)
+
+
+def test_status_costs_each_answered_row_in_its_own_band(project_dir: ProjectDir) -> None:
+    """`batchrun status`'s cost: a long answered row in the upper band, a short one in the base."""
+    manifest = project_dir.root / "triage.yaml"
+    manifest.write_text(manifest.read_text().replace(
+        "anthropic/claude-haiku-4-5@20251001", "anthropic/claude-haiku-5-5"))
+    mine = {"status": "succeeded", "output": "ok", "spec_hash": "s", "request_hash": "r"}
+    rows = [{"ticket_id": "T1", "custom_id": "T1", **mine,
+             "usage": {"input_tokens": 150_000, "output_tokens": 100}},
+            {"ticket_id": "T2", "custom_id": "T2", **mine,
+             "usage": {"input_tokens": 1_000, "output_tokens": 100}}]
+    project_dir.write("out/triage.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    (used,) = api.usage(api.load_project(cwd=project_dir.root))
+    price = estimate.price_for(_ref("anthropic/claude-haiku-5-5"), {})
+    assert price is not None
+    assert (used.input_tokens, used.output_tokens) == (151_000, 200)
+    assert used.cost == pytest.approx(price.row_cost(150_000, 100) + price.row_cost(1_000, 100))
+    assert used.cost > price.cost(151_000, 200) * 4  # not all at the base rate
