@@ -22,6 +22,10 @@ _RESOURCE = re.compile(
 )
 _REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
 
+STATUSES: Final = ("current", "unconfirmed", "deprecated", "retired")
+SOURCE_KINDS: Final = ("google", "anthropic", "third-party", "batchrun")
+FIRST_PARTY: Final = ("google", "anthropic")  # the only kinds a `confirmed` entry may rest on
+
 
 @cache
 def _data() -> dict[str, Any]:
@@ -47,6 +51,24 @@ def family_of(model: ModelRef, task: Task) -> Family:
     if model.publisher == "anthropic":
         return Family.CLAUDE
     return Family.OPENAI_EMBEDDINGS if task is Task.EMBEDDINGS else Family.OPENAI_CHAT
+
+
+def request_rules() -> list[Mapping[str, Any]]:
+    """Per-model request rules (runner.modelrules reads them)."""
+    rules: list[Mapping[str, Any]] = _data()["request_rules"]
+    return rules
+
+
+def source_text(source: Mapping[str, Any]) -> str:
+    """"Claude Haiku 5.5 … (anthropic, 2026-12-02)": a source as a message names it."""
+    kind = source["kind"] if "via" not in source else f"{source['kind']}, via {source['via']}"
+    return f"{source.get('title') or source['url']} ({kind}, {source['date']})"
+
+
+def models_of(task: Task, status: str = "current") -> list[str]:
+    """The catalogue's models of `task` with `status`."""
+    return sorted(k for k, v in _data()["models"].items()
+                  if v["task"] == task.value and v["status"] == status)
 
 
 def family_rules(family: Family) -> Mapping[str, Any]:
@@ -96,18 +118,33 @@ def batch_regions(model: ModelRef) -> list[str]:
 
 
 def lifecycle_problem(model: ModelRef) -> tuple[str, str] | None:
-    """(message, hint) for a deprecated or retired model."""
+    """(message, hint) for a model that is not current: unconfirmed, deprecated or retired. The
+    message names the status's source; the hint says where to go, or that nowhere is known."""
     found = entry(model)
     if not found or found.get("status", "current") == "current":
         return None
     instead = found.get("replacement")
-    hint = f'move to "{instead}"' if instead else "pick a current model from the catalogue"
+    task = Task(found["task"])
+    then = _data()["models"].get(instead, {}).get("status") if instead else None
+    if then == "current":
+        hint = f'move to "{instead}"'
+    elif not models_of(task):
+        hint = (f"batchrun knows no current {task} model for batch jobs (`batchrun models "
+                f"--task {task}`): check Vertex's open-model batch page before relying on it")
+    else:
+        hint = f"pick a current model: `batchrun models --task {task}`"
+    if instead and then != "current":
+        hint = f'its named replacement "{instead}" is {then or "unknown"} too; ' + hint
     if found["status"] == "retired":
         when = f" on {found['status_since']}" if found.get("status_since") else ""
         return (f'model "{model.short}" was retired{when}: Vertex refuses new jobs for it', hint)
+    per = f" (per {source_text(found['sources'][0])})"
+    if found["status"] == "unconfirmed":
+        note = f": {found['note']}" if found.get("note") else ""
+        return f'model "{model.short}" is not confirmed to run batch jobs{note}{per}', hint
     since = f" since {found['status_since']}" if found.get("status_since") else ""
     retires = f"; it retires {found['retires']}" if found.get("retires") else ""
-    return f'model "{model.short}" is deprecated{since}{retires}', hint
+    return f'model "{model.short}" is deprecated{since}{retires}{per}', hint
 
 
 def _fits(kind: str, value: Any) -> bool:

@@ -14,7 +14,7 @@ from typing import Final
 
 import jinja2
 
-from runner import catalog, identity, result, rowfile
+from runner import catalog, identity, modelrules, result, rowfile
 from runner.errors import Diagnostic, error, warning
 from runner.paths import destination_key
 from runner.render import template_variables
@@ -195,6 +195,9 @@ def _check_model(manifest: Manifest, doc: Document) -> list[Diagnostic]:
         make = error if is_error else warning
         where = ("spec", "parameters", key) if key in manifest.parameters else ("spec",)
         out.append(make(message, **_at(doc, *where)))
+    for refusal in modelrules.refusals(manifest.model, manifest.parameters):
+        out.append(error(refusal.message, **_at(doc, "spec", "parameters", refusal.parameter),
+                         hint=refusal.hint))
     if manifest.response.schema is not None and manifest.task is Task.EMBEDDINGS:
         out.append(error("a response schema needs a chat model", **_at(doc, "spec", "response")))
     return out

@@ -76,14 +76,16 @@ def main(ctx: click.Context, config: Path | None, env: str | None, backend: str 
 
 @main.command()
 @click.argument("folder", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--model", default=None, metavar="PUBLISHER/MODEL",
+              help="The example manifest's chat model (see `batchrun models --task chat`).")
 @click.pass_context
 @handle_errors
-def init(ctx: click.Context, folder: Path) -> None:
+def init(ctx: click.Context, folder: Path, model: str | None) -> None:
     """Start a project in FOLDER: batchrun.yaml, an example manifest and data, .gitignore lines,
     the CI workflow and the JSON Schemas for editors. Never overwrites a file."""
     from runner import scaffold
 
-    written = scaffold.init(folder)
+    written = scaffold.init(folder, model or scaffold.DEFAULT_MODEL)
     click.echo(f"Started a batchrun project in {folder}:")
     for path in written:
         click.echo(f"  {path}")
@@ -93,6 +95,24 @@ def init(ctx: click.Context, folder: Path) -> None:
         here = None
     go = "" if folder.resolve() == here else f"  cd {folder}\n"
     click.echo(scaffold.NEXT.replace("Next:\n", "Next:\n" + go))
+
+
+@main.command()
+@click.option("--task", type=click.Choice(["chat", "embeddings"]), help="Only models of this task.")
+@click.option("--region", help="Only models whose batch jobs run in this region.")
+@click.option("--json", "as_json", is_flag=True, help="One versioned JSON document.")
+@handle_errors
+def models(task: str | None, region: str | None, as_json: bool) -> None:
+    """The catalogue: each model's task, batch regions, status (and how sure), batch price and
+    source. Needs no project."""
+    from runner import modelinfo, modelsview
+    from runner.spec import Task
+
+    chosen = Task(task) if task else None
+    listed = modelinfo.listing(chosen, region)
+    empty = [t.value for t in Task if chosen in (None, t) and modelinfo.none_current(t)]
+    click.echo((modelsview.models_json if as_json else modelsview.models_text)(listed, empty),
+               nl=False)
 
 
 @main.command()

@@ -31,8 +31,9 @@ def datasets_of(manifests: tuple[Manifest, ...]) -> dict[str, str]:
 
 def model_finding(m: Manifest) -> Finding:
     lifecycle = catalog.lifecycle_problem(m.model)
-    if lifecycle is not None:
-        return Finding(False, f"{m.name}: {lifecycle[0]}", lifecycle[1])
+    if lifecycle is not None:  # a retired model fails its jobs; a deprecated or unconfirmed one may run
+        retired = (catalog.entry(m.model) or {}).get("status") == "retired"
+        return Finding(not retired, f"{m.name}: {lifecycle[0]}", lifecycle[1], warn=not retired)
     regions = catalog.batch_regions(m.model)
     if not regions:
         return Finding(False, f"{m.name}: {m.model.short} is not in batchrun's catalogue, so its "

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any, Final
@@ -23,11 +23,70 @@ DOCUMENTED_ERROR: Final = 0.25  # relative error of the approximation on English
 
 @dataclass(frozen=True, slots=True)
 class Price:
-    input: float  # USD per 1M input tokens, batch
-    output: float  # USD per 1M output tokens, batch
+    """Batch rates in USD per 1M tokens, with the long-context bands the model's page publishes."""
+
+    input: float
+    output: float
+    cache_read: float = 0.0  # per 1M tokens read from the prompt cache
+    cache_write: float = 0.0  # per 1M tokens written to it (5-minute entries)
+    bands: tuple[tuple[int, float], ...] = ()  # (prompt tokens over which, factor on every rate)
 
     def cost(self, input_tokens: int, output_tokens: int) -> float:
+        """At the base rates: for rows whose prompt sizes are not known one by one."""
         return (input_tokens * self.input + output_tokens * self.output) / 1_000_000
+
+    def band_index(self, prompt_tokens: int) -> int:
+        """0 for the base rates, i for the i-th band a prompt of this size falls in."""
+        return sum(1 for over, _ in self.bands if prompt_tokens > over)
+
+    def band(self, prompt_tokens: int) -> Price:
+        """The flat rates a prompt of this many tokens pays."""
+        return self.rates(self.band_index(prompt_tokens))
+
+    def rates(self, index: int) -> Price:
+        """The flat rates of band `index` (0: the base rates)."""
+        factor = self.bands[index - 1][1] if index else 1.0
+        return Price(self.input * factor, self.output * factor, self.cache_read * factor,
+                     self.cache_write * factor)
+
+    def row_cost(self, input_tokens: int, output_tokens: int, cache_read: int = 0,
+                 cache_write: int = 0) -> float:
+        """One request, in the band its whole prompt (input and cache tokens) falls in."""
+        rates = self.band(input_tokens + cache_read + cache_write)
+        return (input_tokens * rates.input + output_tokens * rates.output
+                + cache_read * rates.cache_read + cache_write * rates.cache_write) / 1_000_000
+
+
+@dataclass(slots=True)
+class Tally:
+    """The rows to do, by price band: each row's band follows its own (approximate) prompt size."""
+
+    price: Price | None
+    bands: dict[int, list[int]] = field(default_factory=dict)  # band -> [rows, input tokens]
+
+    def add(self, prompt_tokens: int) -> None:
+        slot = self.bands.setdefault(self.price.band_index(prompt_tokens) if self.price else 0,
+                                     [0, 0])
+        slot[0] += 1
+        slot[1] += prompt_tokens
+
+    @property
+    def rows(self) -> int:
+        return sum(rows for rows, _ in self.bands.values())
+
+    @property
+    def tokens(self) -> int:
+        return sum(tokens for _, tokens in self.bands.values())
+
+    def cost(self, output_per_row: float) -> float | None:
+        """Every row's input in its band, and `output_per_row` tokens out at that band's rate."""
+        if self.price is None:
+            return None
+        total = 0.0
+        for index, (rows, tokens) in self.bands.items():
+            rates = self.price.rates(index)
+            total += tokens * rates.input + rows * output_per_row * rates.output
+        return total / 1_000_000
 
 
 @cache
@@ -36,16 +95,25 @@ def _table() -> dict[str, dict[str, Any]]:
     return {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
 
 
+def _packaged(entry: Mapping[str, Any]) -> Price:
+    factor = 1 + float(entry.get("regional_premium") or 0)
+    base = float(entry["input"]) * factor
+    cache_rates = entry.get("cache") or {}
+    return Price(base, float(entry["output"]) * factor,
+                 base * float(cache_rates.get("read", 0)), base * float(cache_rates.get("write_5m", 0)),
+                 tuple((int(b["prompt_tokens_over"]), float(b["factor"]))
+                       for b in entry.get("bands", ())))
+
+
 def price_for(model: ModelRef, overrides: Mapping[str, Mapping[str, float]]) -> Price | None:
-    """The batch price of `model`: batchrun.yaml's pricing first (as given), then the packaged
-    table, with its regional premium (batch jobs never run on the global endpoint)."""
+    """The batch price of `model`: batchrun.yaml's pricing first (as given, flat), then the packaged
+    table, with its regional premium (batch jobs never run on the global endpoint) and bands."""
     for key in (model.short, model.base):
         if key in overrides:
             return Price(float(overrides[key]["input"]), float(overrides[key]["output"]))
         entry = _table().get(key)
         if entry is not None:
-            factor = 1 + float(entry.get("regional_premium") or 0)
-            return Price(float(entry["input"]) * factor, float(entry["output"]) * factor)
+            return _packaged(entry)
     return None
 
 

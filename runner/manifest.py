@@ -11,14 +11,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from runner import catalog, checks, identity, schemas
-from runner.errors import Diagnostic, ManifestError, error
+from runner import catalog, checks, identity, modelrules, schemas
+from runner.errors import Diagnostic, ManifestError, error, warning
 from runner.paths import OUTSIDE_HINT, destination_key, in_state_dir, outside_project
 from runner.settings import CONFIG_NAME
 from runner.spec import (
     DestinationKind,
     DestinationSpec,
     Manifest,
+    ModelRef,
     PromptSpec,
     ResponseSpec,
     Settings,
@@ -222,8 +223,24 @@ def _destination(raw: Mapping[str, Any], base: Path, settings: Settings,
     return DestinationSpec(DestinationKind.GCS, prefix, prefix, adopt)
 
 
-def _build(doc: Document, path: Path, settings: Settings,
-           problems: list[Diagnostic]) -> Manifest | None:
+def _parameters(model: ModelRef, name: str, spec: Mapping[str, Any], settings: Settings,
+                notes: list[Diagnostic]) -> dict[str, Any]:
+    """defaults.parameters under the manifest's own, less the defaults this model refuses: those
+    are left out for it, with a warning, rather than sent to fail every row."""
+    defaults = settings.defaults.get("parameters", {})
+    merged, dropped = modelrules.drop_refused_defaults(model, defaults, spec.get("parameters", {}))
+    file = str(settings.config_file) if settings.config_file else None
+    for refusal in dropped:
+        key = refusal.parameter
+        notes.append(warning(f"defaults.parameters.{key} is not sent to "
+                             f"{model.base.split('/', 1)[1]} (manifest {name}): {refusal.reason}",
+                             file=file, line=settings.default_lines.get(key),
+                             path=f"defaults.parameters.{key}", hint=refusal.hint))
+    return merged
+
+
+def _build(doc: Document, path: Path, settings: Settings, problems: list[Diagnostic],
+           notes: list[Diagnostic]) -> Manifest | None:
     data = doc.data
     meta, spec = data["metadata"], data["spec"]
     defaults = settings.defaults
@@ -244,8 +261,7 @@ def _build(doc: Document, path: Path, settings: Settings,
         task=task,
         family=catalog.family_of(model, task),
         # 0 and 0.0 mean the same to the model; one spelling keeps request bytes and hashes stable.
-        parameters=identity.normalise({**defaults.get("parameters", {}),
-                                       **spec.get("parameters", {})}),
+        parameters=identity.normalise(_parameters(model, meta["name"], spec, settings, notes)),
         source=_source(spec["source"], base, problems, settings, doc),
         prompt=_prompt(spec.get("prompt", {}), base, problems, doc, settings),
         destination=_destination(spec["destination"], base, settings, problems, doc),
@@ -299,9 +315,11 @@ def _load_file(path: Path, settings: Settings,
             problems.extend(schema_problems)
             continue
         before = len(problems)
-        manifest = _build(doc, path, settings, problems)
+        notes: list[Diagnostic] = []
+        manifest = _build(doc, path, settings, problems, notes)
         if manifest is None or len(problems) > before:
             continue
+        problems.extend(notes)
         problems.extend(checks.check_manifest(manifest, doc))
         out.append((manifest, doc))
     return out

@@ -74,8 +74,10 @@ def usage(manifests: Sequence[Manifest], backend: BackendReader,
     out = []
     for m in manifests:
         rows = tokens_in = tokens_out = 0
+        cost = 0.0
         states: Counter[str] = Counter()
         answerer = backend.answerer(m.model.resource)
+        price = estimate.price_for(m.model, settings.pricing)
         for row in backend.read_destination(m.destination):
             states[result.state_of(row, m.spec_hash, answerer, m.max_attempts).value] += 1
             counts = row.get("usage")
@@ -84,7 +86,10 @@ def usage(manifests: Sequence[Manifest], backend: BackendReader,
                 paid = collect.paid(row)  # every attempt, retries included
                 tokens_in += paid["input_tokens"]
                 tokens_out += paid["output_tokens"]
-        price = estimate.price_for(m.model, settings.pricing)
+                if price is not None:  # each row in the band of its own prompt
+                    cost += price.row_cost(paid["input_tokens"], paid["output_tokens"],
+                                           int(paid.get("cache_read_input_tokens", 0)),
+                                           int(paid.get("cache_creation_input_tokens", 0)))
         out.append(Usage(m.name, rows, tokens_in, tokens_out,
-                         price.cost(tokens_in, tokens_out) if price else None, dict(states)))
+                         cost if price else None, dict(states)))
     return out

@@ -153,7 +153,7 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
     # Cancelled jobs free their slot only once Vertex says so; count them as busy this time.
     slots = 0 if held or blocked else max(0, free_slots)
     send = hashlib.sha256()  # the rows this apply may send: apply checks it sends exactly these
-    input_tokens = 0
+    tally = estimate.Tally(estimate.price_for(manifest.model, settings.pricing))
     source_digest = hashlib.sha256()
     kept = 0  # done rows whose answer is kept from an older spec (on_change: forward)
     refreshed = 0  # rows to reshape only for their passthrough columns
@@ -171,7 +171,7 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
                     prepared.add(row.line, index_entry(manifest, row))
             exact = (reader.count_tokens(manifest.family, manifest.model.resource,
                                          orjson.loads(row.line)) if exact_tokens else None)
-            input_tokens += exact if exact is not None else estimate.approx_tokens(row.prompt_chars)
+            tally.add(exact if exact is not None else estimate.approx_tokens(row.prompt_chars))
         elif kind is RowClass.RESHAPE:
             key = row_key(row.custom_id, row.request_hash)
             refreshed += key in ledger.refresh
@@ -197,7 +197,7 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
         kept=kept,
         waiting=0 if blocked else sum(shard_rows[slots:]),
     )
-    cost = cost_estimate(manifest, settings, ledger, rows.to_do, input_tokens)
+    cost = cost_estimate(manifest, ledger, tally)
     plan = ManifestPlan(
         name=manifest.name, file=display_path(manifest.file, settings.root),
         spec_hash=manifest.spec_hash, rows=rows, changes=tuple(changes),
@@ -208,27 +208,28 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
     return plan, len(now_shards)
 
 
-def cost_estimate(manifest: Manifest, settings: Settings, ledger: Ledger, rows: int,
-                  input_tokens: int) -> Estimate:
-    """Tokens and cost of the rows to do. Output tokens follow the manifest's own past answers when
-    it has some, else max_tokens per row, an upper bound."""
+def cost_estimate(manifest: Manifest, ledger: Ledger, tally: estimate.Tally) -> Estimate:
+    """Tokens and cost of the rows to do, each row's input in its own price band. Output tokens
+    follow the manifest's own past answers when it has some, else max_tokens per row, an upper
+    bound."""
+    rows = tally.rows
     max_tokens = manifest.parameters.get("max_tokens") or manifest.parameters.get(
         "max_completion_tokens")
+    per_row: float
     if manifest.family is Family.OPENAI_EMBEDDINGS:
-        output, basis = 0, "embeddings"
+        per_row, output, basis = 0, 0, "embeddings"
     elif ledger.answered:
         per_row = ledger.output_tokens / ledger.answered
         if isinstance(max_tokens, int):
             per_row = min(per_row, max_tokens)
         output, basis = round(per_row * rows), "history"
     elif isinstance(max_tokens, int):
-        output, basis = max_tokens * rows, "max_tokens"
+        per_row, output, basis = max_tokens, max_tokens * rows, "max_tokens"
     else:
-        output, basis = 0, "unknown"
-    price = estimate.price_for(manifest.model, settings.pricing)
-    cost = price.cost(input_tokens, output) if price else None
+        per_row, output, basis = 0, 0, "unknown"
+    cost = tally.cost(per_row)
     over = manifest.max_cost is not None and (cost is None or cost > manifest.max_cost) and rows > 0
-    return Estimate(input_tokens=input_tokens, output_tokens=output, output_basis=basis, cost=cost,
+    return Estimate(input_tokens=tally.tokens, output_tokens=output, output_basis=basis, cost=cost,
                     max_cost=manifest.max_cost, over_budget=over)
 
 

@@ -15,7 +15,7 @@ from runner import identity
 from runner.apply import job_request, locked
 from runner.backends.base import Backend, RemoteJob
 from runner.compare import OverBudget, Pair, Preview, PreviewState, compare
-from runner.estimate import approx_tokens
+from runner.estimate import Tally, approx_tokens, price_for
 from runner.identity import PREVIEW_LABEL
 from runner.ledger import (
     Ledger,
@@ -118,8 +118,10 @@ def _prepare(manifest: Manifest, backend: Backend, settings: Settings, n: int) -
             refusals[row.custom_id] = (ledger.pending.get(key) or ledger.failures[key])[1]
             continue
         to_send.append(row)
-    estimate = cost_estimate(manifest, settings, ledger, len(to_send),
-                             sum(approx_tokens(r.prompt_chars) for r in to_send))
+    tally = Tally(price_for(manifest.model, settings.pricing))
+    for row in to_send:
+        tally.add(approx_tokens(row.prompt_chars))
+    estimate = cost_estimate(manifest, ledger, tally)
     base = replace(base, sampled=len(rows), reused=len(rows) - len(to_send), estimate=estimate)
     return _Prepared(manifest, base, old, rows, mine, to_send, refusals)
 

@@ -72,17 +72,20 @@ def gather(manifest: Manifest, reader: BackendReader, settings: Settings) -> Rep
         paid = collect.paid(row)  # every attempt, retries included, as `batchrun status` counts
         u_in, u_out = paid["input_tokens"], paid["output_tokens"]
         tokens_in, tokens_out = tokens_in + u_in, tokens_out + u_out
-        slot = days.setdefault(day, {"day": day, "rows": 0, "input_tokens": 0, "output_tokens": 0})
+        slot = days.setdefault(day, {"day": day, "rows": 0, "input_tokens": 0, "output_tokens": 0,
+                                     "cost": 0.0 if price else None})
         slot["rows"] += 1
         slot["input_tokens"] += u_in
         slot["output_tokens"] += u_out
+        if price is not None:  # each row in the band of its own prompt
+            slot["cost"] += price.row_cost(u_in, u_out,
+                                           int(paid.get("cache_read_input_tokens", 0)),
+                                           int(paid.get("cache_creation_input_tokens", 0)))
         data.rows.append([custom_id, state, "" if output is None else text_of(output),
                           row.get("error") or "", str(row.get("spec_hash") or "")[:8],
                           str(row.get("answered_by") or ledger.answerer_of(row)),
                           str(row.get("finished_at") or ""), prompts.get(custom_id, ""),
                           *(text_of(row.get(c)) if row.get(c) is not None else "" for c in extra)])
-    for slot in days.values():
-        slot["cost"] = price.cost(slot["input_tokens"], slot["output_tokens"]) if price else None
     data.days = sorted(days.values(), key=lambda d: d["day"])
     data.totals = {
         "rows": sum(status.values()), "answered": status[Status.SUCCEEDED],
@@ -90,7 +93,7 @@ def gather(manifest: Manifest, reader: BackendReader, settings: Settings) -> Rep
         "not_yet": sum(1 for i in prompts if i not in answered_ids) if prompts else None,
         "gone": sum(1 for i in answered_ids if i not in prompts) if prompts else None,
         "input_tokens": tokens_in, "output_tokens": tokens_out,
-        "cost": price.cost(tokens_in, tokens_out) if price else None,
+        "cost": sum(d["cost"] for d in days.values()) if price else None,
     }
     if label_like and answers and len(answers) <= MAX_LABELS:
         data.labels = sorted(answers.items(), key=lambda kv: (-kv[1], kv[0]))

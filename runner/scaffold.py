@@ -11,12 +11,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Final
 
+from runner import catalog, modelrules
 from runner.errors import ConfigError, error
 from runner.schemas import schema_path
 from runner.settings import new_project_id
+from runner.spec import ModelRef, Task
 
 SCHEMA_DIR: Final = ".batchrun-schemas"
 IGNORED: Final = (".batchrun/", "out/")
+DEFAULT_MODEL: Final = "anthropic/claude-haiku-4-5@20251001"
 
 PROJECT: Final = f"""\
 # yaml-language-server: $schema={SCHEMA_DIR}/project.v1.json
@@ -47,7 +50,7 @@ environments:
   vertex:
     backend: vertex
     project: my-gcp-project            # your Google Cloud project id
-    region: us-east5                   # where Claude batch jobs run
+    region: REGION                     # where this model's batch jobs run
     staging: gs://my-bucket/batchrun   # a bucket batchrun may write its inputs to
 """
 
@@ -59,8 +62,8 @@ kind: BatchJob
 metadata:
   name: review-sentiment            # unique in the project; lowercase, digits, - and _
 spec:
-  model: anthropic/claude-haiku-4-5@20251001
-  parameters: {{max_tokens: 16, temperature: 0}}
+  model: MODEL
+  parameters: {{PARAMETERS}}
   source:
     file: data/reviews.csv          # relative to this file
     id: review_id                   # the column that identifies a row
@@ -94,11 +97,34 @@ def _workflow() -> str:
     return checkout.read_text(encoding="utf-8")
 
 
-def files(folder: Path) -> dict[Path, str]:
+def _chat_model(name: str) -> ModelRef:
+    """The model the example manifest names: a chat model the catalogue knows."""
+    model = catalog.parse_model(name)
+    if model is None or catalog.known_task(model) is not Task.CHAT:
+        raise ConfigError([error(f'"{name}" is not a chat model in batchrun\'s catalogue',
+                                 hint="pick one from `batchrun models --task chat`")])
+    return model
+
+
+def _parameters(model: ModelRef) -> str:
+    """Only what the model takes: a parameter it refuses would fail every row."""
+    fields = ["max_tokens: 16"]
+    if modelrules.accepts(model, "temperature"):
+        fields.append("temperature: 0")
+    return ", ".join(fields)
+
+
+def files(folder: Path, model: str = DEFAULT_MODEL) -> dict[Path, str]:
     """Every file init writes, with its text (the .gitignore is handled apart: it may exist)."""
+    ref = _chat_model(model)
+    region = next(iter(catalog.batch_regions(ref)), "us-east5")
+    project = PROJECT.replace("PROJECT_ID", new_project_id(folder.resolve())).replace(
+        "REGION  ", f"{region:<8}")
+    manifest = MANIFEST.replace("MODEL", model).replace("{PARAMETERS}",
+                                                        "{" + _parameters(ref) + "}")
     return {
-        folder / "batchrun.yaml": PROJECT.replace("PROJECT_ID", new_project_id(folder.resolve())),
-        folder / "manifests" / "review-sentiment.yaml": MANIFEST,
+        folder / "batchrun.yaml": project,
+        folder / "manifests" / "review-sentiment.yaml": manifest,
         folder / "manifests" / "data" / "reviews.csv": DATA,
         folder / ".github" / "workflows" / "batchrun.yml": _workflow(),
         folder / SCHEMA_DIR / "manifest.v1.json": schema_path("manifest.v1").read_text("utf-8"),
@@ -142,10 +168,11 @@ def _refuse(paths: list[Path], folder: Path) -> ConfigError:
                                    "folder")])
 
 
-def init(folder: Path) -> list[Path]:
-    """Write a new project into `folder` (made if missing); refuse if any file is already there, or
-    if any path to write goes through a symbolic link (it could lead out of FOLDER)."""
-    planned = files(folder)
+def init(folder: Path, model: str = DEFAULT_MODEL) -> list[Path]:
+    """Write a new project into `folder` (made if missing) whose example manifest uses `model`;
+    refuse if any file is already there, or if any path to write goes through a symbolic link (it
+    could lead out of FOLDER)."""
+    planned = files(folder, model)
     ignore = folder / ".gitignore"
     links = list(dict.fromkeys(found for p in [*planned, ignore]
                                if (found := _link_below(folder, p)) is not None))

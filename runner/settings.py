@@ -140,6 +140,8 @@ def load_settings(
         origins=origins,
         allow_paths_outside=_allowed(data.get("allow_paths_outside", False)),
         project_id=data.get("id"),
+        default_lines={k: doc.line_of(("defaults", "parameters", k))
+                       for k in data.get("defaults", {}).get("parameters", {})} if doc else {},
     )
     _remember_secrets(settings, environ)
     return settings, check_settings(settings, environ)

@@ -205,6 +205,8 @@ class Settings:
     # batchrun.yaml's id: the batchrun-project label of every job the project makes, and the folder
     # of its files under staging. None in a project made before ids (see project_label).
     project_id: str | None = None
+    # batchrun.yaml's line of each defaults.parameters key, to locate a default a model refuses.
+    default_lines: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def state_dir(self) -> Path:
