@@ -230,3 +230,54 @@ def test_the_workflow_init_writes_runs_on_fresh_clones_against_the_emulators(
     assert (fresh / "out" / "review-sentiment.jsonl").is_file()
     again = json.loads(ci.batchrun(fresh, "--env", env, "plan", "--json").stdout)
     assert again["manifests"][0]["rows"]["done"] == 3 and not again["has_changes"]
+
+
+# --- the README a newcomer follows ---------------------------------------------------------------
+
+README = (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_readme_installs_this_project_by_its_own_name() -> None:
+    """`batchrun` on the package index is another project: every pip install in the README names
+    this distribution (or the clone) and an extra pyproject.toml defines."""
+    import tomllib
+
+    meta = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = set(meta["optional-dependencies"])
+    installs = re.findall(r"pip install ['\"]?([^'\"`\s]+)", README)
+    assert len(installs) >= 4
+    for spec in installs:
+        name, _, extra = spec.partition("[")
+        if name in ("torch==2.13.0", "-e"):
+            continue
+        assert name in (meta["name"], ".") or name.endswith(".whl"), spec
+        assert set(extra.rstrip("]").split(",")) - {""} <= extras, spec
+
+
+def test_the_readme_names_only_environments_init_defines(tmp_path: Path) -> None:
+    assert batchrun(tmp_path, "init", "proj").returncode == 0
+    defined = set(yaml.safe_load((tmp_path / "proj" / "batchrun.yaml").read_text())["environments"])
+    named = set(re.findall(r"--env[ =]([a-z][\w-]*)", README))
+    assert named and named <= defined, named
+
+
+def test_the_readme_first_day_runs_verbatim(tmp_path: Path) -> None:
+    """The offline half of "Your first day", as written, in a fresh folder with a fresh HOME."""
+    block = README.split("<!-- first-day -->", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    assert block.startswith("batchrun init")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shim = bin_dir / "batchrun"
+    shim.write_text(f"#!/bin/sh\nPYTHONPATH={shlex.quote(str(REPO))} exec "
+                    f"{shlex.quote(sys.executable)} -m runner \"$@\"\n")
+    shim.chmod(0o755)
+    (tmp_path / "home").mkdir()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("BATCHRUN_") and k != "STORAGE_EMULATOR_HOST"}
+    env.update(HOME=str(tmp_path / "home"), PATH=f"{bin_dir}:{os.environ['PATH']}")
+    done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", block],
+                          cwd=tmp_path, env=env, text=True, capture_output=True, timeout=300,
+                          check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Done: 3 rows answered." in done.stdout
+    assert (tmp_path / "my-batches" / "out" / "review-sentiment.jsonl").is_file()
