@@ -13,7 +13,7 @@ BQ_VENV := .venv-bq
 BQ_STAMP := $(BQ_VENV)/.installed-0.3.2
 DUCKDB := 1.5.5
 
-.PHONY: install emulators-install emulators lint typecheck browser test soak bench demo clean
+.PHONY: install emulators-install emulators try-vertex lint typecheck browser test soak bench demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ emulators-install: $(STAMP) $(BQ_STAMP)
 
 emulators: emulators-install
 	$(BIN)/python -m runner.emulators
+
+# The Google Cloud examples (configs/vertex) on the emulators in one command: makes the buckets,
+# datasets and tables they name, seeds them, runs doctor and apply --wait, prints what it made.
+# KEEP=1 keeps the emulators up afterwards to look around. Downloads nothing at run time.
+try-vertex: emulators-install
+	$(BIN)/python -m runner.tryvertex $(if $(KEEP),--keep)
 
 lint: install
 	$(BIN)/ruff check runner tests bench

@@ -189,16 +189,38 @@ def _source(raw: Mapping[str, Any], base: Path, problems: list[Diagnostic], sett
                       id_hash=id_hash, max_id_chars=settings.quota.max_id_chars)
 
 
-def _destination(raw: Mapping[str, Any], base: Path, settings: Settings,
+def _place(raw: Mapping[str, Any], settings: Settings, problems: list[Diagnostic] | None,
+           doc: Document | None) -> tuple[Mapping[str, Any], tuple[str, ...]]:
+    """The destination the settings' environment writes to (its own under `environments`, else
+    the manifest's), and where it is in the document. Names batchrun.yaml does not define are
+    errors: a typo would send CI's answers to the local file, lost with the checkout."""
+    places = raw.get("environments", {})
+    if problems is not None and doc is not None:
+        known = ", ".join(settings.environments) or "none are defined"
+        for name in places:
+            if name not in settings.environments:
+                problems.append(error(
+                    f'destination for environment "{name}", which batchrun.yaml does not define',
+                    file=doc.file, line=doc.line_of(("spec", "destination", "environments", name)),
+                    path=f"spec.destination.environments.{name}",
+                    hint=f"environments in batchrun.yaml: {known}"))
+    env = settings.environment
+    if env is not None and env in places:
+        return places[env], ("spec", "destination", "environments", env)
+    return raw, ("spec", "destination")
+
+
+def _destination(whole: Mapping[str, Any], base: Path, settings: Settings,
                  problems: list[Diagnostic] | None = None,
                  doc: Document | None = None) -> DestinationSpec:
+    raw, at = _place(whole, settings, problems, doc)
     adopt = bool(raw.get("adopt", False))
     root = settings.root
     if "file" in raw:
         path = (base / raw["file"]).resolve()
         if problems is not None and doc is not None:
-            where = {"file": doc.file, "line": doc.line_of(("spec", "destination", "file")),
-                     "path": "spec.destination.file"}
+            where = {"file": doc.file, "line": doc.line_of((*at, "file")),
+                     "path": ".".join((*at, "file"))}
             if path.is_dir() or path.suffix.lower() not in _RESULT_SUFFIXES or path.name.endswith(
                     ".batchrun.json"):
                 problems.append(error(f'destination "{raw["file"]}" is not a result file name',

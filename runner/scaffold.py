@@ -45,7 +45,9 @@ quota:
   max_concurrent_jobs: 4
 
 # `batchrun --env vertex plan` runs the same manifests on Vertex AI batch prediction
-# (pip install 'batchrun-vertex[gcp]', then `gcloud auth application-default login`).
+# (pip install 'batchrun-vertex[gcp]', then `gcloud auth application-default login`); the CI
+# workflow (.github/workflows/batchrun.yml) plans and applies this environment. Replace
+# my-gcp-project and my-bucket here and in the manifests' destinations.
 environments:
   vertex:
     backend: vertex
@@ -72,7 +74,9 @@ spec:
     user: "{{{{ product }}}}: {{{{ text }}}}"
   passthrough: [product]            # source columns copied into every result row
   destination:
-    file: ../out/review-sentiment.jsonl
+    file: ../out/review-sentiment.jsonl   # local runs (echo): a file of their own, not in git
+    environments:                         # `--env vertex` (CI): answers outlive the checkout
+      vertex: {{gcs: {{prefix: "gs://my-bucket/results/review-sentiment/"}}}}
 """
 
 DATA: Final = """\

@@ -129,6 +129,7 @@ def load_settings(
         region=data.get("region"),
         staging=data.get("staging"),
         environment=environment,
+        environments=tuple(sorted(data.get("environments", {}))),
         manifests=tuple(data.get("manifests", ())),
         defaults=data.get("defaults", {}),
         quota=Quota(**data.get("quota", {})),

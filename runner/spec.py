@@ -189,6 +189,7 @@ class Settings:
     region: str | None = None
     staging: str | None = None
     environment: str | None = None
+    environments: tuple[str, ...] = ()  # every environment batchrun.yaml defines
     manifests: tuple[str, ...] = ()
     defaults: Mapping[str, Any] = field(default_factory=dict)
     quota: Quota = field(default_factory=Quota)

@@ -82,3 +82,52 @@ def test_every_catalogue_entry_and_price_names_its_source_and_date() -> None:
     for name, price in prices.items():
         if not name.startswith("_"):
             assert price["sources"] and price["checked"], name
+
+
+def test_every_source_the_vertex_examples_read_is_seeded_by_try_vertex() -> None:
+    """An example added to configs/vertex without its seed would fail `make try-vertex`."""
+    from runner import tryvertex
+
+    project = api.load_project(cwd=CONFIGS / "vertex", environ={})
+    sources = {m.source.location for m in project.manifests if m.source.kind.value != "file"}
+    seeded = set(tryvertex.SEEDS)
+    for source in sources:
+        assert any(tryvertex.seeds_source(place, source) for place in seeded), source
+    for data in tryvertex.SEEDS.values():
+        assert (CONFIGS / "data" / data).is_file(), data
+
+
+def test_make_try_vertex_makes_what_the_examples_name_and_runs_every_flow(tmp_path: Path) -> None:
+    """`make try-vertex` is `python -m runner.tryvertex`: on a copy of configs/, with every
+    download refused (a proxy nobody listens on), every example passes doctor, is applied, and
+    what was made is printed with where to look."""
+    import os
+    import subprocess
+    import sys
+
+    work = tmp_path / "configs"
+    shutil.copytree(CONFIGS, work, ignore=shutil.ignore_patterns(".batchrun", "out"))
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("BATCHRUN_") and k != "STORAGE_EMULATOR_HOST"}
+    nowhere = "http://127.0.0.1:9"
+    env.update(PYTHONPATH=str(REPO), HTTP_PROXY=nowhere, HTTPS_PROXY=nowhere, http_proxy=nowhere,
+               https_proxy=nowhere, NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+    done = subprocess.run([sys.executable, "-m", "runner.tryvertex", "--configs", str(work)],
+                          cwd=tmp_path, env=env, text=True, capture_output=True, timeout=300,
+                          check=False)
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    for made in ("bucket gs://my-batchrun-staging", "bucket gs://my-batchrun-data",
+                 "dataset my-gcp-project.shop (us-east5)",
+                 "dataset my-gcp-project.catalog (us-central1)",
+                 "table my-gcp-project.shop.reviews: 4 rows",
+                 "gs://my-batchrun-data/questions/part-1.jsonl: 3 rows"):
+        assert made in out, made
+    doctor = out.split("$ batchrun doctor", 1)[1].split("$ batchrun", 1)[0]
+    assert "✗" not in doctor and doctor.count("✓") >= 8, doctor
+    for name, place, rows in (("bigquery-reviews", "my-gcp-project.shop.review_sentiment", 4),
+                              ("gcs-llama", "gs://my-batchrun-data/answers/results.jsonl", 3),
+                              ("csv-embeddings", "my-gcp-project.catalog.product_vectors", 3)):
+        assert f"{name}: {rows} answers in {place}" in out, name
+    assert "r-1: Kettle K2 (4/5): Boils fast" in out and "q-1: Answer briefly:" in out
+    assert "make try-vertex KEEP=1" in out  # where to look, with the emulators still up

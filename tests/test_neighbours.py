@@ -138,9 +138,9 @@ def test_two_projects_from_init_sharing_a_staging_prefix_leave_each_other_alone(
                                             + "manifests: [manifests]\n")
         (root / "manifests" / "data" / "reviews.csv").write_text(reviews(prefix, product))
         example = root / "manifests" / f"{NAME}.yaml"
-        example.write_text(example.read_text().replace(
-            "file: ../out/review-sentiment.jsonl",
-            f"bigquery: {{table: {vertex.table(f'sentiment_{prefix}')}}}"))
+        text = example.read_text()  # init's destination block (a file, and gs:// for vertex) goes
+        example.write_text(text[:text.index("  destination:")] + "  destination:\n    bigquery: "
+                           f"{{table: {vertex.table(f'sentiment_{prefix}')}}}\n")
     neighbours(vertex, a, b)
     assert ids[0] and ids[1] and ids[0] != ids[1]  # init gives each project its own id
     # Each project's files live under its own id: neither reads the other's index.
