@@ -22,8 +22,10 @@ from runner.sandbox import TemplateLimit, refusal_text
 from runner.spec import Manifest, SourceKind, Task, Template
 from runner.yamldoc import Document, PathKey
 
-# Columns batchrun writes into every result row; a passthrough column may not shadow them.
-RESULT_FIELDS: Final = result.ALL_FIELDS
+# Columns batchrun writes into every result row, and `outcome`, which `results` adds: a
+# passthrough column may not shadow them — in any letter case (BigQuery's column names ignore it).
+RESULT_FIELDS: Final = result.ALL_FIELDS | {"outcome"}
+_FOLDED: Final = frozenset(f.casefold() for f in RESULT_FIELDS)
 
 
 def _at(doc: Document, *path: str | int) -> dict[str, object]:
@@ -167,7 +169,7 @@ def _check_names(manifest: Manifest, doc: Document) -> list[Diagnostic]:
         out.append(error(f"at most {identity.MAX_LABELS - 7} user labels (batchrun adds 7)",
                          **_at(doc, "metadata", "labels")))
     for name in manifest.passthrough:
-        if name in RESULT_FIELDS:
+        if name.casefold() in _FOLDED:
             out.append(error(f'passthrough column "{name}" collides with a result field',
                              **_at(doc, "spec", "passthrough"),
                              hint=f"result fields: {', '.join(sorted(RESULT_FIELDS))}"))

@@ -190,7 +190,10 @@ def paid(row: Mapping[str, Any]) -> dict[str, int]:
 def _charged(row: Mapping[str, Any], before: Mapping[str, Any], new: Mapping[str, Any]) -> dict[
         str, Any]:
     """`row` with usage.paid = what `before` had paid plus the attempt `new` paid."""
-    earlier, now = paid(before), paid(new)
+    # The offline echo executor charges nothing: what it "used" is no bill.
+    earlier = {"input_tokens": 0, "output_tokens": 0} if _who(before) == "local echo" else paid(
+        before)
+    now = paid(new)
     if not any(earlier.values()) and row.get("job") == new.get("job"):
         return dict(row)  # nothing paid before: the new answer's own usage is the whole bill
     total = {k: earlier[k] + now[k] for k in earlier}

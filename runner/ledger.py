@@ -58,6 +58,7 @@ class Ledger:
     table_drift: bool = False  # the table lacks a passthrough column: every row is reshaped
     # Answers of this spec made by another answerer (local echo, before vertex): to do again
     other_answerers: Counter[str] = field(default_factory=Counter)
+    traced: set[int] = field(default_factory=set)  # their row keys: a job's answers did land
     # Running, but which rows or spec is not known (a damaged record): nothing is sent or
     # cancelled for the manifest until the user has looked.
     unknown: list[RemoteJob] = field(default_factory=list)
@@ -81,7 +82,8 @@ class Ledger:
     def has_trace(self, custom_id: str, request_hash: str) -> bool:
         """Whether this row under this request has an answer or a recorded refusal."""
         key = row_key(custom_id, request_hash)
-        return key in self.answered_keys or key in self.failures or key in self.pending
+        return (key in self.answered_keys or key in self.failures or key in self.pending
+                or key in self.traced)
 
     def facts(self, row: RenderedRow, max_attempts: int) -> tuple[RowFacts, LedgerState]:
         key = row_key(row.custom_id, row.request_hash)
@@ -178,6 +180,7 @@ def _take_rows(ledger: Ledger, manifest: Manifest, rows: Iterable[dict[str, Any]
                 if not ours:
                     counts = False
                     ledger.other_answerers[answerer_of(row)] += 1
+                    ledger.traced.add(key)  # a job's answer reached the destination: progress
                 elif ctx.table_drift or (ctx.columns is None and _drifted(row, passthrough)):
                     counts = False
                     ledger.reshapable.add(key)

@@ -63,11 +63,11 @@ def state_of(row: Mapping[str, Any], spec_hash: str, answerer: str, max_attempts
 
 
 def shown(row: Mapping[str, Any], state: State) -> dict[str, Any]:
-    """The row as `batchrun results` gives it: its `outcome` (a State) last (unless a passthrough
-    column has that name: CSV readers keep their column positions) and, for a row failed beside
-    an older answer, the error of its last attempt."""
+    """The row as `batchrun results` gives it: its `outcome` (a State) last (CSV readers keep
+    their column positions; no passthrough column may have that name) and, for a row failed
+    beside an older answer, the error of its last attempt."""
     out = dict(row)
-    out.setdefault("outcome", state.value)
+    out["outcome"] = state.value
     retry = row.get("retry")
     if state is State.FAILED and not row.get("error") and isinstance(retry, Mapping):
         out["error"] = retry.get("error")

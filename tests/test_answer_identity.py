@@ -276,3 +276,78 @@ def test_who_answered_is_told_without_credentials_and_old_rows_by_their_job() ->
     assert same_answerer(None, vertex_job, "vertex")
     assert not same_answerer(None, local_job, who, job_answerer="local echo")  # its job says echo
     assert not same_answerer("local echo", local_job, who)
+
+
+def test_result_names_a_passthrough_column_may_not_take_in_any_case(
+        run, project_dir: ProjectDir) -> None:  # type: ignore[no-untyped-def]
+    """Red team: `outcome` hid the computed outcome in `results`; `Output` (BigQuery names ignore
+    case) made every collect of paid answers fail."""
+    project_dir.write("tickets.csv", "ticket_id,subject,body,outcome,Output\nT1,a,b,win,x\n")
+    manifest = project_dir.root / "triage.yaml"
+    text = manifest.read_text()
+    for name in ("outcome", "Output", "ANSWERED_BY"):
+        manifest.write_text(text.replace("passthrough: [subject]", f"passthrough: [{name}]"))
+        shown = run("validate", code=1)
+        assert f'passthrough column "{name}" collides with a result field' in shown
+
+
+def test_a_csv_destination_whose_first_row_failed_takes_a_new_passthrough_column(
+        run, project_dir: ProjectDir) -> None:  # type: ignore[no-untyped-def]
+    """Red team: the CSV header followed the first row, a failed one the reshape leaves alone, so
+    the new column never landed and apply --wait reshaped forever."""
+    project_dir.write("batchrun.yaml", "backend: local\nlocal:\n  executor: {type: echo, "
+                                       "fail_ids: [T1]}\n")
+    manifest = project_dir.root / "triage.yaml"
+    text = manifest.read_text().replace("out/triage.jsonl", "out/triage.csv").replace(
+        "max_attempts: 2", "max_attempts: 1")
+    manifest.write_text(text)
+    run(*WAIT, code=5)
+    manifest.write_text(text.replace("passthrough: [subject]", "passthrough: [subject, body]"))
+    run(*WAIT, code=5)
+    header = (project_dir.root / "out" / "triage.csv").read_text().splitlines()[0]
+    assert header.startswith("custom_id,subject,body,status")
+    shown = run("plan")
+    assert "reshape" not in shown and "0 to do" in shown
+
+
+def test_switching_executors_back_and_forth_is_never_read_as_a_job_failure(
+        run, project_dir: ProjectDir) -> None:  # type: ignore[no-untyped-def]
+    """Red team: the same rows staged again by another answerer left 'no trace' (its answers did
+    not count), so finished jobs were counted as job-level failures and the manifest blocked."""
+    with StubServer().start() as stub:
+        endpoint = f"""\
+            backend: local
+            quota: {{failure_backoff: 0}}
+            local:
+              executor: {{type: anthropic, base_url: "{stub.url}", model: claude-test}}
+            """
+        for _ in range(2):
+            project_dir.write("batchrun.yaml", endpoint)
+            run(*WAIT)
+            project_dir.write("batchrun.yaml", "backend: local\nquota: {failure_backoff: 0}\n")
+            run(*WAIT)
+        shown = run("plan")
+        assert "blocked" not in shown and "up to date" in shown
+        assert "job level" not in shown
+
+
+def test_a_job_labelled_with_this_id_but_staged_elsewhere_is_another_projects() -> None:
+    """Red team: a project copied with its batchrun.yaml (the same id) and another staging
+    failed every plan on the other's staged index; such jobs are another project's."""
+    from types import SimpleNamespace
+
+    from runner.backends.base import JobState, RemoteJob
+    from runner.backends.vertex.owners import Owners
+
+    settings = SimpleNamespace(project_label="shop-1a2b3c", default_project_id="staging-x")
+    owners = Owners(SimpleNamespace(staging="gs://b/mine", settings=settings, gcs=None))
+
+    def job(uri: str) -> RemoteJob:
+        return RemoteJob(name=uri, state=JobState.RUNNING, input_uri=uri, labels={
+            "batchrun-managed": "v1", "batchrun-name": "m", "batchrun-spec": "s",
+            "batchrun-input": "d", "batchrun-project": "shop-1a2b3c"})
+
+    mine, foreign = owners.split([job("gs://b/mine/shop-1a2b3c/m/inputs/d.jsonl"),
+                                  job("gs://b/theirs/shop-1a2b3c/m/inputs/d.jsonl")])
+    assert [j.name for j in mine] == ["gs://b/mine/shop-1a2b3c/m/inputs/d.jsonl"]
+    assert [j.name for j in foreign] == ["gs://b/theirs/shop-1a2b3c/m/inputs/d.jsonl"]

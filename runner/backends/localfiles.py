@@ -268,17 +268,24 @@ def write_destination(dest: DestinationSpec, merged: Iterable[tuple[dict[str, An
 
 
 def _write_csv(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    with atomic_writer(path, "w") as fh:
-        writer: csv.DictWriter[str] | None = None
+    """Every row under one header: custom_id, the passthrough columns any row has (a failed row
+    first must not hide a column added since), the result fields. Rows are spooled once to learn
+    the header, so memory stays flat."""
+    passthrough: dict[str, None] = {}
+    with tempfile.TemporaryFile() as spool:
         for row in rows:
-            if writer is None:
-                # custom_id and the ledger columns always, whatever the first row holds.
-                fields = ["custom_id", *(k for k in row if k not in CSV_FIELDS
-                                         and k not in LEDGER_FIELDS), *CSV_FIELDS]
-                writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
-                writer.writeheader()
-            out = dict(row)
-            for key in _JSON_FIELDS:
-                out[key] = json.dumps(out.get(key), ensure_ascii=False) if out.get(
-                    key) is not None else ""
-            writer.writerow(out)
+            passthrough.update((k, None) for k in row if k not in CSV_FIELDS
+                               and k not in LEDGER_FIELDS)
+            spool.write(orjson.dumps(row, option=orjson.OPT_PASSTHROUGH_DATETIME,
+                                     default=str) + b"\n")
+        spool.seek(0)
+        with atomic_writer(path, "w") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["custom_id", *passthrough, *CSV_FIELDS],
+                                    extrasaction="ignore")
+            writer.writeheader()
+            for line in spool:
+                out = orjson.loads(line)
+                for key in _JSON_FIELDS:
+                    out[key] = json.dumps(out.get(key), ensure_ascii=False) if out.get(
+                        key) is not None else ""
+                writer.writerow(out)

@@ -1,5 +1,7 @@
 """Whether a process on this machine still runs, and which process a pid is: for the lock owners
-of both backends and for local workers. Reads /proc where there is one."""
+of both backends and for local workers. Reads /proc where there is one. A pid means something
+only inside its own PID namespace: `pid_space()` tells whether another process's pid is ours to
+judge (containers sharing a folder, or a hostname, do not share pids)."""
 
 from __future__ import annotations
 
@@ -29,3 +31,19 @@ def process_start(pid: int) -> str | None:
         return None
     fields = stat.rsplit(")", 1)[1].split()
     return fields[19] if len(fields) > 19 else None
+
+
+def pid_space() -> str:
+    """Where a pid of this process is meaningful: the host, its boot and the PID namespace. Two
+    processes with the same pid_space can judge each other's pids; others cannot."""
+    import socket
+
+    def read(path: str) -> str:
+        try:
+            return str(Path(path).readlink()) if path.startswith("/proc/self/ns") else Path(
+                path).read_text().strip()
+        except OSError:
+            return "?"
+
+    return "|".join((socket.gethostname(), read("/proc/sys/kernel/random/boot_id"),
+                     read("/proc/self/ns/pid")))

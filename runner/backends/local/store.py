@@ -16,7 +16,7 @@ import orjson
 
 from runner.backends.base import JobState, RemoteJob
 from runner.backends.localfiles import write_json
-from runner.backends.processes import pid_alive, process_start
+from runner.backends.processes import pid_alive, pid_space, process_start
 from runner.identity import (
     LOCAL_JOB_PREFIX,
     MANAGED_LABEL,
@@ -30,6 +30,10 @@ WORKER_URL_ENV = "BATCHRUN_WORKER_BASE_URL"  # base_url with its password, never
 
 NAME_PREFIX = LOCAL_JOB_PREFIX
 START_GRACE_SECONDS = 60  # a job whose worker has not started by then is reported failed
+# A worker writes its heartbeat this often; one seen from another PID namespace (its pid means
+# nothing here) is alive while its heartbeat is younger than HEARTBEAT_STALE seconds.
+HEARTBEAT_EVERY = 5.0
+HEARTBEAT_STALE = 30.0
 LABELS_FILE = "labels.json"  # written once at create, never rewritten: what a damaged record was
 
 
@@ -52,6 +56,13 @@ def worker_alive(pid: int, started: str | None) -> bool:
     return started is None or process_start(pid) in (None, started)
 
 
+def _age(path: Path) -> float | None:
+    try:
+        return datetime.now(UTC).timestamp() - path.stat().st_mtime
+    except OSError:
+        return None
+
+
 class JobStore:
     def __init__(self, state_dir: Path) -> None:
         self.root = state_dir / "jobs"
@@ -64,6 +75,18 @@ class JobStore:
 
     def record_path(self, job_id: str) -> Path:
         return self.dir(job_id) / "job.json"
+
+    def _worker_runs(self, job_id: str, record: dict[str, Any]) -> bool:
+        """Whether the job's worker still runs. Its pid is judged only from its own PID space;
+        from another (a second container sharing this folder) its heartbeat tells."""
+        local = record.get("_local", {})
+        if local.get("pid_space") in (None, pid_space()):
+            return worker_alive(int(local["pid"]), local.get("pid_start"))
+        age = _age(self.heartbeat(job_id))
+        return age is not None and age < HEARTBEAT_STALE
+
+    def heartbeat(self, job_id: str) -> Path:
+        return self.dir(job_id) / "heartbeat"
 
     def cancel_marker(self, job_id: str) -> Path:
         return self.dir(job_id) / "cancel"
@@ -132,8 +155,7 @@ class JobStore:
             pid = record.get("_local", {}).get("pid")
             created = parse_time(record.get("createTime"))
             age = (datetime.now(UTC) - created).total_seconds() if created else 0
-            started = record.get("_local", {}).get("pid_start")
-            if (pid is not None and not worker_alive(pid, started)) or (
+            if (pid is not None and not self._worker_runs(job_id, record)) or (
                     pid is None and age > START_GRACE_SECONDS):
                 # Not the rows' fault: what the worker answered is in its output, which is
                 # collected like any ended job's; the rest is to do again.

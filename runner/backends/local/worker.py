@@ -26,8 +26,8 @@ from runner import crashpoints
 from runner.backends.base import JobState
 from runner.backends.local.endpoint import EndpointError, InFlight, Stopped
 from runner.backends.local.executors import FACTORIES, Batched, Execute, echo_json
-from runner.backends.local.store import WORKER_URL_ENV, JobStore, now_rfc3339
-from runner.backends.processes import process_start
+from runner.backends.local.store import HEARTBEAT_EVERY, WORKER_URL_ENV, JobStore, now_rfc3339
+from runner.backends.processes import pid_space, process_start
 from runner.redact import (
     masked_url,
     might_hold_secret,
@@ -104,6 +104,20 @@ def _executor(local: dict[str, Any], model: str, flights: InFlight) -> tuple[Exe
     return execute, spec.concurrency if spec.type in ("openai", "anthropic") else 1
 
 
+def _beat(path: Path) -> None:
+    """Touch `path` now and every HEARTBEAT_EVERY seconds while this process lives: how a worker
+    seen from another PID namespace is known alive (its pid means nothing there)."""
+    import threading
+
+    def beat() -> None:
+        while True:
+            path.touch()
+            time.sleep(HEARTBEAT_EVERY)
+
+    path.touch()
+    threading.Thread(target=beat, name="heartbeat", daemon=True).start()
+
+
 def run_job(state_dir: Path, job_id: str) -> None:
     store = JobStore(state_dir)
     record = store.read(job_id)
@@ -114,6 +128,8 @@ def run_job(state_dir: Path, job_id: str) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     local["pid"] = os.getpid()
     local["pid_start"] = process_start(os.getpid())
+    local["pid_space"] = pid_space()
+    _beat(store.heartbeat(job_id))
     record.update(state=JobState.RUNNING.value, startTime=now_rfc3339(),
                   outputInfo={"gcsOutputDirectory": str(out_dir)})
     store.write(job_id, record)
