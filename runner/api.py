@@ -97,10 +97,16 @@ def load_project(
     flags: Mapping[str, str | None] | None = None,
     environ: Mapping[str, str] | None = None,
     targets: Sequence[str] = (),
+    selectors: Sequence[str] = (),
+    require: bool = False,
 ) -> Project:
     """The project the manifests under `paths` belong to: the nearest batchrun.yaml above them
     (above `cwd` when no paths are given), its settings, and those manifests (default: all of the
-    project's). The working folder never decides the project for paths given elsewhere."""
+    project's). The working folder never decides the project for paths given elsewhere.
+
+    Without a batchrun.yaml there is no project: with `require` (every command that keeps
+    state), that is refused before anything is read; else (validate, render) only the files
+    given, or the folder's own manifest files, are read, never the tree below it."""
     if cwd is None:
         try:
             cwd = Path.cwd()
@@ -110,6 +116,8 @@ def load_project(
                                           "again")]) from None
     located = project_finder.locate(paths, cwd, config,
                                     os.environ if environ is None else environ)
+    if require and located.config is None:
+        raise project_finder.no_project_error(located.start)
     settings, setting_warnings = load_settings(cwd=located.start, config=located.config,
                                                environment=environment, flags=flags,
                                                environ=environ)
@@ -118,7 +126,8 @@ def load_project(
     everything = [settings.root / p for p in settings.manifests] or [settings.root]
     chosen = list(located.paths) or everything
     manifests, warnings = manifest_loader.load_manifests(
-        chosen, settings, project=everything if settings.config_file else ())
+        chosen, settings, project=everything if settings.config_file else (),
+        shallow=settings.config_file is None and not located.paths)
     if settings.config_file is None:
         warnings.insert(0, project_finder.no_project_note(located))
     if targets:

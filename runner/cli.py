@@ -37,13 +37,14 @@ else:  # loaded by the command that needs them: `batchrun --help` stays fast
 PLAN_FORMATS = ("text", "json", "markdown")
 
 
-def _project(ctx: click.Context, paths: tuple[str, ...] = (),
-             targets: tuple[str, ...] = ()) -> api.Project:
+def _project(ctx: click.Context, paths: tuple[str, ...] = (), targets: tuple[str, ...] = (),
+             *, needs_project: bool = True) -> api.Project:
+    """The project; a command that keeps state refuses at once without a batchrun.yaml."""
     obj = ctx.obj
     project = api.load_project(
         paths, config=obj["config"], environment=obj["env"],
         flags={"backend": obj["backend"], "project": obj["project"], "region": obj["region"]},
-        targets=targets)
+        targets=targets, require=needs_project)
     print_diagnostics(list(project.warnings))
     return project
 
@@ -112,7 +113,7 @@ def schema(ctx: click.Context, name: str) -> None:
 @handle_errors
 def validate(ctx: click.Context, paths: tuple[str, ...]) -> None:
     """Check manifests: YAML, schema, templates, labels. Needs no credentials."""
-    project = _project(ctx, paths)
+    project = _project(ctx, paths, needs_project=False)
     n = len(project.manifests)
     click.echo(f"{n} manifest{'s' if n != 1 else ''} valid: "
                + ", ".join(m.name for m in project.manifests))
@@ -127,7 +128,7 @@ def validate(ctx: click.Context, paths: tuple[str, ...]) -> None:
 def render(ctx: click.Context, manifest: str, name: str | None, limit: int | None) -> None:
     """Print the request rows of MANIFEST (a name or a file) exactly as they would be sent."""
     is_file = Path(manifest).is_file()
-    project = _project(ctx, (manifest,) if is_file else ())
+    project = _project(ctx, (manifest,) if is_file else (), needs_project=False)
     if is_file and name is None:
         if len(project.manifests) != 1:
             raise BatchrunError(f"{manifest} holds {len(project.manifests)} manifests; "
