@@ -29,6 +29,8 @@ from runner.errors import (
     RenderError,
     StalePlanError,
     error,
+    usd,
+    usd_apart,
 )
 from runner.events import Listener, LockWait
 from runner.lazy import lazy_module
@@ -195,8 +197,9 @@ def check_budget(the_plan: Plan) -> None:
     if the_plan.total_over_budget:
         total = sum(m.estimate.cost or 0 for m in the_plan.manifests)
         diagnostics.append(error(
-            f"over budget: this apply is estimated at ${total:,.2f}, more than max_cost "
-            f"${the_plan.max_cost or 0:,.2f}", hint="raise max_cost, or narrow the run with --target"))
+            "over budget: this apply is estimated at {}, more than max_cost {}".format(
+                *usd_apart(total, the_plan.max_cost)),
+            hint="raise max_cost, or narrow the run with --target"))
     for m in the_plan.manifests:
         e = m.estimate
         if not e.over_budget:
@@ -204,13 +207,14 @@ def check_budget(the_plan: Plan) -> None:
         if e.cost is None:
             diagnostics.append(error(
                 f"{m.name}: over budget: no price is known for this model, so it cannot be "
-                f"checked against max_cost ${e.max_cost or 0:,.2f}",
+                f"checked against max_cost {usd(e.max_cost)}",
                 hint="give its batch price in batchrun.yaml (pricing: {publisher/model: {input: "
                      "USD per 1M tokens, output: USD per 1M tokens}}), or remove max_cost"))
         else:
             diagnostics.append(error(
-                f"{m.name}: over budget: estimated ${e.cost:,.2f} is more than max_cost "
-                f"${e.max_cost or 0:,.2f}", hint="raise max_cost, or narrow the run with --target"))
+                "{}: over budget: estimated {} is more than max_cost {}".format(
+                    m.name, *usd_apart(e.cost, e.max_cost)),
+                hint="raise max_cost, or narrow the run with --target"))
     raise BudgetError(diagnostics)
 
 

@@ -3,12 +3,11 @@ from the same Plan, and the words for its notes, headlines and budget. No logic,
 
 from __future__ import annotations
 
-import math
 from typing import Protocol
 
 import orjson
 
-from runner.errors import n
+from runner.errors import n, usd, usd_apart
 from runner.plan import Action, Estimate, ManifestPlan, Note, NoteKind, Plan
 
 _SYMBOL = {"create": "+", "replace": "~", "reshape": "~", "cancel": "-", "collect": "<", "wait": "…",
@@ -74,7 +73,7 @@ def _rows_text(m: ManifestPlan) -> str:
 def money(cost: float | None) -> str:
     if cost is None:
         return "unknown (no price for this model; add it under pricing: in batchrun.yaml)"
-    return f"${cost:,.2f}" if cost >= 0.01 else f"${cost:,.4f}"
+    return usd(cost)
 
 
 _BASIS = {"history": "as in past answers", "max_tokens": "at most, by max_tokens",
@@ -115,22 +114,15 @@ def over_budget_text(e: Estimate) -> str:
     """Why one manifest's estimate is refused."""
     if e.cost is None:
         return (f"over budget: no price is known for this model, so it cannot be checked against "
-                f"max_cost {budget_amount(e.max_cost)}")
-    return f"over budget: estimated {budget_amount(e.cost)} is more than max_cost {budget_amount(e.max_cost)}"
-
-
-def budget_amount(usd: float | None) -> str:
-    """A budget amount as precise as it needs to be: $0.00001 is not "$0.00"."""
-    value = usd or 0.0
-    if value >= 1 or value <= 0:
-        return f"${value:,.2f}"
-    return f"${value:.{max(2, 1 - math.floor(math.log10(value)))}f}"  # two significant digits
+                f"max_cost {usd(e.max_cost)}")
+    return "over budget: estimated {} is more than max_cost {}".format(*usd_apart(e.cost,
+                                                                              e.max_cost))
 
 
 def total_over_budget_text(plan: Plan) -> str:
     total = sum(m.estimate.cost or 0 for m in plan.manifests)
-    return (f"over budget: this apply is estimated at {budget_amount(total)}, more than max_cost "
-            f"{budget_amount(plan.max_cost)}")
+    return "over budget: this apply is estimated at {}, more than max_cost {}".format(
+        *usd_apart(total, plan.max_cost))
 
 
 def _manifest_notes(m: ManifestPlan) -> list[str]:

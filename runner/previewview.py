@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from runner.compare import MAX_EXAMPLES, Comparison, Example, Kind, Preview, PreviewState
-from runner.errors import n
+from runner.errors import n, usd_apart
 from runner.plan import Estimate
-from runner.planview import budget_amount, money
+from runner.planview import money
 
 CELL = 80  # characters of an answer shown in a table cell
 
@@ -16,15 +16,11 @@ CELL = 80  # characters of an answer shown in a table cell
 def over_budget_text(p: Preview) -> str:
     over = p.over_budget
     assert over is not None
+    cost, limit = usd_apart(over.cost, over.limit)
+    cost = "an unknown amount (no price for a model)" if over.cost is None else cost
     if over.manifest is not None:
-        return (f"the preview of {over.manifest} would cost {_amount(over.cost)}, over its "
-                f"max_cost {budget_amount(over.limit)}")
-    return (f"the previews together would cost {_amount(over.cost)}, over the project's max_cost "
-            f"{budget_amount(over.limit)}")
-
-
-def _amount(cost: float | None) -> str:
-    return "an unknown amount (no price for a model)" if cost is None else budget_amount(cost)
+        return f"the preview of {over.manifest} would cost {cost}, over its max_cost {limit}"
+    return f"the previews together would cost {cost}, over the project's max_cost {limit}"
 
 
 def failed_text(p: Preview) -> str:

@@ -33,3 +33,29 @@ def test_the_executor_record_is_written_only_when_a_test_asks(
     api.converge(load(project_dir), poll_interval=0.05, timeout=60)
     sent = (project_dir.root / ".batchrun" / "sent.jsonl").read_text().splitlines()
     assert [json.loads(line)["custom_id"] for line in sent] == ["T6"]
+
+
+def test_budget_amounts_keep_their_significant_digits_everywhere(run, project_dir: ProjectDir) -> None:  # type: ignore[no-untyped-def]
+    """The plan said $0.00081 but its error said "estimated $0.00 is more than max_cost $0.00"."""
+    from runner import cli_errors
+
+    f = project_dir.root / "triage.yaml"
+    f.write_text(f.read_text().replace("max_attempts: 2", "max_attempts: 2\n  max_cost: 0.0001"))
+    out = run("plan", code=cli_errors.EXIT_BUDGET)
+    errors = [line for line in out.splitlines() if line.startswith("Error:")]
+    assert errors and all("$0.00 " not in line and "$0.00\n" not in line for line in errors), out
+    assert "$0.00 " not in out
+    project_dir.write("batchrun.yaml", "max_cost: 0.00001\n")
+    f.write_text(f.read_text().replace("max_cost: 0.0001", "max_cost: 5"))
+    out = run("plan", code=cli_errors.EXIT_BUDGET)
+    assert "more than max_cost $0.000010" in out and "$0.00 " not in out, out
+
+
+def test_two_amounts_said_side_by_side_differ_where_they_differ() -> None:
+    from runner.errors import usd, usd_apart
+
+    assert usd(0.00001) == "$0.000010" and usd(1234.5) == "$1,234.50" and usd(0) == "$0.00"
+    assert usd(0.5) == "$0.50" and usd(0.0123) == "$0.012"
+    assert usd_apart(0.0123, 0.0121) == ("$0.0123", "$0.0121")
+    assert usd_apart(1.004, 1.003) == ("$1.004", "$1.003")
+    assert usd_apart(2.5, 1.0) == ("$2.50", "$1.00")
