@@ -59,3 +59,24 @@ def test_two_amounts_said_side_by_side_differ_where_they_differ() -> None:
     assert usd_apart(0.0123, 0.0121) == ("$0.0123", "$0.0121")
     assert usd_apart(1.004, 1.003) == ("$1.004", "$1.003")
     assert usd_apart(2.5, 1.0) == ("$2.50", "$1.00")
+
+
+def test_gc_names_each_item_once(project_dir: ProjectDir) -> None:
+    """Three jobs of the same rows (two ended at job level, set aside by retry, then one that
+    answered) share one staged input: a dry run named it three times."""
+    fake = FakeBackend()
+    project_dir.write("batchrun.yaml", "retention: 30000\nquota: {failure_backoff: 0}\n")
+    for _ in range(2):
+        api.apply(load(project_dir), backend=fake)
+        (job,) = [j for j in fake.jobs.values() if j.state.in_flight]
+        fake.end(job.name, JobState.FAILED, code=14, message="503 Service Unavailable")
+    api.retry(load(project_dir), "triage", backend=fake)
+    api.apply(load(project_dir), backend=fake)
+    fake.run_all()
+    api.apply(load(project_dir), backend=fake)
+    assert len({j.input_digest for j in fake.jobs.values()}) == 1 and len(fake.jobs) == 3
+    project_dir.write("batchrun.yaml", "retention: 0\n")
+    project = load(project_dir)
+    listed = api.gc(project, dry_run=True, backend=fake)["triage"]
+    assert len(listed) == len(set(listed)) == 4, listed  # three jobs and their one input
+    assert api.gc(project, backend=fake)["triage"] == listed
