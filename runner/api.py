@@ -5,27 +5,21 @@ schedulers. Orchestration only: loads the project, picks the backend, calls plan
 from __future__ import annotations
 
 import contextlib
-import difflib
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner import backends, ledger, result
-from runner import manifest as manifest_loader
 from runner import project as project_finder
 from runner.backends.base import Backend, Finding
 from runner.errors import (
     BatchrunError,
     BudgetError,
-    ConfigError,
-    Diagnostic,
     LockError,
-    ManifestError,
     RenderError,
     StalePlanError,
     error,
@@ -36,8 +30,8 @@ from runner.events import Listener, LockWait
 from runner.lazy import lazy_module
 from runner.observe import JobStatus, Usage
 from runner.prepared import Work
-from runner.settings import load_settings
-from runner.spec import Manifest, Settings
+from runner.project import Project, load_project
+from runner.spec import Manifest
 
 if TYPE_CHECKING:
     import runner.apply as applier
@@ -70,74 +64,6 @@ else:  # loaded by the call that needs them: `batchrun render` need not load app
         raise AttributeError(f"module 'runner.api' has no attribute {name!r}")
 
 __version__ = "0.1.0"
-
-
-@dataclass(frozen=True)
-class Project:
-    """Settings plus every manifest they select, validated."""
-
-    settings: Settings
-    manifests: tuple[Manifest, ...]
-    warnings: tuple[Diagnostic, ...] = ()
-
-    def manifest(self, name: str) -> Manifest:
-        for m in self.manifests:
-            if m.name == name:
-                return m
-        names = [m.name for m in self.manifests]
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f'did you mean "{close[0]}"?' if close else f"manifests: {', '.join(names)}"
-        raise ManifestError([error(f'no manifest named "{name}"', hint=hint)])
-
-
-def load_project(
-    paths: Sequence[str | Path] = (),
-    *,
-    cwd: Path | None = None,
-    config: Path | None = None,
-    environment: str | None = None,
-    flags: Mapping[str, str | None] | None = None,
-    environ: Mapping[str, str] | None = None,
-    targets: Sequence[str] = (),
-    selectors: Sequence[str] = (),
-    require: bool = False,
-) -> Project:
-    """The project the manifests under `paths` belong to: the nearest batchrun.yaml above them
-    (above `cwd` when no paths are given), its settings, and those manifests (default: all of the
-    project's). The working folder never decides the project for paths given elsewhere.
-
-    Without a batchrun.yaml there is no project: with `require` (every command that keeps
-    state), that is refused before anything is read; else (validate, render) only the files
-    given, or the folder's own manifest files, are read, never the tree below it."""
-    if cwd is None:
-        try:
-            cwd = Path.cwd()
-        except FileNotFoundError:
-            raise ConfigError([error("the current folder no longer exists",
-                                     hint="cd into an existing folder and run the command "
-                                          "again")]) from None
-    located = project_finder.locate(paths, cwd, config,
-                                    os.environ if environ is None else environ)
-    if require and located.config is None:
-        raise project_finder.no_project_error(located.start)
-    settings, setting_warnings = load_settings(cwd=located.start, config=located.config,
-                                               environment=environment, flags=flags,
-                                               environ=environ)
-    if any(d.is_error for d in setting_warnings):
-        raise ConfigError(setting_warnings)
-    everything = [settings.root / p for p in settings.manifests] or [settings.root]
-    chosen = list(located.paths) or everything
-    manifests, warnings = manifest_loader.load_manifests(
-        chosen, settings, project=everything if settings.config_file else (),
-        shallow=settings.config_file is None and not located.paths)
-    if settings.config_file is None:
-        warnings.insert(0, project_finder.no_project_note(located))
-    if targets:
-        missing = sorted(set(targets) - {m.name for m in manifests})
-        if missing:
-            raise ManifestError([error(f'no manifest named "{n}"') for n in missing])
-        manifests = [m for m in manifests if m.name in targets]
-    return Project(settings, tuple(manifests), tuple(setting_warnings) + tuple(warnings))
 
 
 def open_backend(project: Project, *, stateful: bool = True) -> Backend:
@@ -405,7 +331,7 @@ def unlock(project: Project, name: str, *, backend: Backend | None = None) -> st
     return said
 
 
-__all__ = ["ApplyReport", "CancelReport", "JobStatus", "Project", "RenderError", "RetryReport",
+__all__ = ["ApplyReport", "CancelReport", "JobStatus", "Manifest", "Project", "RenderError", "RetryReport",
            "Usage", "apply",
            "apply_saved", "cancel", "check_budget", "converge", "import_job", "load_project",
            "open_backend", "plan", "preview", "render", "report", "results", "retry", "save_plan",

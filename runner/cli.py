@@ -38,13 +38,13 @@ PLAN_FORMATS = ("text", "json", "markdown")
 
 
 def _project(ctx: click.Context, paths: tuple[str, ...] = (), targets: tuple[str, ...] = (),
-             *, needs_project: bool = True) -> api.Project:
+             selectors: tuple[str, ...] = (), *, needs_project: bool = True) -> api.Project:
     """The project; a command that keeps state refuses at once without a batchrun.yaml."""
     obj = ctx.obj
     project = api.load_project(
         paths, config=obj["config"], environment=obj["env"],
         flags={"backend": obj["backend"], "project": obj["project"], "region": obj["region"]},
-        targets=targets, require=needs_project)
+        targets=targets, selectors=selectors, require=needs_project)
     print_diagnostics(list(project.warnings))
     return project
 
@@ -165,7 +165,10 @@ def _emit_plan(the_plan: Plan, fmt: str, previews: list[Preview] | None = None) 
 @click.option("--detailed-exitcode", is_flag=True,
               help=f"Exit {EXIT_CHANGES} when there are changes, 0 when there are none.")
 @click.option("--prune", is_flag=True, help="Plan to cancel running jobs of removed manifests.")
-@click.option("--target", "targets", multiple=True, help="Only this manifest (repeatable).")
+@click.option("--target", "targets", multiple=True,
+              help="Only this manifest; a glob ('review*') too (repeatable).")
+@click.option("--select", "selectors", multiple=True,
+              help="Only manifests with this label: label:KEY=VALUE (repeatable).")
 @click.option("--exact-tokens", is_flag=True,
               help="Ask Vertex to count Claude input tokens (one call per row to send).")
 @click.option("--preview", "preview_rows", type=click.IntRange(min=1),
@@ -174,11 +177,11 @@ def _emit_plan(the_plan: Plan, fmt: str, previews: list[Preview] | None = None) 
 @click.pass_context
 @handle_errors
 def plan(ctx: click.Context, paths: tuple[str, ...], as_json: bool, fmt: str, out: Path | None,
-         detailed_exitcode: bool, prune: bool, targets: tuple[str, ...], exact_tokens: bool,
-         preview_rows: int | None) -> None:
+         detailed_exitcode: bool, prune: bool, targets: tuple[str, ...],
+         selectors: tuple[str, ...], exact_tokens: bool, preview_rows: int | None) -> None:
     """Show what apply would do: rows done, in flight, to do, failed, tokens, cost. Read-only
     (but with --preview, which runs a sample)."""
-    project = _project(ctx, paths, targets)
+    project = _project(ctx, paths, targets, selectors)
     the_plan = api.plan(project, prune=prune, exact_tokens=exact_tokens)
     if preview_rows is not None:
         from runner import cli_review
@@ -242,15 +245,18 @@ def _approve(the_plan: Plan) -> None:
 @click.option("--wait", is_flag=True, help="Repeat plan and apply until every row is answered.")
 @click.option("--prune", is_flag=True, help="Cancel running jobs of removed manifests.")
 @click.option("--allow-cancel", is_flag=True, help="Let apply cancel jobs of protected manifests.")
-@click.option("--target", "targets", multiple=True, help="Only this manifest (repeatable).")
+@click.option("--target", "targets", multiple=True,
+              help="Only this manifest; a glob ('review*') too (repeatable).")
+@click.option("--select", "selectors", multiple=True,
+              help="Only manifests with this label: label:KEY=VALUE (repeatable).")
 @click.option("--poll-interval", type=float, default=2.0, show_default=True,
               help="Seconds between checks with --wait.")
 @click.option("--timeout", type=float, help="Give up waiting after this many seconds.")
 @click.pass_context
 @handle_errors
 def apply(ctx: click.Context, paths: tuple[str, ...], auto_approve: bool, wait: bool, prune: bool,
-          allow_cancel: bool, targets: tuple[str, ...], poll_interval: float,
-          timeout: float | None) -> None:
+          allow_cancel: bool, targets: tuple[str, ...], selectors: tuple[str, ...],
+          poll_interval: float, timeout: float | None) -> None:
     """Carry out the plan (or a saved plan FILE): collect finished jobs, create jobs for rows to do."""
     if len(paths) == 1 and planfile.is_plan_file(Path(paths[0])):
         obj = ctx.obj
@@ -260,7 +266,7 @@ def apply(ctx: click.Context, paths: tuple[str, ...], auto_approve: bool, wait: 
                                            "region": obj["region"]})
         click.echo(display.applied_text(report, saved=True))
         return
-    project = _project(ctx, paths, targets)
+    project = _project(ctx, paths, targets, selectors)
     backend = api.open_backend(project)
     from runner.prepared import Work
 

@@ -80,3 +80,36 @@ def test_gc_names_each_item_once(project_dir: ProjectDir) -> None:
     listed = api.gc(project, dry_run=True, backend=fake)["triage"]
     assert len(listed) == len(set(listed)) == 4, listed  # three jobs and their one input
     assert api.gc(project, backend=fake)["triage"] == listed
+
+
+def _three(p: ProjectDir) -> None:
+    """review-a and review-b (team: shop), triage (team: support)."""
+    for name, team in (("review-a", "shop"), ("review-b", "shop")):
+        p.write(f"{name}.yaml", TRIAGE.replace("name: triage", f"name: {name}\n  labels: "
+                                              f"{{team: {team}}}")
+                .replace("out/triage", f"out/{name}"))
+    p.write("triage.yaml", TRIAGE.replace("name: triage", "name: triage\n  labels: {team: support}"))
+
+
+def test_target_takes_globs_and_select_takes_labels(run, project_dir: ProjectDir) -> None:  # type: ignore[no-untyped-def]
+    _three(project_dir)
+
+    def names(*args: str) -> list[str]:
+        return [m["name"] for m in json.loads(run("plan", "--json", *args))["manifests"]]
+
+    assert names("--target", "review*") == ["review-a", "review-b"]
+    assert names("--target", "review-?", "--target", "triage") == ["review-a", "review-b",
+                                                                   "triage"]
+    assert names("--select", "label:team=support") == ["triage"]
+    assert names("--select", "label:team=sh*") == ["review-a", "review-b"]
+    assert names("--target", "*-b", "--select", "label:team=shop") == ["review-b"]
+    out = run("plan", "--target", "reviw*", code=1)
+    assert 'no manifest matches "reviw*"' in out
+    assert 'no manifest has the label team=ops' in run("plan", "--select", "label:team=ops",
+                                                       code=1)
+    assert 'cannot read --select "team=ops"' in run("plan", "--select", "team=ops", code=1)
+    run("apply", "--auto-approve", "--select", "label:team=support")
+    assert (project_dir.root / ".batchrun").is_dir()
+    assert names("--target", "review*") == ["review-a", "review-b"]
+    doc = json.loads(run("plan", "--json"))
+    assert {m["name"]: m["actions"] for m in doc["manifests"]}["review-a"] == ["create"]
