@@ -311,12 +311,18 @@ def apply(ctx: click.Context, paths: tuple[str, ...], auto_approve: bool, wait: 
 
 @main.command()
 @click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True,
+              help="One versioned document: the jobs and the usage.")
 @click.pass_context
 @handle_errors
-def status(ctx: click.Context, name: str | None) -> None:
+def status(ctx: click.Context, name: str | None, as_json: bool) -> None:
     """Jobs per manifest: state, progress, age."""
     project = _project(ctx)
-    rows = display.status_rows(api.status(project, name))
+    jobs = api.status(project, name)
+    if as_json:
+        click.echo(display.status_json(jobs, api.usage(project, name)))
+        return
+    rows = display.status_rows(jobs)
     if not rows:
         click.echo("No jobs yet. Run `batchrun apply` to create them.")
         return
@@ -331,14 +337,20 @@ def status(ctx: click.Context, name: str | None) -> None:
 
 @main.command()
 @click.argument("name")
-@click.option("--format", "fmt", type=click.Choice(["table", "jsonl", "csv"]), default="table",
-              show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "jsonl", "csv"]),
+              default="table", show_default=True,
+              help="json: one versioned document (rows and summary); jsonl: a row a line.")
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.pass_context
 @handle_errors
-def results(ctx: click.Context, name: str, fmt: str) -> None:
+def results(ctx: click.Context, name: str, fmt: str, as_json: bool) -> None:
     """The collected answers of NAME, with a summary of failures."""
     project = _project(ctx)
     rows: Iterator[dict[str, Any]] = api.results(project, name)
+    if as_json or fmt == "json":
+        manifest = project.manifest(name)
+        display.results_json(rows, sys.stdout.buffer, name, manifest.spec_hash)
+        return
     if fmt == "jsonl":
         display.results_jsonl(rows, sys.stdout.buffer)
         return

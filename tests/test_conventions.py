@@ -5,12 +5,10 @@ and --select label:KEY=VALUE, `show PLANFILE`, versioned --json on status and re
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
-from runner import api, handson
+from runner import api
 from runner.backends.base import JobState
 from tests.conftest import TRIAGE, ProjectDir
 from tests.fakes import FakeBackend
@@ -113,3 +111,47 @@ def test_target_takes_globs_and_select_takes_labels(run, project_dir: ProjectDir
     assert names("--target", "review*") == ["review-a", "review-b"]
     doc = json.loads(run("plan", "--json"))
     assert {m["name"]: m["actions"] for m in doc["manifests"]}["review-a"] == ["create"]
+
+
+def test_show_renders_a_saved_plan_from_anywhere(run, project_dir: ProjectDir,
+                                                 tmp_path_factory: pytest.TempPathFactory,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    shown = run("plan", "--out", "plan.json")
+    plan_text = shown.split("Saved the plan to")[0]
+    saved = project_dir.root / "plan.json"
+    elsewhere = tmp_path_factory.mktemp("elsewhere")  # no project here: a plan file is enough
+    monkeypatch.chdir(elsewhere)
+    from click.testing import CliRunner
+
+    from runner import cli
+
+    text = CliRunner().invoke(cli.main, ["show", str(saved)])
+    assert text.exit_code == 0, text.output
+    assert text.stdout == plan_text
+    assert "saved plan made" in text.stderr and "batchrun apply" in text.stderr
+    doc = json.loads(CliRunner().invoke(cli.main, ["show", str(saved), "--json"]).stdout)
+    assert doc["format_version"] == 1 and doc["created_at"]
+    assert [m["name"] for m in doc["manifests"]] == ["triage"]
+    assert doc["manifests"][0]["rows"]["to_do"] == 5 and "notes" in doc["manifests"][0]
+    markdown = CliRunner().invoke(cli.main, ["show", str(saved), "--format", "markdown"]).stdout
+    assert markdown.startswith("### batchrun plan: 1 manifest to change")
+    (elsewhere / "not-a-plan.json").write_text('{"hello": 1}')
+    wrong = CliRunner().invoke(cli.main, ["show", "not-a-plan.json"])
+    assert wrong.exit_code == 1 and "invalid plan file" in wrong.stderr
+
+
+def test_status_and_results_have_versioned_json(run, project_dir: ProjectDir) -> None:  # type: ignore[no-untyped-def]
+    none = json.loads(run("status", "--json"))
+    assert none["format_version"] == 1 and none["jobs"] == []
+    run("apply", "--auto-approve", "--wait", "--poll-interval", "0.05")
+    status = json.loads(run("status", "--json"))
+    assert status["format_version"] == 1
+    (job,) = status["jobs"]
+    assert job["manifest"] == "triage" and job["state"] == "succeeded" and job["current_spec"]
+    assert status["usage"][0]["manifest"] == "triage" and status["usage"][0]["rows"] == 5
+    results = json.loads(run("results", "triage", "--json"))
+    assert results["format_version"] == 1 and results["manifest"] == "triage"
+    assert results["summary"] == {"rows": 5, "failed": 0, "stale": 0}
+    assert [r["custom_id"] for r in results["rows"]] == ["T1", "T2", "T3", "T4", "T5"]
+    assert results["rows"][0]["outcome"] == "succeeded"
+    assert json.loads(run("results", "triage", "--format", "json")) == results
