@@ -20,6 +20,7 @@ from runner.events import (
     Collected,
     Created,
     Event,
+    Holding,
     LockWait,
     QuotaFull,
     Reshaped,
@@ -76,6 +77,13 @@ def event_text(e: Event) -> str:
                     "showed were sent, the rest wait for the next plan")
         case LockWait():
             return f"waiting: {e.detail}"
+        case Holding():
+            why = ("Vertex failed the last job with INTERNAL (code 13), as it does for a "
+                   "region's first job; waiting quota.internal_retry_delay" if e.internal else
+                   f"the last job ended {e.state}: {e.error}; backing off "
+                   "(quota.failure_backoff)")
+            return (f"{e.manifest}: holding {n(e.rows, 'row')} until {e.until} UTC: {why}. "
+                    "No job runs meanwhile; they are sent then")
 
 
 def applied_text(report: Any, saved: bool = False) -> str:

@@ -224,6 +224,8 @@ class Plan:
                                   if c.action is Action.CANCEL)
             + sum(1 for o in self.orphans if o.cancel),
             "rows_waiting": sum(m.rows.waiting for m in self.manifests),
+            # part of rows_waiting: held back until hold_until after a job-level failure
+            "rows_held": sum(m.rows.waiting for m in self.manifests if m.hold_until),
             "up_to_date": sum(1 for m in self.manifests if m.settled),
             "blocked": sum(1 for m in self.manifests if m.blocked is not None),
             "rows_failed": sum(m.rows.failed for m in self.manifests),

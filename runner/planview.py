@@ -31,7 +31,10 @@ def headline(m: ManifestPlan) -> str:
             parts.append(f"reshape {n(change.rows, 'row')} from their stored answers, $0")
         elif change.action is Action.CANCEL:
             parts.append(f"cancel {n(len(change.jobs), 'job')} ({change.reason})")
-    if m.rows.waiting:
+    if m.rows.waiting and m.hold_until:  # a back-off, not the quota: the note below says why
+        parts.append(f"hold: {n(m.rows.waiting, 'row')} until {utc(m.hold_until)}, then sent "
+                     "again")
+    elif m.rows.waiting:
         parts.append(f"wait: {n(m.rows.waiting, 'row')} for a free job slot")
     if m.blocked is not None:
         parts.append(f"blocked: {n(m.rows.to_do, 'row')} to do wait for `batchrun retry "
@@ -43,6 +46,11 @@ def headline(m: ManifestPlan) -> str:
             return f"failed: {n(m.rows.failed, 'row')} out of attempts"
         return "up-to-date"
     return "; ".join(parts)
+
+
+def utc(stamp: str) -> str:
+    """"2026-01-01T00:10:02Z" as a person reads it: "2026-01-01 00:10:02 UTC"."""
+    return stamp.replace("T", " ").removesuffix("Z") + " UTC"
 
 
 def blocked_text(m: ManifestPlan) -> str:
@@ -155,10 +163,12 @@ def plan_text(plan: Plan) -> str:
         lines.append(total_over_budget_text(plan))
     s = plan.summary()
     lines.append("")
+    held = s["rows_held"]
     lines.append(
         f"Plan: {n(s['rows_to_send'], 'row')} to send in {n(s['jobs_to_create'], 'job')}, "
         f"{s['jobs_to_collect']} to collect, {s['jobs_to_cancel']} to cancel, "
-        f"{n(s['rows_waiting'], 'row')} waiting for a job slot. "
+        f"{n(s['rows_waiting'] - held, 'row')} waiting for a job slot"
+        + (f", {n(held, 'row')} held back after a job-level failure" if held else "") + ". "
         f"{n(s['up_to_date'], 'manifest')} up to date."
         + (f" {n(s['blocked'], 'manifest')} blocked." if s["blocked"] else "")
         + (f" {n(s['rows_failed'], 'row')} failed for good." if s["rows_failed"] else "")
