@@ -318,6 +318,16 @@ def cancel(project: Project, name: str, *, backend: Backend | None = None,
                                   previews=preview)
 
 
+def running(project: Project, *, backend: Backend | None = None) -> dict[str, list[str]]:
+    """NAME -> its jobs in flight that `batchrun cancel NAME` stops (a preview's are left)."""
+    names = {m.name for m in project.manifests}
+    out: dict[str, list[str]] = {}
+    for job in (backend or open_backend(project)).list_jobs(in_flight_only=True):
+        if job.manifest_name in names and not job.preview and job.state.short != "cancelling":
+            out.setdefault(job.manifest_name, []).append(job.name)
+    return out
+
+
 def retry(project: Project, name: str, *, failed: bool = False, backend: Backend | None = None,
           say: Listener | None = None, older_specs: bool = False,
           limit: int | None = None) -> RetryReport:

@@ -14,7 +14,6 @@ from runner.backends import REGISTRY
 from runner.cli_errors import (
     EXIT_CHANGES,
     EXIT_INCOMPLETE,
-    err_console,
     handle_errors,
     print_diagnostics,
 )
@@ -252,11 +251,14 @@ def _approve(the_plan: Plan) -> None:
 @click.option("--poll-interval", type=float, default=2.0, show_default=True,
               help="Seconds between checks with --wait.")
 @click.option("--timeout", type=float, help="Give up waiting after this many seconds.")
+@click.option("--cancel-on-interrupt", is_flag=True,
+              help="Ctrl-C cancels the running jobs (else they keep running, and paying, until "
+                   "`batchrun cancel NAME` or a second Ctrl-C).")
 @click.pass_context
 @handle_errors
 def apply(ctx: click.Context, paths: tuple[str, ...], auto_approve: bool, wait: bool, prune: bool,
           allow_cancel: bool, targets: tuple[str, ...], selectors: tuple[str, ...],
-          poll_interval: float, timeout: float | None) -> None:
+          poll_interval: float, timeout: float | None, cancel_on_interrupt: bool) -> None:
     """Carry out the plan (or a saved plan FILE): collect finished jobs, create jobs for rows to do."""
     if len(paths) == 1 and planfile.is_plan_file(Path(paths[0])):
         obj = ctx.obj
@@ -268,42 +270,25 @@ def apply(ctx: click.Context, paths: tuple[str, ...], auto_approve: bool, wait: 
         return
     project = _project(ctx, paths, targets, selectors)
     backend = api.open_backend(project)
+    from runner import cli_wait
     from runner.prepared import Work
 
-    with Work() as work:
-        first = api.plan(project, backend=backend, prune=prune, work=work)
-        _emit_plan(first, "text")
-        api.check_budget(first)
-        if not first.has_changes and not wait:
-            click.echo("Nothing to do.")
+    with cli_wait.honest_interrupt(project, backend, cancel=cancel_on_interrupt):
+        with Work() as work:
+            first = api.plan(project, backend=backend, prune=prune, work=work)
+            _emit_plan(first, "text")
+            api.check_budget(first)
+            if not first.has_changes and not wait:
+                click.echo("Nothing to do.")
+                return
+            if first.has_changes and not auto_approve:
+                _approve(first)
+            report = _carry_out(project, first, work, backend, allow_cancel, ask=not auto_approve)
+        if not wait:
+            click.echo(display.applied_text(report))
             return
-        if first.has_changes and not auto_approve:
-            _approve(first)
-        report = _carry_out(project, first, work, backend, allow_cancel, ask=not auto_approve)
-    if not wait:
-        click.echo(display.applied_text(report))
-        return
-    console = err_console()
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, disable=not console.is_terminal) as bar:
-        task = bar.add_task("rows answered", total=None)
-
-        def on_plan(p: Plan) -> None:
-            total = sum(m.rows.total for m in p.manifests)
-            finished = sum(m.rows.done + m.rows.failed for m in p.manifests)
-            bar.update(task, total=total, completed=finished)
-
-        final = api.converge(project, backend=backend, allow_cancel=allow_cancel,
-                             poll_interval=poll_interval, timeout=timeout, on_plan=on_plan,
-                             say=_say)
+        final = cli_wait.converge(project, backend, allow_cancel=allow_cancel,
+                                  poll_interval=poll_interval, timeout=timeout, say=_say)
     click.echo(planview.converged_text(final))
     if any(m.rows.failed or m.blocked for m in final.manifests):
         ctx.exit(EXIT_INCOMPLETE)
