@@ -8,14 +8,47 @@ from typing import Protocol
 import orjson
 
 from runner.errors import n, usd, usd_apart
-from runner.plan import Action, Estimate, ManifestPlan, Note, NoteKind, Plan
+from runner.plan import Action, Change, Estimate, ManifestPlan, Note, NoteKind, Plan
 
 _SYMBOL = {"create": "+", "replace": "~", "reshape": "~", "cancel": "-", "collect": "<", "wait": "…",
            "up-to-date": "=", "failed": "!", "running": "…", "blocked": "!"}
 
 
 def _symbol(m: ManifestPlan) -> str:
+    if m.state == "create" and m.spec_change is not None:  # answered before: an update, "~"
+        return "~"
     return _SYMBOL.get(m.state, " ")
+
+
+def _rerun_split(m: ManifestPlan, change: Change) -> tuple[int, int]:
+    """Of the rows a create sends: re-runs (answered under an older spec), and new rows."""
+    rerun = min(m.spec_change.rows, change.rows) if m.spec_change else 0
+    return rerun, change.rows - rerun
+
+
+def _action_words(m: ManifestPlan) -> list[str]:
+    """The actions as a reader names them: a create of rows answered before is a re-run."""
+    out = []
+    for action in m.actions:
+        creates = [c for c in m.changes if c.action is Action.CREATE]
+        if action == "create" and creates and m.spec_change is not None:
+            rerun, new = _rerun_split(m, creates[0])
+            out += [*(["re-run"] if rerun else []), *(["create"] if new else [])]
+        else:
+            out.append(action)
+    return out
+
+
+def _create_text(m: ManifestPlan, change: Change) -> str:
+    verb = "replace: " if "replace" in m.actions else ""
+    rerun, new = _rerun_split(m, change)
+    if not rerun or m.spec_change is None:
+        return f"{verb or 'create: '}{n(change.rows, 'row')} in {n(change.shards, 'job')}"
+    why = "spec changed" + (f": {', '.join(m.spec_change.changed)}"
+                            if m.spec_change.changed else "")
+    return (f"{verb}re-run {n(rerun, 'row')} ({why})"
+            + (f" and create {n(new, 'new row')}" if new else "")
+            + f", in {n(change.shards, 'job')}")
 
 
 def headline(m: ManifestPlan) -> str:
@@ -23,8 +56,7 @@ def headline(m: ManifestPlan) -> str:
     parts = []
     for change in m.changes:
         if change.action is Action.CREATE:
-            verb = "replace" if "replace" in m.actions else "create"
-            parts.append(f"{verb}: {n(change.rows, 'row')} in {n(change.shards, 'job')}")
+            parts.append(_create_text(m, change))
         elif change.action is Action.COLLECT:
             parts.append(f"collect {n(len(change.jobs), 'finished job')}")
         elif change.action is Action.RESHAPE:
@@ -228,7 +260,7 @@ def plan_markdown(plan: Plan) -> str:
         e = m.estimate
         cost = money(e.cost) if m.rows.to_do else "-"
         tokens = f"{e.input_tokens:,} / {e.output_tokens:,}" if m.rows.to_do else "-"
-        action = ", ".join(m.actions) or headline(m)
+        action = ", ".join(_action_words(m)) or headline(m)
         lines.append(f"| `{symbol}` | {m.name} | {action} | {m.rows.to_do:,} | {m.rows.done:,} | "
                      f"{m.rows.failed:,} | {jobs} | {tokens} | {cost} |")
     details = []

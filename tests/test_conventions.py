@@ -5,6 +5,7 @@ and --select label:KEY=VALUE, `show PLANFILE`, versioned --json on status and re
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 
@@ -155,3 +156,44 @@ def test_status_and_results_have_versioned_json(run, project_dir: ProjectDir) ->
     assert [r["custom_id"] for r in results["rows"]] == ["T1", "T2", "T3", "T4", "T5"]
     assert results["rows"][0]["outcome"] == "succeeded"
     assert json.loads(run("results", "triage", "--format", "json")) == results
+
+
+def test_a_spec_change_is_marked_apart_from_new_rows(run, project_dir: ProjectDir,  # type: ignore[no-untyped-def]
+                                                    golden: Callable[[str, str], None]) -> None:
+    """A prompt change showed `+ create`, as for rows never answered (Terraform shows `~`)."""
+    new = json.loads(run("plan", "--json"))["manifests"][0]
+    assert new["spec_change"] is None
+    assert run("plan").startswith("+ triage  create: 5 rows in 1 job")
+    run("apply", "--auto-approve", "--wait", "--poll-interval", "0.05")
+    f = project_dir.root / "triage.yaml"
+    f.write_text(f.read_text().replace("Classify the ticket.", "Sort the ticket."))
+    with (project_dir.root / "tickets.csv").open("a") as fh:
+        fh.write("T6,New,Body\n")
+    shown = run("plan")
+    assert shown.startswith("~ triage  re-run 5 rows (spec changed: prompt) and create 1 new "
+                            "row, in 1 job"), shown
+    golden("plan_spec_change.txt", shown)
+    doc = json.loads(run("plan", "--json"))["manifests"][0]
+    assert doc["actions"] == ["create"]  # what apply does is unchanged: it creates a job
+    assert doc["spec_change"]["rows"] == 5 and doc["spec_change"]["changed"] == ["prompt"]
+    assert "| `~` | triage | re-run, create |" in run("plan", "--format", "markdown")
+    f.write_text(f.read_text().replace("max_tokens: 64", "max_tokens: 32"))
+    doc = json.loads(run("plan", "--json"))["manifests"][0]
+    assert doc["spec_change"]["changed"] == ["parameters", "prompt"]
+    run("plan", "--out", "p.json")
+    assert "re-run 5 rows (spec changed: parameters, prompt)" in run("show", "p.json")
+
+
+def test_a_replace_says_what_changed(project_dir: ProjectDir) -> None:
+    fake = FakeBackend()
+    api.apply(load(project_dir), backend=fake)  # the job is still pending
+    f = project_dir.root / "triage.yaml"
+    f.write_text(f.read_text().replace("anthropic/claude-haiku-4-5@20251001",
+                                       "anthropic/claude-sonnet-4@20250514"))
+    plan = api.plan(load(project_dir), backend=fake).manifest("triage")
+    assert plan.actions == ["replace"]
+    cancel = next(c for c in plan.changes if c.action.value == "cancel")
+    assert cancel.reason == "spec changed: model"
+    from runner import planview
+
+    assert planview.headline(plan).startswith("cancel 1 job (spec changed: model)")
