@@ -97,18 +97,20 @@ def plan(project: Project, *, backend: Backend | None = None, prune: bool = Fals
 def preview(project: Project, name: str, rows: int, *, backend: Backend | None = None,
             timeout: float = 3600.0, poll: float = 5.0) -> Preview:
     """Run the manifest's spec on a sample of `rows` rows answered under an older one (a small
-    job, labelled a preview, whose answers count once the spec is applied) and compare."""
-    return previews(project, [name], rows, backend=backend, timeout=timeout, poll=poll)[0]
+    job, labelled a preview, whose answers count once the spec is applied) and compare; for a
+    manifest with no older answers, on `rows` of its rows not answered yet, shown on their own."""
+    return previews(project, [name], rows, backend=backend, timeout=timeout, poll=poll,
+                    first_look=True)[0]
 
 
 def previews(project: Project, names: Sequence[str], rows: int, *,
              backend: Backend | None = None, timeout: float = 3600.0,
-             poll: float = 5.0) -> list[Preview]:
+             poll: float = 5.0, first_look: bool = False) -> list[Preview]:
     """`plan --preview`: a preview per manifest named, budgets checked over all before any job
     is created (each manifest's max_cost, the project's over the total)."""
     return previewer.previews([project.manifest(n) for n in names],
                               backend or open_backend(project), project.settings, rows,
-                              timeout=timeout, poll=poll)
+                              timeout=timeout, poll=poll, first_look=first_look)
 
 
 def report(project: Project, name: str, *, backend: Backend | None = None) -> ReportData:
