@@ -197,3 +197,21 @@ def test_a_replace_says_what_changed(project_dir: ProjectDir) -> None:
     from runner import planview
 
     assert planview.headline(plan).startswith("cancel 1 job (spec changed: model)")
+
+
+def test_every_plan_field_and_notice_passes_the_saved_plan_schema() -> None:
+    """Found on the way: a plan with an other-answerer or passthrough notice (or a spec change)
+    could not be saved: plan.v1.json did not know them."""
+    import jsonschema
+
+    from runner import schemas
+    from runner.plan import ManifestPlan, Note, NoteKind, Plan, RowCounts, SpecChange
+
+    notes = tuple(Note(kind, until="2026-01-01 00:00:00", rows=2, answered_by="local echo",
+                       answerer="vertex") for kind in NoteKind)
+    m = ManifestPlan("a", "a.yaml", "s" * 32, RowCounts(total=2, to_do=2), notes=notes,
+                     spec_change=SpecChange(2, ("prompt",), ("o" * 32,)))
+    doc = Plan("local", (m,)).to_dict()
+    validator = jsonschema.Draft202012Validator(schemas.load_schema("plan.v1"))
+    assert [e.message for e in validator.iter_errors(doc)] == []
+    assert Plan.from_dict(doc).manifests[0] == m
