@@ -263,8 +263,8 @@ def _check_timeout(started: float, timeout: float | None, current: Plan,
     running = [j for j in backend.list_jobs(in_flight_only=True) if j.manifest_name in names]
     gave_up = f"gave up waiting after {timeout:.0f}s"
     if running:
-        raise BatchrunError(f"{gave_up}; {n(len(running), 'job')} keep running, run `batchrun "
-                            "apply` again later to collect them")
+        raise BatchrunError(f"{gave_up}; jobs keep running ({n(len(running), 'job')}), run "
+                            "`batchrun apply` again later to collect them")
     held = [f"{m.name} holds {n(m.rows.waiting, 'row')} until "
             f"{m.hold_until.replace('T', ' ').removesuffix('Z')} UTC" for m in current.manifests
             if m.hold_until and m.rows.waiting]
