@@ -5,11 +5,9 @@ schedulers. Orchestration only: loads the project, picks the backend, calls plan
 from __future__ import annotations
 
 import contextlib
-import difflib
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
@@ -22,20 +20,21 @@ from runner.backends.base import Backend, Finding
 from runner.errors import (
     BatchrunError,
     BudgetError,
-    ConfigError,
-    Diagnostic,
     LockError,
-    ManifestError,
     RenderError,
     StalePlanError,
     error,
+    n,
+    usd,
+    usd_apart,
 )
-from runner.events import Listener, LockWait
+from runner.events import Holding, Listener, LockWait
 from runner.lazy import lazy_module
 from runner.observe import JobStatus, Usage
+from runner.plan import NoteKind
 from runner.prepared import Work
-from runner.settings import load_settings
-from runner.spec import Manifest, Settings
+from runner.project import Project, load_project
+from runner.spec import Manifest
 
 if TYPE_CHECKING:
     import runner.apply as applier
@@ -72,65 +71,6 @@ else:  # loaded by the call that needs them: `batchrun render` need not load app
 __version__ = "0.1.0"
 
 
-@dataclass(frozen=True)
-class Project:
-    """Settings plus every manifest they select, validated."""
-
-    settings: Settings
-    manifests: tuple[Manifest, ...]
-    warnings: tuple[Diagnostic, ...] = ()
-
-    def manifest(self, name: str) -> Manifest:
-        for m in self.manifests:
-            if m.name == name:
-                return m
-        names = [m.name for m in self.manifests]
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f'did you mean "{close[0]}"?' if close else f"manifests: {', '.join(names)}"
-        raise ManifestError([error(f'no manifest named "{name}"', hint=hint)])
-
-
-def load_project(
-    paths: Sequence[str | Path] = (),
-    *,
-    cwd: Path | None = None,
-    config: Path | None = None,
-    environment: str | None = None,
-    flags: Mapping[str, str | None] | None = None,
-    environ: Mapping[str, str] | None = None,
-    targets: Sequence[str] = (),
-) -> Project:
-    """The project the manifests under `paths` belong to: the nearest batchrun.yaml above them
-    (above `cwd` when no paths are given), its settings, and those manifests (default: all of the
-    project's). The working folder never decides the project for paths given elsewhere."""
-    if cwd is None:
-        try:
-            cwd = Path.cwd()
-        except FileNotFoundError:
-            raise ConfigError([error("the current folder no longer exists",
-                                     hint="cd into an existing folder and run the command "
-                                          "again")]) from None
-    located = project_finder.locate(paths, cwd, config,
-                                    os.environ if environ is None else environ)
-    settings, setting_warnings = load_settings(cwd=located.start, config=located.config,
-                                               environment=environment, flags=flags,
-                                               environ=environ)
-    if any(d.is_error for d in setting_warnings):
-        raise ConfigError(setting_warnings)
-    everything = [settings.root / p for p in settings.manifests] or [settings.root]
-    chosen = list(located.paths) or everything
-    manifests, warnings = manifest_loader.load_manifests(
-        chosen, settings, project=everything if settings.config_file else ())
-    if settings.config_file is None:
-        warnings.insert(0, project_finder.no_project_note(located))
-    if targets:
-        missing = sorted(set(targets) - {m.name for m in manifests})
-        if missing:
-            raise ManifestError([error(f'no manifest named "{n}"') for n in missing])
-        manifests = [m for m in manifests if m.name in targets]
-    return Project(settings, tuple(manifests), tuple(setting_warnings) + tuple(warnings))
-
-
 def open_backend(project: Project, *, stateful: bool = True) -> Backend:
     """The project's backend. Anything that keeps state (plan, apply, status, results...) needs a
     project, so that .batchrun/ and the destinations are the project's, wherever one stands."""
@@ -160,18 +100,20 @@ def plan(project: Project, *, backend: Backend | None = None, prune: bool = Fals
 def preview(project: Project, name: str, rows: int, *, backend: Backend | None = None,
             timeout: float = 3600.0, poll: float = 5.0) -> Preview:
     """Run the manifest's spec on a sample of `rows` rows answered under an older one (a small
-    job, labelled a preview, whose answers count once the spec is applied) and compare."""
-    return previews(project, [name], rows, backend=backend, timeout=timeout, poll=poll)[0]
+    job, labelled a preview, whose answers count once the spec is applied) and compare; for a
+    manifest with no older answers, on `rows` of its rows not answered yet, shown on their own."""
+    return previews(project, [name], rows, backend=backend, timeout=timeout, poll=poll,
+                    first_look=True)[0]
 
 
 def previews(project: Project, names: Sequence[str], rows: int, *,
              backend: Backend | None = None, timeout: float = 3600.0,
-             poll: float = 5.0) -> list[Preview]:
+             poll: float = 5.0, first_look: bool = False) -> list[Preview]:
     """`plan --preview`: a preview per manifest named, budgets checked over all before any job
     is created (each manifest's max_cost, the project's over the total)."""
     return previewer.previews([project.manifest(n) for n in names],
                               backend or open_backend(project), project.settings, rows,
-                              timeout=timeout, poll=poll)
+                              timeout=timeout, poll=poll, first_look=first_look)
 
 
 def report(project: Project, name: str, *, backend: Backend | None = None) -> ReportData:
@@ -188,8 +130,9 @@ def check_budget(the_plan: Plan) -> None:
     if the_plan.total_over_budget:
         total = sum(m.estimate.cost or 0 for m in the_plan.manifests)
         diagnostics.append(error(
-            f"over budget: this apply is estimated at ${total:,.2f}, more than max_cost "
-            f"${the_plan.max_cost or 0:,.2f}", hint="raise max_cost, or narrow the run with --target"))
+            "over budget: this apply is estimated at {}, more than max_cost {}".format(
+                *usd_apart(total, the_plan.max_cost)),
+            hint="raise max_cost, or narrow the run with --target"))
     for m in the_plan.manifests:
         e = m.estimate
         if not e.over_budget:
@@ -197,13 +140,14 @@ def check_budget(the_plan: Plan) -> None:
         if e.cost is None:
             diagnostics.append(error(
                 f"{m.name}: over budget: no price is known for this model, so it cannot be "
-                f"checked against max_cost ${e.max_cost or 0:,.2f}",
+                f"checked against max_cost {usd(e.max_cost)}",
                 hint="give its batch price in batchrun.yaml (pricing: {publisher/model: {input: "
                      "USD per 1M tokens, output: USD per 1M tokens}}), or remove max_cost"))
         else:
             diagnostics.append(error(
-                f"{m.name}: over budget: estimated ${e.cost:,.2f} is more than max_cost "
-                f"${e.max_cost or 0:,.2f}", hint="raise max_cost, or narrow the run with --target"))
+                "{}: over budget: estimated {} is more than max_cost {}".format(
+                    m.name, *usd_apart(e.cost, e.max_cost)),
+                hint="raise max_cost, or narrow the run with --target"))
     raise BudgetError(diagnostics)
 
 
@@ -289,11 +233,15 @@ def converge(project: Project, *, backend: Backend | None = None, prune: bool = 
     """apply --wait: plan and apply until no row is to do, in flight or waiting to be collected."""
     backend = backend or open_backend(project)
     started = time.monotonic()
+    holds: set[tuple[str, str]] = set()  # (manifest, until) said already
     while True:
         with Work() as work:
             current = plan(project, backend=backend, prune=prune, work=work)
             if on_plan:
                 on_plan(current)
+            for event in _holds(current, holds):
+                if say:
+                    say(event)
             busy = any(m.rows.in_flight for m in current.manifests)
             if not current.has_changes and not busy:
                 return current
@@ -305,7 +253,7 @@ def converge(project: Project, *, backend: Backend | None = None, prune: bool = 
                     if say:
                         say(LockWait(str(exc)))
                 prune = False  # orphans are cancelled once
-        _check_timeout(started, timeout)
+        _check_timeout(started, timeout, current, backend)
         # Only running jobs to wait for: watch the jobs, not the rows, until one ends — a plan
         # per poll reads every row and competes for the CPU with a local model.
         running = ({j.name for j in backend.list_jobs(in_flight_only=True)}
@@ -314,14 +262,45 @@ def converge(project: Project, *, backend: Backend | None = None, prune: bool = 
         # and planning again at once would spin.
         time.sleep(poll_interval)
         while running and running <= {j.name for j in backend.list_jobs(in_flight_only=True)}:
-            _check_timeout(started, timeout)
+            _check_timeout(started, timeout, current, backend)
             time.sleep(poll_interval)
 
 
-def _check_timeout(started: float, timeout: float | None) -> None:
-    if timeout is not None and time.monotonic() - started > timeout:
-        raise BatchrunError(f"gave up waiting after {timeout:.0f}s; jobs keep running, "
-                            "run `batchrun apply` again later to collect them")
+def _holds(current: Plan, said: set[tuple[str, str]]) -> Iterator[Holding]:
+    """Each manifest whose rows are held back after a job-level failure, once per hold."""
+    for m in current.manifests:
+        if not (m.hold_until and m.rows.waiting) or (m.name, m.hold_until) in said:
+            continue
+        said.add((m.name, m.hold_until))
+        note = next((x for x in m.notes if x.kind in (NoteKind.INTERNAL_HOLD,
+                                                      NoteKind.FAILURE_HOLD)), None)
+        yield Holding(m.name, m.rows.waiting, m.hold_until.replace("T", " ").removesuffix("Z"),
+                      note is not None and note.kind is NoteKind.INTERNAL_HOLD,
+                      note.state if note else None, note.error if note else None)
+
+
+def _check_timeout(started: float, timeout: float | None, current: Plan,
+                   backend: Backend) -> None:
+    """Past the timeout: stop, saying what is left — the jobs still running (they keep running,
+    and are collected by the next apply), or, when none runs, the rows held back and until when."""
+    if timeout is None or time.monotonic() - started <= timeout:
+        return
+    names = {m.name for m in current.manifests}
+    running = [j for j in backend.list_jobs(in_flight_only=True) if j.manifest_name in names]
+    gave_up = f"gave up waiting after {timeout:.0f}s"
+    if running:
+        raise BatchrunError(f"{gave_up}; jobs keep running ({n(len(running), 'job')}), run "
+                            "`batchrun apply` again later to collect them")
+    held = [f"{m.name} holds {n(m.rows.waiting, 'row')} until "
+            f"{m.hold_until.replace('T', ' ').removesuffix('Z')} UTC" for m in current.manifests
+            if m.hold_until and m.rows.waiting]
+    waiting = sum(m.rows.waiting for m in current.manifests if not m.hold_until)
+    left = "; ".join([*held, *([f"{n(waiting, 'row')} wait for a free job slot"]
+                               if waiting else [])])
+    raise BatchrunError([error(f"{gave_up}; no job is running" + (f": {left}" if left else ""),
+                               hint="run `batchrun apply --wait` again" + (
+                                   " after then (a back-off after a job-level failure)"
+                                   if held else ""))])
 
 
 def status(project: Project, name: str | None = None, *,
@@ -365,6 +344,16 @@ def cancel(project: Project, name: str, *, backend: Backend | None = None,
     collected), and with `preview` its running previews too; iterates as the names cancelled."""
     return handson.cancel_running(project.manifest(name), backend or open_backend(project),
                                   previews=preview)
+
+
+def running(project: Project, *, backend: Backend | None = None) -> dict[str, list[str]]:
+    """NAME -> its jobs in flight that `batchrun cancel NAME` stops (a preview's are left)."""
+    names = {m.name for m in project.manifests}
+    out: dict[str, list[str]] = {}
+    for job in (backend or open_backend(project)).list_jobs(in_flight_only=True):
+        if job.manifest_name in names and not job.preview and job.state.short != "cancelling":
+            out.setdefault(job.manifest_name, []).append(job.name)
+    return out
 
 
 def retry(project: Project, name: str, *, failed: bool = False, backend: Backend | None = None,
@@ -420,7 +409,7 @@ def unlock(project: Project, name: str, *, backend: Backend | None = None) -> st
     return said
 
 
-__all__ = ["ApplyReport", "CancelReport", "JobStatus", "Project", "RenderError", "RetryReport",
+__all__ = ["ApplyReport", "CancelReport", "JobStatus", "Manifest", "Project", "RenderError", "RetryReport",
            "Usage", "apply",
            "apply_saved", "cancel", "check_budget", "check_output", "converge", "import_job",
            "load_project",

@@ -371,12 +371,15 @@ def litter(manifest: Manifest, backend: Backend, settings: Settings, *, dry_run:
         # A preview of a spec that was not applied within the retention: nobody will collect it.
         or (j.preview and not j.belongs_to(manifest.spec_hash)))]
     names = {j.name for j in gone}
-    kept_inputs = {j.input_digest for j in jobs if j.name not in names}
-    removed: list[str] = []
+    # An input staged once and sent again (after a job-level failure) is one thing to remove:
+    # with the first of its jobs, not once per job (a dry run removes nothing, so would repeat it).
+    inputs = {j.input_digest for j in jobs if j.name not in names}
+    removed: dict[str, None] = {}
     for job in gone:
         try:
-            removed += backend.remove_job(job, input_too=job.input_digest not in kept_inputs,
-                                          dry_run=dry_run)
+            removed.update(dict.fromkeys(backend.remove_job(
+                job, input_too=job.input_digest not in inputs, dry_run=dry_run)))
+            inputs.add(job.input_digest)
         except BatchrunError as exc:  # litter left is no harm: the next apply tries again
             log.warning("could not remove what %s left behind: %s", job.name, exc)
-    return removed
+    return list(removed)

@@ -164,9 +164,10 @@ def _check_names(manifest: Manifest, doc: Document) -> list[Diagnostic]:
         why = identity.label_key_problem(key) or identity.label_value_problem(value)
         if why:
             out.append(error(f'label "{key}": {why}', **_at(doc, "metadata", "labels", key)))
-    # batchrun's own: managed, name, spec, input, shard, project and, on a preview's job, preview.
-    if len(manifest.labels) > identity.MAX_LABELS - 7:
-        out.append(error(f"at most {identity.MAX_LABELS - 7} user labels (batchrun adds 7)",
+    # batchrun's own: managed, name, spec, input, shard, parts, project and, on a preview's job,
+    # preview.
+    if len(manifest.labels) > identity.MAX_LABELS - 8:
+        out.append(error(f"at most {identity.MAX_LABELS - 8} user labels (batchrun adds 8)",
                          **_at(doc, "metadata", "labels")))
     for name in manifest.passthrough:
         if name.casefold() in _FOLDED:

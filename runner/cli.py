@@ -14,7 +14,6 @@ from runner.backends import REGISTRY
 from runner.cli_errors import (
     EXIT_CHANGES,
     EXIT_INCOMPLETE,
-    err_console,
     handle_errors,
     print_diagnostics,
 )
@@ -37,13 +36,14 @@ else:  # loaded by the command that needs them: `batchrun --help` stays fast
 PLAN_FORMATS = ("text", "json", "markdown")
 
 
-def _project(ctx: click.Context, paths: tuple[str, ...] = (),
-             targets: tuple[str, ...] = ()) -> api.Project:
+def _project(ctx: click.Context, paths: tuple[str, ...] = (), targets: tuple[str, ...] = (),
+             selectors: tuple[str, ...] = (), *, needs_project: bool = True) -> api.Project:
+    """The project; a command that keeps state refuses at once without a batchrun.yaml."""
     obj = ctx.obj
     project = api.load_project(
         paths, config=obj["config"], environment=obj["env"],
         flags={"backend": obj["backend"], "project": obj["project"], "region": obj["region"]},
-        targets=targets)
+        targets=targets, selectors=selectors, require=needs_project)
     print_diagnostics(list(project.warnings))
     return project
 
@@ -132,7 +132,7 @@ def schema(ctx: click.Context, name: str) -> None:
 @handle_errors
 def validate(ctx: click.Context, paths: tuple[str, ...]) -> None:
     """Check manifests: YAML, schema, templates, labels. Needs no credentials."""
-    project = _project(ctx, paths)
+    project = _project(ctx, paths, needs_project=False)
     n = len(project.manifests)
     click.echo(f"{n} manifest{'s' if n != 1 else ''} valid: "
                + ", ".join(m.name for m in project.manifests))
@@ -147,7 +147,7 @@ def validate(ctx: click.Context, paths: tuple[str, ...]) -> None:
 def render(ctx: click.Context, manifest: str, name: str | None, limit: int | None) -> None:
     """Print the request rows of MANIFEST (a name or a file) exactly as they would be sent."""
     is_file = Path(manifest).is_file()
-    project = _project(ctx, (manifest,) if is_file else ())
+    project = _project(ctx, (manifest,) if is_file else (), needs_project=False)
     if is_file and name is None:
         if len(project.manifests) != 1:
             raise BatchrunError(f"{manifest} holds {len(project.manifests)} manifests; "
@@ -184,7 +184,10 @@ def _emit_plan(the_plan: Plan, fmt: str, previews: list[Preview] | None = None) 
 @click.option("--detailed-exitcode", is_flag=True,
               help=f"Exit {EXIT_CHANGES} when there are changes, 0 when there are none.")
 @click.option("--prune", is_flag=True, help="Plan to cancel running jobs of removed manifests.")
-@click.option("--target", "targets", multiple=True, help="Only this manifest (repeatable).")
+@click.option("--target", "targets", multiple=True,
+              help="Only this manifest; a glob ('review*') too (repeatable).")
+@click.option("--select", "selectors", multiple=True,
+              help="Only manifests with this label: label:KEY=VALUE (repeatable).")
 @click.option("--exact-tokens", is_flag=True,
               help="Ask Vertex to count Claude input tokens (one call per row to send).")
 @click.option("--preview", "preview_rows", type=click.IntRange(min=1),
@@ -193,11 +196,11 @@ def _emit_plan(the_plan: Plan, fmt: str, previews: list[Preview] | None = None) 
 @click.pass_context
 @handle_errors
 def plan(ctx: click.Context, paths: tuple[str, ...], as_json: bool, fmt: str, out: Path | None,
-         detailed_exitcode: bool, prune: bool, targets: tuple[str, ...], exact_tokens: bool,
-         preview_rows: int | None) -> None:
+         detailed_exitcode: bool, prune: bool, targets: tuple[str, ...],
+         selectors: tuple[str, ...], exact_tokens: bool, preview_rows: int | None) -> None:
     """Show what apply would do: rows done, in flight, to do, failed, tokens, cost. Read-only
     (but with --preview, which runs a sample)."""
-    project = _project(ctx, paths, targets)
+    project = _project(ctx, paths, targets, selectors)
     if out is not None:  # refused before the work: a preview is paid for
         api.check_output(project, out, "plan --out")
     the_plan = api.plan(project, prune=prune, exact_tokens=exact_tokens)
@@ -263,15 +266,21 @@ def _approve(the_plan: Plan) -> None:
 @click.option("--wait", is_flag=True, help="Repeat plan and apply until every row is answered.")
 @click.option("--prune", is_flag=True, help="Cancel running jobs of removed manifests.")
 @click.option("--allow-cancel", is_flag=True, help="Let apply cancel jobs of protected manifests.")
-@click.option("--target", "targets", multiple=True, help="Only this manifest (repeatable).")
+@click.option("--target", "targets", multiple=True,
+              help="Only this manifest; a glob ('review*') too (repeatable).")
+@click.option("--select", "selectors", multiple=True,
+              help="Only manifests with this label: label:KEY=VALUE (repeatable).")
 @click.option("--poll-interval", type=float, default=2.0, show_default=True,
               help="Seconds between checks with --wait.")
 @click.option("--timeout", type=float, help="Give up waiting after this many seconds.")
+@click.option("--cancel-on-interrupt", is_flag=True,
+              help="Ctrl-C cancels the running jobs (else they keep running, and paying, until "
+                   "`batchrun cancel NAME` or a second Ctrl-C).")
 @click.pass_context
 @handle_errors
 def apply(ctx: click.Context, paths: tuple[str, ...], auto_approve: bool, wait: bool, prune: bool,
-          allow_cancel: bool, targets: tuple[str, ...], poll_interval: float,
-          timeout: float | None) -> None:
+          allow_cancel: bool, targets: tuple[str, ...], selectors: tuple[str, ...],
+          poll_interval: float, timeout: float | None, cancel_on_interrupt: bool) -> None:
     """Carry out the plan (or a saved plan FILE): collect finished jobs, create jobs for rows to do."""
     if len(paths) == 1 and planfile.is_plan_file(Path(paths[0])):
         obj = ctx.obj
@@ -281,44 +290,27 @@ def apply(ctx: click.Context, paths: tuple[str, ...], auto_approve: bool, wait: 
                                            "region": obj["region"]})
         click.echo(display.applied_text(report, saved=True))
         return
-    project = _project(ctx, paths, targets)
+    project = _project(ctx, paths, targets, selectors)
     backend = api.open_backend(project)
+    from runner import cli_wait
     from runner.prepared import Work
 
-    with Work() as work:
-        first = api.plan(project, backend=backend, prune=prune, work=work)
-        _emit_plan(first, "text")
-        api.check_budget(first)
-        if not first.has_changes and not wait:
-            click.echo("Nothing to do.")
+    with cli_wait.honest_interrupt(project, backend, cancel=cancel_on_interrupt):
+        with Work() as work:
+            first = api.plan(project, backend=backend, prune=prune, work=work)
+            _emit_plan(first, "text")
+            api.check_budget(first)
+            if not first.has_changes and not wait:
+                click.echo("Nothing to do.")
+                return
+            if first.has_changes and not auto_approve:
+                _approve(first)
+            report = _carry_out(project, first, work, backend, allow_cancel, ask=not auto_approve)
+        if not wait:
+            click.echo(display.applied_text(report))
             return
-        if first.has_changes and not auto_approve:
-            _approve(first)
-        report = _carry_out(project, first, work, backend, allow_cancel, ask=not auto_approve)
-    if not wait:
-        click.echo(display.applied_text(report))
-        return
-    console = err_console()
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, disable=not console.is_terminal) as bar:
-        task = bar.add_task("rows answered", total=None)
-
-        def on_plan(p: Plan) -> None:
-            total = sum(m.rows.total for m in p.manifests)
-            finished = sum(m.rows.done + m.rows.failed for m in p.manifests)
-            bar.update(task, total=total, completed=finished)
-
-        final = api.converge(project, backend=backend, allow_cancel=allow_cancel,
-                             poll_interval=poll_interval, timeout=timeout, on_plan=on_plan,
-                             say=_say)
+        final = cli_wait.converge(project, backend, allow_cancel=allow_cancel,
+                                  poll_interval=poll_interval, timeout=timeout, say=_say)
     click.echo(planview.converged_text(final))
     if any(m.rows.failed or m.blocked for m in final.manifests):
         ctx.exit(EXIT_INCOMPLETE)
@@ -326,12 +318,18 @@ def apply(ctx: click.Context, paths: tuple[str, ...], auto_approve: bool, wait: 
 
 @main.command()
 @click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True,
+              help="One versioned document: the jobs and the usage.")
 @click.pass_context
 @handle_errors
-def status(ctx: click.Context, name: str | None) -> None:
+def status(ctx: click.Context, name: str | None, as_json: bool) -> None:
     """Jobs per manifest: state, progress, age."""
     project = _project(ctx)
-    rows = display.status_rows(api.status(project, name))
+    jobs = api.status(project, name)
+    if as_json:
+        click.echo(display.status_json(jobs, api.usage(project, name)))
+        return
+    rows = display.status_rows(jobs)
     if not rows:
         click.echo("No jobs yet. Run `batchrun apply` to create them.")
         return
@@ -346,14 +344,20 @@ def status(ctx: click.Context, name: str | None) -> None:
 
 @main.command()
 @click.argument("name")
-@click.option("--format", "fmt", type=click.Choice(["table", "jsonl", "csv"]), default="table",
-              show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "jsonl", "csv"]),
+              default="table", show_default=True,
+              help="json: one versioned document (rows and summary); jsonl: a row a line.")
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.pass_context
 @handle_errors
-def results(ctx: click.Context, name: str, fmt: str) -> None:
+def results(ctx: click.Context, name: str, fmt: str, as_json: bool) -> None:
     """The collected answers of NAME, with a summary of failures."""
     project = _project(ctx)
     rows: Iterator[dict[str, Any]] = api.results(project, name)
+    if as_json or fmt == "json":
+        manifest = project.manifest(name)
+        display.results_json(rows, sys.stdout.buffer, name, manifest.spec_hash)
+        return
     if fmt == "jsonl":
         display.results_jsonl(rows, sys.stdout.buffer)
         return

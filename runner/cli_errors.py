@@ -13,7 +13,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 
 import click
 
@@ -76,15 +76,28 @@ def handle_errors(fn: F) -> F:
                 _traceback(exc)
             print_diagnostics(exc.diagnostics)
             ctx.exit(EXIT_BUDGET if isinstance(exc, BudgetError) else EXIT_ERROR)
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").split(".")[0] != "google":
+                _unexpected(exc, debug)
+            from runner import backends  # a Google library the vertex backend loads late
+
+            print_diagnostics(backends.libraries_error("vertex", backends.REGISTRY["vertex"],
+                                                       [exc.name or "google"]).diagnostics)
+            ctx.exit(EXIT_ERROR)
         except KeyboardInterrupt:
             click.echo("interrupted; run the same command again to continue", err=True)
             ctx.exit(130)
         except Exception as exc:
-            if debug:
-                _traceback(exc)
-                ctx.exit(EXIT_ERROR)
-            click.echo(f"Error: unexpected {type(exc).__name__}: {_redact().redact(str(exc))}\n"
-                       "  Re-run with --debug for the traceback.", err=True)
-            ctx.exit(EXIT_ERROR)
+            _unexpected(exc, debug)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _unexpected(exc: Exception, debug: bool) -> NoReturn:
+    ctx = click.get_current_context()
+    if debug:
+        _traceback(exc)
+        ctx.exit(EXIT_ERROR)
+    click.echo(f"Error: unexpected {type(exc).__name__}: {_redact().redact(str(exc))}\n"
+               "  Re-run with --debug for the traceback.", err=True)
+    ctx.exit(EXIT_ERROR)

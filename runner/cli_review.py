@@ -8,17 +8,19 @@ from typing import TYPE_CHECKING
 
 import click
 
-from runner.cli import _project, main
+from runner.cli import PLAN_FORMATS, _project, main
 from runner.cli_errors import handle_errors
 from runner.errors import BatchrunError, BudgetError, error
 from runner.lazy import lazy_module
 
 if TYPE_CHECKING:
-    from runner import api, previewview, reporthtml
+    from runner import api, planfile, planview, previewview, reporthtml
     from runner.compare import Preview
     from runner.plan import Plan
 else:
     api = lazy_module("runner.api")
+    planfile = lazy_module("runner.planfile")
+    planview = lazy_module("runner.planview")
     previewview = lazy_module("runner.previewview")
     reporthtml = lazy_module("runner.reporthtml")
 
@@ -102,3 +104,32 @@ def report(ctx: click.Context, name: str, out: Path | None) -> None:
     api.write_output(project, path, reporthtml.report(data), flag="report -o")
     click.echo(f"Wrote {path} ({len(data.rows):,} rows); open it in a browser (no server, no "
                "network).")
+
+
+@main.command()
+@click.argument("planfile_path", metavar="PLANFILE",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option("--format", "fmt", type=click.Choice(PLAN_FORMATS), default="text",
+              show_default=True, help="As `batchrun plan` shows it.")
+@handle_errors
+def show(planfile_path: Path, as_json: bool, fmt: str) -> None:
+    """Show a saved plan (`plan --out PLANFILE`) as `plan` showed it. Reads only the file: no
+    project, credentials or backend needed."""
+    import orjson
+
+    saved, doc = planfile.read(planfile_path)
+    fmt = "json" if as_json else fmt
+    if fmt == "json":  # the plan's document, with when, by which batchrun and where it was made
+        out = orjson.loads(planview.VIEWS["json"].render(saved))
+        out.update({k: doc[k] for k in ("batchrun_version", "created_at", "settings", "project")
+                    if k in doc})
+        click.echo(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
+        return
+    click.echo(planview.VIEWS[fmt].render(saved), nl=False)
+    settings = doc.get("settings") or {}
+    where = ", ".join(f"{k} {v}" for k, v in settings.items() if v)
+    click.echo(f"(a saved plan made {doc.get('created_at', 'at an unknown time')} by batchrun "
+               f"{doc.get('batchrun_version', '?')}" + (f" for {where}" if where else "")
+               + f"; `batchrun apply {planfile_path}` carries it out, or refuses if the world "
+               "changed since)", err=True)

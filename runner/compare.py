@@ -171,12 +171,16 @@ class Preview:
     comparison: Comparison | None = None
     error: str | None = None  # why no sampled row was answered (a job's error, or a refusal)
     over_budget: OverBudget | None = None
+    # No row was answered before: the sample is of rows not answered yet, its answers shown on
+    # their own (the comparison's examples, with no old side).
+    first: bool = False
 
     def to_json(self) -> dict[str, Any]:
         e = self.estimate
         return {"manifest": self.manifest, "spec_hash": self.spec_hash, "state": self.state.value,
                 "asked": self.asked, "sampled": self.sampled, "sent": self.sent,
                 "reused": self.reused, "jobs": list(self.jobs), "error": self.error,
+                "first": self.first,
                 "estimate": {"input_tokens": e.input_tokens, "output_tokens": e.output_tokens,
                              "cost_usd": e.cost, "max_cost": e.max_cost,
                              "over_budget": e.over_budget},

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict
 from typing import Any, BinaryIO, TextIO
 
 import orjson
@@ -19,6 +20,7 @@ from runner.events import (
     Collected,
     Created,
     Event,
+    Holding,
     LockWait,
     QuotaFull,
     Reshaped,
@@ -26,7 +28,7 @@ from runner.events import (
 )
 from runner.planview import money
 from runner.redact import redact
-from runner.result import Status
+from runner.result import State, Status
 
 
 def diagnostics_text(diags: Iterable[Diagnostic]) -> str:
@@ -75,6 +77,13 @@ def event_text(e: Event) -> str:
                     "showed were sent, the rest wait for the next plan")
         case LockWait():
             return f"waiting: {e.detail}"
+        case Holding():
+            why = ("Vertex failed the last job with INTERNAL (code 13), as it does for a "
+                   "region's first job; waiting quota.internal_retry_delay" if e.internal else
+                   f"the last job ended {e.state}: {e.error}; backing off "
+                   "(quota.failure_backoff)")
+            return (f"{e.manifest}: holding {n(e.rows, 'row')} until {e.until} UTC: {why}. "
+                    "No job runs meanwhile; they are sent then")
 
 
 def applied_text(report: Any, saved: bool = False) -> str:
@@ -136,6 +145,35 @@ def cell(value: Any) -> str:
     if isinstance(value, str):
         return value
     return orjson.dumps(value).decode()
+
+
+# The version of `status --json` and `results --json` documents: fields are only ever added.
+JSON_FORMAT = 1
+
+
+def status_json(jobs: Iterable[Any], usage: Iterable[Any]) -> str:
+    """`status --json`: the jobs (api.JobStatus) and the tokens used (api.Usage), versioned."""
+    doc = {"format_version": JSON_FORMAT, "jobs": [asdict(j) for j in jobs],
+           "usage": [asdict(u) for u in usage]}
+    return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode()
+
+
+def results_json(rows: Iterable[Mapping[str, Any]], out: BinaryIO, name: str,
+                 spec_hash: str) -> None:
+    """`results --json`: one versioned document, its rows streamed (a destination may be big),
+    the summary after them."""
+    out.write(orjson.dumps({"format_version": JSON_FORMAT, "manifest": name,
+                            "spec_hash": spec_hash})[:-1] + b', "rows": [')
+    total = failed = stale = 0
+    for row in rows:
+        out.write((b",\n" if total else b"\n") + orjson.dumps(row))
+        total += 1
+        outcome = row.get("outcome")
+        failed += outcome == State.FAILED
+        stale += outcome == State.STALE
+    summary = {"rows": total, "failed": failed, "stale": stale}
+    out.write(b"\n], \"summary\": " + orjson.dumps(summary) + b"}\n")
+    out.flush()
 
 
 def results_jsonl(rows: Iterable[Mapping[str, Any]], out: BinaryIO) -> None:

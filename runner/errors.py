@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -25,6 +26,24 @@ from enum import StrEnum
 def n(count: int, noun: str) -> str:
     """"1 row", "2 rows": counts said properly in every message, whichever room builds it."""
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def usd(amount: float | None, digits: int = 2) -> str:
+    """"$1,234.50", "$0.012", "$0.000010": an amount of money as precise as it needs to be —
+    at least cents, and below a dollar `digits` significant digits ($0.00001 is not "$0.00")."""
+    value = amount or 0.0
+    places = 2 if value <= 0 else max(2, digits - 1 - math.floor(math.log10(value)))
+    return f"${value:,.{places}f}"
+
+
+def usd_apart(*amounts: float | None) -> tuple[str, ...]:
+    """The amounts said side by side ("estimated X is more than max_cost Y") with as many digits
+    as it takes for different amounts to read differently."""
+    for digits in range(2, 10):
+        said = tuple(usd(a, digits) for a in amounts)
+        if len(set(said)) == len({a or 0.0 for a in amounts}):
+            return said
+    return said
 
 
 class Severity(StrEnum):

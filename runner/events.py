@@ -59,5 +59,19 @@ class LockWait:
     detail: str
 
 
-Event = Created | Collected | Cancelled | QuotaFull | Reshaped | SourceMoved | LockWait
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """apply --wait holds a manifest's rows back after a job-level failure: nothing runs and
+    nothing is sent until `until`."""
+
+    manifest: str
+    rows: int
+    until: str  # UTC, "%Y-%m-%d %H:%M:%S"
+    internal: bool  # Vertex's INTERNAL on a region's first job (quota.internal_retry_delay)
+    state: str | None = None  # how the last job ended (a failure back-off)
+    error: str | None = None  # its error, redacted
+
+
+Event = (Created | Collected | Cancelled | QuotaFull | Reshaped | SourceMoved | LockWait
+         | Holding)
 Listener = Callable[[Event], None]

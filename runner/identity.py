@@ -27,6 +27,10 @@ PREVIEW_LABEL: Final = "batchrun-preview"
 # The project that made the job (batchrun.yaml's id): projects sharing a GCP project and region
 # list each other's jobs, and take none of them for their own.
 PROJECT_LABEL: Final = "batchrun-project"
+# A digest per part of the spec (SPEC_PARTS), so a later plan can say what changed since a job's
+# spec (prompt, model...): only a record, never identity.
+PARTS_LABEL: Final = "batchrun-parts"
+SPEC_PARTS: Final = ("model", "prompt", "parameters", "response", "destination")
 RESERVED_PREFIXES: Final = ("batchrun-", "aiplatform.googleapis.com/")
 MAX_LABELS: Final = 64
 
@@ -78,6 +82,25 @@ def spec_material(manifest: Manifest) -> dict[str, Any]:
 
 def spec_hash(manifest: Manifest) -> str:
     return digest(canonical_json(spec_material(manifest)))
+
+
+def spec_parts(manifest: Manifest) -> str:
+    """The PARTS_LABEL value: 8 hex digits of each part of the spec material, in SPEC_PARTS order
+    ("model" holds the task and family the model decides)."""
+    m = spec_material(manifest)
+    parts = {"model": [m["model"], m["task"], m["family"]], "prompt": m["prompt"],
+             "parameters": m["parameters"], "response": m["response"],
+             "destination": m["destination"]}
+    return "-".join(digest(canonical_json(parts[name]))[:8] for name in SPEC_PARTS)
+
+
+def changed_parts(old: str, new: str) -> tuple[str, ...] | None:
+    """Which parts of the spec differ between two PARTS_LABEL values; None when one is not
+    readable (a job made before the label, or by hand)."""
+    a, b = old.split("-"), new.split("-")
+    if len(a) != len(SPEC_PARTS) or len(b) != len(SPEC_PARTS):
+        return None
+    return tuple(name for name, x, y in zip(SPEC_PARTS, a, b, strict=True) if x != y)
 
 
 def request_hash(line: bytes) -> str:
@@ -155,6 +178,7 @@ def job_labels(
         SPEC_LABEL: manifest.spec_hash,
         INPUT_LABEL: input_digest,
         SHARD_LABEL: str(shard),
+        PARTS_LABEL: spec_parts(manifest),
     })
     return labels
 

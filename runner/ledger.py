@@ -78,6 +78,10 @@ class Ledger:
     unchanged: int = 0
     pushed: bool = False  # the destination was read beside the source: only rows it does not settle
     ids: collect.IdFilter | None = None  # its ids, read when some job waits to be collected
+    # Ids (hashed) whose stored answer is an older spec's, and those specs: a row to do among
+    # them is a re-run because the spec changed, not a new row (the plan's `~`).
+    older_ids: set[int] = field(default_factory=set)
+    older_specs: Counter[str] = field(default_factory=Counter)
 
     def has_trace(self, custom_id: str, request_hash: str) -> bool:
         """Whether this row under this request has an answer or a recorded refusal."""
@@ -188,6 +192,9 @@ def _take_rows(ledger: Ledger, manifest: Manifest, rows: Iterable[dict[str, Any]
                 elif fp:
                     ledger.answered_fps.add(fp)
             else:
+                if not forward or rerun_asked(row, spec_hash):  # forward keeps it unless asked
+                    ledger.older_ids.add(hash(custom_id))
+                    ledger.older_specs[str(row.get("spec_hash"))] += 1
                 if ours and row.get("model") == manifest.model.short:
                     ledger.reshapable.add(key)
                 if forward and ours and fp and not rerun_asked(row, spec_hash):

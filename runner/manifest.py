@@ -53,12 +53,13 @@ def _in_other_project(candidate: Path, top: Path) -> bool:
     return False
 
 
-def find_manifest_files(paths: Iterable[Path]) -> list[Path]:
-    """Files named outright, plus YAML files under named directories that look like manifests."""
+def find_manifest_files(paths: Iterable[Path], *, shallow: bool = False) -> list[Path]:
+    """Files named outright, plus YAML files under named directories that look like manifests
+    (with `shallow`, only those in the directories themselves, not below)."""
     found: dict[Path, None] = {}
     for path in paths:
         if path.is_dir():
-            for candidate in sorted(path.rglob("*")):
+            for candidate in sorted(path.glob("*") if shallow else path.rglob("*")):
                 rel = candidate.relative_to(path).parts
                 if (candidate.suffix in _YAML_SUFFIXES and candidate.name != CONFIG_NAME
                         and not any(p.startswith(".") for p in rel)
@@ -386,18 +387,19 @@ def _template_files(prompt: Any) -> list[str]:
     return [t["file"] for t in found if isinstance(t, Mapping) and isinstance(t.get("file"), str)]
 
 
-def load_manifests(paths: Iterable[Path], settings: Settings,
-                   project: Iterable[Path] = ()) -> tuple[list[Manifest], list[Diagnostic]]:
+def load_manifests(paths: Iterable[Path], settings: Settings, project: Iterable[Path] = (),
+                   *, shallow: bool = False) -> tuple[list[Manifest], list[Diagnostic]]:
     """Every manifest under `paths`, or ManifestError with every problem found (warnings beside).
-    `project`: where the rest of the project's manifests are, to check who owns a destination."""
+    `project`: where the rest of the project's manifests are, to check who owns a destination.
+    `shallow`: directories' own files only (no project: the tree below is not ours to read)."""
     problems: list[Diagnostic] = []
     loaded: list[tuple[Manifest, Document]] = []
     paths = list(paths)
-    files = find_manifest_files(paths)
+    files = find_manifest_files(paths, shallow=shallow)
     for path in files:
         loaded.extend(_load_file(path, settings, problems))
     problems.extend(checks.check_ownership(
-        loaded, scan_claims([*paths, *project], settings),
+        loaded, scan_claims(files if shallow else [*paths, *project], settings),
         settings.root.resolve() if settings.config_file else None))
     if not files and settings.config_file is None:
         problems.append(error(f"no batchrun.yaml found in {settings.root} or any parent, and no "

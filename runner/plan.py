@@ -80,6 +80,18 @@ class Change:
 
 
 @dataclass(frozen=True, slots=True)
+class SpecChange:
+    """Rows to do because the spec changed since their stored answers (display only: apply sends
+    them like any row to do): how many, which parts of the spec changed ("model", "prompt",
+    "parameters", "response", "destination"; empty when no job of the older spec is left to
+    tell), and the older specs."""
+
+    rows: int
+    changed: tuple[str, ...] = ()
+    from_specs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Blocked:
     """Why a manifest creates no jobs until `batchrun retry NAME`: repeated job-level failures of
     the same rows with none answered, or credentials refused."""
@@ -105,6 +117,7 @@ class ManifestPlan:
     blocked: Blocked | None = None
     hold_until: str | None = None  # creates back off until then after a job-level failure
     region: str | None = None  # where its jobs run (regional backends only)
+    spec_change: SpecChange | None = None  # part of the rows to do: answered under older specs
 
     @property
     def actions(self) -> list[str]:
@@ -158,6 +171,9 @@ class ManifestPlan:
             "blocked": asdict(self.blocked) if self.blocked else None,
             "hold_until": self.hold_until,
             "region": self.region,
+            "spec_change": None if self.spec_change is None else {
+                "rows": self.spec_change.rows, "changed": list(self.spec_change.changed),
+                "from_specs": list(self.spec_change.from_specs)},
         }
 
     @classmethod
@@ -175,7 +191,10 @@ class ManifestPlan:
             estimate=Estimate(**data["estimate"]),
             manifest_digest=data["manifest_digest"], source_digest=data["source_digest"],
             blocked=Blocked(**data["blocked"]) if data.get("blocked") else None,
-            hold_until=data.get("hold_until"), region=data.get("region"))
+            hold_until=data.get("hold_until"), region=data.get("region"),
+            spec_change=SpecChange(change["rows"], tuple(change["changed"]),
+                                   tuple(change["from_specs"]))
+            if (change := data.get("spec_change")) else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +243,8 @@ class Plan:
                                   if c.action is Action.CANCEL)
             + sum(1 for o in self.orphans if o.cancel),
             "rows_waiting": sum(m.rows.waiting for m in self.manifests),
+            # part of rows_waiting: held back until hold_until after a job-level failure
+            "rows_held": sum(m.rows.waiting for m in self.manifests if m.hold_until),
             "up_to_date": sum(1 for m in self.manifests if m.settled),
             "blocked": sum(1 for m in self.manifests if m.blocked is not None),
             "rows_failed": sum(m.rows.failed for m in self.manifests),

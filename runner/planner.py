@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 import orjson
@@ -14,6 +14,7 @@ import orjson
 from runner import estimate, identity
 from runner.backends.base import BackendReader, RemoteJob, pool_of
 from runner.errors import BackendError, error
+from runner.identity import PARTS_LABEL
 from runner.jobfailures import failures_of
 from runner.ledger import (
     Ledger,
@@ -34,6 +35,7 @@ from runner.plan import (
     Orphan,
     Plan,
     RowCounts,
+    SpecChange,
 )
 from runner.prepared import Prepared, Work
 from runner.reconcile import (
@@ -103,16 +105,36 @@ def _check_placement(manifest: Manifest, reader: BackendReader, settings: Settin
                  f"dataset in {manifest.region}") for dataset, location in problems])
 
 
-def _changes(ledger: Ledger, reshape: int, shards: list[int], digest: str) -> list[Change]:
+def what_changed(manifest: Manifest, specs: Iterable[str],
+                 jobs: Sequence[RemoteJob]) -> tuple[str, ...]:
+    """Which parts of the spec (prompt, model...) differ from these older specs, as their jobs'
+    PARTS_LABEL recorded them; () when no job of theirs is left to tell."""
+    now = identity.spec_parts(manifest)
+    recorded = {j.spec_hash: j.labels[PARTS_LABEL] for j in jobs if j.labels.get(PARTS_LABEL)}
+    changed: set[str] = set()
+    for spec in specs:
+        if spec in recorded:
+            changed.update(identity.changed_parts(recorded[spec], now) or ())
+    return tuple(sorted(changed))
+
+
+def _spec_changed(manifest: Manifest, specs: Iterable[str], jobs: Sequence[RemoteJob]) -> str:
+    changed = what_changed(manifest, specs, jobs)
+    return "spec changed" + (f": {', '.join(changed)}" if changed else "")
+
+
+def _changes(manifest: Manifest, ledger: Ledger, reshape: int, shards: list[int], digest: str,
+             jobs: Sequence[RemoteJob]) -> list[Change]:
     """What apply is to do for one manifest, in the order it does it."""
     changes: list[Change] = []
     if ledger.to_collect:
         changes.append(Change(Action.COLLECT, "finished jobs hold answers",
                               tuple(j.name for j in ledger.to_collect)))
     if ledger.running_stale or ledger.running_other:
-        reason = " or ".join(why for why, jobs in (("spec changed", ledger.running_stale),
-                                                   ("executor changed", ledger.running_other))
-                             if jobs)
+        stale = _spec_changed(manifest, {j.spec_hash for j in ledger.running_stale}, jobs)
+        reason = " or ".join(why for why, running in ((stale, ledger.running_stale),
+                                                      ("executor changed", ledger.running_other))
+                             if running)
         changes.append(Change(Action.CANCEL, reason, tuple(
             j.name for j in (*ledger.running_stale, *ledger.running_other))))
     if reshape:
@@ -157,11 +179,13 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
     source_digest = hashlib.sha256()
     kept = 0  # done rows whose answer is kept from an older spec (on_change: forward)
     refreshed = 0  # rows to reshape only for their passthrough columns
+    rerun = 0  # rows to do answered under an older spec: the spec changed, they are not new
     for row, kind, stored in classified_rows(manifest, reader, settings, ledger):
         source_digest.update(f"{row.custom_id}\0{row.request_hash or row.source_fp}\n".encode())
         counts[kind] += 1
         kept += row.skipped and row.source_fp not in ledger.answered_fps
         if kind is RowClass.TO_DO:
+            rerun += hash(row.custom_id) in ledger.older_ids
             if sharder.add(len(row.line) + 1):
                 shard_rows.append(0)
             shard_rows[-1] += 1
@@ -182,8 +206,8 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
     counts[RowClass.DONE] += ledger.unchanged  # left in BigQuery: answered, never read here
     source_digest.update(f"unchanged {ledger.unchanged}\n".encode())
     now_shards = shard_rows[:slots]
-    changes = _changes(ledger, 0 if blocked else counts[RowClass.RESHAPE], now_shards,
-                       send.hexdigest()[:32])
+    changes = _changes(manifest, ledger, 0 if blocked else counts[RowClass.RESHAPE], now_shards,
+                       send.hexdigest()[:32], jobs)
     notes = _notes(manifest, settings, job_ends, held if shard_rows else None,
                    bool(ledger.running_stale or ledger.running_other))
     notes += _identity_notes(ledger, 0 if blocked else refreshed)
@@ -204,7 +228,9 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
         failures=tuple(failures), notes=tuple(notes), estimate=cost,
         manifest_digest=manifest.digest, source_digest=source_digest.hexdigest()[:32],
         blocked=blocked, hold_until=held.strftime("%Y-%m-%dT%H:%M:%SZ") if held else None,
-        region=manifest.region if reader.regional else None)
+        region=manifest.region if reader.regional else None,
+        spec_change=SpecChange(rerun, what_changed(manifest, ledger.older_specs, jobs),
+                               tuple(sorted(ledger.older_specs))) if rerun else None)
     return plan, len(now_shards)
 
 

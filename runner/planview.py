@@ -3,20 +3,52 @@ from the same Plan, and the words for its notes, headlines and budget. No logic,
 
 from __future__ import annotations
 
-import math
 from typing import Protocol
 
 import orjson
 
-from runner.errors import n
-from runner.plan import Action, Estimate, ManifestPlan, Note, NoteKind, Plan
+from runner.errors import n, usd, usd_apart
+from runner.plan import Action, Change, Estimate, ManifestPlan, Note, NoteKind, Plan
 
 _SYMBOL = {"create": "+", "replace": "~", "reshape": "~", "cancel": "-", "collect": "<", "wait": "…",
            "up-to-date": "=", "failed": "!", "running": "…", "blocked": "!"}
 
 
 def _symbol(m: ManifestPlan) -> str:
+    if m.state == "create" and m.spec_change is not None:  # answered before: an update, "~"
+        return "~"
     return _SYMBOL.get(m.state, " ")
+
+
+def _rerun_split(m: ManifestPlan, change: Change) -> tuple[int, int]:
+    """Of the rows a create sends: re-runs (answered under an older spec), and new rows."""
+    rerun = min(m.spec_change.rows, change.rows) if m.spec_change else 0
+    return rerun, change.rows - rerun
+
+
+def _action_words(m: ManifestPlan) -> list[str]:
+    """The actions as a reader names them: a create of rows answered before is a re-run."""
+    out = []
+    for action in m.actions:
+        creates = [c for c in m.changes if c.action is Action.CREATE]
+        if action == "create" and creates and m.spec_change is not None:
+            rerun, new = _rerun_split(m, creates[0])
+            out += [*(["re-run"] if rerun else []), *(["create"] if new else [])]
+        else:
+            out.append(action)
+    return out
+
+
+def _create_text(m: ManifestPlan, change: Change) -> str:
+    verb = "replace: " if "replace" in m.actions else ""
+    rerun, new = _rerun_split(m, change)
+    if not rerun or m.spec_change is None:
+        return f"{verb or 'create: '}{n(change.rows, 'row')} in {n(change.shards, 'job')}"
+    why = "spec changed" + (f": {', '.join(m.spec_change.changed)}"
+                            if m.spec_change.changed else "")
+    return (f"{verb}re-run {n(rerun, 'row')} ({why})"
+            + (f" and create {n(new, 'new row')}" if new else "")
+            + f", in {n(change.shards, 'job')}")
 
 
 def headline(m: ManifestPlan) -> str:
@@ -24,15 +56,17 @@ def headline(m: ManifestPlan) -> str:
     parts = []
     for change in m.changes:
         if change.action is Action.CREATE:
-            verb = "replace" if "replace" in m.actions else "create"
-            parts.append(f"{verb}: {n(change.rows, 'row')} in {n(change.shards, 'job')}")
+            parts.append(_create_text(m, change))
         elif change.action is Action.COLLECT:
             parts.append(f"collect {n(len(change.jobs), 'finished job')}")
         elif change.action is Action.RESHAPE:
             parts.append(f"reshape {n(change.rows, 'row')} from their stored answers, $0")
         elif change.action is Action.CANCEL:
             parts.append(f"cancel {n(len(change.jobs), 'job')} ({change.reason})")
-    if m.rows.waiting:
+    if m.rows.waiting and m.hold_until:  # a back-off, not the quota: the note below says why
+        parts.append(f"hold: {n(m.rows.waiting, 'row')} until {utc(m.hold_until)}, then sent "
+                     "again")
+    elif m.rows.waiting:
         parts.append(f"wait: {n(m.rows.waiting, 'row')} for a free job slot")
     if m.blocked is not None:
         parts.append(f"blocked: {n(m.rows.to_do, 'row')} to do wait for `batchrun retry "
@@ -44,6 +78,11 @@ def headline(m: ManifestPlan) -> str:
             return f"failed: {n(m.rows.failed, 'row')} out of attempts"
         return "up-to-date"
     return "; ".join(parts)
+
+
+def utc(stamp: str) -> str:
+    """"2026-01-01T00:10:02Z" as a person reads it: "2026-01-01 00:10:02 UTC"."""
+    return stamp.replace("T", " ").removesuffix("Z") + " UTC"
 
 
 def blocked_text(m: ManifestPlan) -> str:
@@ -74,7 +113,7 @@ def _rows_text(m: ManifestPlan) -> str:
 def money(cost: float | None) -> str:
     if cost is None:
         return "unknown (no price for this model; add it under pricing: in batchrun.yaml)"
-    return f"${cost:,.2f}" if cost >= 0.01 else f"${cost:,.4f}"
+    return usd(cost)
 
 
 _BASIS = {"history": "as in past answers", "max_tokens": "at most, by max_tokens",
@@ -115,22 +154,15 @@ def over_budget_text(e: Estimate) -> str:
     """Why one manifest's estimate is refused."""
     if e.cost is None:
         return (f"over budget: no price is known for this model, so it cannot be checked against "
-                f"max_cost {budget_amount(e.max_cost)}")
-    return f"over budget: estimated {budget_amount(e.cost)} is more than max_cost {budget_amount(e.max_cost)}"
-
-
-def budget_amount(usd: float | None) -> str:
-    """A budget amount as precise as it needs to be: $0.00001 is not "$0.00"."""
-    value = usd or 0.0
-    if value >= 1 or value <= 0:
-        return f"${value:,.2f}"
-    return f"${value:.{max(2, 1 - math.floor(math.log10(value)))}f}"  # two significant digits
+                f"max_cost {usd(e.max_cost)}")
+    return "over budget: estimated {} is more than max_cost {}".format(*usd_apart(e.cost,
+                                                                              e.max_cost))
 
 
 def total_over_budget_text(plan: Plan) -> str:
     total = sum(m.estimate.cost or 0 for m in plan.manifests)
-    return (f"over budget: this apply is estimated at {budget_amount(total)}, more than max_cost "
-            f"{budget_amount(plan.max_cost)}")
+    return "over budget: this apply is estimated at {}, more than max_cost {}".format(
+        *usd_apart(total, plan.max_cost))
 
 
 def _manifest_notes(m: ManifestPlan) -> list[str]:
@@ -163,10 +195,12 @@ def plan_text(plan: Plan) -> str:
         lines.append(total_over_budget_text(plan))
     s = plan.summary()
     lines.append("")
+    held = s["rows_held"]
     lines.append(
         f"Plan: {n(s['rows_to_send'], 'row')} to send in {n(s['jobs_to_create'], 'job')}, "
         f"{s['jobs_to_collect']} to collect, {s['jobs_to_cancel']} to cancel, "
-        f"{n(s['rows_waiting'], 'row')} waiting for a job slot. "
+        f"{n(s['rows_waiting'] - held, 'row')} waiting for a job slot"
+        + (f", {n(held, 'row')} held back after a job-level failure" if held else "") + ". "
         f"{n(s['up_to_date'], 'manifest')} up to date."
         + (f" {n(s['blocked'], 'manifest')} blocked." if s["blocked"] else "")
         + (f" {n(s['rows_failed'], 'row')} failed for good." if s["rows_failed"] else "")
@@ -226,7 +260,7 @@ def plan_markdown(plan: Plan) -> str:
         e = m.estimate
         cost = money(e.cost) if m.rows.to_do else "-"
         tokens = f"{e.input_tokens:,} / {e.output_tokens:,}" if m.rows.to_do else "-"
-        action = ", ".join(m.actions) or headline(m)
+        action = ", ".join(_action_words(m)) or headline(m)
         lines.append(f"| `{symbol}` | {m.name} | {action} | {m.rows.to_do:,} | {m.rows.done:,} | "
                      f"{m.rows.failed:,} | {jobs} | {tokens} | {cost} |")
     details = []

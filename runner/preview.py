@@ -19,6 +19,7 @@ from runner.estimate import Tally, approx_tokens, price_for
 from runner.identity import PREVIEW_LABEL
 from runner.ledger import (
     Ledger,
+    classified_rows,
     index_entry,
     job_results,
     read_ledger,
@@ -26,6 +27,7 @@ from runner.ledger import (
     row_key,
 )
 from runner.planner import cost_estimate
+from runner.reconcile import RowClass
 from runner.render import RenderedRow
 from runner.result import Status
 from runner.sample import sample
@@ -34,12 +36,15 @@ from runner.spec import Manifest, Settings
 ANSWER_COLUMNS = ("custom_id", "status", "spec_hash", "output")
 
 
-def older_answers(manifest: Manifest, backend: Backend) -> dict[str, Any]:
-    """id -> answer, for the destination's rows answered under another spec than the manifest's."""
-    return {str(row["custom_id"]): row.get("output")
-            for row in backend.read_destination(manifest.destination, ANSWER_COLUMNS)
-            if row.get("status") == Status.SUCCEEDED
-            and row.get("spec_hash") != manifest.spec_hash}
+def older_answers(manifest: Manifest, backend: Backend) -> tuple[dict[str, Any], bool]:
+    """id -> answer, for the destination's rows answered under another spec than the manifest's;
+    and whether the destination holds any row at all (a manifest never applied holds none)."""
+    old, stored = {}, False
+    for row in backend.read_destination(manifest.destination, ANSWER_COLUMNS):
+        stored = True
+        if row.get("status") == Status.SUCCEEDED and row.get("spec_hash") != manifest.spec_hash:
+            old[str(row["custom_id"])] = row.get("output")
+    return old, stored
 
 
 def _sample_rows(manifest: Manifest, backend: Backend, settings: Settings, ledger: Ledger,
@@ -51,6 +56,21 @@ def _sample_rows(manifest: Manifest, backend: Backend, settings: Settings, ledge
                if row_key(row.custom_id, row.request_hash) not in ledger.reshapable}
     chosen = sample({i: a for i, a in old.items() if i in present}, n)
     rank = {custom_id: k for k, custom_id in enumerate(chosen)}
+    rows = [row for row in rendered_rows(manifest, backend, settings) if row.custom_id in rank]
+    return sorted(rows, key=lambda r: rank[r.custom_id])
+
+
+def _first_rows(manifest: Manifest, backend: Backend, settings: Settings, ledger: Ledger,
+                n: int) -> list[RenderedRow]:
+    """A manifest never applied (its destination holds nothing): a sample of the rows apply
+    would send, or that an earlier first look is answering or answered (the same ones each time,
+    so a second look reuses the first's answers)."""
+    waiting = set()
+    for row, kind, _ in classified_rows(manifest, backend, settings, ledger):
+        key = row_key(row.custom_id, row.request_hash)
+        if kind in (RowClass.TO_DO, RowClass.IN_FLIGHT) or ledger.pending.get(key, (False,))[0]:
+            waiting.add(row.custom_id)
+    rank = {custom_id: k for k, custom_id in enumerate(sample(dict.fromkeys(waiting), n))}
     rows = [row for row in rendered_rows(manifest, backend, settings) if row.custom_id in rank]
     return sorted(rows, key=lambda r: rank[r.custom_id])
 
@@ -94,15 +114,24 @@ class _Prepared:
     to_send: list[RenderedRow] = field(default_factory=list)
     refusals: dict[str, str | None] = field(default_factory=dict)  # known refused under the spec
 
+    @property
+    def sampled(self) -> bool:
+        return bool(self.old or self.base.first)
 
-def _prepare(manifest: Manifest, backend: Backend, settings: Settings, n: int) -> _Prepared:
+
+def _prepare(manifest: Manifest, backend: Backend, settings: Settings, n: int,
+             first_look: bool) -> _Prepared:
     base = Preview(manifest.name, manifest.spec_hash, PreviewState.NOTHING, n)
     jobs = backend.list_jobs(manifest.name)
     ledger = read_ledger(manifest, backend, jobs, settings)
-    old = older_answers(manifest, backend)
-    if not old:
+    old, stored = older_answers(manifest, backend)
+    if not stored and first_look:  # never applied: a first look at the answers it would get
+        rows = _first_rows(manifest, backend, settings, ledger, n)
+        base = replace(base, first=bool(rows))
+    elif not old:
         return _Prepared(manifest, base)
-    rows = _sample_rows(manifest, backend, settings, ledger, old, n)
+    else:
+        rows = _sample_rows(manifest, backend, settings, ledger, old, n)
     if not rows:  # every older answer's request is unchanged (reshaped, free): nothing to see
         return _Prepared(manifest, base)
     mine = [j for j in jobs if j.spec_hash == manifest.spec_hash and (
@@ -141,26 +170,28 @@ def _over_budget(prepared: list[_Prepared], settings: Settings) -> OverBudget | 
 
 
 def previews(manifests: list[Manifest], backend: Backend, settings: Settings, n: int, *,
-             timeout: float = 3600, poll: float = 5.0) -> list[Preview]:
+             timeout: float = 3600, poll: float = 5.0, first_look: bool = False) -> list[Preview]:
     """Run (or reuse) a preview of `n` rows per manifest and compare. Rows an earlier preview of
     this spec answered, refused or is answering are not sent again. Budgets are checked over
-    all of them before any is sent: a manifest's max_cost, and the project's over the total."""
+    all of them before any is sent: a manifest's max_cost, and the project's over the total.
+    With `first_look`, a manifest with no older answers runs `n` of its rows not answered yet,
+    to be shown on their own (`batchrun preview` of a new manifest)."""
     with contextlib.ExitStack() as stack:
         prepared = []
         for manifest in sorted(manifests, key=lambda m: m.name):
             # Apply sends none of these rows while the preview decides and creates its job.
             stack.enter_context(locked(backend, manifest))
-            prepared.append(_prepare(manifest, backend, settings, n))
+            prepared.append(_prepare(manifest, backend, settings, n, first_look))
         refused = _over_budget(prepared, settings)
         if refused is not None:
             return [replace(p.base, state=PreviewState.OVER_BUDGET, over_budget=refused)
-                    if p.old else p.base for p in prepared]
+                    if p.sampled else p.base for p in prepared]
         for p in prepared:
             if p.to_send:
                 p.jobs.append(_create(p.manifest, backend, p.to_send))
     waited = _wait(backend, [j for p in prepared for j in p.jobs], timeout, poll)
     by_name = {j.name: j for j in waited}
-    return [_finish(replace(p, jobs=[by_name[j.name] for j in p.jobs]), backend) if p.old
+    return [_finish(replace(p, jobs=[by_name[j.name] for j in p.jobs]), backend) if p.sampled
             else p.base for p in prepared]
 
 
@@ -177,7 +208,7 @@ def _finish(p: _Prepared, backend: Backend) -> Preview:
     for r in p.rows:
         got = new.get(r.custom_id, {})
         ok = got.get("status") == Status.SUCCEEDED
-        pairs.append(Pair(r.custom_id, p.old[r.custom_id], got["output"] if ok else None,
+        pairs.append(Pair(r.custom_id, p.old.get(r.custom_id), got["output"] if ok else None,
                           None if ok else got.get("error") or p.refusals.get(r.custom_id)
                           or "no answer"))
     comparison = compare(pairs)

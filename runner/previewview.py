@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from runner.compare import MAX_EXAMPLES, Comparison, Example, Kind, Preview, PreviewState
-from runner.errors import n
+from runner.errors import n, usd_apart
 from runner.plan import Estimate
-from runner.planview import budget_amount, money
+from runner.planview import money
 
 CELL = 80  # characters of an answer shown in a table cell
 
@@ -16,15 +16,11 @@ CELL = 80  # characters of an answer shown in a table cell
 def over_budget_text(p: Preview) -> str:
     over = p.over_budget
     assert over is not None
+    cost, limit = usd_apart(over.cost, over.limit)
+    cost = "an unknown amount (no price for a model)" if over.cost is None else cost
     if over.manifest is not None:
-        return (f"the preview of {over.manifest} would cost {_amount(over.cost)}, over its "
-                f"max_cost {budget_amount(over.limit)}")
-    return (f"the previews together would cost {_amount(over.cost)}, over the project's max_cost "
-            f"{budget_amount(over.limit)}")
-
-
-def _amount(cost: float | None) -> str:
-    return "an unknown amount (no price for a model)" if cost is None else budget_amount(cost)
+        return f"the preview of {over.manifest} would cost {cost}, over its max_cost {limit}"
+    return f"the previews together would cost {cost}, over the project's max_cost {limit}"
 
 
 def failed_text(p: Preview) -> str:
@@ -52,8 +48,8 @@ def _head(p: Preview, full: Estimate | None) -> list[str]:
         lines.append(f"the full change: {money(full.cost)} for the rows left; the preview's rows count "
                      "as done when it is applied")
     state = {
-        PreviewState.NOTHING: "no row has an answer under another spec whose request changed: "
-                              "nothing to compare",
+        PreviewState.NOTHING: "no row has an answer under another spec whose request changed, "
+                              "and none waits for one: nothing to compare",
         PreviewState.OVER_BUDGET: f"nothing was sent: {over_budget_text(p)}"
         if p.over_budget else "",
         PreviewState.RUNNING: f"still running ({', '.join(p.jobs)}): run the preview again to "
@@ -128,16 +124,33 @@ def _comparison(c: Comparison, markdown: bool) -> list[str]:
     return lines
 
 
+def _first_answers(c: Comparison, markdown: bool) -> list[str]:
+    """A first look (no row answered before): the new answers on their own, every sampled row."""
+    lines = ["no row had an answer yet: the first answers under this spec (they count as done "
+             "when it is applied)"]
+    if markdown:
+        lines += ["", "| id | answer |", "|---|---|"]
+        lines += [f"| `{e.custom_id}` | {_cell(e.new, True)} |" for e in c.examples]
+    else:
+        lines += [f"  {e.custom_id}: {_cell(e.new, False)}" for e in c.examples]
+    return lines + _refusals(c, markdown)
+
+
+def _body(p: Preview, markdown: bool) -> list[str]:
+    if p.comparison is None:
+        return []
+    if p.first:
+        return _first_answers(p.comparison, markdown)
+    return _comparison(p.comparison, markdown)
+
+
 def text(p: Preview, full: Estimate | None = None) -> str:
-    lines = _head(p, full)
-    if p.comparison is not None:
-        lines += _comparison(p.comparison, markdown=False)
-    return "\n".join(lines) + "\n"
+    return "\n".join([*_head(p, full), *_body(p, markdown=False)]) + "\n"
 
 
 def markdown(p: Preview, full: Estimate | None = None) -> str:
     head = _head(p, full)
     lines = [f"#### Preview: `{p.manifest}`", "", *(f"{h}  " for h in head)]
     if p.comparison is not None:
-        lines += ["", *_comparison(p.comparison, markdown=True)]
+        lines += ["", *_body(p, markdown=True)]
     return "\n".join(lines) + "\n"

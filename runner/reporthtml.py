@@ -104,7 +104,10 @@ def preview(p: Preview, full: Estimate | None = None) -> str:
         cards.append(("the full change", money(full.cost)))
     extra, charts = "", ""
     rows: list[list[Any]] = []
-    if c is not None:
+    if c is not None and p.first:  # nothing answered before: the new answers on their own
+        cards.insert(0, ("first answers", f"{c.rows:,}"))
+        rows = [[e.custom_id, "new", e.new, "", ""] for e in c.examples]
+    elif c is not None:
         cards.insert(0, ("answers changed", f"{c.changed:,} of {c.rows:,}"))
         if c.kind is Kind.LABELS:
             charts = _bars("How answers moved (old → new)",
@@ -117,7 +120,9 @@ def preview(p: Preview, full: Estimate | None = None) -> str:
                 for e in c.examples)
         rows = [[e.custom_id, "changed", e.new, "", e.old] for e in c.examples]
     return _page(f"batchrun preview: {p.manifest}",
-                 f"spec {p.spec_hash[:12]} · {n(p.sampled, 'row')} answered before, run again under "
-                 "the new spec; their answers count when the change is applied",
+                 f"spec {p.spec_hash[:12]} · {n(p.sampled, 'row')} "
+                 + ("not answered yet, run under this spec" if p.first else
+                    "answered before, run again under the new spec")
+                 + "; their answers count when the change is applied",
                  _cards(cards), charts, extra, ["id", "status", "answer", "error", "old answer"],
                  rows)

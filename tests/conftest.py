@@ -24,6 +24,9 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith("BATCHRUN_") or key == "STORAGE_EMULATOR_HOST":
             monkeypatch.delenv(key)
+    # The local executor's record of each row it sent (.batchrun/sent.jsonl), which many tests
+    # count with; batchrun writes it only when asked. Subprocesses inherit it.
+    monkeypatch.setenv("BATCHRUN_RECORD_SENT", "1")
     # Secrets a test's settings made this process remember are that test's alone.
     monkeypatch.setattr(redact, "_remembered", set())
 

@@ -36,7 +36,8 @@ def test_forward_keeps_older_answers_and_sends_only_new_and_edited_rows(
     assert "6 rows, 0 failed, 4 stale" in results  # the kept answers, with their spec shown
     out = run("retry", "triage", "--older-specs", "--limit", "1")
     assert "1 answer from older specs to be re-run" in out
-    assert "create: 1 row in 1 job" in run("plan")
+    # issue 24: a row answered under an older spec, sent again, is a re-run (`~`), not a create
+    assert "re-run 1 row (spec changed: prompt), in 1 job" in run("plan")
     run("apply", "--auto-approve", "--wait", "--poll-interval", "0.2")
     assert len(_sent(root)) == 8  # exactly the one asked for
     assert "3 kept from older specs" in run("plan")

@@ -3,6 +3,7 @@ formatting, key order and the things that are not part of a row's answer."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from runner import api, identity
@@ -57,7 +58,8 @@ def test_labels_and_label_rules(project_dir: ProjectDir) -> None:
     labels = identity.job_labels(m, input_digest="ab" * 16, shard=0)
     assert labels == {"batchrun-managed": "v1", "batchrun-name": "triage",
                       "batchrun-spec": m.spec_hash, "batchrun-input": "ab" * 16,
-                      "batchrun-shard": "0"}
+                      "batchrun-shard": "0", "batchrun-parts": identity.spec_parts(m)}
+    assert re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{8}){4}", labels["batchrun-parts"])
     assert all(identity.label_value_problem(v) is None for v in labels.values())
     assert identity.label_key_problem("équipe") is None  # international lowercase is allowed
     assert identity.label_key_problem("Team") is not None

@@ -105,9 +105,37 @@ def test_a_preview_over_max_cost_sends_nothing(run, changed: ProjectDir) -> None
     assert sum(_sent(changed.root).values()) == 40
 
 
-def test_nothing_to_compare_without_older_answers(run, project_dir: ProjectDir) -> None:  # type: ignore[no-untyped-def]
+def test_a_new_manifest_previews_its_first_rows(run, project_dir: ProjectDir,  # type: ignore[no-untyped-def]
+                                               golden) -> None:
+    """Issue 24: `preview` could not try a brand-new manifest on a few rows ("nothing to
+    compare"). Now it runs them, shows their answers, and apply pays for none of them again."""
+    root = project_dir.root
+    project_dir.write("tickets.csv", TICKETS)
+    project_dir.write("triage.yaml", MANIFEST.replace("PROMPT", OLD))
+    out = run("preview", "triage", "-n", "5")
+    assert "5 rows sampled of 5 asked; 5 rows sent now" in out
+    assert "no row had an answer yet: the first answers under this spec" in out
+    shown = [line for line in out.splitlines() if line.startswith("  T")]
+    assert len(shown) == 5 and all(line.split(": ", 1)[1] in {"refund", "bug", "question",
+                                                             "feature"} for line in shown), out
+    golden("preview/first-look.txt", out)
+    first = dict(_sent(root))
+    assert sum(first.values()) == 5
+    again = run("preview", "triage", "-n", "5")  # the same rows: their answers are reused
+    assert "nothing sent now" in again and dict(_sent(root)) == first
+    doc = json.loads(run("preview", "triage", "-n", "5", "--format", "json"))
+    assert doc["first"] is True and doc["state"] == "done"
+    run("apply", "--auto-approve", "--wait", "--poll-interval", "0.1")
+    assert sum(_sent(root).values()) == 40 and set(_sent(root).values()) == {1}  # none twice
+    assert "nothing to compare" in run("preview", "triage")  # every row answered, this spec's
+    assert sum(_sent(root).values()) == 40
+
+
+def test_nothing_to_compare_when_every_answer_is_the_specs(run, project_dir: ProjectDir) -> None:  # type: ignore[no-untyped-def]
+    run("apply", "--auto-approve", "--wait", "--poll-interval", "0.1")
+    sent = sum(_sent(project_dir.root).values())
     assert "nothing to compare" in run("preview", "triage")
-    assert not _sent(project_dir.root)
+    assert sum(_sent(project_dir.root).values()) == sent
 
 
 def test_json_answers_are_compared_field_by_field() -> None:

@@ -18,7 +18,8 @@ from tests.conftest import SETTINGS, TICKETS, TRIAGE
 
 
 def batchrun(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHRUN_")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("BATCHRUN_") or k == "BATCHRUN_RECORD_SENT"}
     return subprocess.run([sys.executable, "-m", "runner", *args], cwd=cwd, text=True,
                           capture_output=True, timeout=120, check=False,
                           env={**env, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})

@@ -66,6 +66,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._control(method, path)
             return
         fake.requests.append(f"{method} {path}")
+        if fake.faults.service_disabled:
+            self._service_disabled(path)
+            return
         if fake.faults.drop_connections > 0:
             fake.faults.drop_connections -= 1
             self.close_connection = True
@@ -108,6 +111,26 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(exc.status, exc.message, exc.rpc_status)
         except (ValueError, KeyError) as exc:
             self._error(400, f"Invalid request: {exc}")
+
+    def _service_disabled(self, path: str) -> None:
+        """Google's answer when the API is off in the project (the shape of its 403)."""
+        number = self.server.fake.project_number
+        url = ("https://console.developers.google.com/apis/api/aiplatform.googleapis.com/"
+               f"overview?project={number}")
+        self._send(403, {"error": {
+            "code": 403, "status": "PERMISSION_DENIED",
+            "message": f"Vertex AI API has not been used in project {number} before or it is "
+                       f"disabled. Enable it by visiting {url} then retry. If you enabled this "
+                       "API recently, wait a few minutes for the action to propagate to our "
+                       "systems and retry.",
+            "details": [
+                {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "SERVICE_DISABLED",
+                 "domain": "googleapis.com",
+                 "metadata": {"service": "aiplatform.googleapis.com",
+                              "consumer": f"projects/{number}", "activationUrl": url}},
+                {"@type": "type.googleapis.com/google.rpc.Help",
+                 "links": [{"description": "Google developers console API activation",
+                            "url": url}]}]}})
 
     def _control(self, method: str, path: str) -> None:
         fake = self.server.fake

@@ -53,6 +53,9 @@ class Faults:
     # The real filter parser's reading of "-" inside a label key is unverified (AIP-160 uses "-"
     # for negation): with this on, any filter naming a label is refused with 400 INVALID_ARGUMENT.
     refuse_label_filter: bool = False
+    # The Vertex AI API is not enabled in the project: every call answers 403 PERMISSION_DENIED
+    # with the google.rpc.ErrorInfo reason SERVICE_DISABLED, as Google does.
+    service_disabled: bool = False
 
 
 def _now() -> datetime:

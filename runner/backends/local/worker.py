@@ -40,6 +40,7 @@ from runner.rpc import Code
 from runner.spec import ExecutorSpec, Family
 
 SYNC_SECONDS = 1.0
+RECORD_SENT_ENV = "BATCHRUN_RECORD_SENT"  # "1": keep .batchrun/sent.jsonl (tests only)
 SYNC_ROWS = 200
 POLL_SECONDS = 0.25  # how often a worker waiting on its rows looks for a cancel
 
@@ -137,13 +138,15 @@ def run_job(state_dir: Path, job_id: str) -> None:
     execute, workers = _executor(local, record["model"], flights)
     remote = local["executor"].get("type") in ("openai", "anthropic")  # sends rows to an endpoint
     input_path = Path(record["inputConfig"]["gcsSource"]["uris"][0])
-    sent_log = state_dir / "sent.jsonl"
+    # The executor's own record of what was sent, one line a row: the tests count with it. Only
+    # when one asks: in a user's project it would grow forever and tell nothing the output does.
+    sent_log = state_dir / "sent.jsonl" if os.environ.get(RECORD_SENT_ENV) == "1" else None
 
     def answer(rows: list[dict[str, Any]]) -> list[bytes]:
-        # One record per row: the executor's own record of what was sent, for the crash tests.
-        with sent_log.open("ab") as log:
-            log.write(b"".join(orjson.dumps({"job": job_id, "custom_id": row.get("custom_id")})
-                               + b"\n" for row in rows))
+        if sent_log is not None:
+            with sent_log.open("ab") as log:
+                log.write(b"".join(orjson.dumps({"job": job_id, "custom_id": row.get("custom_id")})
+                                   + b"\n" for row in rows))
         answers = execute.batch(rows) if isinstance(execute, Batched) else [execute(rows[0])]
         lines = []
         for line in map(orjson.dumps, answers):

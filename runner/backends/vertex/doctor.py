@@ -12,21 +12,29 @@ from typing import Any
 
 from runner.backends.base import Finding
 from runner.backends.vertex import access
+from runner.backends.vertex.explain import explain
 from runner.backends.vertex.gcs import split
 from runner.backends.vertex.jobs import parse_job
 from runner.backends.vertex.listing import MANAGED_FILTER
 from runner.errors import BatchrunError
 
+UNKNOWN_FIX = "run `batchrun --debug doctor` for the whole error"
 
-def _guard(what: str, fix: str, check: Callable[[], list[Finding]]) -> list[Finding]:
-    """A check that raised is one ✗ with its own words, never a traceback."""
+
+def _guard(what: str, check: Callable[[], list[Finding]]) -> list[Finding]:
+    """A check that raised is one ✗ with its own words and the fix for its cause (explain's: no
+    credentials, a disabled API, a missing permission...), never a traceback or a guessed fix."""
     try:
         return check()
     except BatchrunError as exc:
-        return [Finding(False, f"{what}: {exc}", fix)]
+        hint = next((d.hint for d in exc.diagnostics if d.hint), None)
+        return [Finding(False, f"{what}: {exc}", hint or UNKNOWN_FIX)]
     except Exception as exc:
+        found = explain(exc)
+        if found is not None:
+            return [Finding(False, f"{what}: {found.summary}", found.hint or UNKNOWN_FIX)]
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return [Finding(False, f"{what}: {first[:200]}", fix)]
+        return [Finding(False, f"{what}: {first[:200]}", UNKNOWN_FIX)]
 
 
 def credentials() -> Finding:
@@ -122,17 +130,19 @@ def _running(backend: Any, region: str, max_concurrent_jobs: int) -> list[Findin
 def checkup(backend: Any, regions: Sequence[str], wanted: Mapping[str, str],
             max_concurrent_jobs: int, *, tables: Mapping[str, str],
             write_probe: bool) -> list[Finding]:
-    out = [*_guard("credentials", "check your Google Cloud login", lambda: [credentials()]),
-           Finding(True, f"project: {backend.settings.project}")]
-    for region in regions:
-        out += _guard(f"Vertex AI in {region}", "enable the Vertex AI API (gcloud services "
-                      "enable aiplatform.googleapis.com) and check the region",
-                      functools.partial(_running, backend, region, max_concurrent_jobs))
-    out += _guard("Cloud Storage", "enable the Cloud Storage API and check staging",
-                  lambda: staging(backend.gcs, backend.base,  # the project's folder
-                                  write_probe=write_probe))
+    found = _guard("credentials", lambda: [credentials()])
+    out = [*found, Finding(True, f"project: {backend.settings.project}")]
+    services: list[tuple[str, Callable[[], list[Finding]]]] = [
+        (f"Vertex AI in {region}", functools.partial(_running, backend, region,
+                                                     max_concurrent_jobs))
+        for region in regions]
+    services.append(("Cloud Storage", lambda: staging(backend.gcs, backend.base,  # its folder
+                                                      write_probe=write_probe)))
     if wanted or tables:
-        out += _guard("BigQuery", "enable the BigQuery API "
-                      "(gcloud services enable bigquery.googleapis.com)",
-                      lambda: datasets(backend.bq, wanted, tables))
+        services.append(("BigQuery", lambda: datasets(backend.bq, wanted, tables)))
+    if not all(f.ok for f in found):  # every service would refuse: one cause, said once
+        return out + [Finding(False, f"{what}: not checked without credentials (see the first "
+                                     "line)") for what, _ in services]
+    for what, check in services:
+        out += _guard(what, check)
     return out

@@ -108,6 +108,20 @@ def rpc_error_text(status: int, payload: Any, fallback: str) -> str:
     return redact(f"{status} {code}: {err.get('message', '').strip() or fallback[:300]}")
 
 
+def disabled_service(payload: Any) -> tuple[str, str | None] | None:
+    """The service a 403 says is not enabled (google.rpc.ErrorInfo reason SERVICE_DISABLED), and
+    the page that enables it; None for any other refusal."""
+    err = payload.get("error") if isinstance(payload, Mapping) else None
+    details = err.get("details") if isinstance(err, Mapping) else None
+    for detail in details if isinstance(details, list) else ():
+        if isinstance(detail, Mapping) and detail.get("reason") == "SERVICE_DISABLED":
+            meta = detail.get("metadata")
+            meta = meta if isinstance(meta, Mapping) else {}
+            return (str(meta.get("service") or "aiplatform.googleapis.com"),
+                    str(meta["activationUrl"]) if meta.get("activationUrl") else None)
+    return None
+
+
 def output_uri(request: JobRequest, folder: str) -> str:
     """Where a job writes: a new table beside a BigQuery destination, else a new prefix under the
     project's `folder` in staging."""

@@ -14,17 +14,26 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote
 
-from runner.backends.vertex.jobs import rpc_error_text
-from runner.errors import BackendError, QuotaError
+from runner.backends.vertex.jobs import disabled_service, rpc_error_text
+from runner.errors import BackendError, Diagnostic, QuotaError, error
 
 RETRIED: Final = frozenset({429, 500, 502, 503, 504})
 SCOPE: Final = "https://www.googleapis.com/auth/cloud-platform"
 
 
 class VertexError(BackendError):
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str | list[Diagnostic], status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+def _disabled(project: str, service: str, url: str | None) -> VertexError:
+    name = "Vertex AI API" if service == "aiplatform.googleapis.com" else "API"
+    return VertexError([error(
+        f"the {name} ({service}) is not enabled in project {project}",
+        hint=f"gcloud services enable {service} --project {project}"
+             + (f" (or enable it at {url})" if url else "")
+             + "; it takes a minute or two to reach every region")], 403)
 
 
 class TransientCreateError(VertexError):
@@ -105,6 +114,9 @@ class VertexClient:
             except ValueError:
                 payload = None
             last = rpc_error_text(resp.status_code, payload, resp.text)
+            disabled = disabled_service(payload) if resp.status_code == 403 else None
+            if disabled is not None:
+                raise _disabled(self.parent.split("/")[1], *disabled)
             if resp.status_code == 429 and not retry:
                 raise QuotaExceeded(f"Vertex AI refused the job: {last}")
             if resp.status_code in RETRIED:
