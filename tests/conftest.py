@@ -18,12 +18,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from runner import redact
 
     for key in list(os.environ):
-        if key.startswith("BATCHRUN_") or key == "STORAGE_EMULATOR_HOST":
+        if key.startswith(("BATCHRUN_", "CLOUDSDK_")) or key in (
+                "STORAGE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT"):
             monkeypatch.delenv(key)
+    # gcloud's configured project is read from its files: never this machine's own.
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "no-gcloud"))
     # Secrets a test's settings made this process remember are that test's alone.
     monkeypatch.setattr(redact, "_remembered", set())
 
