@@ -4,8 +4,15 @@ region; a family's pool is a setting (quota.families)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import pytest
+
 from runner import api
 from runner.plan import Action
+from runner.spec import Family, FamilyQuota, Quota
+from tests.conftest import ProjectDir
 from tests.vertex_env import VertexWorld
 
 ROWS = "".join(f'{{"id": "a{i}", "text": "row {i}"}}\n' for i in range(1, 4))
@@ -71,3 +78,24 @@ def test_a_family_limit_by_setting(vertex: VertexWorld) -> None:
     vertex.faults(pending_seconds=60)
     plan = api.plan(vertex.project())
     assert creates(plan, "east") != creates(plan, "west") and creates(plan, "llama")
+
+
+def test_request_size_limit_is_the_familys_documented_one(tmp_path: Path) -> None:
+    from runner.errors import RenderError
+    from tests.test_render import manifest as seed
+
+    assert Quota().request_bytes(Family.CLAUDE) == 30_000_000  # Claude on Vertex: 30 MB
+    assert Quota().request_bytes(Family.OPENAI_CHAT) == 1_000_000
+    assert Quota(max_request_bytes=2000).request_bytes(Family.CLAUDE) == 2000
+    assert Quota(max_request_bytes=2000, families={"claude": FamilyQuota(
+        max_request_bytes=5000)}).request_bytes(Family.CLAUDE) == 5000
+    p = ProjectDir(tmp_path)
+    p.write("rows.jsonl", json.dumps({"id": "big", "text": "x" * 2_000_000}) + "\n")
+    p.write("seed.yaml", seed("anthropic/claude-haiku-4-5@20251001", '{user: "{{ text }}"}',
+                              "parameters: {max_tokens: 5}"))
+    (line,) = api.render(api.load_project(cwd=tmp_path), "seed")  # 2 MB: well within 30 MB
+    assert len(line) > 2_000_000
+    p.write("seed.yaml", seed("meta/llama-4-maverick-17b-128e-instruct-maas",
+                              '{user: "{{ text }}"}'))
+    with pytest.raises(RenderError, match="over the limit of 1,000,000"):
+        list(api.render(api.load_project(cwd=tmp_path), "seed"))
