@@ -18,6 +18,7 @@ from runner.settings import CONFIG_NAME
 from runner.spec import (
     DestinationKind,
     DestinationSpec,
+    Family,
     Manifest,
     PromptSpec,
     ResponseSpec,
@@ -257,6 +258,8 @@ def _build(doc: Document, path: Path, settings: Settings,
         region=spec.get("region") or settings.region or next(iter(catalog.batch_regions(model)),
                                                              None),
     )
+    if manifest.family is Family.OPENAI_EMBEDDINGS:
+        manifest = replace(manifest, destination=replace(manifest.destination, vectors=True))
     templates = [t.text for t in manifest.prompt.templates()]
     return replace(manifest, spec_hash=identity.spec_hash(manifest),
                    digest=identity.digest(identity.canonical_json({"doc": data,

@@ -97,6 +97,8 @@ class DestinationSpec:
     location: str  # absolute file path, "project.dataset.table" or "gs://bucket/prefix"
     identity: str  # the location as it enters the spec hash: file paths relative to the project
     adopt: bool = False  # may take over an existing destination batchrun did not write
+    # An embeddings manifest's: a new BigQuery table holds `output` as ARRAY<FLOAT64>.
+    vectors: bool = False
 
 
 @dataclass(frozen=True, slots=True)
