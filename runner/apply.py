@@ -26,7 +26,6 @@ from runner.backends.base import (
     JobRequest,
     RemoteJob,
     StagedInput,
-    pool_of,
 )
 from runner.errors import (
     ApprovalError,
@@ -52,7 +51,7 @@ from runner.paths import destination_lock
 from runner.plan import Action, Change, ManifestPlan, Plan
 from runner.prepared import Prepared, Work
 from runner.result import Status
-from runner.sharding import Sharder, busy_slots
+from runner.sharding import Sharder, busy_slots, job_pool, pool_limit, pool_of
 from runner.spec import Manifest, Settings
 
 log = logging.getLogger(__name__)
@@ -248,15 +247,18 @@ def create_jobs(manifest: Manifest, backend: Backend, settings: Settings, report
                 planned: Change, prepared: Prepared, say: Listener = quiet) -> None:
     """Create the plan's jobs from the rows it prepared, re-reading the manifest's jobs (any state)
     and the running ones right before each create."""
-    pool = pool_of(manifest.region, backend.regional)
+    quota = settings.quota
+    pool = pool_of(manifest.family, manifest.region, quota, backend.regional)
+    limit = pool_limit(manifest.family, quota, backend.regional)
 
     def busy(jobs: Sequence[RemoteJob]) -> int:
-        """Slots in use in the manifest's region (the job quota is per region): this project's
-        jobs just listed, and other batchrun projects' that listing set aside."""
+        """Slots in use in the manifest's quota pool (its family's, across the project or in its
+        region): this project's jobs just listed, and other batchrun projects' that listing set
+        aside."""
         return busy_slots([j for j in (*jobs, *backend.foreign_jobs())
-                           if pool_of(j.region, backend.regional) == pool])
+                           if job_pool(j, quota, backend.regional) == pool])
 
-    if busy(backend.list_jobs(in_flight_only=True)) >= settings.quota.max_concurrent_jobs:
+    if busy(backend.list_jobs(in_flight_only=True)) >= limit:
         return
     rows = _Peekable(prepared.entries())
     for shard in range(planned.shards):
@@ -275,7 +277,7 @@ def create_jobs(manifest: Manifest, backend: Backend, settings: Settings, report
         if twin is not None:
             report.skipped.append(f"{manifest.name}: rows already staged in {twin.name}")
             continue
-        if busy(fresh) >= settings.quota.max_concurrent_jobs:
+        if busy(fresh) >= limit:
             say(QuotaFull(manifest.name))
             return
         try:

@@ -14,7 +14,7 @@ from typing import Final
 
 import jinja2
 
-from runner import catalog, identity, modelrules, result, rowfile
+from runner import catalog, identity, importguard, modelrules, result, rowfile
 from runner.errors import Diagnostic, error, warning
 from runner.paths import destination_key
 from runner.render import template_variables
@@ -224,9 +224,16 @@ def _check_region(manifest: Manifest, doc: Document) -> list[Diagnostic]:
     return []
 
 
+def _check_import(manifest: Manifest, doc: Document) -> list[Diagnostic]:
+    """Parameters Vertex's batch importer would fail the whole job on (importguard)."""
+    return [error(what, **_at(doc, "spec", "parameters", *path), hint=fix)
+            for path, what, fix in importguard.parameter_problems(manifest.parameters)]
+
+
 def check_manifest(manifest: Manifest, doc: Document) -> list[Diagnostic]:
     return [*_check_names(manifest, doc), *_check_model(manifest, doc),
-            *_check_prompt(manifest, doc), *_check_locations(manifest, doc)]
+            *_check_prompt(manifest, doc), *_check_locations(manifest, doc),
+            *_check_import(manifest, doc)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ import orjson
 
 from runner import result
 from runner.identity import backend_of_job
+from runner.loaderids import CoercedIds, loader_key
 from runner.outputs import ParsedOutput, parse_line
 from runner.reconcile import Fault, fault_of
 from runner.redact import redact, redact_value
@@ -104,16 +105,30 @@ def result_rows(
     tally = tally if tally is not None else Tally()
     pending = iter(index)
     staged: dict[str, Any] = {}
+    answered_keys: set[tuple[str, object]] = set()  # loader keys of ids answered (coercible ones)
+    coerced: CoercedIds | None = None
+
+    def found(entry: Any) -> Any:
+        key = loader_key(entry.custom_id)
+        if key is not None:
+            answered_keys.add(key)
+        return entry
 
     def find(custom_id: str) -> Any:
+        nonlocal coerced
         entry = staged.pop(custom_id, None)
         if entry is not None:
-            return entry
+            return found(entry)
         for entry in pending:
             if entry.custom_id == custom_id:
-                return entry
+                return found(entry)
             staged[entry.custom_id] = entry
-        return None
+        # No staged row has this id: the importer may have coerced it ("000123" came back as 123).
+        # The index is read to its end by now, so every row still unanswered is in `staged`.
+        if coerced is None:
+            coerced = CoercedIds(list(staged), answered_keys)
+        real = coerced.match(custom_id)
+        return staged.pop(real, None) if real is not None else None
 
     def row(entry: Any, parsed: ParsedOutput, raw: str | None) -> dict[str, Any]:
         return result.make(

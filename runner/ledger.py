@@ -316,7 +316,7 @@ def rendered_rows(manifest: Manifest, reader: BackendReader, settings: Settings,
     counted there (Ledger.unchanged)."""
     return render_rows(manifest, _source_rows(manifest, reader, settings, ledger), known=known,
                        fingerprints=fingerprints,
-                       max_request_bytes=settings.quota.max_request_bytes,
+                       max_request_bytes=settings.quota.request_bytes(manifest.family),
                        source_name=display_path_of(manifest, settings),
                        max_id_chars=settings.quota.max_id_chars,
                        reread=lambda: _source_rows(manifest, reader, settings),

@@ -18,6 +18,7 @@ from runner.settings import CONFIG_NAME
 from runner.spec import (
     DestinationKind,
     DestinationSpec,
+    Family,
     Manifest,
     ModelRef,
     PromptSpec,
@@ -144,7 +145,9 @@ def _passthrough(spec: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def _source(raw: Mapping[str, Any], base: Path, problems: list[Diagnostic], settings: Settings,
-            doc: Document) -> SourceSpec:
+            doc: Document, row_bytes: int) -> SourceSpec:
+    """The source as written; `row_bytes`: the family's request limit, a local row longer than
+    which is refused as it is read."""
     fmt = raw.get("format")
     columns = tuple(raw["columns"]) if "columns" in raw else None
     default_id = "custom_id" if fmt == "requests" else ""
@@ -176,7 +179,7 @@ def _source(raw: Mapping[str, Any], base: Path, problems: list[Diagnostic], sett
                                   hint="paths are relative to the manifest's folder"))
         return SourceSpec(SourceKind.FILE, str(path), fmt, id_column, columns, id_hash=id_hash,
                           max_id_chars=settings.quota.max_id_chars,
-                          max_row_bytes=settings.quota.max_request_bytes)
+                          max_row_bytes=row_bytes)
     if "bigquery" in raw:
         bq = raw["bigquery"]
         key = "query" if "query" in bq else "table"
@@ -285,7 +288,8 @@ def _build(doc: Document, path: Path, settings: Settings, problems: list[Diagnos
         family=catalog.family_of(model, task),
         # 0 and 0.0 mean the same to the model; one spelling keeps request bytes and hashes stable.
         parameters=identity.normalise(_parameters(model, meta["name"], spec, settings, notes)),
-        source=_source(spec["source"], base, problems, settings, doc),
+        source=_source(spec["source"], base, problems, settings, doc,
+                       settings.quota.request_bytes(catalog.family_of(model, task))),
         prompt=_prompt(spec.get("prompt", {}), base, problems, doc, settings),
         destination=_destination(spec["destination"], base, settings, problems, doc),
         response=ResponseSpec(
@@ -304,6 +308,8 @@ def _build(doc: Document, path: Path, settings: Settings, problems: list[Diagnos
                                                              None),
         lines={".".join(key): doc.line_of(key) for key in _LOCATED},
     )
+    if manifest.family is Family.OPENAI_EMBEDDINGS:
+        manifest = replace(manifest, destination=replace(manifest.destination, vectors=True))
     templates = [t.text for t in manifest.prompt.templates()]
     return replace(manifest, spec_hash=identity.spec_hash(manifest),
                    digest=identity.digest(identity.canonical_json({"doc": data,

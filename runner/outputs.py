@@ -11,10 +11,11 @@ import json
 import struct
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
+from runner.rpc import Code
 from runner.spec import Family
 
 RAW_KEEP = 2000  # characters of an unparseable line kept in the error
@@ -31,20 +32,42 @@ class ParsedOutput:
 
 
 _PHRASES = {s.phrase.lower(): s.value for s in HTTPStatus} | {"unavailable": 503}
+# Names the services write where a status code would be, read as the code they stand for, so the
+# fault table judges an error by what it is, not by its words. Anthropic's error types (its
+# Errors page: type -> HTTP status), OpenAI's batch and error codes, and google.rpc status names.
+_NAMED: Final = {
+    "invalid_request_error": 400, "authentication_error": 401, "billing_error": 402,
+    "permission_error": 403, "not_found_error": 404, "request_too_large": 413,
+    "rate_limit_error": 429, "api_error": 500, "timeout_error": 504, "overloaded_error": 529,
+    # OpenAI batch output: expired or cancelled before the request ran; the model call timed out.
+    "batch_expired": Code.DEADLINE_EXCEEDED, "batch_cancelled": Code.CANCELLED,
+    "request_timeout": 408, "rate_limit_exceeded": 429, "server_error": 500,
+} | {code.name: code.value for code in Code}
 
 
 def _int_code(value: Any) -> int | None:
+    """A status code as the line gives it: a number, digits, or a name that stands for one."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str) and value.isdigit():
         return int(value)
+    if isinstance(value, str):
+        named = _NAMED.get(value) or _NAMED.get(value.upper())
+        return int(named) if named is not None else None
     return None
 
 
+def _first_code(*values: Any) -> int | None:
+    return next((c for c in map(_int_code, values) if c is not None), None)
+
+
 def _status_error(status: str) -> tuple[str, int | None]:
-    """"Bad Request: {json}" -> the inner message and its code; any other text stays as it is."""
+    """"Bad Request: {json}" or "RESOURCE_EXHAUSTED error occurred: {json}" -> the inner message
+    and its code; any other text stays as it is (with the code its head names, if any)."""
     head, _, rest = status.partition(": ")
-    code = _PHRASES.get(head.strip().lower()) or _int_code(head.split(" ", 1)[0])
+    first = head.strip().split(" ", 1)[0]
+    code = _PHRASES.get(head.strip().lower()) or (
+        _int_code(first) if first.isdigit() or first.isupper() else None)
     try:
         inner = json.loads(rest) if rest.startswith("{") else None
     except ValueError:
@@ -55,17 +78,18 @@ def _status_error(status: str) -> tuple[str, int | None]:
             message = err.get("message") or json.dumps(err)
             label = err.get("code") or err.get("type")
             return (f"{head}: {message}" + (f" ({label})" if label else ""),
-                    _int_code(err.get("code")) or code)
+                    _first_code(err.get("code"), err.get("status"), err.get("type")) or code)
     return status, code
 
 
 def _error_text(err: Any) -> tuple[str, int | None]:
     if isinstance(err, dict) and isinstance(err.get("error"), dict | str):
-        return _error_text(err["error"])  # an OpenAI-style body: {"error": {...}}
+        return _error_text(err["error"])  # an OpenAI or Anthropic body: {"error": {...}}
     if isinstance(err, dict):
         message = err.get("message") or json.dumps(err, ensure_ascii=False)
-        code = err.get("code") or err.get("status")
-        return (f"{message} ({code})" if code else str(message)), _int_code(code)
+        code = err.get("code") or err.get("status") or err.get("type")
+        return ((f"{message} ({code})" if code else str(message)),
+                _first_code(err.get("code"), err.get("status"), err.get("type")))
     return str(err), None
 
 
@@ -95,10 +119,39 @@ def _empty(why: str) -> str:
     return f"the model returned no answer ({why})"
 
 
+# Cache tokens as each family reports them: Anthropic's are counted beside input_tokens, OpenAI's
+# cached_tokens are a part of prompt_tokens. Kept under their own names; absent when not reported.
+_CLAUDE_CACHE: Final = ("cache_read_input_tokens", "cache_creation_input_tokens")
+
+
+def _claude_usage(usage: dict[str, Any]) -> dict[str, int]:
+    counts = {"input_tokens": int(usage.get("input_tokens") or 0),
+              "output_tokens": int(usage.get("output_tokens") or 0)}
+    counts.update({k: int(usage[k]) for k in _CLAUDE_CACHE if usage.get(k) is not None})
+    return counts
+
+
+def _batch_result(custom_id: str | None, result: dict[str, Any]) -> ParsedOutput | Any:
+    """Anthropic's batch result shape ({"type": "succeeded", "message"} / "errored" / "expired" /
+    "canceled"), in case Vertex writes it: the message to read on, or the row's failure."""
+    kind = result.get("type")
+    if kind == "succeeded":
+        return result.get("message")
+    if kind in ("expired", "canceled"):  # never ran: not the row's doing
+        return ParsedOutput(custom_id, False, error=f"the request {kind} before it ran ({kind})",
+                            code=Code.DEADLINE_EXCEEDED if kind == "expired" else Code.CANCELLED)
+    text, code = _error_text(result.get("error") or result)
+    return ParsedOutput(custom_id, False, error=text, code=code)
+
+
 def _claude(data: dict[str, Any]) -> ParsedOutput:
     custom_id = _custom_id(data)
     status = data.get("status") or ""
     response = _response(data)
+    if response is None and isinstance(data.get("result"), dict):
+        response = _batch_result(custom_id, data["result"])
+        if isinstance(response, ParsedOutput):
+            return response
     if status:
         text, code = _status_error(str(status))
         return ParsedOutput(custom_id, False, error=text, code=code)
@@ -107,9 +160,7 @@ def _claude(data: dict[str, Any]) -> ParsedOutput:
         return ParsedOutput(custom_id, False, error=text, code=code)
     if not isinstance(response, dict) or "content" not in response:
         return ParsedOutput(custom_id, False, error="no answer in the output row")
-    usage = response.get("usage") or {}
-    counts = {"input_tokens": int(usage.get("input_tokens") or 0),
-              "output_tokens": int(usage.get("output_tokens") or 0)}
+    counts = _claude_usage(response.get("usage") or {})
     blocks = [b for b in response.get("content") or [] if isinstance(b, dict)]
     text = "".join(str(b.get("text") or "") for b in blocks if b.get("type", "text") == "text")
     tools = [{"name": b.get("name"), "input": b.get("input")} for b in blocks
@@ -154,11 +205,19 @@ def _openai(data: dict[str, Any]) -> ParsedOutput:
         text, code = _error_text(err)
         return ParsedOutput(custom_id, False, error=text,
                             code=status_code if status_code and status_code >= 400 else code)
+    status = data.get("status")
+    if not (isinstance(response, dict) and ("data" in response or "choices" in response)) and (
+            isinstance(status, str) and status):  # a failure told only in a `status` column
+        text, code = _status_error(status)
+        return ParsedOutput(custom_id, False, error=text, code=code)
     if not isinstance(response, dict):
         return ParsedOutput(custom_id, False, error="no answer in the output row")
     usage = response.get("usage") or {}
     counts = {"input_tokens": int(usage.get("prompt_tokens") or 0),
               "output_tokens": int(usage.get("completion_tokens") or 0)}
+    details = usage.get("prompt_tokens_details")
+    if isinstance(details, dict) and details.get("cached_tokens") is not None:
+        counts["cached_tokens"] = int(details["cached_tokens"])
     if "data" in response:
         items = response.get("data") or []
         vector = _vector(items[0].get("embedding")) if items and isinstance(items[0], dict) \

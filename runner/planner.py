@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import orjson
 
 from runner import estimate, identity
-from runner.backends.base import BackendReader, RemoteJob, pool_of
+from runner.backends.base import BackendReader, RemoteJob
 from runner.errors import BackendError, error
 from runner.identity import PARTS_LABEL
 from runner.jobfailures import failures_of
@@ -44,7 +44,7 @@ from runner.reconcile import (
 )
 from runner.redact import redact
 from runner.rpc import Code
-from runner.sharding import Sharder
+from runner.sharding import Sharder, job_pool, pool_limit, pool_of
 from runner.spec import Family, Manifest, Settings
 
 MAX_FAILURES_SHOWN = 10
@@ -272,9 +272,10 @@ def make_plan(manifests: Sequence[Manifest], reader: BackendReader, settings: Se
     `work`, the rows each manifest is to send are kept there for apply."""
     jobs = reader.list_jobs()
     # Other batchrun projects' running jobs are none of these manifests', but use the same quota.
-    busy = Counter(pool_of(j.region, reader.regional) for j in (*jobs, *reader.foreign_jobs())
+    quota = settings.quota
+    busy = Counter(job_pool(j, quota, reader.regional) for j in (*jobs, *reader.foreign_jobs())
                    if j.state.in_flight)
-    free: dict[str, int] = {}  # job slots left per quota pool (region)
+    free: dict[str, int] = {}  # job slots left per quota pool (a family's, per project or region)
     by_name: dict[str, list[RemoteJob]] = {}
     for job in jobs:  # one pass: plans scale with the listing, not manifests x jobs
         by_name.setdefault(job.manifest_name, []).append(job)
@@ -284,8 +285,8 @@ def make_plan(manifests: Sequence[Manifest], reader: BackendReader, settings: Se
         prepared = None
         if work is not None:
             prepared = work.manifests[manifest.name] = Prepared(manifest.name)
-        pool = pool_of(manifest.region, reader.regional)
-        free.setdefault(pool, settings.quota.max_concurrent_jobs - busy[pool])
+        pool = pool_of(manifest.family, manifest.region, quota, reader.regional)
+        free.setdefault(pool, pool_limit(manifest.family, quota, reader.regional) - busy[pool])
         plan, used = plan_manifest(manifest, reader, settings,
                                    by_name.get(manifest.name, []) + unknown, free[pool],
                                    exact_tokens=exact_tokens, prepared=prepared)

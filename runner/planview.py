@@ -174,7 +174,7 @@ def plan_text(plan: Plan) -> str:
     lines = []
     width = max((len(m.name) for m in plan.manifests), default=0)
     region: str | None = None
-    # Grouped by region on a regional backend: each region has its own job quota.
+    # Grouped by region on a regional backend: jobs are created and listed per region.
     for m in sorted(plan.manifests, key=lambda m: m.region or ""):
         if m.region is not None and m.region != region:
             region = m.region

@@ -17,7 +17,7 @@ import jinja2.meta
 import jinja2.nodes
 import orjson
 
-from runner import estimate
+from runner import estimate, importguard
 from runner.identity import request_hash
 from runner.idrule import hashed_id, hashed_shape, id_ok, sent_as_is
 from runner.rows import SourceRow
@@ -313,6 +313,8 @@ class Renderer:
             return RenderedRow(custom_id, line, _sha(line).hexdigest()[:32], row, chars)
         try:
             if self._requests:
+                for path, what, fix in importguard.row_problems(row.data):  # the first is enough
+                    raise RowError(f"{importguard.dotted(path)}: {what}; {fix}")
                 line = dumps(_with_custom_id(row.data, custom_id))
                 chars = estimate.prompt_chars(self.manifest.family, row.data)
             else:

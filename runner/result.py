@@ -37,6 +37,9 @@ BIGQUERY_TYPES: Final = {"custom_id": "STRING", "status": "STRING", "output": "S
                          "job": "STRING", "finished_at": "STRING", "retry": "JSON",
                          "source_fp": "STRING", "raw": "STRING"}
 BIGQUERY_JSON: Final = tuple(k for k, v in BIGQUERY_TYPES.items() if v == "JSON")
+# An embeddings manifest's `output` in a table batchrun makes: ARRAY<FLOAT64> (type, mode), so SQL
+# reads the vector as numbers. A table made before, with a STRING output, keeps its JSON text.
+BIGQUERY_VECTOR: Final = ("FLOAT64", "REPEATED")
 
 
 class State(StrEnum):

@@ -5,6 +5,7 @@ File reads only. Flags beat environment variables, which beat the overlay, which
 
 from __future__ import annotations
 
+import configparser
 import math
 import os
 import re
@@ -15,7 +16,7 @@ from typing import Any, Final
 
 from runner import catalog, redact, schemas
 from runner.errors import ConfigError, Diagnostic, error, warning
-from runner.spec import ExecutorSpec, Quota, Settings
+from runner.spec import ExecutorSpec, FamilyQuota, Quota, Settings
 from runner.yamldoc import Document, load_documents
 
 CONFIG_NAME: Final = "batchrun.yaml"
@@ -78,6 +79,12 @@ def _executor(raw: Mapping[str, Any]) -> ExecutorSpec:
     return ExecutorSpec(**fields)
 
 
+def _quota(raw: Mapping[str, Any]) -> Quota:
+    fields = dict(raw)
+    fields["families"] = {k: FamilyQuota(**v) for k, v in fields.get("families", {}).items()}
+    return Quota(**fields)
+
+
 def _allowed(value: Any) -> bool | tuple[str, ...]:
     return tuple(str(v) for v in value) if isinstance(value, list) else bool(value)
 
@@ -119,6 +126,10 @@ def load_settings(
         if flags.get(key):
             data[key] = flags[key]
             origins[key] = f"--{key}"
+    if data.get("backend", "local") == "vertex" and not data.get("project"):
+        found = gcp_project(environ)  # as Google's own clients find it
+        if found is not None:
+            data["project"], origins["project"] = found
     root = path.parent if path else cwd.resolve()
     local = data.get("local", {})
     settings = Settings(
@@ -132,7 +143,7 @@ def load_settings(
         environments=tuple(sorted(data.get("environments", {}))),
         manifests=tuple(data.get("manifests", ())),
         defaults=data.get("defaults", {}),
-        quota=Quota(**data.get("quota", {})),
+        quota=_quota(data.get("quota", {})),
         executor=_executor(local.get("executor", {"type": "echo"})),
         model_executors={k: _executor(v) for k, v in local.get("models", {}).items()},
         pricing=data.get("pricing", {}),
@@ -146,6 +157,49 @@ def load_settings(
     )
     _remember_secrets(settings, environ)
     return settings, check_settings(settings, environ)
+
+
+def _gcloud_folder(environ: Mapping[str, str]) -> Path | None:
+    """gcloud's configuration folder: CLOUDSDK_CONFIG, else ~/.config/gcloud (%APPDATA%/gcloud on
+    Windows); None when the environment names no home to look in."""
+    if environ.get("CLOUDSDK_CONFIG"):
+        return Path(environ["CLOUDSDK_CONFIG"])
+    if os.name == "nt" and environ.get("APPDATA"):
+        return Path(environ["APPDATA"]) / "gcloud"
+    return Path(environ["HOME"]) / ".config" / "gcloud" if environ.get("HOME") else None
+
+
+def gcloud_project(environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """(project, where) as `gcloud config get-value project` would say, read from gcloud's files
+    rather than by running it: CLOUDSDK_CORE_PROJECT, else the active configuration's [core]
+    project (CLOUDSDK_ACTIVE_CONFIG_NAME, else the folder's active_config, else "default")."""
+    if environ.get("CLOUDSDK_CORE_PROJECT"):
+        return environ["CLOUDSDK_CORE_PROJECT"], "CLOUDSDK_CORE_PROJECT"
+    folder = _gcloud_folder(environ)
+    if folder is None:
+        return None
+    try:
+        name = environ.get("CLOUDSDK_ACTIVE_CONFIG_NAME") or (
+            (folder / "active_config").read_text(encoding="utf-8").strip() or "default")
+    except OSError:
+        name = "default"
+    path = folder / "configurations" / f"config_{name}"
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, configparser.Error):
+        return None
+    project = parser.get("core", "project", fallback="").strip()
+    return (project, f"gcloud config ({path})") if project else None
+
+
+def gcp_project(environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """The GCP project Google's clients use when none is given: GOOGLE_CLOUD_PROJECT (or the
+    legacy GCLOUD_PROJECT), then gcloud's configured project."""
+    for var in ("GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT"):
+        if environ.get(var):
+            return environ[var], var
+    return gcloud_project(environ)
 
 
 def _remember_secrets(settings: Settings, environ: Mapping[str, str]) -> None:
@@ -197,6 +251,9 @@ def check_settings(settings: Settings, environ: Mapping[str, str] | None = None)
     if settings.backend == "vertex":
         for key in ("project", "staging"):  # a region comes from the manifest or the model
             if getattr(settings, key) is None:
+                also = (", GOOGLE_CLOUD_PROJECT or `gcloud config set project ID`"
+                        if key == "project" else f" or {ENV_VARS[key]}")
+                where = f", {ENV_VARS[key]}" if key == "project" else ""
                 out.append(error(f"the vertex backend needs {key}", file=file, path=key,
-                                 hint=f"set {key} in batchrun.yaml or {ENV_VARS[key]}"))
+                                 hint=f"set {key} in batchrun.yaml{where}{also}"))
     return out

@@ -1,12 +1,13 @@
-"""Splitting the rows to send into jobs, and counting the job slots in use: the one splitting rule
-the planner shows and apply carries out. Pure: no I/O."""
+"""Splitting the rows to send into jobs, and counting the job slots in use per quota pool: the one
+splitting rule and the one pool rule the planner shows and apply carries out. Pure: no I/O."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from runner import catalog
 from runner.backends.base import RemoteJob
-from runner.spec import Settings
+from runner.spec import Family, Quota, Settings, Task
 
 
 class Sharder:
@@ -37,3 +38,30 @@ class Sharder:
 
 def busy_slots(jobs: Sequence[RemoteJob]) -> int:
     return sum(1 for j in jobs if j.state.in_flight)
+
+
+def job_family(job: RemoteJob) -> Family:
+    """The request family of a job, by its model (a job of a model batchrun cannot read counts
+    with Claude, the strictest documented quota)."""
+    model = catalog.parse_model(job.model)
+    if model is None:
+        return Family.CLAUDE
+    return catalog.family_of(model, catalog.known_task(model) or Task.CHAT)
+
+
+def pool_of(family: Family, region: str | None, quota: Quota, regional: bool) -> str:
+    """The job quota a manifest or job counts against. On a regional backend: its family's, across
+    the project or in its region (quota.counted_per); else the backend's one pool."""
+    if not regional:
+        return ""
+    where = "project" if quota.counted_per(family) == "project" else (region or "")
+    return f"{family.value}@{where}"
+
+
+def job_pool(job: RemoteJob, quota: Quota, regional: bool) -> str:
+    return pool_of(job_family(job), job.region, quota, regional)
+
+
+def pool_limit(family: Family, quota: Quota, regional: bool) -> int:
+    """How many jobs the pool of `family` may run at once."""
+    return quota.concurrent_jobs(family) if regional else quota.max_concurrent_jobs

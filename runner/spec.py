@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 
 class Task(StrEnum):
@@ -99,6 +99,8 @@ class DestinationSpec:
     location: str  # absolute file path, "project.dataset.table" or "gs://bucket/prefix"
     identity: str  # the location as it enters the spec hash: file paths relative to the project
     adopt: bool = False  # may take over an existing destination batchrun did not write
+    # An embeddings manifest's: a new BigQuery table holds `output` as ARRAY<FLOAT64>.
+    vectors: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,11 +143,31 @@ class Manifest:
 
 
 @dataclass(frozen=True, slots=True)
+class FamilyQuota:
+    """One request family's own job quota (batchrun.yaml quota.families.NAME); None: the default."""
+
+    max_concurrent_jobs: int | None = None
+    counted_per: str | None = None  # "project": jobs in every region count together; "region"
+    max_request_bytes: int | None = None
+
+
+# Where Vertex keeps each family's quota, and its documented request size. Claude: "up to four
+# concurrent batch requests in a single project" (Claude batch page) and a 30 MB request payload
+# (Claude on Vertex). Open models: no batch quota or request limit documented; Vertex's standard
+# quotas are per project and region (quotas page) - inferred, with batchrun's old 1 MB guard.
+FAMILY_DEFAULTS: Final = {
+    Family.CLAUDE.value: FamilyQuota(counted_per="project", max_request_bytes=30_000_000),
+    Family.OPENAI_CHAT.value: FamilyQuota(counted_per="region", max_request_bytes=1_000_000),
+    Family.OPENAI_EMBEDDINGS.value: FamilyQuota(counted_per="region", max_request_bytes=1_000_000),
+}
+
+
+@dataclass(frozen=True, slots=True)
 class Quota:
-    max_concurrent_jobs: int = 4
+    max_concurrent_jobs: int = 4  # every family's, unless quota.families names its own
     max_rows_per_job: int = 100_000
     max_bytes_per_job: int = 1_000_000_000
-    max_request_bytes: int = 1_000_000
+    max_request_bytes: int | None = None  # every family's when set; else each family's own
     # Anthropic's batch API allows custom_id of 1-64 characters; Vertex documents no other limit.
     max_id_chars: int = 64
     # Vertex fails the first job in a region with INTERNAL (code 13); its docs say resubmit later.
@@ -155,6 +177,21 @@ class Quota:
     failure_backoff_max: float = 3600.0
     # Job-level failures of the same rows in a row, none answered, before the manifest is blocked.
     max_job_failures: int = 3
+    families: Mapping[str, FamilyQuota] = field(default_factory=dict)  # batchrun.yaml's own
+
+    def _own(self, family: Family) -> FamilyQuota:
+        return self.families.get(family.value) or FamilyQuota()
+
+    def concurrent_jobs(self, family: Family) -> int:
+        return self._own(family).max_concurrent_jobs or self.max_concurrent_jobs
+
+    def counted_per(self, family: Family) -> str:
+        return (self._own(family).counted_per or FAMILY_DEFAULTS[family.value].counted_per
+                or "region")
+
+    def request_bytes(self, family: Family) -> int:
+        return (self._own(family).max_request_bytes or self.max_request_bytes
+                or FAMILY_DEFAULTS[family.value].max_request_bytes or 1_000_000)
 
 
 @dataclass(frozen=True, slots=True)

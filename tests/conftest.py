@@ -18,15 +18,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from runner import redact
 
     for key in list(os.environ):
-        if key.startswith("BATCHRUN_") or key == "STORAGE_EMULATOR_HOST":
+        if key.startswith(("BATCHRUN_", "CLOUDSDK_")) or key in (
+                "STORAGE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT"):
             monkeypatch.delenv(key)
     # The local executor's record of each row it sent (.batchrun/sent.jsonl), which many tests
     # count with; batchrun writes it only when asked. Subprocesses inherit it.
     monkeypatch.setenv("BATCHRUN_RECORD_SENT", "1")
+    # gcloud's configured project is read from its files: never this machine's own.
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "no-gcloud"))
     # Secrets a test's settings made this process remember are that test's alone.
     monkeypatch.setattr(redact, "_remembered", set())
 

@@ -97,7 +97,7 @@ def test_error_lines_carry_their_code_so_the_fault_table_can_judge() -> None:
     cases = [(CLAUDE_FAIL, Family.CLAUDE, 400, Fault.ROW),
              (OPENAI_WRAPPED_FAIL, Family.OPENAI_CHAT, 429, Fault.INFRA),
              (OPENAI_FAIL_OBJ, Family.OPENAI_CHAT, 400, Fault.ROW),
-             (OPENAI_FAIL_STR, Family.OPENAI_CHAT, None, Fault.ROW),
+             (OPENAI_FAIL_STR, Family.OPENAI_CHAT, None, Fault.INFRA),  # quota: never the row's
              (b'{"custom_id": "x", "status": "Service Unavailable: {\\"error\\": {\\"message\\": '
               b'\\"try later\\"}}", "response": {}}', Family.CLAUDE, 503, Fault.INFRA),
              (b'{"custom_id": "x", "response": null, "error": {"code": 13, "message": "INTERNAL"}}',

@@ -64,11 +64,6 @@ def region_of(name: str) -> str | None:
     return parts[3] if len(parts) > 3 and parts[2] == "locations" else None
 
 
-def pool_of(region: str | None, regional: bool) -> str:
-    """The job quota a job or manifest counts against: its region, or the one pool."""
-    return (region or "") if regional else ""
-
-
 def select(jobs: Iterable[RemoteJob], manifest_name: str | None,
            in_flight_only: bool) -> list[RemoteJob]:
     """The same narrowing in memory, for backends without a server-side filter."""
@@ -195,7 +190,7 @@ class BackendReader(Protocol):
     """All that plan, status and results may touch."""
 
     kind: str
-    regional: bool  # jobs run in regions, each with its own job quota (else one pool)
+    regional: bool  # jobs run in regions, quota pools per family (sharding.pool_of); else one pool
 
     def read_source(self, source: SourceSpec, answered: AnsweredIn | None = None
                     ) -> Iterator[SourceRow | RowIssue | Unchanged]:

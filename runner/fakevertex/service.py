@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import secrets
 import threading
 import time
@@ -56,6 +57,9 @@ class Faults:
     # The Vertex AI API is not enabled in the project: every call answers 403 PERMISSION_DENIED
     # with the google.rpc.ErrorInfo reason SERVICE_DISABLED, as Google does.
     service_disabled: bool = False
+    # The importer guesses JSON types (a Gemini batch note: "000000" came back as 0): ids that look
+    # like numbers or booleans come back as such in the output.
+    coerce_ids: bool = False
 
 
 def _now() -> datetime:
@@ -301,6 +305,8 @@ class FakeVertex:
                 ok += 1
             if custom_id in faults.drop_output_rows:
                 continue
+            if faults.coerce_ids:
+                line = {**line, "custom_id": _as_loaded(custom_id)}
             passthrough = {k: v for k, v in row.items() if k not in ("method", "url")}
             out_rows.append({**passthrough, **line} if "bigquerySource" in source else line)
         with self.lock:
@@ -333,6 +339,19 @@ class FakeVertex:
             lines[-1] = lines[-1][: len(lines[-1]) // 2]
         io.write_gcs_output(directory, lines)
         return {"gcsOutputDirectory": directory}
+
+
+def _as_loaded(value: str) -> Any:
+    """`value` as a loader that guesses types reads it: digits as a number, true/false as a bool."""
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    if value.lstrip("+-").isdigit():
+        return int(value)
+    return number if math.isfinite(number) and not value.isalpha() else value
 
 
 def _validate(location: str, body: dict[str, Any]) -> None:

@@ -360,7 +360,8 @@ class VertexBackend:
             localfiles.write_destination(dest, rows, collected, append=append)
             return
         if dest.kind is DestinationKind.BIGQUERY:
-            self.bq.merge(dest.location, (row for row, changed in rows if changed))
+            self.bq.merge(dest.location, (row for row, changed in rows if changed),
+                          vectors=dest.vectors)
         else:
             if append:  # an object is replaced whole: the rows already there, then the new ones
                 rows = itertools.chain(((row, False) for row in self.read_destination(dest)),

@@ -16,7 +16,7 @@ import orjson
 
 from runner.backends.vertex import sqlnames
 from runner.errors import BackendError, error
-from runner.result import BIGQUERY_JSON, BIGQUERY_TYPES
+from runner.result import BIGQUERY_JSON, BIGQUERY_TYPES, BIGQUERY_VECTOR
 from runner.rows import AnsweredIn, LedgerRows, SourceRow, Unchanged
 
 log = logging.getLogger(__name__)
@@ -278,8 +278,10 @@ class BigQuery:
         log.debug("read destination (the ledger rows its source does not settle): %s rows, %s "
                   "bytes scanned", f"{count:,}", f"{job.total_bytes_processed or 0:,}")
 
-    def merge(self, table: str, rows: Iterable[Mapping[str, Any]]) -> int:
-        """MERGE the given rows into `table` keyed on custom_id: reruns never duplicate or lose a row."""
+    def merge(self, table: str, rows: Iterable[Mapping[str, Any]], *,
+              vectors: bool = False) -> int:
+        """MERGE the given rows into `table` keyed on custom_id: reruns never duplicate or lose a
+        row. With `vectors` (embeddings), a table made here holds `output` as ARRAY<FLOAT64>."""
         from google.cloud import bigquery
 
         batch = [dict(r) for r in rows]
@@ -293,22 +295,27 @@ class BigQuery:
                   for c in columns}
         existing = self.client.get_table(table, retry=self.retry) if self.table_exists(
             table) else None
-        known = {f.name: f.field_type for f in existing.schema} if existing is not None else {}
+        known = {f.name: f for f in existing.schema} if existing is not None else {}
+
+        def field(c: str) -> Any:
+            if vectors and c == "output":
+                kind, mode = BIGQUERY_VECTOR
+                return bigquery.SchemaField(c, kind, mode=mode)
+            return bigquery.SchemaField(c, BIGQUERY_TYPES.get(c) or _type_of(batch, c))
+
         new = [c for c in columns if known and c not in known]
         if new and existing is not None:  # a field added since the table was made (source_fp)
             try:
-                existing.schema = [*existing.schema, *(bigquery.SchemaField(
-                    c, BIGQUERY_TYPES.get(c) or _type_of(batch, c)) for c in new)]
+                existing.schema = [*existing.schema, *(field(c) for c in new)]
                 self.client.update_table(existing, ["schema"], retry=self.retry)
-                known.update({c: BIGQUERY_TYPES.get(c) or _type_of(batch, c) for c in new})
+                known.update({c: field(c) for c in new})
             except Exception as exc:
                 log.warning("could not add %s to %s (%s); they are not stored", new, table, exc)
                 columns = [c for c in columns if c not in new]
         cols = ", ".join(quoted[c] for c in columns)
         sets = ", ".join(f"{quoted[c]} = S.{quoted[c]}" for c in columns if c != "custom_id")
         values = ", ".join(f"S.{quoted[c]}" for c in columns)
-        schema = [bigquery.SchemaField(c, known.get(c) or BIGQUERY_TYPES.get(c) or _type_of(batch, c))
-                  for c in columns]
+        schema = [known.get(c) or field(c) for c in columns]
         if not known:
             self.client.create_table(bigquery.Table(table, schema=schema), exists_ok=True,
                                      retry=self.retry)
@@ -332,6 +339,8 @@ def _decoded(rows: Iterable[Any]) -> Iterator[dict[str, Any]]:
         data = {k: _plain(v) for k, v in dict(row).items()}
         for key in BIGQUERY_JSON:
             data[key] = json_or_text(data.get(key))
+        if data.get("output") == [] and data.get("status") != "succeeded":
+            data["output"] = None  # the empty ARRAY<FLOAT64> of a row without a vector
         yield data
 
 
@@ -356,5 +365,7 @@ def _encode(row: Mapping[str, Any], schema: list[Any]) -> dict[str, Any]:
         value = row.get(field.name)
         if field.field_type == "STRING" and value is not None and not isinstance(value, str):
             value = orjson.dumps(value).decode()
+        elif field.mode == "REPEATED" and not isinstance(value, list):
+            value = []  # a failed row has no vector; an ARRAY holds no NULL
         out[field.name] = value
     return out

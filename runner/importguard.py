@@ -1,0 +1,97 @@
+"""Requests Vertex's batch importer fails as a whole (the job FAILED, code 3, "Failed to import
+data ...") before any row runs, told at plan with the fix. Pure: no I/O.
+
+Source: a Gemini batch research note (OpenRouter, Datadog evidence 2026-08) lists the importer's
+whole-job failures: `$defs`/`$schema` and other keys that are no BigQuery column name, an empty
+object anywhere ("Cannot store struct ... with no fields"), nesting deeper than 15 levels, and one
+key an array in one place and not in another ("Repeated field must be imported as a JSON array").
+Documented for Gemini only; batchrun applies them to Claude and open-model rows because the
+importer is the batch input's one front door (the messages are BigQuery load errors) — inferred.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any, Final
+
+MAX_DEPTH: Final = 15  # "the maximum allowed level of 15" (objects inside objects, lists aside)
+# Where JSON Schemas travel in a request: Claude tools' input_schema, OpenAI tools' function
+# parameters and response_format's json_schema.schema. Only inside them is one key's shape checked
+# across places (the note's case is `anyOf.type`, a list in one branch and a string in another);
+# elsewhere a varying shape is ordinary (Claude's `content`, a string or a list of blocks).
+SCHEMA_KEYS: Final = frozenset({"input_schema", "parameters", "schema"})
+
+Problem = tuple[tuple[str | int, ...], str, str]  # (path, what, the fix)
+
+
+def _kind(value: Any) -> str:
+    return "list" if isinstance(value, list) else "object" if isinstance(value, dict) else "value"
+
+
+def _shapes(value: Any, path: tuple[str, ...], seen: dict[tuple[str, ...], str],
+            at: tuple[str | int, ...]) -> Iterator[Problem]:
+    """One key's shape at one schema path (list positions folded, as the importer folds them)."""
+    kind = _kind(value)
+    first = seen.setdefault(path, kind)
+    if first != kind and "list" in (first, kind):
+        yield (at, f"`{path[-1]}` is a list in one place and not in another of the same schema",
+               f"give `{path[-1]}` one shape throughout, e.g. anyOf instead of a list of types")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _shapes(item, (*path, str(key)), seen, (*at, key))
+    elif isinstance(value, list):
+        for n, item in enumerate(value):
+            yield from _shapes(item, (*path, "[]"), seen, (*at, n))
+
+
+def _problems(value: Any, depth: int, at: tuple[str | int, ...],
+              in_schema: bool) -> Iterator[Problem]:
+    """The importer's whole-job failures in `value`, inside `depth` objects of the row."""
+    if isinstance(value, list):
+        for n, item in enumerate(value):
+            yield from _problems(item, depth, (*at, n), in_schema)
+        return
+    if not isinstance(value, Mapping):
+        return
+    if not value:
+        yield (at, "an empty object {} fails the whole job at import (a struct with no fields)",
+               "remove it, or give it a field")
+        return
+    if depth + 1 > MAX_DEPTH:
+        yield (at, f"nested {depth + 1} objects deep; the batch importer takes at most "
+                   f"{MAX_DEPTH} and fails the whole job",
+               "flatten it, e.g. inline fewer levels of the schema")
+        return
+    yield from _members(value, depth + 1, at, in_schema)
+
+
+def _members(value: Mapping[Any, Any], depth: int, at: tuple[str | int, ...],
+             in_schema: bool) -> Iterator[Problem]:
+    for key, item in value.items():
+        name = str(key)
+        if name.startswith("$") or " " in name:
+            yield ((*at, key), f"`{name}` is no name the batch importer takes (keys become "
+                               "BigQuery columns) and fails the whole job",
+                   "inline $defs/$ref and drop $schema and other $ keywords"
+                   if name.startswith("$") else "use a key without spaces")
+            continue
+        if not in_schema and name in SCHEMA_KEYS and isinstance(item, dict):
+            yield from _shapes(item, (name,), {}, (*at, key))
+            yield from _problems(item, depth, (*at, key), True)
+        else:
+            yield from _problems(item, depth, (*at, key), in_schema)
+
+
+def row_problems(row: Mapping[str, Any]) -> Iterator[Problem]:
+    """A whole request row's (its top-level keys are the input's columns)."""
+    return _members(row, 0, (), False)
+
+
+def parameter_problems(parameters: Mapping[str, Any]) -> Iterator[Problem]:
+    """The manifest's parameters', as they land inside the row's `request` or `body` object."""
+    return _members(parameters, 1, (), False)
+
+
+def dotted(path: tuple[str | int, ...]) -> str:
+    return ".".join(f"[{p}]" if isinstance(p, int) else p for p in path).replace(".[", "[")
