@@ -24,7 +24,7 @@ from runner.yamldoc import Document, PathKey
 
 # Columns batchrun writes into every result row, and `outcome`, which `results` adds: a
 # passthrough column may not shadow them — in any letter case (BigQuery's column names ignore it).
-RESULT_FIELDS: Final = result.ALL_FIELDS | {"outcome"}
+RESULT_FIELDS: Final = result.RESERVED
 _FOLDED: Final = frozenset(f.casefold() for f in RESULT_FIELDS)
 
 

@@ -251,7 +251,10 @@ class JobFailures:
 # one whose answer ran past max_response_bytes (an endless body). Sending either again may pay
 # again for the same nothing, so neither waits for a streak. A redirect (NOT_FOUND) or a down
 # endpoint was paid nothing: those back off and block after max_job_failures.
-_PAID_FOR_NOTHING: Final = frozenset({Code.DEADLINE_EXCEEDED, Code.OUT_OF_RANGE})
+# An answer in another API's shape (FAILED_PRECONDITION: base_url names the wrong kind of
+# endpoint) was answered, maybe billed, and is unusable for every row alike: it blocks at once too.
+_PAID_FOR_NOTHING: Final = frozenset({Code.DEADLINE_EXCEEDED, Code.OUT_OF_RANGE,
+                                      Code.FAILED_PRECONDITION})
 
 
 def _at_once(job: JobEnd) -> bool:

@@ -19,7 +19,9 @@ class Status(StrEnum):
 # After custom_id and the passthrough columns, in this order (a CSV destination's columns).
 FIELDS: Final = ("status", "output", "error", "attempts", "usage", "model", "answered_by",
                  "spec_hash", "request_hash", "job", "finished_at", "retry", "source_fp", "raw")
-ALL_FIELDS: Final = frozenset({"custom_id", *FIELDS})  # a passthrough column may not shadow one
+ALL_FIELDS: Final = frozenset({"custom_id", *FIELDS})
+# What a passthrough column may not be named: a result field, or `outcome`, which `results` adds.
+RESERVED: Final = ALL_FIELDS | {"outcome"}
 # The columns that make a destination batchrun's ledger: every writer writes them.
 LEDGER_FIELDS: Final = ("custom_id", "status", "spec_hash", "request_hash")
 # What the row pass reads of a destination (a table is queried for these alone).

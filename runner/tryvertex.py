@@ -107,7 +107,8 @@ def _place(m: Manifest) -> str:
 def _made(project: api.Project, say: Say) -> None:
     say("\nWhat it made (`batchrun results NAME` shows every row):")
     for m in project.manifests:
-        rows = [r for r in api.results(project, m.name) if r.get("status") == "succeeded"]
+        rows = sorted((r for r in api.results(project, m.name) if r.get("status") == "succeeded"),
+                      key=lambda r: str(r.get("custom_id")))  # a table's rows come in no order
         say(f"  {m.name}: {len(rows)} answers in {_place(m)}\n"
             f"      {m.source.kind.value} → {m.model.short} → {m.destination.kind.value}")
         if rows:

@@ -67,6 +67,6 @@ def test_the_result_row_has_one_owner() -> None:
                       error=None, usage={"input_tokens": 1}, model="m", spec_hash="S",
                       request_hash="R", job="j", finished_at="t")
     assert list(row) == ["custom_id", "subject", *result.FIELDS]
-    assert localfiles.CSV_FIELDS is result.FIELDS and checks.RESULT_FIELDS is result.ALL_FIELDS
+    assert localfiles.CSV_FIELDS is result.FIELDS and checks.RESULT_FIELDS is result.RESERVED
     assert set(bq.BIGQUERY_TYPES) == result.ALL_FIELDS
     assert collect.SUCCEEDED == result.Status.SUCCEEDED

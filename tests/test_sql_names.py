@@ -286,3 +286,13 @@ def test_a_table_bigquery_allows_is_quoted(ref: str) -> None:
 def test_a_table_bigquery_refuses_is_refused(ref: str) -> None:
     with pytest.raises(UnsafeNameError):
         sqlnames.table(ref)
+
+
+def test_a_query_source_bigquery_cannot_parse_is_a_located_error(world: VertexWorld) -> None:
+    """Red team: a syntax error in the user's query read `unexpected BadRequest`."""
+    text = manifest(world, f"SELEC id, text FROM `{world.table('notes')}`", "id")
+    world.p.write("notes.yaml", text)
+    out = plan_cli(world)
+    assert "BigQuery cannot run the source query" in out and "unexpected" not in out, out
+    assert "at spec.source.bigquery.query" in out, out
+    assert victim_rows(world) == VICTIM_ROWS

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 from runner import estimate
 from runner.backends.local import endpoint
 from runner.backends.local.endpoint import Answer, EndpointError, InFlight
+from runner.rpc import Code
 from runner.spec import ExecutorSpec, Family
 
 __all__ = ["FACTORIES", "Batched", "EndpointError", "Execute", "InFlight", "echo", "echo_json"]
@@ -197,6 +198,19 @@ class _Unreadable(Exception):
     pass
 
 
+def _shaped(body: Any, key: str, api: str) -> Any:
+    """A 200 answer in the shape of the API asked (`key` present): one in another shape means
+    base_url names another kind of endpoint — the same for every row, so the job fails at once
+    (FAILED_PRECONDITION blocks it: reconcile._PAID_FOR_NOTHING), and no row spends an attempt."""
+    if isinstance(body, dict) and key in body:
+        return body
+    keys = ", ".join(sorted(body)[:6]) if isinstance(body, dict) else type(body).__name__
+    raise EndpointError(Code.FAILED_PRECONDITION,
+                        f"the endpoint answered 200 but not as the {api} API does (no {key!r}; "
+                        f"it sent {keys}): is base_url an {api} endpoint, and the executor type "
+                        "right?")
+
+
 def _url(base: str, path: str) -> str:
     """`path` appended to base_url's path, its query (`?token=...`) kept at the end."""
     parts = urlsplit(base)
@@ -216,7 +230,8 @@ def openai_http(spec: ExecutorSpec, family: Family, model: str,
         if resp.status >= 400:  # about this request: the row's own failure
             return openai_line(row, None, endpoint.error_of(resp, spec))
         try:
-            return openai_line(row, _json(resp))
+            return openai_line(row, _shaped(_json(resp), "data" if family is
+                                            Family.OPENAI_EMBEDDINGS else "choices", "OpenAI"))
         except _Unreadable as exc:
             return openai_line(row, None, {"message": str(exc)})
 
@@ -238,7 +253,7 @@ def anthropic_http(spec: ExecutorSpec, family: Family, model: str,
             phrase = endpoint.phrase(resp.status).split(" ", 1)[1]
             return claude_line(row, None, f"{phrase}: {json.dumps({'error': error})}")
         try:
-            return claude_line(row, _json(resp))
+            return claude_line(row, _shaped(_json(resp), "content", "Anthropic Messages"))
         except _Unreadable as exc:
             return claude_line(row, None, str(exc))
 

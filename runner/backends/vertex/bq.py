@@ -136,7 +136,17 @@ class BigQuery:
         """The schema of a query source, when a dry run says it is one SELECT (it reads nothing,
         writes nothing, costs nothing): a source may never write, and plans run it. Asked each
         time: its schema is the fingerprint's salt, and may change during apply --wait."""
-        job = self._dry_run(sql)
+        from google.api_core.exceptions import BadRequest
+
+        try:
+            job = self._dry_run(sql)
+        except BadRequest as exc:  # the user's SQL: said as theirs, located at the query
+            said = [e.get("message") for e in (exc.errors or []) if isinstance(e, dict)]
+            reason = " ".join(str(said[0] if said and said[0] else exc.message).split())
+            raise BackendError([error(f"BigQuery cannot run the source query: {reason[:400]}",
+                                      path="spec.source.bigquery.query",
+                                      hint="fix the query (try it in the BigQuery console "
+                                           "with a dry run)")]) from None
         kind = str(job.statement_type or "UNKNOWN")
         if kind != "SELECT":
             raise UnsafeQueryError(kind)
