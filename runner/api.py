@@ -13,7 +13,7 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner import backends, ledger, outpath, result
+from runner import backends, ledger, outpath, result, waiting
 from runner import manifest as manifest_loader
 from runner import project as project_finder
 from runner.backends.base import Backend, Finding
@@ -24,14 +24,12 @@ from runner.errors import (
     RenderError,
     StalePlanError,
     error,
-    n,
     usd,
     usd_apart,
 )
-from runner.events import Holding, Listener, LockWait
+from runner.events import Listener, LockWait
 from runner.lazy import lazy_module
 from runner.observe import JobStatus, Usage
-from runner.plan import NoteKind
 from runner.prepared import Work
 from runner.project import Project, load_project
 from runner.spec import Manifest
@@ -239,7 +237,7 @@ def converge(project: Project, *, backend: Backend | None = None, prune: bool = 
             current = plan(project, backend=backend, prune=prune, work=work)
             if on_plan:
                 on_plan(current)
-            for event in _holds(current, holds):
+            for event in waiting.holds(current, holds):
                 if say:
                     say(event)
             busy = any(m.rows.in_flight for m in current.manifests)
@@ -253,7 +251,7 @@ def converge(project: Project, *, backend: Backend | None = None, prune: bool = 
                     if say:
                         say(LockWait(str(exc)))
                 prune = False  # orphans are cancelled once
-        _check_timeout(started, timeout, current, backend)
+        waiting.check_timeout(started, timeout, current, backend)
         # Only running jobs to wait for: watch the jobs, not the rows, until one ends — a plan
         # per poll reads every row and competes for the CPU with a local model.
         running = ({j.name for j in backend.list_jobs(in_flight_only=True)}
@@ -262,45 +260,8 @@ def converge(project: Project, *, backend: Backend | None = None, prune: bool = 
         # and planning again at once would spin.
         time.sleep(poll_interval)
         while running and running <= {j.name for j in backend.list_jobs(in_flight_only=True)}:
-            _check_timeout(started, timeout, current, backend)
+            waiting.check_timeout(started, timeout, current, backend)
             time.sleep(poll_interval)
-
-
-def _holds(current: Plan, said: set[tuple[str, str]]) -> Iterator[Holding]:
-    """Each manifest whose rows are held back after a job-level failure, once per hold."""
-    for m in current.manifests:
-        if not (m.hold_until and m.rows.waiting) or (m.name, m.hold_until) in said:
-            continue
-        said.add((m.name, m.hold_until))
-        note = next((x for x in m.notes if x.kind in (NoteKind.INTERNAL_HOLD,
-                                                      NoteKind.FAILURE_HOLD)), None)
-        yield Holding(m.name, m.rows.waiting, m.hold_until.replace("T", " ").removesuffix("Z"),
-                      note is not None and note.kind is NoteKind.INTERNAL_HOLD,
-                      note.state if note else None, note.error if note else None)
-
-
-def _check_timeout(started: float, timeout: float | None, current: Plan,
-                   backend: Backend) -> None:
-    """Past the timeout: stop, saying what is left — the jobs still running (they keep running,
-    and are collected by the next apply), or, when none runs, the rows held back and until when."""
-    if timeout is None or time.monotonic() - started <= timeout:
-        return
-    names = {m.name for m in current.manifests}
-    running = [j for j in backend.list_jobs(in_flight_only=True) if j.manifest_name in names]
-    gave_up = f"gave up waiting after {timeout:.0f}s"
-    if running:
-        raise BatchrunError(f"{gave_up}; jobs keep running ({n(len(running), 'job')}), run "
-                            "`batchrun apply` again later to collect them")
-    held = [f"{m.name} holds {n(m.rows.waiting, 'row')} until "
-            f"{m.hold_until.replace('T', ' ').removesuffix('Z')} UTC" for m in current.manifests
-            if m.hold_until and m.rows.waiting]
-    waiting = sum(m.rows.waiting for m in current.manifests if not m.hold_until)
-    left = "; ".join([*held, *([f"{n(waiting, 'row')} wait for a free job slot"]
-                               if waiting else [])])
-    raise BatchrunError([error(f"{gave_up}; no job is running" + (f": {left}" if left else ""),
-                               hint="run `batchrun apply --wait` again" + (
-                                   " after then (a back-off after a job-level failure)"
-                                   if held else ""))])
 
 
 def status(project: Project, name: str | None = None, *,

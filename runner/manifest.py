@@ -13,8 +13,8 @@ from typing import Any
 
 from runner import catalog, checks, identity, modelrules, schemas
 from runner.errors import Diagnostic, ManifestError, error, warning
+from runner.manifestfiles import display_path, find_manifest_files
 from runner.paths import OUTSIDE_HINT, destination_key, in_state_dir, outside_project
-from runner.settings import CONFIG_NAME
 from runner.spec import (
     DestinationKind,
     DestinationSpec,
@@ -31,55 +31,10 @@ from runner.spec import (
 )
 from runner.yamldoc import Document, load_documents
 
-_YAML_SUFFIXES = (".yaml", ".yml")
+__all__ = ["display_path", "find_manifest_files", "load_manifests", "scan_claims"]
+
 _FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv"}
 _RESULT_SUFFIXES = frozenset(_FORMATS)
-
-
-def _looks_like_manifest(path: Path) -> bool:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    return "BatchJob" in text or "batchrun/" in text
-
-
-def _in_other_project(candidate: Path, top: Path) -> bool:
-    """A folder below `top` with its own batchrun.yaml is another project: its manifests stay out."""
-    folder = candidate.parent
-    while folder != top and top in folder.parents:
-        if (folder / CONFIG_NAME).is_file():
-            return True
-        folder = folder.parent
-    return False
-
-
-def find_manifest_files(paths: Iterable[Path], *, shallow: bool = False) -> list[Path]:
-    """Files named outright, plus YAML files under named directories that look like manifests
-    (with `shallow`, only those in the directories themselves, not below)."""
-    found: dict[Path, None] = {}
-    for path in paths:
-        if path.is_dir():
-            for candidate in sorted(path.glob("*") if shallow else path.rglob("*")):
-                rel = candidate.relative_to(path).parts
-                if (candidate.suffix in _YAML_SUFFIXES and candidate.name != CONFIG_NAME
-                        and not any(p.startswith(".") for p in rel)
-                        and not _in_other_project(candidate, path)
-                        and candidate.is_file() and _looks_like_manifest(candidate)):
-                    found[candidate.resolve()] = None
-        else:
-            found[path.resolve()] = None
-    return list(found)
-
-
-def display_path(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        try:
-            return str(path.relative_to(Path.cwd()))
-        except (ValueError, FileNotFoundError):  # elsewhere, or the working folder is gone
-            return str(path)
 
 
 def _template(raw: Any, where: str, base: Path, problems: list[Diagnostic], doc: Document,
