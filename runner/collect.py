@@ -13,7 +13,7 @@ import jsonschema
 import orjson
 
 from runner import result
-from runner.identity import backend_of_job
+from runner.identity import answerer_of
 from runner.loaderids import CoercedIds, loader_key
 from runner.outputs import ParsedOutput, parse_line
 from runner.reconcile import Fault, fault_of
@@ -206,7 +206,7 @@ def _charged(row: Mapping[str, Any], before: Mapping[str, Any], new: Mapping[str
         str, Any]:
     """`row` with usage.paid = what `before` had paid plus the attempt `new` paid."""
     # The offline echo executor charges nothing: what it "used" is no bill.
-    earlier = {"input_tokens": 0, "output_tokens": 0} if _who(before) == "local echo" else paid(
+    earlier = {"input_tokens": 0, "output_tokens": 0} if answerer_of(before) == "local echo" else paid(
         before)
     now = paid(new)
     if not any(earlier.values()) and row.get("job") == new.get("job"):
@@ -243,8 +243,8 @@ def merge(existing: Mapping[str, Any] | None, new: Mapping[str, Any],
         return None
     # The same request answered by someone else (echo's answer, an endpoint's refusal) is not
     # this target: the refusal counts an attempt beside that answer.
-    same_target = (existing.get("spec_hash"), existing.get("request_hash"), _who(existing)) == (
-        new["spec_hash"], new["request_hash"], _who(new))
+    same_target = (existing.get("spec_hash"), existing.get("request_hash"), answerer_of(existing)) == (
+        new["spec_hash"], new["request_hash"], answerer_of(new))
     if existing.get("status") == FAILED:
         attempts = int(existing.get("attempts") or 0) + 1 if same_target else 1
         return _charged({**new, "attempts": attempts}, existing, new)
@@ -259,10 +259,6 @@ def merge(existing: Mapping[str, Any] | None, new: Mapping[str, Any],
                                   "error": new["error"], "job": new["job"],
                                   "finished_at": new["finished_at"]}}
     return _charged(kept, existing, new)
-
-
-def _who(row: Mapping[str, Any]) -> str:
-    return str(row.get("answered_by") or backend_of_job(row.get("job")))
 
 
 def fold(existing: dict[str, Any] | None, updates: Iterable[Mapping[str, Any]],

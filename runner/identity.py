@@ -160,6 +160,12 @@ def same_answerer(answered_by: str | None, job: str | None, current: str,
     return backend_of_job(job) == current.split(" ", 1)[0]
 
 
+def answerer_of(row: Mapping[str, Any]) -> str:
+    """Who made a stored answer: as the row records it, else its job's backend (a row written
+    before rows recorded it)."""
+    return str(row.get("answered_by") or backend_of_job(row.get("job")))
+
+
 def short_model(resource: str) -> str:
     """"publishers/anthropic/models/claude-x@1" -> "anthropic/claude-x@1" (a result row's model)."""
     if resource.startswith("publishers/") and "/models/" in resource:

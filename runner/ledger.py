@@ -183,7 +183,7 @@ def _take_rows(ledger: Ledger, manifest: Manifest, rows: Iterable[dict[str, Any]
             if row.get("spec_hash") == spec_hash:
                 if not ours:
                     counts = False
-                    ledger.other_answerers[answerer_of(row)] += 1
+                    ledger.other_answerers[identity.answerer_of(row)] += 1
                     ledger.traced.add(key)  # a job's answer reached the destination: progress
                 elif ctx.table_drift or (ctx.columns is None and _drifted(row, passthrough)):
                     counts = False
@@ -235,11 +235,6 @@ def _take_jobs(ledger: Ledger, manifest: Manifest, reader: BackendReader,
                 ok = result["status"] == Status.SUCCEEDED
                 if ok or not ledger.pending.get(key, (False, None))[0]:
                     ledger.pending[key] = (ok, result["error"])
-
-
-def answerer_of(row: Mapping[str, Any]) -> str:
-    """Who made a stored answer, for people: as recorded, else its job's backend."""
-    return str(row.get("answered_by") or identity.backend_of_job(row.get("job")))
 
 
 def _drifted(row: Mapping[str, Any], passthrough: frozenset[str]) -> bool:

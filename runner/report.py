@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner import collect, estimate, ledger, result
+from runner import collect, estimate, identity, result
 from runner.backends.base import BackendReader
 from runner.compare import MAX_LABELS, is_label, text_of
 from runner.errors import BatchrunError
@@ -83,7 +83,7 @@ def gather(manifest: Manifest, reader: BackendReader, settings: Settings) -> Rep
                                            int(paid.get("cache_creation_input_tokens", 0)))
         data.rows.append([custom_id, state, "" if output is None else text_of(output),
                           row.get("error") or "", str(row.get("spec_hash") or "")[:8],
-                          str(row.get("answered_by") or ledger.answerer_of(row)),
+                          identity.answerer_of(row),
                           str(row.get("finished_at") or ""), prompts.get(custom_id, ""),
                           *(text_of(row.get(c)) if row.get(c) is not None else "" for c in extra)])
     data.days = sorted(days.values(), key=lambda d: d["day"])
