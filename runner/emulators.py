@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,9 +111,10 @@ class Emulators:
         self.servers.clear()
 
 
-def main() -> None:
-    """`make emulators`: start all three, print the environment to export, wait for Ctrl-C."""
-    work = Path(tempfile.mkdtemp(prefix="batchrun-emulators-"))
+def serve(prefix: str, body: Callable[[dict[str, str], Path], None]) -> None:
+    """Start all three servers, run `body(their environment, the logs folder)`, then stop them and
+    remove their logs — on Ctrl-C or `kill` too, even while they start."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
     emulators = Emulators(work)
 
     def stop_on_term(*_: object) -> None:
@@ -120,17 +122,28 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, stop_on_term)  # `kill` stops the servers too, not just us
     try:
-        env = emulators.start()
-        for key, value in env.items():
-            print(f"export {key}={value}")
-        print(f"# logs in {work}; Ctrl-C stops all three", flush=True)
-        while True:
-            time.sleep(3600)
+        body(emulators.start(), work)
     except KeyboardInterrupt:
         pass
     finally:
         emulators.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def wait_for_interrupt() -> None:
+    while True:
+        time.sleep(3600)
+
+
+def main() -> None:
+    """`make emulators`: start all three, print the environment to export, wait for Ctrl-C."""
+    def show(env: dict[str, str], work: Path) -> None:
+        for key, value in env.items():
+            print(f"export {key}={value}")
+        print(f"# logs in {work}; Ctrl-C stops all three", flush=True)
+        wait_for_interrupt()
+
+    serve("batchrun-emulators-", show)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,8 @@ import argparse
 import fnmatch
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +18,7 @@ from typing import Any, Final
 
 from runner import api
 from runner.doctor import datasets_of
-from runner.emulators import REPO, Emulators
+from runner.emulators import REPO, serve, wait_for_interrupt
 from runner.spec import DestinationKind, Manifest
 
 # What each source of the examples reads, and the file of configs/data it is seeded from. A new
@@ -141,15 +138,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"try-vertex: no examples at {folder} (its batchrun.yaml is missing); "
                          "pass --configs FOLDER, the folder holding vertex/ and data/")
     started = time.monotonic()
-    work = Path(tempfile.mkdtemp(prefix="batchrun-try-vertex-"))
-    emulators = Emulators(work)
 
-    def stop_on_term(*_: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop_on_term)  # `kill` stops the servers too, not just us
-    try:
-        env = emulators.start()
+    def run(env: dict[str, str], work: Path) -> None:
         os.environ.update(env)  # this process and every batchrun it runs talk to the emulators
         walk(folder, lambda text: print(text, flush=True))
         print(f"\nDone in {time.monotonic() - started:.0f} s. The emulators hold everything in "
@@ -164,14 +154,9 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  export {key}={value}")
         print(f"  cd {folder}\n  batchrun status; batchrun results bigquery-reviews; batchrun plan",
               flush=True)
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        emulators.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        wait_for_interrupt()
 
+    serve("batchrun-try-vertex-", run)
 
 if __name__ == "__main__":
     main()
