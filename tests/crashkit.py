@@ -58,7 +58,11 @@ def make_project(root: Path, backend_yaml: str = "backend: local\n", rows: int =
     (root / "batchrun.yaml").write_text(backend_yaml + local + "quota: {max_rows_per_job: 4, "
                                         "internal_retry_delay: 0, failure_backoff: 0}\n")
     write_rows(root, rows)
-    (root / "m.yaml").write_text("""\
+    (root / "m.yaml").write_text(MANIFEST)
+
+
+# The trials' manifest, m: rows.jsonl's `text` to Claude, answers in out/m.jsonl.
+MANIFEST = """\
 apiVersion: batchrun/v1
 kind: BatchJob
 metadata: {name: m}
@@ -68,7 +72,7 @@ spec:
   source: {file: rows.jsonl, id: id}
   prompt: {user: "{{ text }}"}
   destination: {file: out/m.jsonl}
-""")
+"""
 
 
 def write_rows(root: Path, count: int) -> None:

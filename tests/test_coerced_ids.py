@@ -25,6 +25,7 @@ from runner.spec import (
     Task,
     Template,
 )
+from tests import crashkit
 from tests.vertex_env import VertexWorld
 
 
@@ -85,17 +86,7 @@ def test_000123_round_trips_with_its_answer_once_when_the_importer_coerces_ids(
     ids = ["000123", "1e5", "true", "a1"]
     vertex.p.write("rows.jsonl", "".join(json.dumps({"id": i, "text": f"row {i}"}) + "\n"
                                          for i in ids))
-    vertex.p.write("m.yaml", """\
-        apiVersion: batchrun/v1
-        kind: BatchJob
-        metadata: {name: m}
-        spec:
-          model: anthropic/claude-haiku-4-5@20251001
-          parameters: {max_tokens: 10}
-          source: {file: rows.jsonl, id: id}
-          prompt: {user: "{{ text }}"}
-          destination: {file: out/m.jsonl}
-        """)
+    vertex.p.write("m.yaml", crashkit.MANIFEST)
     vertex.faults(coerce_ids=True)
     final = vertex.converge(timeout=20)
     assert final.manifest("m").rows.done == 4 and not final.has_changes

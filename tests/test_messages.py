@@ -17,6 +17,7 @@ import pytest
 
 from runner import api, display, planview
 from runner.backends.base import JobState
+from tests import crashkit
 from tests.conftest import TICKETS, TRIAGE, ProjectDir
 from tests.fakes import FakeBackend
 from tests.vertex_env import VertexWorld
@@ -94,17 +95,7 @@ def test_a_disabled_api_is_named_with_the_command_that_enables_it(
         vertex: VertexWorld, golden: Golden,
         run) -> None:  # type: ignore[no-untyped-def]
     vertex.p.write("rows.jsonl", '{"id": "a1", "text": "hi"}\n')
-    vertex.p.write("m.yaml", """\
-        apiVersion: batchrun/v1
-        kind: BatchJob
-        metadata: {name: m}
-        spec:
-          model: anthropic/claude-haiku-4-5@20251001
-          parameters: {max_tokens: 10}
-          source: {file: rows.jsonl, id: id}
-          prompt: {user: "{{ text }}"}
-          destination: {file: out/m.jsonl}
-        """)
+    vertex.p.write("m.yaml", crashkit.MANIFEST)
     vertex.faults(service_disabled=True)
     try:
         out = run("plan", code=1)

@@ -10,6 +10,7 @@ import pytest
 
 from runner import api
 from runner.settings import load_settings
+from tests import crashkit
 from tests.conftest import ProjectDir
 from tests.vertex_env import PROJECT, VertexWorld
 
@@ -76,17 +77,7 @@ def test_google_cloud_project_alone_is_enough_for_plan(vertex: VertexWorld,
     vertex.p.write("batchrun.yaml", settings.replace(f"project: {PROJECT}\n", ""))
     assert "project:" not in (vertex.p.root / "batchrun.yaml").read_text()
     vertex.p.write("rows.jsonl", '{"id": "a1", "text": "hello"}\n')
-    vertex.p.write("m.yaml", """\
-        apiVersion: batchrun/v1
-        kind: BatchJob
-        metadata: {name: m}
-        spec:
-          model: anthropic/claude-haiku-4-5@20251001
-          parameters: {max_tokens: 10}
-          source: {file: rows.jsonl, id: id}
-          prompt: {user: "{{ text }}"}
-          destination: {file: out/m.jsonl}
-        """)
+    vertex.p.write("m.yaml", crashkit.MANIFEST)
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", PROJECT)
     plan = api.plan(vertex.project())
     assert plan.manifest("m").rows.to_do == 1

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from runner import api, planview
+from tests import crashkit
 from tests.vertex_env import VertexWorld
 
 ROWS = "".join(f'{{"id": "a{i}", "text": "row {i}"}}\n' for i in range(1, 7))
@@ -20,17 +21,7 @@ def setup(vertex: VertexWorld, *, rows_per_job: int = 100, concurrent: int = 4) 
         f"quota: {{internal_retry_delay: 1, max_rows_per_job: {rows_per_job}, "
         f"max_concurrent_jobs: {concurrent}}}")
     vertex.p.write("batchrun.yaml", settings)
-    vertex.p.write("m.yaml", """\
-        apiVersion: batchrun/v1
-        kind: BatchJob
-        metadata: {name: m}
-        spec:
-          model: anthropic/claude-haiku-4-5@20251001
-          parameters: {max_tokens: 10}
-          source: {file: rows.jsonl, id: id}
-          prompt: {user: "{{ text }}"}
-          destination: {file: out/m.jsonl}
-        """)
+    vertex.p.write("m.yaml", crashkit.MANIFEST)
 
 
 def assert_converged_once(vertex: VertexWorld) -> None:
