@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from runner.plan import Estimate
+from runner.estimate import Estimate
 
 LABEL_CHARS = 40  # an answer this short, on one line, reads as a label
 MAX_LABELS = 30  # more distinct answers than this are not labels

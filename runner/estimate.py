@@ -144,3 +144,15 @@ def prompt_chars(family: Family, row: Mapping[str, Any]) -> int:
 
 def request_tokens(family: Family, row: Mapping[str, Any]) -> int:
     return approx_tokens(prompt_chars(family, row))
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """Tokens and cost of the rows to do (display and budget; apply sends rows, not estimates)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    output_basis: str = "unknown"  # "history", "max_tokens" (an upper bound), "embeddings"
+    cost: float | None = None  # USD; None when the model has no known price
+    max_cost: float | None = None
+    over_budget: bool = False

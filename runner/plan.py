@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
+from runner.estimate import Estimate
+
 FORMAT_VERSION: Final = 1
 
 
@@ -55,18 +57,6 @@ class RowCounts:
     waiting: int = 0  # part of to_do that does not fit the concurrent-job quota this time
     reshape: int = 0  # answered under another spec with the same request: re-derived, unpaid
     kept: int = 0  # part of done: answers kept from older specs (on_change: forward)
-
-
-@dataclass(frozen=True, slots=True)
-class Estimate:
-    """Tokens and cost of the rows to do (display and budget; apply sends rows, not estimates)."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    output_basis: str = "unknown"  # "history", "max_tokens" (an upper bound), "embeddings"
-    cost: float | None = None  # USD; None when the model has no known price
-    max_cost: float | None = None
-    over_budget: bool = False
 
 
 @dataclass(frozen=True, slots=True)

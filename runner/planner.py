@@ -14,6 +14,7 @@ import orjson
 from runner import estimate, identity
 from runner.backends.base import BackendReader, RemoteJob
 from runner.errors import BackendError, error
+from runner.estimate import Estimate
 from runner.identity import PARTS_LABEL
 from runner.jobfailures import failures_of
 from runner.ledger import (
@@ -28,7 +29,6 @@ from runner.plan import (
     Action,
     Blocked,
     Change,
-    Estimate,
     ManifestPlan,
     Note,
     NoteKind,

@@ -8,7 +8,8 @@ from typing import Protocol
 import orjson
 
 from runner.errors import n, usd, usd_apart
-from runner.plan import Action, Change, Estimate, ManifestPlan, Note, NoteKind, Plan
+from runner.estimate import Estimate
+from runner.plan import Action, Change, ManifestPlan, Note, NoteKind, Plan
 
 _SYMBOL = {"create": "+", "replace": "~", "reshape": "~", "cancel": "-", "collect": "<", "wait": "…",
            "up-to-date": "=", "failed": "!", "running": "…", "blocked": "!"}

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from runner.compare import MAX_EXAMPLES, Comparison, Example, Kind, Preview, PreviewState
 from runner.errors import n, usd_apart
-from runner.plan import Estimate
+from runner.estimate import Estimate
 from runner.planview import money
 
 CELL = 80  # characters of an answer shown in a table cell

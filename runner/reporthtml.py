@@ -14,7 +14,7 @@ import orjson
 
 from runner.compare import Kind, Preview
 from runner.errors import n
-from runner.plan import Estimate
+from runner.estimate import Estimate
 from runner.planview import money
 from runner.report import ReportData
 
