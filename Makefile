@@ -43,13 +43,13 @@ $(BQ_STAMP):
 emulators-install: $(STAMP) $(BQ_STAMP)
 
 emulators: emulators-install
-	$(BIN)/python -m runner.emulators
+	$(BIN)/python -m runner.devtools.emulators
 
 # The Google Cloud examples (configs/vertex) on the emulators in one command: makes the buckets,
 # datasets and tables they name, seeds them, runs doctor and apply --wait, prints what it made.
 # KEEP=1 keeps the emulators up afterwards to look around. Downloads nothing at run time.
 try-vertex: emulators-install
-	$(BIN)/python -m runner.tryvertex $(if $(KEEP),--keep)
+	$(BIN)/python -m runner.devtools.tryvertex $(if $(KEEP),--keep)
 
 lint: install
 	$(BIN)/ruff check runner tests bench

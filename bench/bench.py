@@ -69,7 +69,7 @@ def one_render(n: int, work: Path) -> dict[str, Any]:
     from runner import api
     from runner.backends.base import IndexEntry
     from runner.backends.local.backend import LocalBackend
-    from runner.ledger import rendered_rows
+    from runner.ledger.rowpass import rendered_rows
 
     p = api.load_project(cwd=work)
     m = p.manifests[0]
@@ -107,7 +107,7 @@ def one_plan_done(n: int, new: int, work: Path) -> dict[str, Any]:
 
     from runner import api
     from runner.backends.local.backend import LocalBackend
-    from runner.ledger import rendered_rows
+    from runner.ledger.rowpass import rendered_rows
 
     p = api.load_project(cwd=work)
     m = p.manifests[0]
@@ -138,7 +138,7 @@ def one_answer_all(work: Path) -> dict[str, Any]:
 
     from runner import api
     from runner.backends.local.backend import LocalBackend
-    from runner.ledger import rendered_rows
+    from runner.ledger.rowpass import rendered_rows
 
     p = api.load_project(cwd=work)
     m = p.manifests[0]
@@ -336,7 +336,7 @@ def one_plan_scale(manifests: int, jobs_each: int, work: Path) -> dict[str, Any]
     import requests
 
     from runner import api
-    from runner.ledger import rendered_rows
+    from runner.ledger.rowpass import rendered_rows
 
     generate(work / "rows.jsonl", 0, 1)
     settings = ("backend: vertex\nproject: bench-project\nregion: us-east5\n"
@@ -393,7 +393,7 @@ def plan_scale(root: Path) -> dict[str, Any]:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    from runner.emulators import Emulators
+    from runner.devtools.emulators import Emulators
 
     emulators = Emulators(root)
     try:
@@ -471,7 +471,7 @@ def one_collect(n: int, work: Path) -> dict[str, Any]:
     import orjson
 
     from runner import api
-    from runner.apply import ApplyReport, collect_finished
+    from runner.applying.executor import ApplyReport, collect_finished
     from runner.backends.local.backend import LocalBackend
     from runner.backends.local.store import JobStore
 

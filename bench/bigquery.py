@@ -27,7 +27,7 @@ def bigquery_plan(rows: int = 1_000_000, new: int = 1_000) -> dict[str, Any]:
 
     from runner import api
     from runner.backends.vertex.bqsource import FP, fingerprinted, schema_salt
-    from runner.emulators import Emulators
+    from runner.devtools.emulators import Emulators
 
     with tempfile.TemporaryDirectory(prefix="batchrun-bench-bq-") as tmp:
         root = Path(tmp)

@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # the names below, for type checkers; at run time they load o
         usage,
     )
     from runner.errors import BatchrunError
-    from runner.plan import Plan
+    from runner.planning.plan import Plan
 
 __all__ = [
     "ApplyReport",
@@ -69,6 +69,6 @@ class _Package(ModuleType):
         return super().__getattribute__(name)
 
 
-_HOME = {name: {"BatchrunError": "runner.errors", "Plan": "runner.plan"}.get(name, "runner.api")
+_HOME = {name: {"BatchrunError": "runner.errors", "Plan": "runner.planning.plan"}.get(name, "runner.api")
          for name in __all__}
 sys.modules[__name__].__class__ = _Package

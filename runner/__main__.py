@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from runner.cli import main
+from runner.cli.commands import main
 
 main()

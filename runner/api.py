@@ -13,9 +13,9 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner import backends, ledger, outpath, result, waiting
-from runner import manifest as manifest_loader
-from runner import project as project_finder
+from runner import backends
+from runner.answers import result
+from runner.applying import waiting
 from runner.backends.base import Backend, Finding
 from runner.errors import (
     BatchrunError,
@@ -29,35 +29,44 @@ from runner.errors import (
 )
 from runner.events import Listener, LockWait
 from runner.lazy import lazy_module
-from runner.observe import JobStatus, Usage
-from runner.prepared import Work
-from runner.project import Project, load_project
+from runner.ledger import rowpass as ledger
+from runner.observe.status import JobStatus, Usage
+from runner.planning.prepared import Work
+from runner.project import locate as project_finder
+from runner.project import manifest as manifest_loader
+from runner.project import outpath
+from runner.project.locate import Project, load_project
 from runner.spec import Manifest
 
 if TYPE_CHECKING:
-    import runner.apply as applier
-    from runner import collect, estimate, handson, observe, planfile, planner
-    from runner import doctor as doctor_checks
-    from runner import preview as previewer
-    from runner import report as reporter
-    from runner.apply import ApplyReport
+    import runner.applying.executor as applier
+    from runner import estimate
+    from runner.answers import collect
+    from runner.answers.compare import Preview
+    from runner.applying import handson
+    from runner.applying.executor import ApplyReport
+    from runner.applying.handson import CancelReport, RetryReport
     from runner.backends import localfiles
-    from runner.compare import Preview
-    from runner.handson import CancelReport, RetryReport
-    from runner.plan import Plan
-    from runner.report import ReportData
+    from runner.observe import doctor as doctor_checks
+    from runner.observe import report as reporter
+    from runner.observe import status as observe
+    from runner.observe.report import ReportData
+    from runner.planning import builder as planner
+    from runner.planning import saved as planfile
+    from runner.planning.plan import Plan
+    from runner.preview import run as previewer
 else:  # loaded by the call that needs them: `batchrun render` need not load apply or the planner
-    applier = lazy_module("runner.apply")
-    collect = lazy_module("runner.collect")
-    doctor_checks = lazy_module("runner.doctor")
+    applier = lazy_module("runner.applying.executor")
+    collect = lazy_module("runner.answers.collect")
+    doctor_checks = lazy_module("runner.observe.doctor")
     estimate = lazy_module("runner.estimate")
-    handson = lazy_module("runner.handson")
+    handson = lazy_module("runner.applying.handson")
     localfiles = lazy_module("runner.backends.localfiles")
-    observe = lazy_module("runner.observe")
-    planfile = lazy_module("runner.planfile")
-    planner = lazy_module("runner.planner")
-    previewer = lazy_module("runner.preview")
-    reporter = lazy_module("runner.report")
+    observe = lazy_module("runner.observe.status")
+    planfile = lazy_module("runner.planning.saved")
+    planner = lazy_module("runner.planning.builder")
+    previewer = lazy_module("runner.preview.run")
+    reporter = lazy_module("runner.observe.report")
 
     def __getattr__(name: str) -> Any:  # ApplyReport, RetryReport...: the API's, loaded when used
         if name == "ApplyReport":

@@ -37,7 +37,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.fixture(scope="session")
 def emulator_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """Fake Vertex, gcp-storage-emulator and local-bigquery on free loopback ports, for the session."""
-    from runner.emulators import Emulators
+    from runner.devtools.emulators import Emulators
 
     emulators = Emulators(tmp_path_factory.mktemp("emulators"))
     try:
@@ -132,7 +132,7 @@ def run(project_dir: ProjectDir, monkeypatch: pytest.MonkeyPatch):  # type: igno
     """Invoke the CLI in the project folder; assert the exit code; return stdout + stderr."""
     from click.testing import CliRunner
 
-    from runner import cli
+    from runner.cli import commands as cli
 
     monkeypatch.chdir(project_dir.root)
 

@@ -29,7 +29,7 @@ from runner.backends.base import (
 from runner.backends.local.executors import echo
 from runner.errors import BackendError, LockError
 from runner.identity import digest
-from runner.rows import AnsweredIn, LedgerRows, RowIssue, SourceRow, Unchanged
+from runner.rows.records import AnsweredIn, LedgerRows, RowIssue, SourceRow, Unchanged
 from runner.spec import DestinationSpec, ExecutorSpec, Family, SourceSpec
 
 

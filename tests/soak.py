@@ -134,7 +134,7 @@ def vertex_trials(work: Path, rnd: random.Random, namespaces: int) -> list[crash
     from google.cloud import storage
 
     from runner.backends.vertex.lease import LEASE_ENV
-    from runner.emulators import Emulators
+    from runner.devtools.emulators import Emulators
 
     emulators = Emulators(work / "emulators")
     (work / "emulators").mkdir()

@@ -128,7 +128,7 @@ def test_a_row_out_of_attempts_is_failed_in_results_report_and_status(
     assert states.count("failed") == 1 and "stale" not in states
     failed = next(row for row in data["rows"] if row[0] == "T3")
     assert failed[data["columns"].index("error")]  # with the error of its last attempt
-    from runner import report
+    from runner.observe import report
 
     totals = report.gather(api.load_project(cwd=project_dir.root).manifest("triage"),
                            api.open_backend(api.load_project(cwd=project_dir.root)),

@@ -6,7 +6,7 @@ import zipfile
 from pathlib import Path
 
 import runner
-from runner import schemas
+from runner.project import schemas
 from tests.conftest import REPO
 
 
@@ -45,8 +45,8 @@ def test_local_backend_does_not_import_google() -> None:
 
 
 def test_the_backend_registry_is_the_one_list_of_backends() -> None:
-    from runner import cli
     from runner.backends import REGISTRY
+    from runner.cli import commands as cli
 
     schema = schemas.load_schema("project.v1")
     assert schema["properties"]["backend"]["enum"] == list(REGISTRY)
@@ -59,9 +59,10 @@ def test_the_backend_registry_is_the_one_list_of_backends() -> None:
 def test_the_result_row_has_one_owner() -> None:
     """Issue 13: the fields of a result row are spelled once (runner/result.py); collect, checks
     and each destination writer take them from there."""
-    from runner import checks, collect, result
+    from runner.answers import collect, result
     from runner.backends import localfiles
     from runner.backends.vertex import bq
+    from runner.project import checks
 
     row = result.make(custom_id="x", passthrough={"subject": "s"}, ok=True, output="a",
                       error=None, usage={"input_tokens": 1}, model="m", spec_hash="S",

@@ -8,7 +8,8 @@ from datetime import date, timedelta
 
 import pytest
 
-from runner import api, catalog, estimate
+from runner import api, estimate
+from runner.models import catalog
 from tests.conftest import REPO, ProjectDir
 
 MODELS = json.loads((REPO / "runner" / "data" / "models.json").read_text())

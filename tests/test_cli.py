@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from runner import cli_errors
+from runner.cli import errors as cli_errors
 from tests.conftest import ProjectDir
 
 
@@ -82,7 +82,8 @@ def test_render_prints_exact_rows(run, project_dir: ProjectDir) -> None:  # type
 
 def test_the_plan_format_choices_are_the_views() -> None:
     """The CLI spells the choices so --help need not import the plan; they are planview's."""
-    from runner import cli, planview
+    from runner.cli import commands as cli
+    from runner.views import plan as planview
 
     assert sorted(cli.PLAN_FORMATS) == sorted(planview.VIEWS)
 
@@ -93,7 +94,7 @@ def test_help_loads_neither_the_api_nor_jinja_nor_jsonschema() -> None:
     import sys
 
     code = ("import sys, runner.cli; heavy = [m for m in ('runner.api', 'jinja2', 'jsonschema', "
-            "'rich', 'runner.apply', 'google.cloud.bigquery', 'google.cloud.storage') if m in sys.modules and "
+            "'rich', 'runner.applying.executor', 'google.cloud.bigquery', 'google.cloud.storage') if m in sys.modules and "
             "type(sys.modules[m]).__name__ == 'module']; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()

@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from runner import api, catalog
+from runner import api
+from runner.answers.collect import Tally, result_rows
 from runner.backends.base import IndexEntry
-from runner.collect import Tally, result_rows
-from runner.loaderids import loader_key
+from runner.models import catalog
+from runner.rows.loaderids import loader_key
 from runner.spec import (
     DestinationKind,
     DestinationSpec,

@@ -50,7 +50,8 @@ def _models_named_in_docs() -> set[str]:
 def test_every_example_and_readme_model_is_current_in_the_catalogue() -> None:
     """Issue 14: nothing a newcomer copies names a deprecated, retired or unknown model, unless
     no model of its task is known to be current (issue 23: embeddings), and then validate says so."""
-    from runner import catalog, modelinfo
+    from runner.models import catalog
+    from runner.models import info as modelinfo
     from runner.spec import Task
 
     named = _models_named_in_docs()
@@ -70,7 +71,7 @@ def test_every_example_and_readme_model_is_current_in_the_catalogue() -> None:
 def test_every_catalogue_entry_and_price_names_its_source_and_date() -> None:
     import json
 
-    from runner import catalog
+    from runner.models import catalog
 
     models = json.loads((REPO / "runner" / "data" / "models.json").read_text())["models"]
     prices = json.loads((REPO / "runner" / "data" / "pricing.json").read_text())
@@ -86,7 +87,7 @@ def test_every_catalogue_entry_and_price_names_its_source_and_date() -> None:
 
 def test_every_source_the_vertex_examples_read_is_seeded_by_try_vertex() -> None:
     """An example added to configs/vertex without its seed would fail `make try-vertex`."""
-    from runner import tryvertex
+    from runner.devtools import tryvertex
 
     project = api.load_project(cwd=CONFIGS / "vertex", environ={})
     sources = {m.source.location for m in project.manifests if m.source.kind.value != "file"}
@@ -112,7 +113,7 @@ def test_make_try_vertex_makes_what_the_examples_name_and_runs_every_flow(tmp_pa
     nowhere = "http://127.0.0.1:9"
     env.update(PYTHONPATH=str(REPO), HTTP_PROXY=nowhere, HTTPS_PROXY=nowhere, http_proxy=nowhere,
                https_proxy=nowhere, NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
-    done = subprocess.run([sys.executable, "-m", "runner.tryvertex", "--configs", str(work)],
+    done = subprocess.run([sys.executable, "-m", "runner.devtools.tryvertex", "--configs", str(work)],
                           cwd=tmp_path, env=env, text=True, capture_output=True, timeout=300,
                           check=False)
     out = done.stdout

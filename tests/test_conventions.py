@@ -36,7 +36,7 @@ def test_the_executor_record_is_written_only_when_a_test_asks(
 
 def test_budget_amounts_keep_their_significant_digits_everywhere(run, project_dir: ProjectDir) -> None:  # type: ignore[no-untyped-def]
     """The plan said $0.00081 but its error said "estimated $0.00 is more than max_cost $0.00"."""
-    from runner import cli_errors
+    from runner.cli import errors as cli_errors
 
     f = project_dir.root / "triage.yaml"
     f.write_text(f.read_text().replace("max_attempts: 2", "max_attempts: 2\n  max_cost: 0.0001"))
@@ -124,7 +124,7 @@ def test_show_renders_a_saved_plan_from_anywhere(run, project_dir: ProjectDir,
     monkeypatch.chdir(elsewhere)
     from click.testing import CliRunner
 
-    from runner import cli
+    from runner.cli import commands as cli
 
     text = CliRunner().invoke(cli.main, ["show", str(saved)])
     assert text.exit_code == 0, text.output
@@ -194,7 +194,7 @@ def test_a_replace_says_what_changed(project_dir: ProjectDir) -> None:
     assert plan.actions == ["replace"]
     cancel = next(c for c in plan.changes if c.action.value == "cancel")
     assert cancel.reason == "spec changed: model"
-    from runner import planview
+    from runner.views import plan as planview
 
     assert planview.headline(plan).startswith("cancel 1 job (spec changed: model)")
 
@@ -204,8 +204,8 @@ def test_every_plan_field_and_notice_passes_the_saved_plan_schema() -> None:
     could not be saved: plan.v1.json did not know them."""
     import jsonschema
 
-    from runner import schemas
-    from runner.plan import ManifestPlan, Note, NoteKind, Plan, RowCounts, SpecChange
+    from runner.planning.plan import ManifestPlan, Note, NoteKind, Plan, RowCounts, SpecChange
+    from runner.project import schemas
 
     notes = tuple(Note(kind, until="2026-01-01 00:00:00", rows=2, answered_by="local echo",
                        answerer="vertex") for kind in NoteKind)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from runner import cli
+from runner.cli import commands as cli
 
 CORPUS = Path(__file__).parent / "data" / "corpus"
 CASES = sorted(p.name for p in CORPUS.iterdir() if p.is_dir())

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from runner import api, display
+from runner import api
+from runner.views import text as display
 from tests.vertex_env import VertexWorld
 
 ROWS = '{"id": "a1", "text": "hello"}\n{"id": "a2", "text": "world"}\n'

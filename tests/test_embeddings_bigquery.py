@@ -9,7 +9,7 @@ import json
 from google.cloud import bigquery
 
 from runner import api
-from runner.result import BIGQUERY_TYPES
+from runner.answers.result import BIGQUERY_TYPES
 from tests.vertex_env import RETRY, VertexWorld
 
 

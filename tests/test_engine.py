@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from runner import api, planview
+from runner import api
 from runner.backends.base import JobState
+from runner.views import plan as planview
 from tests.conftest import ProjectDir
 from tests.fakes import FakeBackend
 
@@ -264,7 +265,7 @@ def test_api_apply_of_a_plan_without_its_work_renders_again_and_refuses_a_differ
 
 def test_gc_removes_only_old_collected_jobs_and_inputs_no_kept_job_uses(
         project_dir: ProjectDir) -> None:
-    from runner import handson
+    from runner.applying import handson
 
     fake = FakeBackend(fail_ids=["T2"])
     project_dir.write("batchrun.yaml", "retention: 30000\n")  # apply removes nothing yet
@@ -288,7 +289,7 @@ def test_gc_removes_only_old_collected_jobs_and_inputs_no_kept_job_uses(
 
 
 def test_gc_keeps_a_failed_job_that_still_counts_toward_a_block(project_dir: ProjectDir) -> None:
-    from runner import handson
+    from runner.applying import handson
 
     fake = FakeBackend()
     project = load(project_dir)

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from runner import api, display
+from runner import api
+from runner.views import text as display
 from tests.conftest import ProjectDir
 from tests.stub_endpoint import JsonHandler
 

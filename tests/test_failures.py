@@ -16,15 +16,8 @@ from pathlib import Path
 import pytest
 
 from runner import api
+from runner.answers.reconcile import FAULT_RULES, FailurePolicy, Fault, JobEnd, fault_of, job_failures
 from runner.backends.base import JobState
-from runner.reconcile import (
-    FAULT_RULES,
-    FailurePolicy,
-    Fault,
-    JobEnd,
-    fault_of,
-    job_failures,
-)
 from tests.conftest import ProjectDir
 from tests.fakes import FakeBackend
 from tests.stub_endpoint import StubServer
@@ -192,7 +185,7 @@ def test_retry_failed_gives_rows_fresh_attempts(project_dir: ProjectDir) -> None
 
 
 def test_status_counts_every_attempt_paid() -> None:
-    from runner.collect import merge, paid
+    from runner.answers.collect import merge, paid
 
     def result(status: str, job: str, at: str, tokens: int) -> dict[str, object]:
         return {"custom_id": "x", "status": status, "spec_hash": "S", "request_hash": "R",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from runner.fakevertex.filters import FilterError, compile_filter
+from runner.devtools.fakevertex.filters import FilterError, compile_filter
 
 JOB = {"displayName": "my_job_1", "state": "JOB_STATE_RUNNING", "createTime": "2026-01-02T00:00:00Z",
        "labels": {"batchrun-managed": "v1", "team": "x"}}

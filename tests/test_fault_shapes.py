@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from runner import catalog
+from runner.answers.collect import Tally, fold, result_rows
+from runner.answers.outputs import parse_line
+from runner.answers.reconcile import Fault, fault_of
 from runner.backends.base import IndexEntry
-from runner.collect import Tally, fold, result_rows
-from runner.outputs import parse_line
-from runner.reconcile import Fault, fault_of
+from runner.models import catalog
 from runner.spec import (
     DestinationKind,
     DestinationSpec,

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from runner import api, cli_errors, estimate
+from runner import api, estimate
 from runner.backends.base import IndexEntry, JobRequest
 from runner.backends.local.backend import LocalBackend
+from runner.cli import errors as cli_errors
 from runner.spec import Family
 from tests.conftest import ProjectDir
 

@@ -174,7 +174,7 @@ def test_a_symlinked_output_folder_that_leaves_the_project_is_refused(
 
 
 def test_bigquery_and_cloud_storage_names_that_would_fail_after_paying() -> None:
-    from runner.checks import _BQ_COLUMN, _gs_problem
+    from runner.project.checks import _BQ_COLUMN, _gs_problem
 
     assert not _BQ_COLUMN.match("x`y") and _BQ_COLUMN.match("ticket_id")
     assert _gs_problem("gs://bucket/a/../../b/") and _gs_problem("gs://bucket/a//b")
@@ -390,7 +390,7 @@ def test_a_150_kb_answer_round_trips_through_a_csv_destination(project_dir: Proj
 def test_a_destination_being_written_elsewhere_is_said_in_its_own_terms(
         project_dir: ProjectDir) -> None:
     """Applies lock the destination too (another checkout of the same repository writes it)."""
-    from runner.apply import lock_names
+    from runner.applying.executor import lock_names
     from runner.backends.local.backend import LocalBackend
 
     project = api.load_project(cwd=project_dir.root)

@@ -73,8 +73,8 @@ def test_request_hash_is_of_the_exact_bytes() -> None:
 
 
 def test_the_hot_path_request_hash_is_the_identity_one(project_dir: ProjectDir) -> None:
-    from runner.render import Renderer
-    from runner.rows import SourceRow
+    from runner.rendering.row import Renderer
+    from runner.rows.records import SourceRow
 
     m = api.load_project(cwd=project_dir.root).manifests[0]
     row = Renderer(m, max_request_bytes=10**6).render(SourceRow(1, {"ticket_id": "T9",

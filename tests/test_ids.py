@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from runner import api
-from runner.render import Renderer
-from runner.rows import SourceRow
+from runner.rendering.row import Renderer
+from runner.rows.records import SourceRow
 from tests.conftest import ProjectDir
 from tests.fakes import FakeBackend
 

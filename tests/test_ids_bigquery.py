@@ -12,8 +12,8 @@ from google.cloud import bigquery
 from runner import api
 from runner.backends.vertex.bqsource import sent_id
 from runner.errors import RenderError
-from runner.render import Renderer, RowError
-from runner.rows import SourceRow
+from runner.rendering.row import Renderer, RowError
+from runner.rows.records import SourceRow
 from tests.vertex_env import RETRY, VertexWorld
 
 SHAPED = "h" + hashlib.sha256(b"a b").hexdigest()[:40]  # "a b" hashed: another row's raw id

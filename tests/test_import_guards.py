@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from runner import api
-from runner.importguard import dotted, parameter_problems, row_problems
+from runner.rendering.importguard import dotted, parameter_problems, row_problems
 from tests.conftest import ProjectDir
 from tests.fakes import FakeBackend
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from runner import cli, scaffold
+from runner.cli import commands as cli
+from runner.project import scaffold
 from tests.conftest import ProjectDir
 
 
@@ -159,8 +160,8 @@ def _big_line(path: Path, mb: int, *, before: bytes = b"", after: bytes = b"",
 
 
 def _read(path: Path, fmt: str, limit: int) -> list[tuple[int, str]]:
-    from runner import rowfile
-    from runner.rows import RowIssue
+    from runner.rows import files as rowfile
+    from runner.rows.records import RowIssue
 
     return [(i.number, i.message) if isinstance(i, RowIssue) else (i.number, str(i.data.get("id")))
             for i in rowfile.read_rows(path, fmt, limit)]
@@ -213,7 +214,7 @@ def test_a_csv_record_over_the_limit_in_short_lines_ends_the_reading(tmp_path: P
 
 
 def test_a_csv_header_over_the_limit_reads_no_row(tmp_path: Path) -> None:
-    from runner import rowfile
+    from runner.rows import files as rowfile
 
     path = tmp_path / "rows.csv"
     path.write_bytes(b"id," + b"c" * 2000 + b"\na,one\n")
@@ -233,7 +234,7 @@ def test_reading_a_64_mb_row_holds_a_small_multiple_of_the_limit(tmp_path: Path,
     """Python's own allocations, counted (tracemalloc): the long row is never held."""
     import tracemalloc
 
-    from runner import rowfile
+    from runner.rows import files as rowfile
 
     path = tmp_path / f"rows.{fmt}"
     if fmt == "csv":

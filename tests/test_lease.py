@@ -31,7 +31,7 @@ def times(renew_every: timedelta) -> LeaseTimes:
 def gcs_lock(vertex: VertexWorld, lease: LeaseTimes | None = None, name: str = "m") -> GcsLock:
     """The lock object the project's own backend takes for `name` (under the project's prefix)."""
     from runner.backends.vertex.backend import VertexBackend
-    from runner.settings import load_settings
+    from runner.project.settings import load_settings
 
     uri = VertexBackend(load_settings(cwd=vertex.p.root)[0])._lock(name).uri
     return GcsLock(Gcs(), uri, times=lease)

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from runner import api, display
+from runner import api
 from runner.errors import ConfigError, ManifestError
-from runner.manifest import find_manifest_files, load_manifests
-from runner.settings import load_settings
-from runner.yamldoc import load_documents
+from runner.project.manifest import find_manifest_files, load_manifests
+from runner.project.settings import load_settings
+from runner.project.yamldoc import load_documents
+from runner.views import text as display
 from tests.conftest import ProjectDir
 
 INVALID = Path(__file__).parent / "data" / "invalid"
@@ -223,7 +224,7 @@ def test_the_validation_cache_never_hides_an_error(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """A document the schema passed is not validated again (start-up); an edited document, or
     the same one under another schema, is."""
-    from runner import schemas
+    from runner.project import schemas
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     schemas._known_valid.cache_clear()

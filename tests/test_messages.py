@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from runner import api, display, planview
+from runner import api
 from runner.backends.base import JobState
+from runner.views import plan as planview
+from runner.views import text as display
 from tests import crashkit
 from tests.conftest import TICKETS, TRIAGE, ProjectDir
 from tests.fakes import FakeBackend
@@ -38,7 +40,7 @@ WITHOUT_GCP = textwrap.dedent("""\
     sys.meta_path.insert(0, NoGoogle())
     for loaded in [m for m in sys.modules if m == "google" or m.startswith("google.")]:
         del sys.modules[loaded]
-    from runner.cli import main
+    from runner.cli.commands import main
     main(sys.argv[1:], prog_name="batchrun")
     """)
 

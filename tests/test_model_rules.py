@@ -85,7 +85,7 @@ def test_a_default_the_model_refuses_is_dropped_for_it_with_a_warning(
 
 
 def test_init_writes_only_what_the_chosen_model_accepts(tmp_path: Path) -> None:
-    from runner import scaffold
+    from runner.project import scaffold
 
     default = tmp_path / "default"
     scaffold.init(default)
@@ -103,8 +103,8 @@ def test_init_writes_only_what_the_chosen_model_accepts(tmp_path: Path) -> None:
 
 
 def test_init_refuses_a_model_it_does_not_know(tmp_path: Path) -> None:
-    from runner import scaffold
     from runner.errors import ConfigError
+    from runner.project import scaffold
 
     with pytest.raises(ConfigError) as info:
         scaffold.init(tmp_path / "x", model="anthropic/claude-nope-1")

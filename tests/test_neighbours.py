@@ -13,10 +13,12 @@ from pathlib import Path
 import requests
 from click.testing import CliRunner
 
-from runner import api, cli, display, identity
+from runner import api, identity
 from runner.backends import localfiles
 from runner.backends.vertex import jobs as vjobs
-from runner.ledger import index_entry, rendered_rows
+from runner.cli import commands as cli
+from runner.ledger.rowpass import index_entry, rendered_rows
+from runner.views import text as display
 from tests.conftest import ProjectDir
 from tests.vertex_env import PROJECT, VertexWorld
 

@@ -33,7 +33,7 @@ PROBE = textwrap.dedent("""\
                 touched.append(real)
 
     sys.addaudithook(hook)
-    from runner.cli import main
+    from runner.cli.commands import main
     started = time.monotonic()
     try:
         main(sys.argv[1:], prog_name="batchrun")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from runner.answers.outputs import parse_line
 from runner.backends.vertex.jobs import parse_job
-from runner.outputs import parse_line
 from runner.spec import Family
 
 CLAUDE_OK = (b'{"custom_id": "request-1", "request": {}, "status": "", "processed_time": "x", '
@@ -92,7 +92,7 @@ def _claude(response: object, **extra: object) -> bytes:
 
 
 def test_error_lines_carry_their_code_so_the_fault_table_can_judge() -> None:
-    from runner.reconcile import Fault, fault_of
+    from runner.answers.reconcile import Fault, fault_of
 
     cases = [(CLAUDE_FAIL, Family.CLAUDE, 400, Fault.ROW),
              (OPENAI_WRAPPED_FAIL, Family.OPENAI_CHAT, 429, Fault.INFRA),

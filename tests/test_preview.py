@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.compare import Kind, Pair, compare, word_diff
-from runner.sample import sample
+from runner.answers.compare import Kind, Pair, compare, word_diff
+from runner.preview.sample import sample
 from tests.conftest import ProjectDir
 
 TICKETS = "ticket_id,subject,body\n" + "".join(

@@ -334,7 +334,7 @@ def test_a_working_folder_that_is_gone_is_said_plainly(tmp_path: Path) -> None:
     gone.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHRUN_")}
     code = ("import os, sys; os.chdir(sys.argv[1]); os.rmdir(sys.argv[1]); "
-            "sys.argv = ['batchrun', 'plan']; from runner.cli import main; main()")
+            "sys.argv = ['batchrun', 'plan']; from runner.cli.commands import main; main()")
     done = subprocess.run([sys.executable, "-c", code, str(gone)], env=env, capture_output=True,
                           text=True, check=False)
     assert done.returncode == 1

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runner import identity
-from runner.collect import FAILED, SUCCEEDED, fold, merge
-from runner.reconcile import RowClass, RowFacts, classify
+from runner.answers.collect import FAILED, SUCCEEDED, fold, merge
+from runner.answers.reconcile import RowClass, RowFacts, classify
 
 facts = st.builds(RowFacts, answered=st.booleans(), pending_success=st.booleans(),
                   in_flight=st.booleans(), failures=st.integers(0, 10),
@@ -106,8 +106,8 @@ def test_fingerprint_skipping_classifies_every_row_as_full_rendering(
     from pathlib import Path
 
     from runner import api
-    from runner.ledger import classified_rows, read_ledger, rendered_rows
-    from runner.result import make
+    from runner.answers.result import make
+    from runner.ledger.rowpass import classified_rows, read_ledger, rendered_rows
     from tests.fakes import FakeBackend
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from runner import api
-from runner.plan import Action
+from runner.planning.plan import Action
 from runner.spec import Family, FamilyQuota, Quota
 from tests.conftest import ProjectDir
 from tests.vertex_env import VertexWorld

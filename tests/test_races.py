@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from runner import api, identity
-from runner.apply import job_request
+from runner.applying.executor import job_request
 from runner.backends.base import IndexEntry, StagedInput
 from runner.backends.vertex.gcs import Gcs
 from runner.backends.vertex.lease import GcsLock

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from runner.collect import merge
-from runner.reconcile import RULES, RowClass, RowFacts, classify, ledger_state
+from runner.answers.collect import merge
+from runner.answers.reconcile import RULES, RowClass, RowFacts, classify, ledger_state
 
 F = RowFacts
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from runner import api, display
+from runner import api
 from runner.errors import RenderError
+from runner.views import text as display
 from tests.conftest import ProjectDir
 
 SEED_CLAUDE = (b'{"custom_id": "request-1", "request": {"messages": [{"role": "user", "content": '

@@ -9,9 +9,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner import catalog
-from runner.render import Renderer, dumps
-from runner.rows import SourceRow
+from runner.models import catalog
+from runner.rendering.row import Renderer, dumps
+from runner.rows.records import SourceRow
 from runner.spec import (
     DestinationKind,
     DestinationSpec,

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from runner import api, cli
+from runner import api
+from runner.cli import commands as cli
 from runner.errors import ForeignDestinationError
 from runner.redact import MASK, redact
 from tests.conftest import ProjectDir

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from runner import api
-from runner.settings import load_settings
+from runner.project.settings import load_settings
 from tests import crashkit
 from tests.conftest import ProjectDir
 from tests.vertex_env import PROJECT, VertexWorld

@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from runner import api, cli
+from runner import api
 from runner.backends.vertex import sqlnames
 from runner.backends.vertex.bq import BigQuery, UnsafeStatementError
 from runner.backends.vertex.sqlnames import UnsafeNameError
-from runner.rows import AnsweredIn
+from runner.cli import commands as cli
+from runner.rows.records import AnsweredIn
 from tests.vertex_env import PROJECT, RETRY, VertexWorld
 
 VICTIM_ROWS = 3

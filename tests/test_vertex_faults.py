@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from runner import api, planview
+from runner import api
+from runner.views import plan as planview
 from tests import crashkit
 from tests.vertex_env import VertexWorld
 

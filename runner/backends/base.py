@@ -19,7 +19,7 @@ from runner.identity import (
     PROJECT_LABEL,
     SPEC_LABEL,
 )
-from runner.rows import AnsweredIn, LedgerRows, RowIssue, SourceRow, Unchanged
+from runner.rows.records import AnsweredIn, LedgerRows, RowIssue, SourceRow, Unchanged
 from runner.spec import DestinationSpec, Family, SourceSpec
 
 

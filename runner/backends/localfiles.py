@@ -18,14 +18,15 @@ from typing import IO, Any
 
 import orjson
 
-from runner import crashpoints, rowfile
+from runner import crashpoints
+from runner.answers.result import FIELDS as CSV_FIELDS
+from runner.answers.result import JSON_FIELDS as _JSON_FIELDS
+from runner.answers.result import LEDGER_FIELDS, missing_ledger_fields
 from runner.backends.base import IndexEntry
 from runner.errors import BackendError, ForeignDestinationError, error
-from runner.paths import sidecar_of
-from runner.result import FIELDS as CSV_FIELDS
-from runner.result import JSON_FIELDS as _JSON_FIELDS
-from runner.result import LEDGER_FIELDS, missing_ledger_fields
-from runner.rows import RowIssue, SourceRow
+from runner.project.paths import sidecar_of
+from runner.rows import files as rowfile
+from runner.rows.records import RowIssue, SourceRow
 from runner.spec import DestinationSpec, SourceSpec
 
 log = logging.getLogger(__name__)

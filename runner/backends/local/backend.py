@@ -41,7 +41,7 @@ from runner.backends.processes import pid_alive
 from runner.errors import BackendError, LockError, error
 from runner.identity import PROJECT_LABEL, local_answerer
 from runner.redact import masked_url
-from runner.rows import AnsweredIn, LedgerRows, RowIssue, SourceRow, Unchanged
+from runner.rows.records import AnsweredIn, LedgerRows, RowIssue, SourceRow, Unchanged
 from runner.spec import (
     DestinationKind,
     DestinationSpec,

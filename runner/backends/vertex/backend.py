@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from runner import rowfile
+from runner.answers.result import missing_ledger_fields
 from runner.backends import localfiles
 from runner.backends.base import (
     IN_FLIGHT_STATES,
@@ -48,9 +48,9 @@ from runner.identity import (
     PROJECT_LABEL,
     VERTEX_ANSWERER,
 )
-from runner.paths import is_destination_lock
-from runner.result import missing_ledger_fields
-from runner.rows import AnsweredIn, LedgerRows, RowIssue, SourceRow, Unchanged
+from runner.project.paths import is_destination_lock
+from runner.rows import files as rowfile
+from runner.rows.records import AnsweredIn, LedgerRows, RowIssue, SourceRow, Unchanged
 from runner.spec import (
     DestinationKind,
     DestinationSpec,

@@ -14,10 +14,10 @@ from typing import Any
 
 import orjson
 
+from runner.answers.result import BIGQUERY_JSON, BIGQUERY_TYPES, BIGQUERY_VECTOR
 from runner.backends.vertex import sqlnames
 from runner.errors import BackendError, error
-from runner.result import BIGQUERY_JSON, BIGQUERY_TYPES, BIGQUERY_VECTOR
-from runner.rows import AnsweredIn, LedgerRows, SourceRow, Unchanged
+from runner.rows.records import AnsweredIn, LedgerRows, SourceRow, Unchanged
 
 log = logging.getLogger(__name__)
 

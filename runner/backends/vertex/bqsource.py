@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from runner.backends.vertex import sqlnames
 from runner.identity import VERTEX_ANSWERER
-from runner.idrule import HASH_HEX, HASHED_SHAPE, ID_CHARS
-from runner.rows import AnsweredIn, LedgerRows, SourceRow, Unchanged
+from runner.rows.idrule import HASH_HEX, HASHED_SHAPE, ID_CHARS
+from runner.rows.records import AnsweredIn, LedgerRows, SourceRow, Unchanged
 
 if TYPE_CHECKING:
     from runner.backends.vertex.bq import BigQuery

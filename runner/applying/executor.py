@@ -1,0 +1,388 @@
+"""Apply: carries out a plan, with the rows its row pass prepared, through the read/write Backend.
+With handson (the commands a user asks for by name), the only code that changes remote state.
+
+Per manifest, under its locks: cancel what the plan cancels, collect finished jobs into the
+destination, remove old leftovers (gc), reshape what only needs reshaping, then stage and create
+jobs for exactly the plan's rows, re-reading the jobs right before each create so a crash or a
+second run never sends a row twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from runner import crashpoints, identity
+from runner.answers import collect
+from runner.answers.result import Status
+from runner.backends.base import (
+    Backend,
+    IndexEntry,
+    JobRequest,
+    RemoteJob,
+    StagedInput,
+)
+from runner.errors import (
+    ApprovalError,
+    BatchrunError,
+    LockError,
+    QuotaError,
+    RowsChangedError,
+    error,
+    n,
+)
+from runner.events import (
+    Cancelled,
+    Collected,
+    Created,
+    Event,
+    Listener,
+    QuotaFull,
+    Reshaped,
+    SourceMoved,
+)
+from runner.ledger.rowpass import job_results, row_key
+from runner.planning.plan import Action, Change, ManifestPlan, Plan
+from runner.planning.prepared import Prepared, Work
+from runner.planning.shards import Sharder, busy_slots, job_pool, pool_limit, pool_of
+from runner.project.paths import destination_lock
+from runner.spec import Manifest, Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ApplyReport:
+    created: list[str] = field(default_factory=list)
+    collected: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    rows_sent: int = 0
+    rows_collected: int = 0
+    rows_to_do_again: int = 0  # caught in a job-level failure: no attempt used
+    skipped: list[str] = field(default_factory=list)  # creates found already done, and why
+    source_moved: list[str] = field(default_factory=list)  # manifests whose source changed since
+    removed: list[str] = field(default_factory=list)  # leftovers of old collected jobs (gc)
+    reshaped: int = 0  # rows re-derived from stored answers, unpaid
+
+
+def quiet(_: Event) -> None:
+    """The listener that says nothing (the API's default)."""
+    pass
+
+
+def lock_names(manifest: Manifest) -> tuple[str, str]:
+    """The manifest's lock and its destination's: two manifests (or two checkouts) writing one
+    place cannot write it at once, whatever their names."""
+    return manifest.name, destination_lock(manifest.destination)
+
+
+@contextlib.contextmanager
+def locked(backend: Backend, manifest: Manifest) -> Iterator[None]:
+    name, dest = lock_names(manifest)
+    with backend.lock(name), _destination_lock(backend, manifest, dest):
+        yield
+
+
+@contextlib.contextmanager
+def _destination_lock(backend: Backend, manifest: Manifest, lock_name: str) -> Iterator[None]:
+    """The destination's lock, its refusal said in terms of the destination, not of a hash."""
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(backend.lock(lock_name))
+        except LockError as exc:
+            who = (exc.diagnostics[0].summary.removeprefix(f"{lock_name} is being applied by ")
+                   .removesuffix("; try again when it finishes"))
+            raise LockError([error(
+                f"{manifest.name}: its destination {manifest.destination.location} is being "
+                f"written by another apply: {who}", hint="try again when it finishes")]) from None
+        yield
+
+
+def collect_finished(manifest: Manifest, backend: Backend, jobs: Sequence[RemoteJob],
+                     report: ApplyReport, say: Listener = quiet,
+                     ids: collect.IdFilter | None = None) -> None:
+    """Merge every finished, uncollected job of the manifest into its destination, in one write.
+
+    `ids` are the destination's ids as the row pass read them (else they are read here). Answers
+    for ids it surely lacks are spooled and appended, without reading the destination again; only
+    answers that may meet an existing row (or another answer) are merged the slow way.
+    """
+    done = backend.collected_jobs(manifest.destination)
+    todo = sorted((j for j in jobs if j.manifest_name == manifest.name and j.state.finished
+                   and j.name not in done and j.belongs_to(manifest.spec_hash)),
+                  key=lambda j: j.end_time or j.create_time or "")
+    if not todo:
+        return
+    if ids is None:
+        ids = collect.IdFilter()
+        for row in backend.read_destination(manifest.destination, ("custom_id",)):
+            ids.check_and_add(str(row.get("custom_id")))
+    updates: dict[str, list[dict[str, Any]]] = {}
+    tally = collect.Tally()
+    with tempfile.TemporaryFile() as spool:
+        for job in todo:  # oldest first, so a newer answer is merged after an older one
+            for row in job_results(manifest, backend, job, tally):
+                report.rows_collected += 1
+                if ids.check_and_add(row["custom_id"]):
+                    updates.setdefault(row["custom_id"], []).append(row)
+                else:
+                    spool.write(orjson.dumps(row) + b"\n")
+        spool.seek(0)
+        appended = (orjson.loads(line) for line in spool)
+        collected = done | {j.name for j in todo}
+        crashpoints.reached("collect")
+        if updates:
+            backend.write_destination(manifest.destination, collect.merge_rows(
+                backend.read_destination(manifest.destination), updates, manifest.spec_hash,
+                appended=appended), collected=collected)
+        else:
+            backend.write_destination(manifest.destination, ((row, True) for row in appended),
+                                      collected=collected, append=True)
+    crashpoints.reached("collected")
+    report.collected.extend(j.name for j in todo)
+    report.rows_to_do_again += tally.to_do_again
+    say(Collected(manifest.name, len(todo),
+                  tuple(sorted({j.state.short for j in todo} - {"succeeded"})),
+                  tally.answered, tally.refused, tally.to_do_again))
+
+
+class _Peekable:
+    def __init__(self, rows: Iterator[tuple[bytes, IndexEntry]]) -> None:
+        self._rows = rows
+        self._next: tuple[bytes, IndexEntry] | None = None
+
+    def peek(self) -> tuple[bytes, IndexEntry] | None:
+        if self._next is None:
+            self._next = next(self._rows, None)
+        return self._next
+
+    def pop(self) -> None:
+        self._next = None
+
+
+def _shard(rows: _Peekable, settings: Settings) -> Iterator[tuple[bytes, IndexEntry]]:
+    """The rows of one job: as many as fit, by the planner's own splitting rule."""
+    sharder = Sharder(settings)
+    while (row := rows.peek()) is not None:
+        size = len(row[0]) + 1
+        if sharder.shards and sharder.full(size):
+            return
+        sharder.add(size)
+        rows.pop()
+        yield row
+
+
+def reshape(manifest: Manifest, backend: Backend, prepared: Prepared, report: ApplyReport,
+            say: Listener = quiet) -> None:
+    """Re-derive, from their stored answers, the rows the plan found answered with the very
+    request they would be sent now by the same answerer: only how answers are shaped (the
+    response block, the passthrough columns) changed. Nothing is sent; one rewrite of the
+    destination."""
+    done = refused = 0
+
+    def rows() -> Iterator[tuple[dict[str, Any], bool]]:
+        nonlocal done, refused
+        for row in backend.read_destination(manifest.destination):
+            key = row_key(str(row.get("custom_id")), str(row.get("request_hash")))
+            passthrough = prepared.reshape.get(key)
+            if passthrough is None or row.get("status") != Status.SUCCEEDED:
+                yield row, False
+                continue
+            new = row if row.get("spec_hash") == manifest.spec_hash else collect.reshaped(
+                manifest, row)
+            new = collect.with_passthrough(new, passthrough)
+            done += new["spec_hash"] == manifest.spec_hash
+            refused += new["spec_hash"] != manifest.spec_hash
+            yield new, True
+
+    backend.write_destination(manifest.destination, rows(),
+                              collected=backend.collected_jobs(manifest.destination))
+    report.reshaped += done
+    say(Reshaped(manifest.name, done, refused))
+
+
+def _unchanged(manifest: Manifest, planned: Change, prepared: Prepared,
+               jobs: Sequence[RemoteJob]) -> None:
+    """RowsChangedError unless the rows prepared are the plan's and no job was made for the
+    manifest since (another apply sending the same rows): then nothing is sent."""
+    if prepared.rows != planned.rows or prepared.digest != planned.digest:
+        raise RowsChangedError([error(
+            f"{manifest.name}: the rows to send changed since the plan ({n(prepared.rows, 'row')} "
+            f"now, {planned.rows:,} in the plan); nothing was sent",
+            hint="the source or the answers moved on: look at the new plan and apply it")])
+    _no_new_jobs(manifest, prepared, jobs)
+
+
+def _no_new_jobs(manifest: Manifest, prepared: Prepared, jobs: Sequence[RemoteJob],
+                 ours: Sequence[str] = ()) -> None:
+    """RowsChangedError if a job not ours was made for the manifest since the plan, in any state:
+    one that another apply created and finished meanwhile answered rows we are about to send."""
+    new = sorted(j.name for j in jobs if j.manifest_name == manifest.name
+                 and j.name not in prepared.jobs_seen and j.name not in ours)
+    if new:
+        raise RowsChangedError([error(
+            f"{manifest.name}: {n(len(new), 'job')} {'was' if len(new) == 1 else 'were'} created "
+            "for it since the plan "
+            f"(another apply?), e.g. {new[0]}; nothing {'more ' if ours else ''}was sent",
+            hint="look at the new plan: its rows may be answered already")])
+
+
+def job_request(manifest: Manifest, staged: StagedInput, display_name: str,
+                labels: Mapping[str, str]) -> JobRequest:
+    """The job of a manifest's staged rows, as the backend creates it."""
+    return JobRequest(
+        display_name=display_name, model=manifest.model.resource, family=manifest.family,
+        input=staged, labels=labels, manifest_name=manifest.name, source=manifest.source,
+        destination=manifest.destination, response_format=manifest.response.format,
+        response_schema=manifest.response.schema, region=manifest.region)
+
+
+def create_jobs(manifest: Manifest, backend: Backend, settings: Settings, report: ApplyReport,
+                planned: Change, prepared: Prepared, say: Listener = quiet) -> None:
+    """Create the plan's jobs from the rows it prepared, re-reading the manifest's jobs (any state)
+    and the running ones right before each create."""
+    quota = settings.quota
+    pool = pool_of(manifest.family, manifest.region, quota, backend.regional)
+    limit = pool_limit(manifest.family, quota, backend.regional)
+
+    def busy(jobs: Sequence[RemoteJob]) -> int:
+        """Slots in use in the manifest's quota pool (its family's, across the project or in its
+        region): this project's jobs just listed, and other batchrun projects' that listing set
+        aside."""
+        return busy_slots([j for j in (*jobs, *backend.foreign_jobs())
+                           if job_pool(j, quota, backend.regional) == pool])
+
+    if busy(backend.list_jobs(in_flight_only=True)) >= limit:
+        return
+    rows = _Peekable(prepared.entries())
+    for shard in range(planned.shards):
+        if rows.peek() is None:
+            return
+        crashpoints.reached("stage")
+        staged = backend.stage(manifest.name, _shard(rows, settings))
+        crashpoints.reached("staged")
+        fresh = backend.list_jobs(in_flight_only=True)  # right before the create: what runs now?
+        # Every job of the manifest, finished ones too: one made since the plan stops us.
+        _no_new_jobs(manifest, prepared, backend.list_jobs(manifest.name), ours=report.created)
+        # An earlier finished job may hold the same rows (a retry of the same failed rows): only a
+        # job still in flight means these rows are already being answered.
+        twin = next((j for j in fresh if j.manifest_name == manifest.name
+                     and j.input_digest == staged.digest), None)
+        if twin is not None:
+            report.skipped.append(f"{manifest.name}: rows already staged in {twin.name}")
+            continue
+        if busy(fresh) >= limit:
+            say(QuotaFull(manifest.name))
+            return
+        try:
+            job = backend.create_job(job_request(
+                manifest, staged, identity.display_name(manifest, shard),
+                identity.job_labels(manifest, input_digest=staged.digest, shard=shard)))
+        except QuotaError as exc:
+            say(QuotaFull(manifest.name, str(exc)))
+            return
+        crashpoints.reached("created")
+        report.created.append(job.name)
+        report.rows_sent += staged.rows
+        say(Created(manifest.name, job.name, staged.rows))
+
+
+def _apply_manifest(mplan: ManifestPlan, manifest: Manifest, backend: Backend,
+                    settings: Settings, prepared: Prepared, report: ApplyReport, *,
+                    allow_cancel: bool, say: Listener) -> None:
+    planned = next((c for c in mplan.changes if c.action is Action.CREATE), None)
+    jobs = backend.list_jobs(manifest.name)
+    if planned is not None:
+        _unchanged(manifest, planned, prepared, jobs)
+    for change in mplan.changes:
+        if change.action is Action.CANCEL:
+            if manifest.protect and not allow_cancel:
+                raise ApprovalError(f"{manifest.name} is protected: refusing to cancel "
+                                    f"{n(len(change.jobs), 'running job')}; pass "
+                                    "--allow-cancel to replace them")
+            for job in change.jobs:
+                crashpoints.reached("cancel")
+                backend.cancel_job(job)
+                report.cancelled.append(job)
+                say(Cancelled(manifest.name, job))
+    # The row pass's ids stand while the destination is the version the plan read (a hand edit,
+    # or another apply's collect, between the two: they are read again).
+    same = backend.destination_stamp(manifest.destination) == prepared.destination_stamp
+    collect_finished(manifest, backend, jobs, report, say, prepared.ids if same else None)
+    report.removed += litter(manifest, backend, settings, dry_run=False, jobs=jobs)
+    if any(c.action is Action.RESHAPE for c in mplan.changes):
+        reshape(manifest, backend, prepared, report, say)
+    if planned is None:  # rows only waiting for a slot wait for the next plan
+        return
+    create_jobs(manifest, backend, settings, report, planned, prepared, say)
+    if prepared.source_stamp is not None and prepared.source_stamp != backend.source_stamp(
+            manifest.source):
+        report.source_moved.append(manifest.name)
+        say(SourceMoved(manifest.name))
+
+
+def apply_plan(plan: Plan, manifests: Sequence[Manifest], backend: Backend, settings: Settings,
+               work: Work, *, allow_cancel: bool = False, say: Listener = quiet) -> ApplyReport:
+    """Carry out `plan` with the rows its row pass prepared (`work`). Cancels only what it lists;
+    creates only what it shows, or nothing (RowsChangedError)."""
+    report = ApplyReport()
+    by_name = {m.name: m for m in manifests}
+    for mplan in plan.manifests:
+        manifest = by_name[mplan.name]
+        if not mplan.has_changes:
+            continue
+        with locked(backend, manifest):
+            _apply_manifest(mplan, manifest, backend, settings,
+                            work.get(mplan.name) or Prepared(mplan.name), report,
+                            allow_cancel=allow_cancel, say=say)
+    for orphan in plan.orphans:
+        if orphan.cancel:
+            backend.cancel_job(orphan.job)
+            report.cancelled.append(orphan.job)
+            say(Cancelled(orphan.manifest_name, orphan.job, orphan=True))
+    return report
+
+
+def litter(manifest: Manifest, backend: Backend, settings: Settings, *, dry_run: bool,
+           jobs: Sequence[RemoteJob] | None = None, now: datetime | None = None) -> list[str]:
+    """Remove what the manifest's collected jobs older than `retention` left behind (staged inputs,
+    intermediate tables, outputs, job records); what is removed, or would be with `dry_run`.
+
+    Kept: any job not yet collected or still counting toward a block (a failed job not set aside
+    by `batchrun retry`), and a staged input while another kept job uses it. A preview of another
+    spec than the manifest's goes once it is older than `retention` too. `jobs`: the
+    manifest's jobs when the caller has just listed them (their states are what matter)."""
+    jobs = backend.list_jobs(manifest.name) if jobs is None else jobs
+    collected = backend.collected_jobs(manifest.destination)
+    forgiven = backend.forgiven_jobs(manifest.destination)
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=settings.retention)
+
+    def old(job: RemoteJob) -> bool:
+        ended = job.end_time or job.create_time
+        return ended is not None and datetime.fromisoformat(ended.replace("Z", "+00:00")) < cutoff
+
+    gone = [j for j in jobs if j.state.finished and old(j) and (
+        (j.name in collected
+         and (j.state.short in ("succeeded", "partially_succeeded") or j.name in forgiven))
+        # A preview of a spec that was not applied within the retention: nobody will collect it.
+        or (j.preview and not j.belongs_to(manifest.spec_hash)))]
+    names = {j.name for j in gone}
+    # An input staged once and sent again (after a job-level failure) is one thing to remove:
+    # with the first of its jobs, not once per job (a dry run removes nothing, so would repeat it).
+    inputs = {j.input_digest for j in jobs if j.name not in names}
+    removed: dict[str, None] = {}
+    for job in gone:
+        try:
+            removed.update(dict.fromkeys(backend.remove_job(
+                job, input_too=job.input_digest not in inputs, dry_run=dry_run)))
+            inputs.add(job.input_digest)
+        except BatchrunError as exc:  # litter left is no harm: the next apply tries again
+            log.warning("could not remove what %s left behind: %s", job.name, exc)
+    return list(removed)

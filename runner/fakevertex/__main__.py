@@ -1,7 +1,0 @@
-"""`python -m runner.fakevertex --port 0` serves the fake Vertex AI API on loopback."""
-
-from __future__ import annotations
-
-from runner.fakevertex.routes import main
-
-main()

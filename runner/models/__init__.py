@@ -1,0 +1,1 @@
+"""The model catalogue as data: which models exist, their families, rules and facts; pure."""

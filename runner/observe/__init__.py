@@ -1,0 +1,1 @@
+"""What ran and what it cost: status, report and doctor, read-only."""

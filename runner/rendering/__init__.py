@@ -1,0 +1,1 @@
+"""A row through a manifest's prompt into one request, and the stream of them; pure."""
