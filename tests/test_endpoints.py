@@ -197,7 +197,8 @@ def test_whose_fault_a_cut_off_answer_is_and_when_it_blocks() -> None:
     an attempt of the row. A redirect was paid nothing: it waits for the streak, like a 404."""
     from datetime import UTC
 
-    from runner.answers.reconcile import FailurePolicy, Fault, JobEnd, fault_of, job_failures
+    from runner.answers.fault import Fault, fault_of
+    from runner.ledger.streak import FailurePolicy, JobEnd, job_failures
     from runner.rpc import Code
 
     now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from runner import api
-from runner.answers.reconcile import FAULT_RULES, FailurePolicy, Fault, JobEnd, fault_of, job_failures
+from runner.answers.fault import FAULT_RULES, Fault, fault_of
 from runner.backends.base import JobState
+from runner.ledger.streak import FailurePolicy, JobEnd, job_failures
 from tests.conftest import ProjectDir
 from tests.fakes import FakeBackend
 from tests.stub_endpoint import StubServer

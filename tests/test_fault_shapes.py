@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from runner.answers.collect import Tally, fold, result_rows
+from runner.answers.fault import Fault, fault_of
 from runner.answers.outputs import parse_line
-from runner.answers.reconcile import Fault, fault_of
 from runner.backends.base import IndexEntry
 from runner.models import catalog
 from runner.spec import (

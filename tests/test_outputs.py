@@ -92,7 +92,7 @@ def _claude(response: object, **extra: object) -> bytes:
 
 
 def test_error_lines_carry_their_code_so_the_fault_table_can_judge() -> None:
-    from runner.answers.reconcile import Fault, fault_of
+    from runner.answers.fault import Fault, fault_of
 
     cases = [(CLAUDE_FAIL, Family.CLAUDE, 400, Fault.ROW),
              (OPENAI_WRAPPED_FAIL, Family.OPENAI_CHAT, 429, Fault.INFRA),

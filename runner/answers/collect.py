@@ -13,8 +13,8 @@ import jsonschema
 import orjson
 
 from runner.answers import result
+from runner.answers.fault import Fault, fault_of
 from runner.answers.outputs import ParsedOutput, parse_line
-from runner.answers.reconcile import Fault, fault_of
 from runner.answers.result import Status, missing_ledger_fields
 from runner.identity import answerer_of
 from runner.redact import redact, redact_value
@@ -96,7 +96,7 @@ def result_rows(
 ) -> Iterator[dict[str, Any]]:
     """One result row per staged row the output answered or refused, whatever state the job ended
     in, recording who answered (the job's model and answerer). A row with no line, or whose line
-    is an infrastructure error (reconcile.FAULT_RULES), yields nothing: it is to do again and
+    is an infrastructure error (fault.FAULT_RULES), yields nothing: it is to do again and
     none of its attempts is used.
 
     Both sides stream: outputs usually come in input order, so the index is read in step with

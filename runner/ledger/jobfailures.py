@@ -1,4 +1,4 @@
-"""A manifest's job-level failures, read from its finished jobs and judged by reconcile's rules:
+"""A manifest's job-level failures, read from its finished jobs and judged by streak's rules:
 when creates may resume, or that they are blocked. Reads only."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from runner.answers.reconcile import FailurePolicy, JobEnd, JobFailures, job_failures
 from runner.backends.base import BackendReader, RemoteJob
 from runner.ledger.rowpass import Ledger
+from runner.ledger.streak import FailurePolicy, JobEnd, JobFailures, job_failures
 from runner.spec import Manifest, Settings
 
 

@@ -222,7 +222,7 @@ def session() -> requests.Session:
 # --- one POST ---------------------------------------------------------------------------------------
 
 def _timed_out(spec: ExecutorSpec) -> EndpointError:
-    # DEADLINE_EXCEEDED blocks the manifest at once (reconcile._at_once): the endpoint may still
+    # DEADLINE_EXCEEDED blocks the manifest at once (streak._at_once): the endpoint may still
     # answer, and bill, a request given up on, so it is never sent again without the user.
     return EndpointError(Code.DEADLINE_EXCEEDED, "endpoint timed out: no complete answer within "
                          f"{spec.timeout:g} s; it may still have answered and billed the request, "

@@ -201,7 +201,7 @@ class _Unreadable(Exception):
 def _shaped(body: Any, key: str, api: str) -> Any:
     """A 200 answer in the shape of the API asked (`key` present): one in another shape means
     base_url names another kind of endpoint — the same for every row, so the job fails at once
-    (FAILED_PRECONDITION blocks it: reconcile._PAID_FOR_NOTHING), and no row spends an attempt."""
+    (FAILED_PRECONDITION blocks it: streak._PAID_FOR_NOTHING), and no row spends an attempt."""
     if isinstance(body, dict) and key in body:
         return body
     keys = ", ".join(sorted(body)[:6]) if isinstance(body, dict) else type(body).__name__
