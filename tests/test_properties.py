@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from runner import identity
 from runner.answers.collect import FAILED, SUCCEEDED, fold, merge
-from runner.answers.reconcile import RowClass, RowFacts, classify
+from runner.ledger.rules import RowClass, RowFacts, classify
 
 facts = st.builds(RowFacts, answered=st.booleans(), pending_success=st.booleans(),
                   in_flight=st.booleans(), failures=st.integers(0, 10),

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from runner.answers.collect import merge
-from runner.answers.reconcile import RULES, RowClass, RowFacts, classify, ledger_state
+from runner.ledger.rules import RULES, RowClass, RowFacts, classify, ledger_state
 
 F = RowFacts
 

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner import identity
-from runner.answers.reconcile import LedgerState, RowClass, RowFacts, classify, ledger_entries
 from runner.answers.result import ALL_FIELDS, LEDGER_READ, Status
 from runner.backends.base import BackendReader, IndexEntry, RemoteJob
 from runner.errors import BackendError, error
 from runner.lazy import lazy_module
+from runner.ledger.rules import LedgerState, RowClass, RowFacts, classify, ledger_entries
 from runner.project.manifest import display_path
 from runner.rendering.row import RenderedRow
 from runner.rendering.stream import render_rows

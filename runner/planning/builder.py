@@ -12,13 +12,13 @@ from datetime import UTC, datetime
 import orjson
 
 from runner import estimate, identity
-from runner.answers.reconcile import RowClass
 from runner.backends.base import BackendReader, RemoteJob
 from runner.errors import BackendError, error
 from runner.estimate import Estimate
 from runner.identity import PARTS_LABEL
 from runner.ledger.jobfailures import failures_of
 from runner.ledger.rowpass import Ledger, classified_rows, index_entry, read_ledger, row_key
+from runner.ledger.rules import RowClass
 from runner.ledger.streak import JobFailures
 from runner.planning.plan import (
     Action,

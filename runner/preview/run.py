@@ -13,7 +13,6 @@ from typing import Any
 
 from runner import identity
 from runner.answers.compare import OverBudget, Pair, Preview, PreviewState, compare
-from runner.answers.reconcile import RowClass
 from runner.answers.result import Status
 from runner.applying.executor import job_request, locked
 from runner.backends.base import Backend, RemoteJob
@@ -28,6 +27,7 @@ from runner.ledger.rowpass import (
     rendered_rows,
     row_key,
 )
+from runner.ledger.rules import RowClass
 from runner.planning.builder import cost_estimate
 from runner.preview.sample import sample
 from runner.rendering.row import RenderedRow

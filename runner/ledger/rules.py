@@ -1,4 +1,4 @@
-"""The reconcile rules, pure: one table deciding each source row's class from what is observed.
+"""The row rules, pure: one table deciding each source row's class from what is observed.
 
 DESIGN §4: done = answered under the current spec (in the destination, or waiting in a finished
 job's output); in flight = staged in a running job of the same spec; to do = the rest, until a row
