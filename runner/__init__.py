@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import sys
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the names below, for type checkers; at run time they load on first use
@@ -57,18 +55,16 @@ __all__ = [
 ]
 
 
-
-class _Package(ModuleType):
-    """The package's public names are the API's functions and types, loaded on first use (so the
-    CLI's start-up does not pay for them), and stay so when a submodule of the same name (plan,
-    apply, render...) is imported and bound on the package."""
-
-    def __getattribute__(self, name: str) -> Any:
-        if name in _HOME:
-            return getattr(importlib.import_module(_HOME[name]), name)
-        return super().__getattribute__(name)
-
-
+# Where each public name lives; no module of the package shares a name with one (tests/test_architecture.py).
 _HOME = {name: {"BatchrunError": "runner.errors", "Plan": "runner.planning.plan"}.get(name, "runner.api")
          for name in __all__}
-sys.modules[__name__].__class__ = _Package
+
+
+def __getattr__(name: str) -> Any:
+    """The API's functions and types, loaded on first use (PEP 562), so the CLI's start-up does not
+    pay for them."""
+    if name not in _HOME:
+        raise AttributeError(f"module 'runner' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOME[name]), name)
+    globals()[name] = value
+    return value

@@ -53,6 +53,7 @@ from runner.planning.plan import Action, Change, ManifestPlan, Plan
 from runner.planning.prepared import Prepared, Work
 from runner.planning.shards import Sharder, busy_slots, job_pool, pool_limit, pool_of
 from runner.project.paths import destination_lock
+from runner.rows.idfilter import IdFilter
 from runner.spec import Manifest, Settings
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ def _destination_lock(backend: Backend, manifest: Manifest, lock_name: str) -> I
 
 def collect_finished(manifest: Manifest, backend: Backend, jobs: Sequence[RemoteJob],
                      report: ApplyReport, say: Listener = quiet,
-                     ids: collect.IdFilter | None = None) -> None:
+                     ids: IdFilter | None = None) -> None:
     """Merge every finished, uncollected job of the manifest into its destination, in one write.
 
     `ids` are the destination's ids as the row pass read them (else they are read here). Answers
@@ -121,7 +122,7 @@ def collect_finished(manifest: Manifest, backend: Backend, jobs: Sequence[Remote
     if not todo:
         return
     if ids is None:
-        ids = collect.IdFilter()
+        ids = IdFilter()
         for row in backend.read_destination(manifest.destination, ("custom_id",)):
             ids.check_and_add(str(row.get("custom_id")))
     updates: dict[str, list[dict[str, Any]]] = {}

@@ -17,9 +17,10 @@ from runner.backends.base import BackendReader, IndexEntry, RemoteJob
 from runner.errors import BackendError, error
 from runner.lazy import lazy_module
 from runner.ledger.rules import LedgerState, RowClass, RowFacts, classify, ledger_entries
-from runner.project.manifest import display_path
+from runner.project.files import display_path
 from runner.rendering.row import RenderedRow
 from runner.rendering.stream import render_rows
+from runner.rows.idfilter import IdFilter
 from runner.rows.records import AnsweredIn, RowIssue, SourceRow, Unchanged
 from runner.spec import Manifest, Settings
 
@@ -71,7 +72,7 @@ class Ledger:
     # read here, done.
     unchanged: int = 0
     pushed: bool = False  # the destination was read beside the source: only rows it does not settle
-    ids: collect.IdFilter | None = None  # its ids, read when some job waits to be collected
+    ids: IdFilter | None = None  # its ids, read when some job waits to be collected
     # Ids (hashed) whose stored answer is an older spec's, and those specs: a row to do among
     # them is a re-run because the spec changed, not a new row (the plan's `~`).
     older_ids: set[int] = field(default_factory=set)
@@ -119,7 +120,7 @@ def read_ledger(manifest: Manifest, reader: BackendReader, jobs: Sequence[Remote
     # "": a damaged job record, anyone's; another spec's preview is nobody's until it is applied
     mine = [j for j in jobs if j.manifest_name in (manifest.name, "") and j.belongs_to(spec_hash)]
     uncollected = [j for j in mine if not j.state.in_flight and j.name not in collected]
-    ids = ledger.ids = collect.IdFilter() if uncollected else None
+    ids = ledger.ids = IdFilter() if uncollected else None
     # Collect needs every id, and failures_of every answer of rows staged twice; else, where the
     # source lives beside the destination, rows answered for an unchanged source row stay there
     # (and read_source leaves that row there).

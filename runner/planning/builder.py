@@ -34,7 +34,7 @@ from runner.planning.plan import (
 )
 from runner.planning.prepared import Prepared, Work
 from runner.planning.shards import Sharder, job_pool, pool_limit, pool_of
-from runner.project.manifest import display_path
+from runner.project.files import display_path
 from runner.redact import redact
 from runner.rpc import Code
 from runner.spec import Family, Manifest, Settings

@@ -17,7 +17,7 @@ import orjson
 from runner.backends.base import IndexEntry
 
 if TYPE_CHECKING:
-    from runner.answers.collect import IdFilter
+    from runner.rows.idfilter import IdFilter
 
 
 @dataclass

@@ -34,7 +34,7 @@ from runner.spec import (
     Template,
 )
 
-__all__ = ["display_path", "find_manifest_files", "load_manifests", "scan_claims"]
+__all__ = ["find_manifest_files", "load_manifests", "scan_claims"]
 
 _FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv"}
 _RESULT_SUFFIXES = frozenset(_FORMATS)
