@@ -1,4 +1,4 @@
-"""Diagnostics and the one small exception tree of batchrun; formatting lives in display.py.
+"""Diagnostics and the one small exception tree of batchrun; formatting lives in views/text.py.
 
     BatchrunError            .diagnostics: tuple[Diagnostic, ...]
     ├── ManifestError        YAML, schema, template or reference problems (all found at once)

@@ -21,7 +21,7 @@ HASHED = re.compile(r"h[0-9a-f]{40}").fullmatch
 
 
 def hashed(text: str) -> str:
-    """The id `hash: true` sends for an id that does not fit (render.py's rule, written out)."""
+    """The id `hash: true` sends for an id that does not fit (the rendering's rule, written out)."""
     return "h" + hashlib.sha256(text.encode()).hexdigest()[:40]
 
 

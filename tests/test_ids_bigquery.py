@@ -1,5 +1,5 @@
 """A row has one id (issue 21), with a BigQuery source into a BigQuery table: the push-down's
-duplicate check groups the custom_id that is sent, computed in SQL as render.py computes it, so an
+duplicate check groups the custom_id that is sent, computed in SQL as rendering computes it, so an
 answered row left in BigQuery never shares its id with a row that is sent. Against the emulator."""
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def test_a_real_duplicate_among_answered_rows_is_refused_naming_both_and_sends_n
     assert len(vertex.sent()) == 2 and len(vertex.fake_jobs()) == 1  # the first apply's only
 
 
-# --- the sent id, in SQL, is render.py's ---------------------------------------------------------
+# --- the sent id, in SQL, is the rendering's ---------------------------------------------------------
 
 def _ids() -> list[str]:
     rnd = random.Random(21)

@@ -37,7 +37,7 @@ _AUTH_WORDS: Final = ("UNAUTHENTICATED", "PERMISSION_DENIED", "authentication_er
                       "permission_error")
 # The account, not the row, whatever the code: Anthropic answers 400 when the credit runs out.
 _ACCOUNT_WORDS: Final = ("credit balance is too low", "billing_error")
-# How batchrun itself tells an answer it cannot use (outputs.py, collect.py): the row's, whatever
+# How batchrun itself tells an answer it cannot use (outputs, collect): the row's, whatever
 # the answer quotes (its text may hold any word of the infrastructure list).
 OWN_READING: Final = ("the model returned no answer", "answer is not JSON",
                       "answer does not match the response schema", "unexpected output",

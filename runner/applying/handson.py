@@ -242,6 +242,6 @@ def canary(manifests: Sequence[Manifest], backend: Backend, settings: Settings, 
                      else "; the refused row was not reported as refused"))
         findings.append(Finding(fine, f"{what}: {detail}", None if fine else
                                 "look at the saved lines; copy them to tests/data/vertex-outputs/ "
-                                "and teach runner/outputs.py their shape"))
+                                "and teach runner/answers/outputs.py their shape"))
         backend.remove_job(job, input_too=True, dry_run=False)
     return findings

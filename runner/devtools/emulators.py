@@ -1,5 +1,5 @@
 """Starts the three local servers the vertex backend can run against (fake Vertex, gcp-storage-emulator
-with generation preconditions honoured (runner/gcsemulator.py), local-bigquery) on free loopback
+with generation preconditions honoured (gcsemulator.py), local-bigquery) on free loopback
 ports, waits until each answers, and stops each by its own pid.
 
 Used by the test suite and by `make emulators`. Never part of a real run.

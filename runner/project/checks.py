@@ -100,7 +100,7 @@ def _check_prompt(manifest: Manifest, doc: Document) -> list[Diagnostic]:
             out.append(error(f"the template sandbox refused {template.where} while checking it: "
                              f"{refusal_text(exc)}", **_at(doc, *path),
                              hint="loops, big numbers and repetition are limited "
-                                  "(runner/sandbox.py)"))
+                                  "(runner/rendering/sandbox.py)"))
             continue
         if columns is None:
             continue

@@ -1,7 +1,7 @@
 """Loads manifests: finds files, parses YAML, validates against the schema, then builds spec.Manifest.
 
 File reads only (the manifests, template files and a local source's header). Every problem of every
-file is collected before ManifestError is raised; checks the schema cannot express live in checks.py.
+file is collected before ManifestError is raised; checks the schema cannot express live in checks.
 """
 
 from __future__ import annotations

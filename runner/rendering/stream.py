@@ -88,7 +88,7 @@ def render_rows(
                 file=manifest_file, line=template.line if template and template.line else None,
                 path=template.where if template and template.where.startswith("spec.") else None,
                 hint="templates format the row's values; loops, big numbers and repetition are "
-                     "limited (runner/sandbox.py)")]) from None
+                     "limited (runner/rendering/sandbox.py)")]) from None
         if not problems:
             yield rendered
     duplicated = ids.duplicate_hashes()

@@ -1,4 +1,4 @@
-"""The custom_id rule, in one place for render.py (which applies it in Python) and a BigQuery source
+"""The custom_id rule, in one place for rendering/row.py (which applies it in Python) and a BigQuery source
 (which applies it in SQL): which ids are sent as they are, which as a hash. Pure: no I/O."""
 
 from __future__ import annotations

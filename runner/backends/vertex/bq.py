@@ -46,7 +46,7 @@ class UnsafeStatementError(BackendError):
 
 
 PAGE_ROWS = 10_000
-# The manifest's fields the names come from, for the refusal's location (ledger.py places it).
+# The manifest's fields the names come from, for the refusal's location (the row pass places it).
 DESTINATION = "spec.destination.bigquery.table"
 PASSTHROUGH = "spec.passthrough"
 

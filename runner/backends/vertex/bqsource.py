@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 FP = "batchrun_source_fp__"  # the fingerprint column added to the source's own
 ROW = "batchrun_source_row__"  # the source row's alias: a name no column is likely to have
-# The manifest's fields the names come from, for a refusal's location (ledger.py places it).
+# The manifest's fields the names come from, for a refusal's location (the row pass places it).
 ID = "spec.source.id"
 SOURCE_TABLE = "spec.source.bigquery.table"
 DESTINATION = "spec.destination.bigquery.table"
@@ -43,7 +43,7 @@ def fingerprinted(source: str) -> str:
 
 
 def sent_id(column: str, field_type: str, *, id_hash: bool, max_chars: int) -> str:
-    """The custom_id render.py sends for the id column `column`, in SQL (runner/idrule.py's rule;
+    """The custom_id rendering sends for the id column `column`, in SQL (runner/rows/idrule.py's rule;
     tests pin that they agree): so the rows left in BigQuery are checked on the ids they were sent
     under. An id sent as it is, or refused when rendered, is grouped as it is."""
     name = sqlnames.column(column, field=ID)
