@@ -472,6 +472,7 @@ def one_collect(n: int, work: Path) -> dict[str, Any]:
 
     from runner import api
     from runner.applying.executor import ApplyReport, collect_finished
+    from runner.applying.writer import Writer
     from runner.backends.local.backend import LocalBackend
     from runner.backends.local.store import JobStore
 
@@ -504,7 +505,7 @@ def one_collect(n: int, work: Path) -> dict[str, Any]:
     backend = LocalBackend(p.settings)
     report = ApplyReport()
     start = time.perf_counter()
-    collect_finished(m, backend, backend.list_jobs(), report)
+    collect_finished(m, Writer(backend), backend.list_jobs(), report)
     seconds = time.perf_counter() - start
     assert report.rows_collected == n
     return {"lines": n, "seconds": seconds, "lines_per_s": n / seconds, "rss_mb": rss_mb()}

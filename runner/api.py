@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from runner import backends
 from runner.answers import result
 from runner.applying import waiting
+from runner.applying.writer import Writer
 from runner.backends.base import Backend, Finding
 from runner.errors import (
     BatchrunError,
@@ -119,7 +120,7 @@ def previews(project: Project, names: Sequence[str], rows: int, *,
     """`plan --preview`: a preview per manifest named, budgets checked over all before any job
     is created (each manifest's max_cost, the project's over the total)."""
     return previewer.previews([project.manifest(n) for n in names],
-                              backend or open_backend(project), project.settings, rows,
+                              Writer(backend or open_backend(project)), project.settings, rows,
                               timeout=timeout, poll=poll, first_look=first_look)
 
 
@@ -171,8 +172,8 @@ def apply(project: Project, the_plan: Plan | None = None, *, backend: Backend | 
             the_plan = the_plan or fresh
         assert the_plan is not None
         check_budget(the_plan)
-        return applier.apply_plan(the_plan, project.manifests, backend, project.settings, work,
-                          allow_cancel=allow_cancel, say=say or (lambda _: None))
+        return applier.apply_plan(the_plan, project.manifests, Writer(backend), project.settings,
+                                  work, allow_cancel=allow_cancel, say=say or (lambda _: None))
 
 
 def check_output(project: Project, path: Path, flag: str) -> None:
@@ -292,7 +293,7 @@ def import_job(project: Project, name: str, job_name: str, *,
                backend: Backend | None = None) -> int:
     """Adopt a job made outside batchrun: its answers for rows of NAME's source count as done.
     Returns the number of answers merged into the destination."""
-    return handson.import_job(project.manifest(name), backend or open_backend(project),
+    return handson.import_job(project.manifest(name), Writer(backend or open_backend(project)),
                               project.settings, job_name)
 
 
@@ -312,8 +313,8 @@ def cancel(project: Project, name: str, *, backend: Backend | None = None,
            preview: bool = False) -> CancelReport:
     """Cancel NAME's running jobs, of its current and older specs (what they answered is still
     collected), and with `preview` its running previews too; iterates as the names cancelled."""
-    return handson.cancel_running(project.manifest(name), backend or open_backend(project),
-                                  previews=preview)
+    return handson.cancel_running(project.manifest(name),
+                                  Writer(backend or open_backend(project)), previews=preview)
 
 
 def running(project: Project, *, backend: Backend | None = None) -> dict[str, list[str]]:
@@ -332,7 +333,7 @@ def retry(project: Project, name: str, *, failed: bool = False, backend: Backend
     """After fixing a cause: unblock NAME and, with `failed`, give its failed rows fresh attempts;
     with `older_specs`, mark up to `limit` answers kept from older specs to be re-run. The next
     apply sends them."""
-    return handson.retry(project.manifest(name), backend or open_backend(project),
+    return handson.retry(project.manifest(name), Writer(backend or open_backend(project)),
                          project.settings, failed=failed, say=say or (lambda _: None),
                          older_specs=older_specs, limit=limit)
 
@@ -357,7 +358,8 @@ def canary(project: Project, *, backend: Backend | None = None,
     """doctor --canary: a two-row job per model family and destination kind in use, its raw
     output saved under .batchrun/canary/<date>/ and read back through the parser."""
     folder = project.settings.state_dir / "canary" / datetime.now(UTC).strftime("%Y-%m-%d")
-    return handson.canary(project.manifests, backend or open_backend(project), project.settings,
+    return handson.canary(project.manifests, Writer(backend or open_backend(project)),
+                          project.settings,
                           folder, timeout=timeout)
 
 
@@ -365,18 +367,14 @@ def gc(project: Project, name: str | None = None, *, dry_run: bool = False,
        backend: Backend | None = None) -> dict[str, list[str]]:
     """Remove (or with dry_run, list) what collected jobs older than `retention` left behind,
     per manifest. Only batchrun's own labelled jobs, staging paths and intermediate tables."""
-    backend = backend or open_backend(project)
+    writer = Writer(backend or open_backend(project))
     manifests = [project.manifest(name)] if name else list(project.manifests)
-    return {m.name: handson.gc(m, backend, project.settings, dry_run=dry_run) for m in manifests}
+    return {m.name: handson.gc(m, writer, project.settings, dry_run=dry_run) for m in manifests}
 
 
 def unlock(project: Project, name: str, *, backend: Backend | None = None) -> str:
     """Remove the locks of NAME and of its destination left by a dead apply."""
-    backend = backend or open_backend(project)
-    own, dest = applier.lock_names(project.manifest(name))
-    said = backend.unlock(own)
-    backend.unlock(dest)
-    return said
+    return Writer(backend or open_backend(project)).break_locks(project.manifest(name))
 
 
 __all__ = ["ApplyReport", "CancelReport", "JobStatus", "Manifest", "Project", "RenderError", "RetryReport",

@@ -86,3 +86,45 @@ def test_a_breach_of_a_floor_fails_lint_imports(tmp_path: Path) -> None:
                             capture_output=True, text=True, check=False)
     assert broken.returncode != 0
     assert "runner.rendering.row -> runner.cli.commands" in broken.stdout
+
+
+def _run_lint_imports(tree: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    return subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=tree, env=env,
+                          capture_output=True, text=True, check=False)
+
+
+def test_write_methods_are_exactly_what_backend_adds_to_the_reader() -> None:
+    """The one-writer contract reads WRITE_METHODS: a write method added to Backend and not to the
+    tuple would slip past it."""
+    from runner.backends import base
+
+    def members(cls: type) -> set[str]:
+        return {n for n, v in vars(cls).items() if callable(v) and not n.startswith("_")}
+
+    assert set(base.WRITE_METHODS) == members(base.Backend) - members(base.BackendReader)
+
+
+def test_the_one_writer_scan_exempts_modules_not_backends() -> None:
+    from runner.devtools.writecontract import breaches
+
+    methods = frozenset({"unlock", "write_destination"})
+    source = ("from runner import api\nimport runner.api as other\n"
+              "def f(backend, ctx):\n    api.unlock(ctx, 'x')\n    other.unlock(ctx, 'y')\n"
+              "    backend.write_destination(1, [], collected=[])\n    w = backend.unlock\n")
+    assert breaches(source, methods) == [(6, "backend.write_destination"), (7, "backend.unlock")]
+
+
+@pytest.mark.skipif(not LINT_IMPORTS.exists(), reason="import-linter is not installed")
+def test_a_write_outside_the_writer_fails_lint_imports(tmp_path: Path) -> None:
+    """Issue 25's one writer: observe/ (a reader) reaching a backend's write method breaks the
+    contract, named by module and line."""
+    shutil.copytree(PACKAGE, tmp_path / "runner", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
+    status = tmp_path / "runner" / "observe" / "status.py"
+    lines = status.read_text().count("\n")
+    status.write_text(status.read_text() + "\ndef _sneak(backend, dest):  # noqa\n"
+                      "    backend.write_destination(dest, [], collected=[])\n")
+    broken = _run_lint_imports(tmp_path)
+    assert broken.returncode != 0, broken.stdout
+    assert f"runner.observe.status:{lines + 3}  backend.write_destination" in broken.stdout

@@ -266,6 +266,7 @@ def test_api_apply_of_a_plan_without_its_work_renders_again_and_refuses_a_differ
 def test_gc_removes_only_old_collected_jobs_and_inputs_no_kept_job_uses(
         project_dir: ProjectDir) -> None:
     from runner.applying import handson
+    from runner.applying.writer import Writer
 
     fake = FakeBackend(fail_ids=["T2"])
     project_dir.write("batchrun.yaml", "retention: 30000\n")  # apply removes nothing yet
@@ -276,10 +277,10 @@ def test_gc_removes_only_old_collected_jobs_and_inputs_no_kept_job_uses(
     project_dir.write("batchrun.yaml", "retention: 0\n")
     project = load(project_dir)
     manifest = project.manifest("triage")
-    removed = handson.gc(manifest, fake, project.settings, dry_run=True)
+    removed = handson.gc(manifest, Writer(fake), project.settings, dry_run=True)
     assert removed == [first.name, f"mem://{first.input_digest}"]  # not the job in flight
     assert first.name in fake.jobs  # a dry run removes nothing
-    assert handson.gc(manifest, fake, project.settings, dry_run=False) == removed
+    assert handson.gc(manifest, Writer(fake), project.settings, dry_run=False) == removed
     assert first.name not in fake.jobs and retrying.name in fake.jobs
     fake.run_all()
     final = cycle(project_dir, fake)  # and apply itself now removes what it collected
@@ -290,6 +291,7 @@ def test_gc_removes_only_old_collected_jobs_and_inputs_no_kept_job_uses(
 
 def test_gc_keeps_a_failed_job_that_still_counts_toward_a_block(project_dir: ProjectDir) -> None:
     from runner.applying import handson
+    from runner.applying.writer import Writer
 
     fake = FakeBackend()
     project = load(project_dir)
@@ -297,7 +299,7 @@ def test_gc_keeps_a_failed_job_that_still_counts_toward_a_block(project_dir: Pro
     (job,) = fake.jobs
     fake.end(job, JobState.FAILED, code=13, message="INTERNAL")
     api.apply(load(project_dir), api.plan(load(project_dir), backend=fake), backend=fake)
-    assert handson.gc(project.manifest("triage"), fake, project.settings, dry_run=True) == []
+    assert handson.gc(project.manifest("triage"), Writer(fake), project.settings, dry_run=True) == []
 
 
 def test_a_destination_restored_between_plan_and_apply_gets_no_duplicate(

@@ -390,7 +390,7 @@ def test_a_150_kb_answer_round_trips_through_a_csv_destination(project_dir: Proj
 def test_a_destination_being_written_elsewhere_is_said_in_its_own_terms(
         project_dir: ProjectDir) -> None:
     """Applies lock the destination too (another checkout of the same repository writes it)."""
-    from runner.applying.executor import lock_names
+    from runner.applying.writer import lock_names
     from runner.backends.local.backend import LocalBackend
 
     project = api.load_project(cwd=project_dir.root)

@@ -1,5 +1,6 @@
-"""Apply: carries out a plan, with the rows its row pass prepared, through the read/write Backend.
-With handson (the commands a user asks for by name), the only code that changes remote state.
+"""Apply: carries out a plan, with the rows its row pass prepared, each write a step of the
+Writer (writer.py). With handson (the commands a user asks for by name), the only code that
+decides a change to remote state.
 
 Per manifest, under its locks: cancel what the plan cancels, collect finished jobs into the
 destination, remove old leftovers (gc), reshape what only needs reshaping, then stage and create
@@ -9,7 +10,6 @@ second run never sends a row twice.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -22,8 +22,8 @@ import orjson
 from runner import crashpoints, identity
 from runner.answers import collect
 from runner.answers.result import Status
+from runner.applying.writer import Writer
 from runner.backends.base import (
-    Backend,
     IndexEntry,
     JobRequest,
     RemoteJob,
@@ -32,7 +32,6 @@ from runner.backends.base import (
 from runner.errors import (
     ApprovalError,
     BatchrunError,
-    LockError,
     QuotaError,
     RowsChangedError,
     error,
@@ -52,7 +51,6 @@ from runner.ledger.rowpass import job_results, row_key
 from runner.planning.plan import Action, Change, ManifestPlan, Plan
 from runner.planning.prepared import Prepared, Work
 from runner.planning.shards import Sharder, busy_slots, job_pool, pool_limit, pool_of
-from runner.project.paths import destination_lock
 from runner.rows.idfilter import IdFilter
 from runner.spec import Manifest, Settings
 
@@ -78,35 +76,7 @@ def quiet(_: Event) -> None:
     pass
 
 
-def lock_names(manifest: Manifest) -> tuple[str, str]:
-    """The manifest's lock and its destination's: two manifests (or two checkouts) writing one
-    place cannot write it at once, whatever their names."""
-    return manifest.name, destination_lock(manifest.destination)
-
-
-@contextlib.contextmanager
-def locked(backend: Backend, manifest: Manifest) -> Iterator[None]:
-    name, dest = lock_names(manifest)
-    with backend.lock(name), _destination_lock(backend, manifest, dest):
-        yield
-
-
-@contextlib.contextmanager
-def _destination_lock(backend: Backend, manifest: Manifest, lock_name: str) -> Iterator[None]:
-    """The destination's lock, its refusal said in terms of the destination, not of a hash."""
-    with contextlib.ExitStack() as stack:
-        try:
-            stack.enter_context(backend.lock(lock_name))
-        except LockError as exc:
-            who = (exc.diagnostics[0].summary.removeprefix(f"{lock_name} is being applied by ")
-                   .removesuffix("; try again when it finishes"))
-            raise LockError([error(
-                f"{manifest.name}: its destination {manifest.destination.location} is being "
-                f"written by another apply: {who}", hint="try again when it finishes")]) from None
-        yield
-
-
-def collect_finished(manifest: Manifest, backend: Backend, jobs: Sequence[RemoteJob],
+def collect_finished(manifest: Manifest, writer: Writer, jobs: Sequence[RemoteJob],
                      report: ApplyReport, say: Listener = quiet,
                      ids: IdFilter | None = None) -> None:
     """Merge every finished, uncollected job of the manifest into its destination, in one write.
@@ -115,6 +85,7 @@ def collect_finished(manifest: Manifest, backend: Backend, jobs: Sequence[Remote
     for ids it surely lacks are spooled and appended, without reading the destination again; only
     answers that may meet an existing row (or another answer) are merged the slow way.
     """
+    backend = writer.reader
     done = backend.collected_jobs(manifest.destination)
     todo = sorted((j for j in jobs if j.manifest_name == manifest.name and j.state.finished
                    and j.name not in done and j.belongs_to(manifest.spec_hash)),
@@ -140,12 +111,12 @@ def collect_finished(manifest: Manifest, backend: Backend, jobs: Sequence[Remote
         collected = done | {j.name for j in todo}
         crashpoints.reached("collect")
         if updates:
-            backend.write_destination(manifest.destination, collect.merge_rows(
+            writer.write(manifest.destination, collect.merge_rows(
                 backend.read_destination(manifest.destination), updates, manifest.spec_hash,
                 appended=appended), collected=collected)
         else:
-            backend.write_destination(manifest.destination, ((row, True) for row in appended),
-                                      collected=collected, append=True)
+            writer.write(manifest.destination, ((row, True) for row in appended),
+                         collected=collected, append=True)
     crashpoints.reached("collected")
     report.collected.extend(j.name for j in todo)
     report.rows_to_do_again += tally.to_do_again
@@ -180,12 +151,13 @@ def _shard(rows: _Peekable, settings: Settings) -> Iterator[tuple[bytes, IndexEn
         yield row
 
 
-def reshape(manifest: Manifest, backend: Backend, prepared: Prepared, report: ApplyReport,
+def reshape(manifest: Manifest, writer: Writer, prepared: Prepared, report: ApplyReport,
             say: Listener = quiet) -> None:
     """Re-derive, from their stored answers, the rows the plan found answered with the very
     request they would be sent now by the same answerer: only how answers are shaped (the
     response block, the passthrough columns) changed. Nothing is sent; one rewrite of the
     destination."""
+    backend = writer.reader
     done = refused = 0
 
     def rows() -> Iterator[tuple[dict[str, Any], bool]]:
@@ -203,8 +175,8 @@ def reshape(manifest: Manifest, backend: Backend, prepared: Prepared, report: Ap
             refused += new["spec_hash"] != manifest.spec_hash
             yield new, True
 
-    backend.write_destination(manifest.destination, rows(),
-                              collected=backend.collected_jobs(manifest.destination))
+    writer.write(manifest.destination, rows(),
+                 collected=backend.collected_jobs(manifest.destination))
     report.reshaped += done
     say(Reshaped(manifest.name, done, refused))
 
@@ -245,10 +217,11 @@ def job_request(manifest: Manifest, staged: StagedInput, display_name: str,
         response_schema=manifest.response.schema, region=manifest.region)
 
 
-def create_jobs(manifest: Manifest, backend: Backend, settings: Settings, report: ApplyReport,
+def create_jobs(manifest: Manifest, writer: Writer, settings: Settings, report: ApplyReport,
                 planned: Change, prepared: Prepared, say: Listener = quiet) -> None:
     """Create the plan's jobs from the rows it prepared, re-reading the manifest's jobs (any state)
     and the running ones right before each create."""
+    backend = writer.reader
     quota = settings.quota
     pool = pool_of(manifest.family, manifest.region, quota, backend.regional)
     limit = pool_limit(manifest.family, quota, backend.regional)
@@ -267,7 +240,7 @@ def create_jobs(manifest: Manifest, backend: Backend, settings: Settings, report
         if rows.peek() is None:
             return
         crashpoints.reached("stage")
-        staged = backend.stage(manifest.name, _shard(rows, settings))
+        staged = writer.stage_rows(manifest.name, _shard(rows, settings))
         crashpoints.reached("staged")
         fresh = backend.list_jobs(in_flight_only=True)  # right before the create: what runs now?
         # Every job of the manifest, finished ones too: one made since the plan stops us.
@@ -283,7 +256,7 @@ def create_jobs(manifest: Manifest, backend: Backend, settings: Settings, report
             say(QuotaFull(manifest.name))
             return
         try:
-            job = backend.create_job(job_request(
+            job = writer.create(job_request(
                 manifest, staged, identity.display_name(manifest, shard),
                 identity.job_labels(manifest, input_digest=staged.digest, shard=shard)))
         except QuotaError as exc:
@@ -295,9 +268,10 @@ def create_jobs(manifest: Manifest, backend: Backend, settings: Settings, report
         say(Created(manifest.name, job.name, staged.rows))
 
 
-def _apply_manifest(mplan: ManifestPlan, manifest: Manifest, backend: Backend,
+def _apply_manifest(mplan: ManifestPlan, manifest: Manifest, writer: Writer,
                     settings: Settings, prepared: Prepared, report: ApplyReport, *,
                     allow_cancel: bool, say: Listener) -> None:
+    backend = writer.reader
     planned = next((c for c in mplan.changes if c.action is Action.CREATE), None)
     jobs = backend.list_jobs(manifest.name)
     if planned is not None:
@@ -310,26 +284,26 @@ def _apply_manifest(mplan: ManifestPlan, manifest: Manifest, backend: Backend,
                                     "--allow-cancel to replace them")
             for job in change.jobs:
                 crashpoints.reached("cancel")
-                backend.cancel_job(job)
+                writer.cancel(job)
                 report.cancelled.append(job)
                 say(Cancelled(manifest.name, job))
     # The row pass's ids stand while the destination is the version the plan read (a hand edit,
     # or another apply's collect, between the two: they are read again).
     same = backend.destination_stamp(manifest.destination) == prepared.destination_stamp
-    collect_finished(manifest, backend, jobs, report, say, prepared.ids if same else None)
-    report.removed += litter(manifest, backend, settings, dry_run=False, jobs=jobs)
+    collect_finished(manifest, writer, jobs, report, say, prepared.ids if same else None)
+    report.removed += litter(manifest, writer, settings, dry_run=False, jobs=jobs)
     if any(c.action is Action.RESHAPE for c in mplan.changes):
-        reshape(manifest, backend, prepared, report, say)
+        reshape(manifest, writer, prepared, report, say)
     if planned is None:  # rows only waiting for a slot wait for the next plan
         return
-    create_jobs(manifest, backend, settings, report, planned, prepared, say)
+    create_jobs(manifest, writer, settings, report, planned, prepared, say)
     if prepared.source_stamp is not None and prepared.source_stamp != backend.source_stamp(
             manifest.source):
         report.source_moved.append(manifest.name)
         say(SourceMoved(manifest.name))
 
 
-def apply_plan(plan: Plan, manifests: Sequence[Manifest], backend: Backend, settings: Settings,
+def apply_plan(plan: Plan, manifests: Sequence[Manifest], writer: Writer, settings: Settings,
                work: Work, *, allow_cancel: bool = False, say: Listener = quiet) -> ApplyReport:
     """Carry out `plan` with the rows its row pass prepared (`work`). Cancels only what it lists;
     creates only what it shows, or nothing (RowsChangedError)."""
@@ -339,19 +313,19 @@ def apply_plan(plan: Plan, manifests: Sequence[Manifest], backend: Backend, sett
         manifest = by_name[mplan.name]
         if not mplan.has_changes:
             continue
-        with locked(backend, manifest):
-            _apply_manifest(mplan, manifest, backend, settings,
+        with writer.locked(manifest):
+            _apply_manifest(mplan, manifest, writer, settings,
                             work.get(mplan.name) or Prepared(mplan.name), report,
                             allow_cancel=allow_cancel, say=say)
     for orphan in plan.orphans:
         if orphan.cancel:
-            backend.cancel_job(orphan.job)
+            writer.cancel(orphan.job)
             report.cancelled.append(orphan.job)
             say(Cancelled(orphan.manifest_name, orphan.job, orphan=True))
     return report
 
 
-def litter(manifest: Manifest, backend: Backend, settings: Settings, *, dry_run: bool,
+def litter(manifest: Manifest, writer: Writer, settings: Settings, *, dry_run: bool,
            jobs: Sequence[RemoteJob] | None = None, now: datetime | None = None) -> list[str]:
     """Remove what the manifest's collected jobs older than `retention` left behind (staged inputs,
     intermediate tables, outputs, job records); what is removed, or would be with `dry_run`.
@@ -360,6 +334,7 @@ def litter(manifest: Manifest, backend: Backend, settings: Settings, *, dry_run:
     by `batchrun retry`), and a staged input while another kept job uses it. A preview of another
     spec than the manifest's goes once it is older than `retention` too. `jobs`: the
     manifest's jobs when the caller has just listed them (their states are what matter)."""
+    backend = writer.reader
     jobs = backend.list_jobs(manifest.name) if jobs is None else jobs
     collected = backend.collected_jobs(manifest.destination)
     forgiven = backend.forgiven_jobs(manifest.destination)
@@ -381,7 +356,7 @@ def litter(manifest: Manifest, backend: Backend, settings: Settings, *, dry_run:
     removed: dict[str, None] = {}
     for job in gone:
         try:
-            removed.update(dict.fromkeys(backend.remove_job(
+            removed.update(dict.fromkeys(writer.remove(
                 job, input_too=job.input_digest not in inputs, dry_run=dry_run)))
             inputs.add(job.input_digest)
         except BatchrunError as exc:  # litter left is no harm: the next apply tries again

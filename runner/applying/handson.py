@@ -17,8 +17,9 @@ from runner import identity
 from runner.answers import collect
 from runner.answers.outputs import parse_line
 from runner.answers.result import Status
-from runner.applying.executor import ApplyReport, collect_finished, job_request, litter, locked, quiet
-from runner.backends.base import Backend, Finding, IndexEntry, JobState, RemoteJob
+from runner.applying.executor import ApplyReport, collect_finished, job_request, litter, quiet
+from runner.applying.writer import Writer
+from runner.backends.base import BackendReader, Finding, IndexEntry, JobState, RemoteJob
 from runner.errors import BatchrunError
 from runner.events import Listener
 from runner.identity import INPUT_LABEL, MANAGED_LABEL, MANAGED_VALUE, NAME_LABEL
@@ -46,16 +47,17 @@ def _fresh_attempts(row: dict[str, Any], spec_hash: str) -> dict[str, Any] | Non
     return None
 
 
-def retry(manifest: Manifest, backend: Backend, settings: Settings, *, failed: bool,
+def retry(manifest: Manifest, writer: Writer, settings: Settings, *, failed: bool,
           say: Listener = quiet, older_specs: bool = False,
           limit: int | None = None) -> RetryReport:
     """After the user fixed a cause: set aside the job-level failures that block the manifest and,
     with `failed`, give rows out of attempts a fresh set. Both are recorded beside the destination,
     so the ledger stays the record; nothing is sent here."""
     report = RetryReport()
-    with locked(backend, manifest):
+    backend = writer.reader
+    with writer.locked(manifest):
         jobs = backend.list_jobs(manifest.name)
-        collect_finished(manifest, backend, jobs, ApplyReport(), say)
+        collect_finished(manifest, writer, jobs, ApplyReport(), say)
         forgiven = backend.forgiven_jobs(manifest.destination)
         failures = failures_of(manifest, jobs, settings, forgiven, datetime.now(UTC), backend,
                                read_ledger(manifest, backend, jobs, settings))
@@ -63,7 +65,7 @@ def retry(manifest: Manifest, backend: Backend, settings: Settings, *, failed: b
         # Every ended job of the manifest so far: none of them counts toward a block any more.
         report.forgiven = sorted(j.name for j in jobs if j.state.finished and j.name not in forgiven)
         if report.forgiven:
-            backend.forgive_jobs(manifest.destination, report.forgiven)
+            writer.forgive(manifest.destination, report.forgiven)
         if failed and any(_fresh_attempts(row, manifest.spec_hash) is not None
                           for row in backend.read_destination(manifest.destination)):
             def rows() -> Iterator[tuple[dict[str, Any], bool]]:
@@ -73,17 +75,19 @@ def retry(manifest: Manifest, backend: Backend, settings: Settings, *, failed: b
                         report.rows_reset += 1
                     yield (row, False) if fresh is None else (fresh, True)
 
-            backend.write_destination(manifest.destination, rows(),
-                                      collected=backend.collected_jobs(manifest.destination))
+            writer.write(manifest.destination, rows(),
+                         collected=backend.collected_jobs(manifest.destination))
         if older_specs:
-            _rerun_older(manifest, backend, report, limit)
+            _rerun_older(manifest, writer, report, limit)
     return report
 
 
-def _rerun_older(manifest: Manifest, backend: Backend, report: RetryReport,
+def _rerun_older(manifest: Manifest, writer: Writer, report: RetryReport,
                  limit: int | None) -> None:
     """Mark up to `limit` answers kept from older specs (on_change: forward) to be re-run under
     the current one: the answer stays until the new one replaces it."""
+    backend = writer.reader
+
     def rows() -> Iterator[tuple[dict[str, Any], bool]]:
         for row in backend.read_destination(manifest.destination):
             older = (row.get("status") == Status.SUCCEEDED
@@ -97,8 +101,8 @@ def _rerun_older(manifest: Manifest, backend: Backend, report: RetryReport,
             else:
                 yield row, False
 
-    backend.write_destination(manifest.destination, rows(),
-                              collected=backend.collected_jobs(manifest.destination))
+    writer.write(manifest.destination, rows(),
+                 collected=backend.collected_jobs(manifest.destination))
 
 
 @dataclass(frozen=True)
@@ -117,23 +121,24 @@ class CancelReport:
         return len(self.cancelled)
 
 
-def cancel_running(manifest: Manifest, backend: Backend, *, previews: bool = False) -> CancelReport:
+def cancel_running(manifest: Manifest, writer: Writer, *, previews: bool = False) -> CancelReport:
     """`batchrun cancel`: under its locks, ask each of the manifest's running jobs — of its current
     spec and older ones — to stop. A preview's job only with `previews`: a pull request's preview
     may be what someone waits on (its answers count once that spec is applied)."""
-    with locked(backend, manifest):
-        running = [j for j in backend.list_jobs(manifest.name, in_flight_only=True)
+    with writer.locked(manifest):
+        running = [j for j in writer.reader.list_jobs(manifest.name, in_flight_only=True)
                    if j.state is not JobState.CANCELLING]  # asked already: nothing to ask again
         chosen = tuple(j for j in running if previews or not j.preview)
         for job in chosen:
-            backend.cancel_job(job.name)
+            writer.cancel(job.name)
     return CancelReport(manifest.spec_hash, chosen,
                         tuple(j for j in running if j not in chosen))
 
 
-def import_job(manifest: Manifest, backend: Backend, settings: Settings, job_name: str) -> int:
+def import_job(manifest: Manifest, writer: Writer, settings: Settings, job_name: str) -> int:
     """`batchrun import`: merge the answers of a job made outside batchrun for rows of this
     manifest's source into its destination, so they count as done. Returns how many."""
+    backend = writer.reader
     job = backend.get_job(job_name)
     if not job.state.finished or job.output_uri is None:
         raise BatchrunError(f"job {job_name} is {job.state.short}; only a finished job with output "
@@ -147,7 +152,7 @@ def import_job(manifest: Manifest, backend: Backend, settings: Settings, job_nam
                         {k: r.row.data.get(k) for k in manifest.passthrough},
                         source_fp=r.source_fp)
              for r in rendered_rows(manifest, backend, settings)]
-    with locked(backend, manifest):
+    with writer.locked(manifest):
         updates: dict[str, list[dict[str, Any]]] = {}
         answered = {str(parse_line(line, manifest.family).custom_id)
                     for line in backend.read_output(job)}
@@ -161,22 +166,22 @@ def import_job(manifest: Manifest, backend: Backend, settings: Settings, job_nam
         merged = collect.merge_rows(backend.read_destination(manifest.destination), updates,
                                     manifest.spec_hash)
         done = backend.collected_jobs(manifest.destination)
-        backend.write_destination(manifest.destination, merged, collected=done | {job.name})
+        writer.write(manifest.destination, merged, collected=done | {job.name})
     return len(updates)
 
 
-def gc(manifest: Manifest, backend: Backend, settings: Settings, *, dry_run: bool) -> list[str]:
+def gc(manifest: Manifest, writer: Writer, settings: Settings, *, dry_run: bool) -> list[str]:
     """`batchrun gc`: what apply removes after collecting, on demand (under the locks)."""
     if dry_run:
-        return litter(manifest, backend, settings, dry_run=True)
-    with locked(backend, manifest):
-        return litter(manifest, backend, settings, dry_run=False)
+        return litter(manifest, writer, settings, dry_run=True)
+    with writer.locked(manifest):
+        return litter(manifest, writer, settings, dry_run=False)
 
 
 CANARY_NAME = "doctor-canary"  # the name label of canary jobs: no manifest's, never collected
 
 
-def _canary_rows(manifest: Manifest, backend: Backend,
+def _canary_rows(manifest: Manifest, backend: BackendReader,
                  settings: Settings) -> list[tuple[bytes, IndexEntry]] | None:
     """One ordinary request (the manifest's first row) and one built to be refused (max_tokens 0,
     or an empty embedding input), as the manifest would send them."""
@@ -196,11 +201,12 @@ def _canary_rows(manifest: Manifest, backend: Backend,
             for row in (ok, bad)]
 
 
-def canary(manifests: Sequence[Manifest], backend: Backend, settings: Settings, folder: Path,
+def canary(manifests: Sequence[Manifest], writer: Writer, settings: Settings, folder: Path,
            *, timeout: float, poll: float = 1.0) -> list[Finding]:
     """Per model family and destination kind in use: a two-row job, waited for; its raw output is
     saved to `folder` (the fixtures of tests/data/vertex-outputs/) and read back through the parser,
     naming any line it could not read. The job and its leftovers are removed after."""
+    backend = writer.reader
     kinds: dict[tuple[Family, str], Manifest] = {}
     for m in manifests:
         kinds.setdefault((m.family, m.destination.kind.value), m)
@@ -211,8 +217,8 @@ def canary(manifests: Sequence[Manifest], backend: Backend, settings: Settings, 
         if rows is None:
             findings.append(Finding(False, f"{what}: the source has no row to send"))
             continue
-        staged = backend.stage(CANARY_NAME, rows)
-        job = backend.create_job(replace(job_request(
+        staged = writer.stage_rows(CANARY_NAME, rows)
+        job = writer.create(replace(job_request(
             m, staged, f"batchrun-canary-{m.name}"[:128],
             {MANAGED_LABEL: MANAGED_VALUE, NAME_LABEL: CANARY_NAME, INPUT_LABEL: staged.digest}),
             manifest_name=CANARY_NAME))
@@ -243,5 +249,5 @@ def canary(manifests: Sequence[Manifest], backend: Backend, settings: Settings, 
         findings.append(Finding(fine, f"{what}: {detail}", None if fine else
                                 "look at the saved lines; copy them to tests/data/vertex-outputs/ "
                                 "and teach runner/answers/outputs.py their shape"))
-        backend.remove_job(job, input_too=True, dry_run=False)
+        writer.remove(job, input_too=True, dry_run=False)
     return findings

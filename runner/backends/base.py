@@ -314,3 +314,9 @@ class Backend(BackendReader, Protocol):
     def unlock(self, manifest_name: str) -> str:
         """Remove a lock left by a dead owner; refuse while the owner lives."""
         ...
+
+
+# The methods of Backend that change something: only runner/applying/writer.py calls them (the
+# "one writer" import contract, runner/devtools/writecontract.py, reads this tuple).
+WRITE_METHODS = ("stage", "create_job", "cancel_job", "write_destination", "forgive_jobs",
+                 "remove_job", "lock", "unlock")

@@ -1,5 +1,6 @@
 """`batchrun preview`: the changed spec run on a sample of rows answered under an older one, in one
-small job labelled a preview, then the old answers beside the new. It writes only that job; its
+small job labelled a preview, then the old answers beside the new. It writes only that job (through
+apply's Writer); its
 answers are the new spec's, collected by apply once that spec is the manifest's (never by another
 spec's apply), so a row previewed is never paid for twice."""
 
@@ -14,8 +15,9 @@ from typing import Any
 from runner import identity
 from runner.answers.compare import OverBudget, Pair, Preview, PreviewState, compare
 from runner.answers.result import Status
-from runner.applying.executor import job_request, locked
-from runner.backends.base import Backend, RemoteJob
+from runner.applying.executor import job_request
+from runner.applying.writer import Writer
+from runner.backends.base import BackendReader, RemoteJob
 from runner.estimate import Tally, approx_tokens, price_for
 from runner.identity import PREVIEW_LABEL
 from runner.ledger.rowpass import (
@@ -36,7 +38,7 @@ from runner.spec import Manifest, Settings
 ANSWER_COLUMNS = ("custom_id", "status", "spec_hash", "output")
 
 
-def older_answers(manifest: Manifest, backend: Backend) -> tuple[dict[str, Any], bool]:
+def older_answers(manifest: Manifest, backend: BackendReader) -> tuple[dict[str, Any], bool]:
     """id -> answer, for the destination's rows answered under another spec than the manifest's;
     and whether the destination holds any row at all (a manifest never applied holds none)."""
     old, stored = {}, False
@@ -47,7 +49,7 @@ def older_answers(manifest: Manifest, backend: Backend) -> tuple[dict[str, Any],
     return old, stored
 
 
-def _sample_rows(manifest: Manifest, backend: Backend, settings: Settings, ledger: Ledger,
+def _sample_rows(manifest: Manifest, backend: BackendReader, settings: Settings, ledger: Ledger,
                  old: dict[str, Any], n: int) -> list[RenderedRow]:
     """The sample's rows rendered under the new spec, in the sample's order: ids answered before,
     still in the source, whose request changed (a row whose request is the same is reshaped from
@@ -60,7 +62,7 @@ def _sample_rows(manifest: Manifest, backend: Backend, settings: Settings, ledge
     return sorted(rows, key=lambda r: rank[r.custom_id])
 
 
-def _first_rows(manifest: Manifest, backend: Backend, settings: Settings, ledger: Ledger,
+def _first_rows(manifest: Manifest, backend: BackendReader, settings: Settings, ledger: Ledger,
                 n: int) -> list[RenderedRow]:
     """A manifest never applied (its destination holds nothing): a sample of the rows apply
     would send, or that an earlier first look is answering or answered (the same ones each time,
@@ -75,7 +77,7 @@ def _first_rows(manifest: Manifest, backend: Backend, settings: Settings, ledger
     return sorted(rows, key=lambda r: rank[r.custom_id])
 
 
-def _wait(backend: Backend, jobs: list[RemoteJob], timeout: float,
+def _wait(backend: BackendReader, jobs: list[RemoteJob], timeout: float,
           poll: float) -> list[RemoteJob]:
     deadline = time.monotonic() + timeout
     pause = 0.2  # a small job often ends in seconds: look again soon, then every `poll`
@@ -86,16 +88,16 @@ def _wait(backend: Backend, jobs: list[RemoteJob], timeout: float,
     return jobs
 
 
-def _create(manifest: Manifest, backend: Backend, rows: list[RenderedRow]) -> RemoteJob:
-    staged = backend.stage(manifest.name, ((r.line, index_entry(manifest, r)) for r in rows))
+def _create(manifest: Manifest, writer: Writer, rows: list[RenderedRow]) -> RemoteJob:
+    staged = writer.stage_rows(manifest.name, ((r.line, index_entry(manifest, r)) for r in rows))
     labels = identity.job_labels(manifest, input_digest=staged.digest, shard=0)
     labels[PREVIEW_LABEL] = "true"
-    return backend.create_job(job_request(
+    return writer.create(job_request(
         manifest, staged, f"batchrun-preview-{manifest.name}-{manifest.spec_hash[:8]}"[:128],
         labels))
 
 
-def _new_answers(manifest: Manifest, backend: Backend,
+def _new_answers(manifest: Manifest, backend: BackendReader,
                  jobs: list[RemoteJob]) -> Iterator[dict[str, Any]]:
     for job in jobs:
         if job.state.finished:
@@ -119,7 +121,7 @@ class _Prepared:
         return bool(self.old or self.base.first)
 
 
-def _prepare(manifest: Manifest, backend: Backend, settings: Settings, n: int,
+def _prepare(manifest: Manifest, backend: BackendReader, settings: Settings, n: int,
              first_look: bool) -> _Prepared:
     base = Preview(manifest.name, manifest.spec_hash, PreviewState.NOTHING, n)
     jobs = backend.list_jobs(manifest.name)
@@ -169,18 +171,19 @@ def _over_budget(prepared: list[_Prepared], settings: Settings) -> OverBudget | 
     return None
 
 
-def previews(manifests: list[Manifest], backend: Backend, settings: Settings, n: int, *,
+def previews(manifests: list[Manifest], writer: Writer, settings: Settings, n: int, *,
              timeout: float = 3600, poll: float = 5.0, first_look: bool = False) -> list[Preview]:
     """Run (or reuse) a preview of `n` rows per manifest and compare. Rows an earlier preview of
     this spec answered, refused or is answering are not sent again. Budgets are checked over
     all of them before any is sent: a manifest's max_cost, and the project's over the total.
     With `first_look`, a manifest with no older answers runs `n` of its rows not answered yet,
     to be shown on their own (`batchrun preview` of a new manifest)."""
+    backend = writer.reader
     with contextlib.ExitStack() as stack:
         prepared = []
         for manifest in sorted(manifests, key=lambda m: m.name):
             # Apply sends none of these rows while the preview decides and creates its job.
-            stack.enter_context(locked(backend, manifest))
+            stack.enter_context(writer.locked(manifest))
             prepared.append(_prepare(manifest, backend, settings, n, first_look))
         refused = _over_budget(prepared, settings)
         if refused is not None:
@@ -188,14 +191,14 @@ def previews(manifests: list[Manifest], backend: Backend, settings: Settings, n:
                     if p.sampled else p.base for p in prepared]
         for p in prepared:
             if p.to_send:
-                p.jobs.append(_create(p.manifest, backend, p.to_send))
+                p.jobs.append(_create(p.manifest, writer, p.to_send))
     waited = _wait(backend, [j for p in prepared for j in p.jobs], timeout, poll)
     by_name = {j.name: j for j in waited}
     return [_finish(replace(p, jobs=[by_name[j.name] for j in p.jobs]), backend) if p.sampled
             else p.base for p in prepared]
 
 
-def _finish(p: _Prepared, backend: Backend) -> Preview:
+def _finish(p: _Prepared, backend: BackendReader) -> Preview:
     base = replace(p.base, sent=len(p.to_send), jobs=tuple(
         j.name for j in p.jobs if j.state.in_flight) or tuple(j.name for j in p.jobs))
     if any(j.state.in_flight for j in p.jobs):

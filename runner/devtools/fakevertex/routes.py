@@ -135,7 +135,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _control(self, method: str, path: str) -> None:
         fake = self.server.fake
         if path == "/_fake/faults" and method == "POST":
-            with fake.lock:
+            with fake.mutex:
                 for key, value in self._body().items():
                     if not hasattr(fake.faults, key):
                         self._error(400, f"unknown fault {key}")
@@ -147,7 +147,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/_fake/jobs" and method == "GET":
             self._send(200, list(fake.jobs.values()))
         elif path == "/_fake/jobs" and method == "POST":  # seed many jobs at once (benchmarks)
-            with fake.lock:
+            with fake.mutex:
                 for job in self._body():
                     fake.jobs[job["name"]] = job
                     fake.started[job["name"]] = time.monotonic()
@@ -158,7 +158,7 @@ class _Handler(BaseHTTPRequestHandler):
                              "cancels": [r.split(" ", 1)[1].removeprefix("/v1/").removesuffix(
                                  ":cancel") for r in fake.requests if r.endswith(":cancel")]})
         elif path == "/_fake/reset" and method == "POST":
-            with fake.lock:
+            with fake.mutex:
                 fake.jobs.clear()
                 fake.sent.clear()
                 fake.requests.clear()

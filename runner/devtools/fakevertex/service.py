@@ -87,7 +87,7 @@ class FakeVertex:
         self.sent: list[dict[str, str]] = []
         self.faults = Faults()
         self.regions_seen: set[str] = set()
-        self.lock = threading.RLock()
+        self.mutex = threading.RLock()
         self.requests: list[str] = []
         self.version = 0  # bumped on every change of a job, to invalidate the listing cache
         self._listing: tuple[Any, list[dict[str, Any]]] = (None, [])
@@ -95,7 +95,7 @@ class FakeVertex:
     # --- API -----------------------------------------------------------------------------------
     def create(self, project: str, location: str, body: dict[str, Any]) -> dict[str, Any]:
         _validate(location, body)
-        with self.lock:
+        with self.mutex:
             fault = self.faults.create_errors.pop(0) if self.faults.create_errors else ""
             if fault in ("500", "503"):
                 raise ApiError(int(fault), "Internal error encountered.")
@@ -128,7 +128,7 @@ class FakeVertex:
         return sum(len(re.findall(r"\w+|[^\w\s]", t)) for t in texts)
 
     def get(self, name: str) -> dict[str, Any]:
-        with self.lock:
+        with self.mutex:
             if name not in self.jobs:
                 raise ApiError(404, "The BatchPredictionJob does not exist.")
             return dict(self.jobs[name])
@@ -144,7 +144,7 @@ class FakeVertex:
                    self.faults.page_size_max)
         offset = int(base64.b64decode(params["pageToken"]).decode()) if params.get(
             "pageToken") else 0
-        with self.lock:
+        with self.mutex:
             # Filtering once per listing, not once per page, keeps big listings fast (benchmarks).
             key = (location, params.get("filter", ""), len(self.jobs), self.version)
             if key != self._listing[0]:
@@ -160,7 +160,7 @@ class FakeVertex:
         return out
 
     def cancel(self, name: str) -> dict[str, Any]:
-        with self.lock:
+        with self.mutex:
             job = self.jobs.get(name)
             if job is None:
                 raise ApiError(404, "The BatchPredictionJob does not exist.")
@@ -175,7 +175,7 @@ class FakeVertex:
         return {}
 
     def delete(self, name: str, location: str) -> dict[str, Any]:
-        with self.lock:
+        with self.mutex:
             job = self.jobs.get(name)
             if job is None:
                 raise ApiError(404, "The BatchPredictionJob does not exist.")
@@ -194,7 +194,7 @@ class FakeVertex:
 
     # --- the job machine -----------------------------------------------------------------------
     def tick(self) -> None:
-        with self.lock:
+        with self.mutex:
             names = [n for n, j in self.jobs.items() if j["state"] in IN_FLIGHT]
         for name in names:
             try:
@@ -204,7 +204,7 @@ class FakeVertex:
                              error={"code": 3, "message": f"Failed to import data. {exc}"})
 
     def _finish(self, name: str, state: str, **extra: Any) -> None:
-        with self.lock:
+        with self.mutex:
             job = self.jobs[name]
             now = _ts(_now())
             job.update(state=state, endTime=now, updateTime=now, **extra)
@@ -212,7 +212,7 @@ class FakeVertex:
 
     def _advance(self, name: str) -> None:
         faults = self.faults
-        with self.lock:
+        with self.mutex:
             job = self.jobs[name]
             state = job["state"]
             age = time.monotonic() - self.started[name]
@@ -233,7 +233,7 @@ class FakeVertex:
             return
         if state == "JOB_STATE_QUEUED":
             if busy < faults.max_concurrent:
-                with self.lock:
+                with self.mutex:
                     job["state"] = "JOB_STATE_PENDING"
                     self.version += 1
             return
@@ -246,13 +246,13 @@ class FakeVertex:
             region = name.split("/locations/")[1].split("/", maxsplit=1)[0]
             internal = faults.internal_jobs > 0
             if internal or (faults.first_job_internal and region not in self.regions_seen):
-                with self.lock:
+                with self.mutex:
                     faults.internal_jobs = max(0, faults.internal_jobs - 1)
                 self.regions_seen.add(region)
                 self._finish(name, "JOB_STATE_FAILED", error={"code": 13, "message": "INTERNAL"})
                 return
             self.regions_seen.add(region)
-            with self.lock:
+            with self.mutex:
                 job.update(state="JOB_STATE_RUNNING", startTime=_ts(_now()),
                            updateTime=_ts(_now()))
                 self.version += 1
@@ -288,7 +288,7 @@ class FakeVertex:
             refused = (custom_id,) if isinstance(body, dict) and (
                 body.get("max_tokens") == 0 or body.get("input") == []) else ()
             execute = echo(ExecutorSpec(fail_ids=(*faults.fail_rows, *refused)), family, model)
-            with self.lock:
+            with self.mutex:
                 if self.jobs[name]["state"] != finish_from:
                     break  # cancelled while running
                 self.sent.append({"job": name, "custom_id": custom_id})
@@ -309,7 +309,7 @@ class FakeVertex:
                 line = {**line, "custom_id": _as_loaded(custom_id)}
             passthrough = {k: v for k, v in row.items() if k not in ("method", "url")}
             out_rows.append({**passthrough, **line} if "bigquerySource" in source else line)
-        with self.lock:
+        with self.mutex:
             if self.jobs[name]["state"] != finish_from:
                 return
         created = datetime.strptime(job["createTime"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
