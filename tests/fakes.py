@@ -77,6 +77,7 @@ class FakeBackend:
         return iter([entry for _, entry in self.staged[job.input_digest]])
 
     def read_output(self, job: RemoteJob) -> Iterator[bytes | dict[str, Any]]:
+        self.calls.append(("read_output", job.name))
         return iter(self.outputs.get(job.name, []))
 
     def read_destination(self, dest: DestinationSpec,
@@ -109,6 +110,7 @@ class FakeBackend:
         return []
 
     def collected_jobs(self, dest: DestinationSpec) -> set[str]:
+        self.calls.append(("collected_jobs", dest.location))
         return set(self.collected.get(dest.location, set()))
 
     def forgiven_jobs(self, dest: DestinationSpec) -> set[str]:

@@ -250,6 +250,26 @@ def test_one_apply_reads_the_source_once_and_the_destination_once(project_dir: P
     assert all(isinstance(r["source_fp"], str) and len(r["source_fp"]) == 24 for r in dest)
 
 
+def test_one_apply_parses_each_job_output_once_and_reads_the_collected_record_twice(
+        project_dir: ProjectDir) -> None:
+    """Issue 25: the row pass keeps the result rows it parsed for collect (it parsed each output
+    twice), and apply reads the record of collected jobs once under its lock (it read it three
+    times): one read at plan, one at apply."""
+    fake = FakeBackend()
+    api.apply(load(project_dir), backend=fake)
+    fake.run_all()
+    fake.calls.clear()
+    with api.Work() as work:
+        project = load(project_dir)
+        api.apply(project, api.plan(project, backend=fake, work=work), backend=fake, work=work)
+    outputs = [name for kind, name in fake.calls if kind == "read_output"]
+    assert outputs and len(outputs) == len(set(outputs)), outputs
+    assert [kind for kind, _ in fake.calls].count("collected_jobs") == 2
+    dest = fake.destinations[str(project_dir.root / "out/triage.jsonl")]
+    assert sorted(r["custom_id"] for r in dest) == ["T1", "T2", "T3", "T4", "T5"]
+    assert all(r["status"] == "succeeded" for r in dest)
+
+
 def test_api_apply_of_a_plan_without_its_work_renders_again_and_refuses_a_difference(
         project_dir: ProjectDir) -> None:
     fake = FakeBackend()

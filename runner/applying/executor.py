@@ -22,6 +22,7 @@ import orjson
 from runner import crashpoints, identity
 from runner.answers import collect
 from runner.answers.result import Status
+from runner.answers.spool import ResultSpool
 from runner.applying.writer import Writer
 from runner.backends.base import (
     IndexEntry,
@@ -78,20 +79,24 @@ def quiet(_: Event) -> None:
 
 def collect_finished(manifest: Manifest, writer: Writer, jobs: Sequence[RemoteJob],
                      report: ApplyReport, say: Listener = quiet,
-                     ids: IdFilter | None = None) -> None:
-    """Merge every finished, uncollected job of the manifest into its destination, in one write.
+                     ids: IdFilter | None = None, results: ResultSpool | None = None,
+                     done: set[str] | None = None) -> set[str]:
+    """Merge every finished, uncollected job of the manifest into its destination, in one write;
+    the jobs collected now, those before included.
 
-    `ids` are the destination's ids as the row pass read them (else they are read here). Answers
-    for ids it surely lacks are spooled and appended, without reading the destination again; only
-    answers that may meet an existing row (or another answer) are merged the slow way.
+    `ids` are the destination's ids as the row pass read them (else they are read here), `results`
+    the result rows it parsed (the jobs it did not parse are parsed here), `done` the jobs
+    collected before, read under the lock by the caller (else here). Answers for ids the
+    destination surely lacks are spooled and appended, without reading the destination again;
+    only answers that may meet an existing row (or another answer) are merged the slow way.
     """
     backend = writer.reader
-    done = backend.collected_jobs(manifest.destination)
+    done = backend.collected_jobs(manifest.destination) if done is None else done
     todo = sorted((j for j in jobs if j.manifest_name == manifest.name and j.state.finished
                    and j.name not in done and j.belongs_to(manifest.spec_hash)),
                   key=lambda j: j.end_time or j.create_time or "")
     if not todo:
-        return
+        return done
     if ids is None:
         ids = IdFilter()
         for row in backend.read_destination(manifest.destination, ("custom_id",)):
@@ -100,7 +105,9 @@ def collect_finished(manifest: Manifest, writer: Writer, jobs: Sequence[RemoteJo
     tally = collect.Tally()
     with tempfile.TemporaryFile() as spool:
         for job in todo:  # oldest first, so a newer answer is merged after an older one
-            for row in job_results(manifest, backend, job, tally):
+            rows = (results.replay(job.name, tally) if results is not None and job.name in results
+                    else job_results(manifest, backend, job, tally))
+            for row in rows:
                 report.rows_collected += 1
                 if ids.check_and_add(row["custom_id"]):
                     updates.setdefault(row["custom_id"], []).append(row)
@@ -123,6 +130,7 @@ def collect_finished(manifest: Manifest, writer: Writer, jobs: Sequence[RemoteJo
     say(Collected(manifest.name, len(todo),
                   tuple(sorted({j.state.short for j in todo} - {"succeeded"})),
                   tally.answered, tally.refused, tally.to_do_again))
+    return collected
 
 
 class _Peekable:
@@ -152,7 +160,7 @@ def _shard(rows: _Peekable, settings: Settings) -> Iterator[tuple[bytes, IndexEn
 
 
 def reshape(manifest: Manifest, writer: Writer, prepared: Prepared, report: ApplyReport,
-            say: Listener = quiet) -> None:
+            collected: set[str], say: Listener = quiet) -> None:
     """Re-derive, from their stored answers, the rows the plan found answered with the very
     request they would be sent now by the same answerer: only how answers are shaped (the
     response block, the passthrough columns) changed. Nothing is sent; one rewrite of the
@@ -175,8 +183,7 @@ def reshape(manifest: Manifest, writer: Writer, prepared: Prepared, report: Appl
             refused += new["spec_hash"] != manifest.spec_hash
             yield new, True
 
-    writer.write(manifest.destination, rows(),
-                 collected=backend.collected_jobs(manifest.destination))
+    writer.write(manifest.destination, rows(), collected=collected)
     report.reshaped += done
     say(Reshaped(manifest.name, done, refused))
 
@@ -290,10 +297,14 @@ def _apply_manifest(mplan: ManifestPlan, manifest: Manifest, writer: Writer,
     # The row pass's ids stand while the destination is the version the plan read (a hand edit,
     # or another apply's collect, between the two: they are read again).
     same = backend.destination_stamp(manifest.destination) == prepared.destination_stamp
-    collect_finished(manifest, writer, jobs, report, say, prepared.ids if same else None)
-    report.removed += litter(manifest, writer, settings, dry_run=False, jobs=jobs)
+    # The record of collected jobs, read once under the lock: this apply's own writes extend it.
+    collected = collect_finished(manifest, writer, jobs, report, say,
+                                 prepared.ids if same else None, prepared.results,
+                                 backend.collected_jobs(manifest.destination))
+    report.removed += litter(manifest, writer, settings, dry_run=False, jobs=jobs,
+                             collected=collected)
     if any(c.action is Action.RESHAPE for c in mplan.changes):
-        reshape(manifest, writer, prepared, report, say)
+        reshape(manifest, writer, prepared, report, collected, say)
     if planned is None:  # rows only waiting for a slot wait for the next plan
         return
     create_jobs(manifest, writer, settings, report, planned, prepared, say)
@@ -326,17 +337,20 @@ def apply_plan(plan: Plan, manifests: Sequence[Manifest], writer: Writer, settin
 
 
 def litter(manifest: Manifest, writer: Writer, settings: Settings, *, dry_run: bool,
-           jobs: Sequence[RemoteJob] | None = None, now: datetime | None = None) -> list[str]:
+           jobs: Sequence[RemoteJob] | None = None, now: datetime | None = None,
+           collected: set[str] | None = None) -> list[str]:
     """Remove what the manifest's collected jobs older than `retention` left behind (staged inputs,
     intermediate tables, outputs, job records); what is removed, or would be with `dry_run`.
 
     Kept: any job not yet collected or still counting toward a block (a failed job not set aside
     by `batchrun retry`), and a staged input while another kept job uses it. A preview of another
     spec than the manifest's goes once it is older than `retention` too. `jobs`: the
-    manifest's jobs when the caller has just listed them (their states are what matter)."""
+    manifest's jobs when the caller has just listed them (their states are what matter),
+    `collected` the jobs collected when the caller has just read (or written) the record."""
     backend = writer.reader
     jobs = backend.list_jobs(manifest.name) if jobs is None else jobs
-    collected = backend.collected_jobs(manifest.destination)
+    if collected is None:
+        collected = backend.collected_jobs(manifest.destination)
     forgiven = backend.forgiven_jobs(manifest.destination)
     cutoff = (now or datetime.now(UTC)) - timedelta(days=settings.retention)
 

@@ -26,6 +26,7 @@ from runner.spec import Manifest, Settings
 
 if TYPE_CHECKING:
     from runner.answers import collect
+    from runner.answers.spool import ResultSpool
 else:  # the answers' side (parsing, schemas) loads when a job is read, not to render
     collect = lazy_module("runner.answers.collect")
 
@@ -103,11 +104,12 @@ class Ledger:
 
 
 def read_ledger(manifest: Manifest, reader: BackendReader, jobs: Sequence[RemoteJob],
-                settings: Settings | None = None) -> Ledger:
+                settings: Settings | None = None, results: ResultSpool | None = None) -> Ledger:
     """One read of the destination (its ledger columns) and the jobs' records. When some job
     waits to be collected, the destination's ids are kept too, so collect need not read it again.
     A refusal that names a field of the manifest is placed there (`settings`: the project's root,
-    for the file's name)."""
+    for the file's name). With `results`, the result rows of the jobs waiting to be collected are
+    kept there as they are read, so apply's collect does not parse their outputs again."""
     ledger = Ledger(manifest.spec_hash)
     spec_hash = manifest.spec_hash
     current = ledger.answerer = reader.answerer(manifest.model.resource)
@@ -140,7 +142,7 @@ def read_ledger(manifest: Manifest, reader: BackendReader, jobs: Sequence[Remote
     except BackendError as exc:
         place(manifest, settings, exc)
         raise
-    _take_jobs(ledger, manifest, reader, mine, uncollected)
+    _take_jobs(ledger, manifest, reader, mine, uncollected, results)
     return ledger
 
 
@@ -207,7 +209,8 @@ def _take_rows(ledger: Ledger, manifest: Manifest, rows: Iterable[dict[str, Any]
 
 
 def _take_jobs(ledger: Ledger, manifest: Manifest, reader: BackendReader,
-               mine: Sequence[RemoteJob], uncollected: Sequence[RemoteJob]) -> None:
+               mine: Sequence[RemoteJob], uncollected: Sequence[RemoteJob],
+               results: ResultSpool | None) -> None:
     """The manifest's jobs into the ledger: rows in flight, answers waiting to be collected."""
     current = ledger.answerer
     for job in mine:
@@ -225,7 +228,8 @@ def _take_jobs(ledger: Ledger, manifest: Manifest, reader: BackendReader,
         ledger.to_collect.append(job)
         if job.spec_hash == manifest.spec_hash and (
                 not job.answered_by or job.answered_by == current):
-            for result in job_results(manifest, reader, job):
+            rows = job_results(manifest, reader, job, tally := collect.Tally())
+            for result in rows if results is None else results.keep(job.name, rows, tally):
                 key = row_key(result["custom_id"], result["request_hash"])
                 ok = result["status"] == Status.SUCCEEDED
                 if ok or not ledger.pending.get(key, (False, None))[0]:

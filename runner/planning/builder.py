@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import orjson
 
 from runner import estimate, identity
+from runner.answers.spool import ResultSpool
 from runner.backends.base import BackendReader, RemoteJob
 from runner.errors import BackendError, error
 from runner.estimate import Estimate
@@ -138,11 +139,14 @@ def _changes(manifest: Manifest, ledger: Ledger, reshape: int, shards: list[int]
 
 
 def _seen(prepared: Prepared, manifest: Manifest, reader: BackendReader,
-          jobs: Sequence[RemoteJob]) -> None:
-    """What the plan saw before it read the rows: apply compares it with what it finds."""
+          jobs: Sequence[RemoteJob]) -> ResultSpool:
+    """What the plan saw before it read the rows: apply compares it with what it finds. The
+    spool the row pass keeps the jobs' result rows in, for apply's collect."""
     prepared.source_stamp = reader.source_stamp(manifest.source)
     prepared.jobs_seen = frozenset(j.name for j in jobs)
     prepared.destination_stamp = reader.destination_stamp(manifest.destination)
+    prepared.results = ResultSpool()
+    return prepared.results
 
 
 def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
@@ -152,9 +156,9 @@ def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
     """The plan of one manifest and the job slots it uses. With `prepared`, the rows it plans to
     send are kept there for apply, as rendered now."""
     _check_placement(manifest, reader, settings)
-    if prepared is not None:  # before the source is read: a change during the read is noticed
-        _seen(prepared, manifest, reader, jobs)
-    ledger = read_ledger(manifest, reader, jobs, settings)
+    # before the source is read: a change during the read is noticed
+    results = _seen(prepared, manifest, reader, jobs) if prepared is not None else None
+    ledger = read_ledger(manifest, reader, jobs, settings, results)
     if prepared is not None:
         prepared.ids = ledger.ids
     job_ends = failures_of(manifest, jobs, settings, reader.forgiven_jobs(manifest.destination),

@@ -17,6 +17,7 @@ import orjson
 from runner.backends.base import IndexEntry
 
 if TYPE_CHECKING:
+    from runner.answers.spool import ResultSpool
     from runner.rows.idfilter import IdFilter
 
 
@@ -30,6 +31,8 @@ class Prepared:
     source_stamp: Any = None  # the source's version then (None: cannot be told)
     ids: IdFilter | None = None  # the destination's ids, when the plan had jobs to collect
     rows: int = 0
+    # the result rows of the jobs the row pass read, for collect: each output parsed once
+    results: ResultSpool | None = None
     # ledger.row_key of the rows to reshape -> the source row's passthrough values now
     reshape: dict[int, dict[str, Any]] = field(default_factory=dict)
     _spool: IO[bytes] | None = None
@@ -62,6 +65,8 @@ class Prepared:
         if self._spool is not None:
             self._spool.close()
             self._spool = None
+        if self.results is not None:
+            self.results.close()
 
 
 @dataclass
