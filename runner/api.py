@@ -20,18 +20,16 @@ from runner.applying.writer import Writer
 from runner.backends.base import Backend, Finding
 from runner.errors import (
     BatchrunError,
-    BudgetError,
     LockError,
     RenderError,
     StalePlanError,
     error,
-    usd,
-    usd_apart,
 )
 from runner.events import Listener, LockWait
 from runner.lazy import lazy_module
 from runner.ledger import rowpass as ledger
 from runner.observe.status import JobStatus, Usage
+from runner.planning.budget import check_budget
 from runner.planning.prepared import Work
 from runner.project import locate as project_finder
 from runner.project import manifest as manifest_loader
@@ -44,7 +42,8 @@ if TYPE_CHECKING:
     from runner import estimate
     from runner.answers import collect
     from runner.answers.compare import Preview
-    from runner.applying import handson
+    from runner.applying import asking, handson
+    from runner.applying.asking import Review
     from runner.applying.executor import ApplyReport
     from runner.applying.handson import CancelReport, RetryReport
     from runner.backends import localfiles
@@ -58,6 +57,7 @@ if TYPE_CHECKING:
     from runner.preview import run as previewer
 else:  # loaded by the call that needs them: `batchrun render` need not load apply or the planner
     applier = lazy_module("runner.applying.executor")
+    asking = lazy_module("runner.applying.asking")
     collect = lazy_module("runner.answers.collect")
     doctor_checks = lazy_module("runner.observe.doctor")
     estimate = lazy_module("runner.estimate")
@@ -72,6 +72,8 @@ else:  # loaded by the call that needs them: `batchrun render` need not load app
     def __getattr__(name: str) -> Any:  # ApplyReport, RetryReport...: the API's, loaded when used
         if name == "ApplyReport":
             return applier.ApplyReport
+        if name == "Review":
+            return asking.Review
         if name in ("RetryReport", "CancelReport"):
             return getattr(handson, name)
         raise AttributeError(f"module 'runner.api' has no attribute {name!r}")
@@ -130,35 +132,6 @@ def report(project: Project, name: str, *, backend: Backend | None = None) -> Re
                            project.settings)
 
 
-def check_budget(the_plan: Plan) -> None:
-    """BudgetError when the plan's estimate is over a max_cost: nothing is sent."""
-    if not the_plan.over_budget:
-        return
-    diagnostics = []
-    if the_plan.total_over_budget:
-        total = sum(m.estimate.cost or 0 for m in the_plan.manifests)
-        diagnostics.append(error(
-            "over budget: this apply is estimated at {}, more than max_cost {}".format(
-                *usd_apart(total, the_plan.max_cost)),
-            hint="raise max_cost, or narrow the run with --target"))
-    for m in the_plan.manifests:
-        e = m.estimate
-        if not e.over_budget:
-            continue
-        if e.cost is None:
-            diagnostics.append(error(
-                f"{m.name}: over budget: no price is known for this model, so it cannot be "
-                f"checked against max_cost {usd(e.max_cost)}",
-                hint="give its batch price in batchrun.yaml (pricing: {publisher/model: {input: "
-                     "USD per 1M tokens, output: USD per 1M tokens}}), or remove max_cost"))
-        else:
-            diagnostics.append(error(
-                "{}: over budget: estimated {} is more than max_cost {}".format(
-                    m.name, *usd_apart(e.cost, e.max_cost)),
-                hint="raise max_cost, or narrow the run with --target"))
-    raise BudgetError(diagnostics)
-
-
 def apply(project: Project, the_plan: Plan | None = None, *, backend: Backend | None = None,
           prune: bool = False, allow_cancel: bool = False, say: Listener | None = None,
           work: Work | None = None) -> ApplyReport:
@@ -174,6 +147,28 @@ def apply(project: Project, the_plan: Plan | None = None, *, backend: Backend | 
         check_budget(the_plan)
         return applier.apply_plan(the_plan, project.manifests, Writer(backend), project.settings,
                                   work, allow_cancel=allow_cancel, say=say or (lambda _: None))
+
+
+def apply_reviewed(project: Project, review: Review, *, backend: Backend | None = None,
+                   prune: bool = False, allow_cancel: bool = False, say: Listener | None = None,
+                   wait: bool = False) -> ApplyReport | None:
+    """`batchrun apply`: the plan, shown to and approved by `review`, carried out with the rows its
+    row pass kept; asked again when another apply sent them meanwhile. None: nothing to do (and
+    not `wait`, which carries out an empty plan to collect what ends)."""
+    backend = backend or open_backend(project)
+    with Work() as work:
+        first = plan(project, backend=backend, prune=prune, work=work)
+        review.show(first)
+        check_budget(first)
+        if not first.has_changes and not wait:
+            return None
+        if first.has_changes:
+            review.approve(first)
+        return asking.carry_out(
+            first, work, review, replan=lambda w: plan(project, backend=backend, work=w),
+            check=check_budget, apply=lambda p, w: applier.apply_plan(
+                p, project.manifests, Writer(backend), project.settings, w,
+                allow_cancel=allow_cancel, say=say or (lambda _: None)))
 
 
 def check_output(project: Project, path: Path, flag: str) -> None:
@@ -378,7 +373,7 @@ def unlock(project: Project, name: str, *, backend: Backend | None = None) -> st
 
 
 __all__ = ["ApplyReport", "CancelReport", "JobStatus", "Manifest", "Project", "RenderError", "RetryReport",
-           "Usage", "apply",
+           "Review", "Usage", "apply", "apply_reviewed",
            "apply_saved", "cancel", "check_budget", "check_output", "converge", "import_job",
            "load_project",
            "open_backend", "plan", "preview", "render", "report", "results", "retry", "save_plan",

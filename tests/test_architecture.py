@@ -128,3 +128,16 @@ def test_a_write_outside_the_writer_fails_lint_imports(tmp_path: Path) -> None:
     broken = _run_lint_imports(tmp_path)
     assert broken.returncode != 0, broken.stdout
     assert f"runner.observe.status:{lines + 3}  backend.write_destination" in broken.stdout
+
+
+def test_a_row_climbs_back_up_at_most_twice_each_way(tmp_path: Path) -> None:
+    """Issue 25's walks (`python -m runner.devtools.walk`): one row followed from the source to
+    its plan line, and from a job's output line to its destination row, comes back up to a floor
+    it had left at most twice each way (the output walk climbed 3 times while collect parsed each
+    output a second time)."""
+    from runner.devtools.walk import measure
+
+    planned, collected = measure(tmp_path)
+    assert planned.stays() and collected.stays(), "the walk did not see the row"
+    assert planned.climbs_back() <= 2, planned.text("source row -> plan line")
+    assert collected.climbs_back() <= 2, collected.text("job output line -> destination row")

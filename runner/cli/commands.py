@@ -12,7 +12,7 @@ import click
 
 from runner.backends import REGISTRY
 from runner.cli.errors import EXIT_CHANGES, EXIT_INCOMPLETE, handle_errors, print_diagnostics
-from runner.errors import ApprovalError, BatchrunError, RowsChangedError
+from runner.errors import ApprovalError, BatchrunError
 from runner.lazy import lazy_module
 
 if TYPE_CHECKING:
@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from runner.events import Event
     from runner.planning import saved as planfile
     from runner.planning.plan import Plan
-    from runner.planning.prepared import Work
     from runner.views import plan as planview
     from runner.views import text as display
 else:  # loaded by the command that needs them: `batchrun --help` stays fast
@@ -224,28 +223,6 @@ def plan(ctx: click.Context, paths: tuple[str, ...], as_json: bool, fmt: str, ou
         ctx.exit(EXIT_CHANGES)
 
 
-def _carry_out(project: api.Project, approved: Plan, work: Work, backend: Any,
-               allow_cancel: bool, *, ask: bool) -> api.ApplyReport:
-    """Apply the plan that was approved, with the rows its row pass kept. If another apply sent
-    rows meanwhile, nothing was sent: on a terminal, show the new plan and ask again; otherwise
-    stop (RowsChangedError, exit 1)."""
-    while True:
-        try:
-            return api.apply(project, approved, backend=backend, allow_cancel=allow_cancel,
-                             say=_say, work=work)
-        except RowsChangedError as exc:
-            if not ask or not sys.stdin.isatty():
-                raise
-            print_diagnostics(exc.diagnostics)
-            work.close()
-            approved = api.plan(project, backend=backend, work=work)
-            _emit_plan(approved, "text")
-            api.check_budget(approved)
-            if not approved.has_changes:
-                return api.ApplyReport()
-            _approve(approved)
-
-
 def _say(event: Event) -> None:
     click.echo(display.event_text(event), err=True)
 
@@ -283,28 +260,28 @@ def apply(ctx: click.Context, paths: tuple[str, ...], auto_approve: bool, wait: 
     """Carry out the plan (or a saved plan FILE): collect finished jobs, create jobs for rows to do."""
     if len(paths) == 1 and planfile.is_plan_file(Path(paths[0])):
         obj = ctx.obj
-        report = api.apply_saved(
+        saved = api.apply_saved(
             Path(paths[0]), allow_cancel=allow_cancel, say=_say, config=obj["config"],
             environment=obj["env"], flags={"backend": obj["backend"], "project": obj["project"],
                                            "region": obj["region"]})
-        click.echo(display.applied_text(report, saved=True))
+        click.echo(display.applied_text(saved, saved=True))
         return
     project = _project(ctx, paths, targets, selectors)
     backend = api.open_backend(project)
     from runner.cli import wait as cli_wait
-    from runner.planning.prepared import Work
 
+    # If another apply sends the rows meanwhile, nothing is sent: on a terminal the new plan is
+    # shown and asked again; otherwise it stops (RowsChangedError, exit 1).
+    review = api.Review(show=lambda p: _emit_plan(p, "text"),
+                        approve=(lambda _: None) if auto_approve else _approve,
+                        refused=lambda exc: print_diagnostics(exc.diagnostics),
+                        again=not auto_approve and sys.stdin.isatty())
     with cli_wait.honest_interrupt(project, backend, cancel=cancel_on_interrupt):
-        with Work() as work:
-            first = api.plan(project, backend=backend, prune=prune, work=work)
-            _emit_plan(first, "text")
-            api.check_budget(first)
-            if not first.has_changes and not wait:
-                click.echo("Nothing to do.")
-                return
-            if first.has_changes and not auto_approve:
-                _approve(first)
-            report = _carry_out(project, first, work, backend, allow_cancel, ask=not auto_approve)
+        report = api.apply_reviewed(project, review, backend=backend, prune=prune,
+                                    allow_cancel=allow_cancel, say=_say, wait=wait)
+        if report is None:
+            click.echo("Nothing to do.")
+            return
         if not wait:
             click.echo(display.applied_text(report))
             return
