@@ -471,7 +471,8 @@ def one_collect(n: int, work: Path) -> dict[str, Any]:
     import orjson
 
     from runner import api
-    from runner.applying.executor import ApplyReport, collect_finished
+    from runner.applying.collector import collect_finished
+    from runner.applying.report import ApplyReport
     from runner.applying.writer import Writer
     from runner.backends.local.backend import LocalBackend
     from runner.backends.local.store import JobStore

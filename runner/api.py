@@ -44,8 +44,8 @@ if TYPE_CHECKING:
     from runner.answers.compare import Preview
     from runner.applying import asking, handson
     from runner.applying.asking import Review
-    from runner.applying.executor import ApplyReport
     from runner.applying.handson import CancelReport, RetryReport
+    from runner.applying.report import ApplyReport
     from runner.backends import localfiles
     from runner.observe import doctor as doctor_checks
     from runner.observe import report as reporter

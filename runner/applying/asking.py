@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from runner.applying.executor import ApplyReport
+from runner.applying.report import ApplyReport
 from runner.errors import RowsChangedError
 from runner.planning.plan import Plan
 from runner.planning.prepared import Work

@@ -11,18 +11,12 @@ second run never sends a row twice.
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any
-
-import orjson
 
 from runner import crashpoints, identity
-from runner.answers import collect
-from runner.answers.result import Status
-from runner.answers.spool import ResultSpool
+from runner.applying.collector import collect_finished, reshape
+from runner.applying.litter import litter
+from runner.applying.report import ApplyReport, quiet
 from runner.applying.writer import Writer
 from runner.backends.base import (
     IndexEntry,
@@ -32,7 +26,6 @@ from runner.backends.base import (
 )
 from runner.errors import (
     ApprovalError,
-    BatchrunError,
     QuotaError,
     RowsChangedError,
     error,
@@ -40,97 +33,17 @@ from runner.errors import (
 )
 from runner.events import (
     Cancelled,
-    Collected,
     Created,
-    Event,
     Listener,
     QuotaFull,
-    Reshaped,
     SourceMoved,
 )
-from runner.ledger.rowpass import job_results, row_key
 from runner.planning.plan import Action, Change, ManifestPlan, Plan
 from runner.planning.prepared import Prepared, Work
 from runner.planning.shards import Sharder, busy_slots, job_pool, pool_limit, pool_of
-from runner.rows.idfilter import IdFilter
 from runner.spec import Manifest, Settings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ApplyReport:
-    created: list[str] = field(default_factory=list)
-    collected: list[str] = field(default_factory=list)
-    cancelled: list[str] = field(default_factory=list)
-    rows_sent: int = 0
-    rows_collected: int = 0
-    rows_to_do_again: int = 0  # caught in a job-level failure: no attempt used
-    skipped: list[str] = field(default_factory=list)  # creates found already done, and why
-    source_moved: list[str] = field(default_factory=list)  # manifests whose source changed since
-    removed: list[str] = field(default_factory=list)  # leftovers of old collected jobs (gc)
-    reshaped: int = 0  # rows re-derived from stored answers, unpaid
-
-
-def quiet(_: Event) -> None:
-    """The listener that says nothing (the API's default)."""
-    pass
-
-
-def collect_finished(manifest: Manifest, writer: Writer, jobs: Sequence[RemoteJob],
-                     report: ApplyReport, say: Listener = quiet,
-                     ids: IdFilter | None = None, results: ResultSpool | None = None,
-                     done: set[str] | None = None) -> set[str]:
-    """Merge every finished, uncollected job of the manifest into its destination, in one write;
-    the jobs collected now, those before included.
-
-    `ids` are the destination's ids as the row pass read them (else they are read here), `results`
-    the result rows it parsed (the jobs it did not parse are parsed here), `done` the jobs
-    collected before, read under the lock by the caller (else here). Answers for ids the
-    destination surely lacks are spooled and appended, without reading the destination again;
-    only answers that may meet an existing row (or another answer) are merged the slow way.
-    """
-    backend = writer.reader
-    done = backend.collected_jobs(manifest.destination) if done is None else done
-    todo = sorted((j for j in jobs if j.manifest_name == manifest.name and j.state.finished
-                   and j.name not in done and j.belongs_to(manifest.spec_hash)),
-                  key=lambda j: j.end_time or j.create_time or "")
-    if not todo:
-        return done
-    if ids is None:
-        ids = IdFilter()
-        for row in backend.read_destination(manifest.destination, ("custom_id",)):
-            ids.check_and_add(str(row.get("custom_id")))
-    updates: dict[str, list[dict[str, Any]]] = {}
-    tally = collect.Tally()
-    with tempfile.TemporaryFile() as spool:
-        for job in todo:  # oldest first, so a newer answer is merged after an older one
-            rows = (results.replay(job.name, tally) if results is not None and job.name in results
-                    else job_results(manifest, backend, job, tally))
-            for row in rows:
-                report.rows_collected += 1
-                if ids.check_and_add(row["custom_id"]):
-                    updates.setdefault(row["custom_id"], []).append(row)
-                else:
-                    spool.write(orjson.dumps(row) + b"\n")
-        spool.seek(0)
-        appended = (orjson.loads(line) for line in spool)
-        collected = done | {j.name for j in todo}
-        crashpoints.reached("collect")
-        if updates:
-            writer.write(manifest.destination, collect.merge_rows(
-                backend.read_destination(manifest.destination), updates, manifest.spec_hash,
-                appended=appended), collected=collected)
-        else:
-            writer.write(manifest.destination, ((row, True) for row in appended),
-                         collected=collected, append=True)
-    crashpoints.reached("collected")
-    report.collected.extend(j.name for j in todo)
-    report.rows_to_do_again += tally.to_do_again
-    say(Collected(manifest.name, len(todo),
-                  tuple(sorted({j.state.short for j in todo} - {"succeeded"})),
-                  tally.answered, tally.refused, tally.to_do_again))
-    return collected
 
 
 class _Peekable:
@@ -157,35 +70,6 @@ def _shard(rows: _Peekable, settings: Settings) -> Iterator[tuple[bytes, IndexEn
         sharder.add(size)
         rows.pop()
         yield row
-
-
-def reshape(manifest: Manifest, writer: Writer, prepared: Prepared, report: ApplyReport,
-            collected: set[str], say: Listener = quiet) -> None:
-    """Re-derive, from their stored answers, the rows the plan found answered with the very
-    request they would be sent now by the same answerer: only how answers are shaped (the
-    response block, the passthrough columns) changed. Nothing is sent; one rewrite of the
-    destination."""
-    backend = writer.reader
-    done = refused = 0
-
-    def rows() -> Iterator[tuple[dict[str, Any], bool]]:
-        nonlocal done, refused
-        for row in backend.read_destination(manifest.destination):
-            key = row_key(str(row.get("custom_id")), str(row.get("request_hash")))
-            passthrough = prepared.reshape.get(key)
-            if passthrough is None or row.get("status") != Status.SUCCEEDED:
-                yield row, False
-                continue
-            new = row if row.get("spec_hash") == manifest.spec_hash else collect.reshaped(
-                manifest, row)
-            new = collect.with_passthrough(new, passthrough)
-            done += new["spec_hash"] == manifest.spec_hash
-            refused += new["spec_hash"] != manifest.spec_hash
-            yield new, True
-
-    writer.write(manifest.destination, rows(), collected=collected)
-    report.reshaped += done
-    say(Reshaped(manifest.name, done, refused))
 
 
 def _unchanged(manifest: Manifest, planned: Change, prepared: Prepared,
@@ -336,43 +220,3 @@ def apply_plan(plan: Plan, manifests: Sequence[Manifest], writer: Writer, settin
     return report
 
 
-def litter(manifest: Manifest, writer: Writer, settings: Settings, *, dry_run: bool,
-           jobs: Sequence[RemoteJob] | None = None, now: datetime | None = None,
-           collected: set[str] | None = None) -> list[str]:
-    """Remove what the manifest's collected jobs older than `retention` left behind (staged inputs,
-    intermediate tables, outputs, job records); what is removed, or would be with `dry_run`.
-
-    Kept: any job not yet collected or still counting toward a block (a failed job not set aside
-    by `batchrun retry`), and a staged input while another kept job uses it. A preview of another
-    spec than the manifest's goes once it is older than `retention` too. `jobs`: the
-    manifest's jobs when the caller has just listed them (their states are what matter),
-    `collected` the jobs collected when the caller has just read (or written) the record."""
-    backend = writer.reader
-    jobs = backend.list_jobs(manifest.name) if jobs is None else jobs
-    if collected is None:
-        collected = backend.collected_jobs(manifest.destination)
-    forgiven = backend.forgiven_jobs(manifest.destination)
-    cutoff = (now or datetime.now(UTC)) - timedelta(days=settings.retention)
-
-    def old(job: RemoteJob) -> bool:
-        ended = job.end_time or job.create_time
-        return ended is not None and datetime.fromisoformat(ended.replace("Z", "+00:00")) < cutoff
-
-    gone = [j for j in jobs if j.state.finished and old(j) and (
-        (j.name in collected
-         and (j.state.short in ("succeeded", "partially_succeeded") or j.name in forgiven))
-        # A preview of a spec that was not applied within the retention: nobody will collect it.
-        or (j.preview and not j.belongs_to(manifest.spec_hash)))]
-    names = {j.name for j in gone}
-    # An input staged once and sent again (after a job-level failure) is one thing to remove:
-    # with the first of its jobs, not once per job (a dry run removes nothing, so would repeat it).
-    inputs = {j.input_digest for j in jobs if j.name not in names}
-    removed: dict[str, None] = {}
-    for job in gone:
-        try:
-            removed.update(dict.fromkeys(writer.remove(
-                job, input_too=job.input_digest not in inputs, dry_run=dry_run)))
-            inputs.add(job.input_digest)
-        except BatchrunError as exc:  # litter left is no harm: the next apply tries again
-            log.warning("could not remove what %s left behind: %s", job.name, exc)
-    return list(removed)

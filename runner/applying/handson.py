@@ -17,7 +17,10 @@ from runner import identity
 from runner.answers import collect
 from runner.answers.outputs import parse_line
 from runner.answers.result import Status
-from runner.applying.executor import ApplyReport, collect_finished, job_request, litter, quiet
+from runner.applying.collector import collect_finished
+from runner.applying.executor import job_request
+from runner.applying.litter import litter
+from runner.applying.report import ApplyReport, quiet
 from runner.applying.writer import Writer
 from runner.backends.base import BackendReader, Finding, IndexEntry, JobState, RemoteJob
 from runner.errors import BatchrunError
