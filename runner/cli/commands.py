@@ -1,5 +1,6 @@
-"""Edge: the click commands. Parses flags, calls runner.api, prints through display; errors and
-exit codes are cli_errors'. Holds no logic of its own."""
+"""Edge: the main click commands (plan, apply, status, results...), registered on the group of
+cli/group.py. Parses flags, calls runner.api, prints through views; errors and exit codes are
+cli/errors.py's. Holds no logic of its own."""
 
 from __future__ import annotations
 
@@ -10,15 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from runner.backends import REGISTRY
 from runner.cli.errors import EXIT_CHANGES, EXIT_INCOMPLETE, handle_errors, print_diagnostics
+from runner.cli.group import PLAN_FORMATS, main, open_project, say
 from runner.errors import ApprovalError, BatchrunError
 from runner.lazy import lazy_module
 
 if TYPE_CHECKING:
     from runner import api
     from runner.answers.compare import Preview
-    from runner.events import Event
     from runner.planning import saved as planfile
     from runner.planning.plan import Plan
     from runner.views import plan as planview
@@ -28,48 +28,6 @@ else:  # loaded by the command that needs them: `batchrun --help` stays fast
     display = lazy_module("runner.views.text")
     planfile = lazy_module("runner.planning.saved")
     planview = lazy_module("runner.views.plan")
-
-# planview.VIEWS' names, spelled here so --help need not import the plan (a test holds them equal).
-PLAN_FORMATS = ("text", "json", "markdown")
-
-
-def _project(ctx: click.Context, paths: tuple[str, ...] = (), targets: tuple[str, ...] = (),
-             selectors: tuple[str, ...] = (), *, needs_project: bool = True) -> api.Project:
-    """The project; a command that keeps state refuses at once without a batchrun.yaml."""
-    obj = ctx.obj
-    project = api.load_project(
-        paths, config=obj["config"], environment=obj["env"],
-        flags={"backend": obj["backend"], "project": obj["project"], "region": obj["region"]},
-        targets=targets, selectors=selectors, require=needs_project)
-    print_diagnostics(list(project.warnings))
-    return project
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", type=click.Path(path_type=Path, dir_okay=False),
-              help="batchrun.yaml to use (default: the nearest one upwards).")
-@click.option("--env", "env", help="Named environment from batchrun.yaml (or BATCHRUN_ENV).")
-@click.option("--backend", type=click.Choice(list(REGISTRY)), help="Override the backend.")
-@click.option("--project", help="Override the Google Cloud project.")
-@click.option("--region", help="Override the Vertex region.")
-@click.option("--debug", is_flag=True,
-              help="Show tracebacks, and what each command reads (destination reads, bytes scanned).")
-@click.version_option(package_name="batchrun-vertex")
-@click.pass_context
-def main(ctx: click.Context, config: Path | None, env: str | None, backend: str | None,
-         project: str | None, region: str | None, debug: bool) -> None:
-    """Declarative LLM batch prediction: plan and apply YAML manifests, row by row."""
-    ctx.ensure_object(dict)
-    ctx.obj.update(config=config, env=env, backend=backend, project=project, region=region,
-                   debug=debug)
-    if debug:
-        import logging
-
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("debug: %(message)s"))
-        logging.getLogger("runner").addHandler(handler)
-        logging.getLogger("runner").setLevel(logging.DEBUG)
-
 
 @main.command()
 @click.argument("folder", default=".", type=click.Path(file_okay=False, path_type=Path))
@@ -130,7 +88,7 @@ def schema(ctx: click.Context, name: str) -> None:
 @handle_errors
 def validate(ctx: click.Context, paths: tuple[str, ...]) -> None:
     """Check manifests: YAML, schema, templates, labels. Needs no credentials."""
-    project = _project(ctx, paths, needs_project=False)
+    project = open_project(ctx, paths, needs_project=False)
     n = len(project.manifests)
     click.echo(f"{n} manifest{'s' if n != 1 else ''} valid: "
                + ", ".join(m.name for m in project.manifests))
@@ -145,7 +103,7 @@ def validate(ctx: click.Context, paths: tuple[str, ...]) -> None:
 def render(ctx: click.Context, manifest: str, name: str | None, limit: int | None) -> None:
     """Print the request rows of MANIFEST (a name or a file) exactly as they would be sent."""
     is_file = Path(manifest).is_file()
-    project = _project(ctx, (manifest,) if is_file else (), needs_project=False)
+    project = open_project(ctx, (manifest,) if is_file else (), needs_project=False)
     if is_file and name is None:
         if len(project.manifests) != 1:
             raise BatchrunError(f"{manifest} holds {len(project.manifests)} manifests; "
@@ -198,7 +156,7 @@ def plan(ctx: click.Context, paths: tuple[str, ...], as_json: bool, fmt: str, ou
          selectors: tuple[str, ...], exact_tokens: bool, preview_rows: int | None) -> None:
     """Show what apply would do: rows done, in flight, to do, failed, tokens, cost. Read-only
     (but with --preview, which runs a sample)."""
-    project = _project(ctx, paths, targets, selectors)
+    project = open_project(ctx, paths, targets, selectors)
     if out is not None:  # refused before the work: a preview is paid for
         api.check_output(project, out, "plan --out")
     the_plan = api.plan(project, prune=prune, exact_tokens=exact_tokens)
@@ -221,10 +179,6 @@ def plan(ctx: click.Context, paths: tuple[str, ...], as_json: bool, fmt: str, ou
     api.check_budget(the_plan)
     if detailed_exitcode and the_plan.has_changes:
         ctx.exit(EXIT_CHANGES)
-
-
-def _say(event: Event) -> None:
-    click.echo(display.event_text(event), err=True)
 
 
 def _approve(the_plan: Plan) -> None:
@@ -261,12 +215,12 @@ def apply(ctx: click.Context, paths: tuple[str, ...], auto_approve: bool, wait: 
     if len(paths) == 1 and planfile.is_plan_file(Path(paths[0])):
         obj = ctx.obj
         saved = api.apply_saved(
-            Path(paths[0]), allow_cancel=allow_cancel, say=_say, config=obj["config"],
+            Path(paths[0]), allow_cancel=allow_cancel, say=say, config=obj["config"],
             environment=obj["env"], flags={"backend": obj["backend"], "project": obj["project"],
                                            "region": obj["region"]})
         click.echo(display.applied_text(saved, saved=True))
         return
-    project = _project(ctx, paths, targets, selectors)
+    project = open_project(ctx, paths, targets, selectors)
     backend = api.open_backend(project)
     from runner.cli import wait as cli_wait
 
@@ -278,7 +232,7 @@ def apply(ctx: click.Context, paths: tuple[str, ...], auto_approve: bool, wait: 
                         again=not auto_approve and sys.stdin.isatty())
     with cli_wait.honest_interrupt(project, backend, cancel=cancel_on_interrupt):
         report = api.apply_reviewed(project, review, backend=backend, prune=prune,
-                                    allow_cancel=allow_cancel, say=_say, wait=wait)
+                                    allow_cancel=allow_cancel, say=say, wait=wait)
         if report is None:
             click.echo("Nothing to do.")
             return
@@ -286,7 +240,7 @@ def apply(ctx: click.Context, paths: tuple[str, ...], auto_approve: bool, wait: 
             click.echo(display.applied_text(report))
             return
         final = cli_wait.converge(project, backend, allow_cancel=allow_cancel,
-                                  poll_interval=poll_interval, timeout=timeout, say=_say)
+                                  poll_interval=poll_interval, timeout=timeout, say=say)
     click.echo(planview.converged_text(final))
     if any(m.rows.failed or m.blocked for m in final.manifests):
         ctx.exit(EXIT_INCOMPLETE)
@@ -300,7 +254,7 @@ def apply(ctx: click.Context, paths: tuple[str, ...], auto_approve: bool, wait: 
 @handle_errors
 def status(ctx: click.Context, name: str | None, as_json: bool) -> None:
     """Jobs per manifest: state, progress, age."""
-    project = _project(ctx)
+    project = open_project(ctx)
     jobs = api.status(project, name)
     if as_json:
         click.echo(display.status_json(jobs, api.usage(project, name)))
@@ -328,7 +282,7 @@ def status(ctx: click.Context, name: str | None, as_json: bool) -> None:
 @handle_errors
 def results(ctx: click.Context, name: str, fmt: str, as_json: bool) -> None:
     """The collected answers of NAME, with a summary of failures."""
-    project = _project(ctx)
+    project = open_project(ctx)
     rows: Iterator[dict[str, Any]] = api.results(project, name)
     if as_json or fmt == "json":
         manifest = project.manifest(name)
@@ -351,4 +305,4 @@ def results(ctx: click.Context, name: str, fmt: str, as_json: bool) -> None:
 from runner.cli import hands as cli_hands  # noqa: E402
 from runner.cli import review as cli_review  # noqa: E402
 
-__all__ = ["cli_hands", "cli_review", "main"]
+__all__ = ["PLAN_FORMATS", "cli_hands", "cli_review", "main"]

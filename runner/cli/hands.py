@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from runner.cli.commands import _project, _say, main
 from runner.cli.errors import handle_errors
+from runner.cli.group import main, open_project, say
 from runner.errors import n
 from runner.lazy import lazy_module
 
@@ -28,7 +28,7 @@ else:
 def cancel(ctx: click.Context, name: str, preview: bool) -> None:
     """Cancel NAME's running jobs, of its current and older specs (their rows are sent again by
     the next apply); a running preview only with --preview."""
-    click.echo(display.cancel_text(name, api.cancel(_project(ctx), name, preview=preview)))
+    click.echo(display.cancel_text(name, api.cancel(open_project(ctx), name, preview=preview)))
 
 
 @main.command(name="import")
@@ -38,7 +38,7 @@ def cancel(ctx: click.Context, name: str, preview: bool) -> None:
 @handle_errors
 def import_(ctx: click.Context, name: str, job: str) -> None:
     """Adopt JOB, made outside batchrun, so its answers count as NAME's done rows."""
-    count = api.import_job(_project(ctx), name, job)
+    count = api.import_job(open_project(ctx), name, job)
     click.echo(f"Imported {count} answers from {job} into {name}'s destination.")
 
 
@@ -56,7 +56,7 @@ def retry(ctx: click.Context, name: str, failed: bool, blocked: bool, older_spec
           limit: int | None) -> None:
     """After fixing a cause: unblock NAME and, with --failed, retry its failed rows; with
     --older-specs, re-run answers kept from older specs. Sends nothing; the next apply does."""
-    report = api.retry(_project(ctx), name, failed=failed, say=_say, older_specs=older_specs,
+    report = api.retry(open_project(ctx), name, failed=failed, say=say, older_specs=older_specs,
                        limit=limit)
     click.echo(display.retry_text(name, report.was_blocked, report.rows_reset, failed,
                                   report.older_rerun if older_specs else None))
@@ -74,7 +74,7 @@ def retry(ctx: click.Context, name: str, failed: bool, blocked: bool, older_spec
 def doctor(ctx: click.Context, canary: bool, timeout: float) -> None:
     """Check what a first real run needs: credentials, project, services, staging, datasets and
     their regions, job quota, each manifest's model in its region. One line each, with the fix."""
-    project = _project(ctx)
+    project = open_project(ctx)
     backend = api.open_backend(project)
     findings = api.doctor(project, backend=backend, write_probe=canary)
     if canary:
@@ -92,7 +92,7 @@ def doctor(ctx: click.Context, canary: bool, timeout: float) -> None:
 def gc(ctx: click.Context, name: str | None, dry_run: bool) -> None:
     """Remove what collected jobs older than `retention` days left behind: staged inputs, BigQuery
     batchrun_in_/batchrun_out_ tables, outputs, job records. Only batchrun's own."""
-    project = _project(ctx)
+    project = open_project(ctx)
     removed = api.gc(project, name, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     for manifest, things in removed.items():
@@ -106,4 +106,4 @@ def gc(ctx: click.Context, name: str | None, dry_run: bool) -> None:
 @handle_errors
 def unlock(ctx: click.Context, name: str) -> None:
     """Remove NAME's apply lock left by a process that died; refuses while its owner runs."""
-    click.echo(api.unlock(_project(ctx), name))
+    click.echo(api.unlock(open_project(ctx), name))

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from runner.cli.commands import PLAN_FORMATS, _project, main
 from runner.cli.errors import handle_errors
+from runner.cli.group import PLAN_FORMATS, main, open_project
 from runner.errors import BatchrunError, BudgetError, error
 from runner.lazy import lazy_module
 
@@ -78,7 +78,7 @@ def preview(ctx: click.Context, name: str, rows: int, fmt: str, timeout: float,
     done, never paid twice. max_cost applies to the preview too."""
     import orjson
 
-    project = _project(ctx)
+    project = open_project(ctx)
     if html_out is not None:  # refused before the preview's job is paid for
         api.check_output(project, html_out, "preview --html")
     result = api.preview(project, name, rows, timeout=timeout, poll=min(5.0, timeout))
@@ -101,7 +101,7 @@ def preview(ctx: click.Context, name: str, rows: int, fmt: str, timeout: float,
 @handle_errors
 def report(ctx: click.Context, name: str, out: Path | None) -> None:
     """Write one self-contained HTML file about NAME's rows: totals, a chart, a searchable table."""
-    project = _project(ctx)
+    project = open_project(ctx)
     path = out or Path(f"{name}-report.html")
     api.check_output(project, path, "report -o")
     data = api.report(project, name)
