@@ -412,7 +412,7 @@ class _NoBackend:
     kind = "none"
 
     def read_source(self, source: Any, answered: Any = None) -> Any:
-        from runner.backends import localfiles
+        from runner.backends.stores import files as localfiles
 
         return localfiles.read_source(source)
 

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from runner.applying.asking import Review
     from runner.applying.handson import CancelReport, RetryReport
     from runner.applying.report import ApplyReport
-    from runner.backends import localfiles
+    from runner.backends.stores import files as localfiles
     from runner.observe import doctor as doctor_checks
     from runner.observe import report as reporter
     from runner.observe import status as observe
@@ -62,7 +62,7 @@ else:  # loaded by the call that needs them: `batchrun render` need not load app
     doctor_checks = lazy_module("runner.observe.doctor")
     estimate = lazy_module("runner.estimate")
     handson = lazy_module("runner.applying.handson")
-    localfiles = lazy_module("runner.backends.localfiles")
+    localfiles = lazy_module("runner.backends.stores.files")
     observe = lazy_module("runner.observe.status")
     planfile = lazy_module("runner.planning.saved")
     planner = lazy_module("runner.planning.builder")

@@ -16,7 +16,6 @@ from typing import Any
 
 import orjson
 
-from runner.backends import localfiles
 from runner.backends.base import (
     Finding,
     IndexEntry,
@@ -27,6 +26,7 @@ from runner.backends.base import (
     select,
 )
 from runner.backends.local.executors import echo
+from runner.backends.stores import files as localfiles
 from runner.errors import BackendError, LockError
 from runner.identity import digest
 from runner.rows.records import AnsweredIn, LedgerRows, RowIssue, SourceRow, Unchanged

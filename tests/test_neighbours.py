@@ -14,7 +14,7 @@ import requests
 from click.testing import CliRunner
 
 from runner import api, identity
-from runner.backends import localfiles
+from runner.backends.stores import files as localfiles
 from runner.backends.vertex import jobs as vjobs
 from runner.cli import commands as cli
 from runner.ledger.rowpass import index_entry, rendered_rows

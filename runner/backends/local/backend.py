@@ -19,7 +19,6 @@ from typing import Any
 
 import orjson
 
-from runner.backends import localfiles
 from runner.backends.base import (
     Finding,
     IndexEntry,
@@ -38,6 +37,7 @@ from runner.backends.local.store import (
     now_rfc3339,
 )
 from runner.backends.processes import pid_alive
+from runner.backends.stores import files as localfiles
 from runner.errors import BackendError, LockError, error
 from runner.identity import PROJECT_LABEL, local_answerer
 from runner.redact import masked_url

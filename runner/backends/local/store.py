@@ -15,8 +15,8 @@ from typing import Any
 import orjson
 
 from runner.backends.base import JobState, RemoteJob
-from runner.backends.localfiles import write_json
 from runner.backends.processes import pid_alive, pid_space, process_start
+from runner.backends.stores.files import write_json
 from runner.identity import (
     LOCAL_JOB_PREFIX,
     MANAGED_LABEL,

@@ -18,7 +18,6 @@ from typing import Any
 import orjson
 
 from runner.answers.result import missing_ledger_fields
-from runner.backends import localfiles
 from runner.backends.base import (
     IN_FLIGHT_STATES,
     Finding,
@@ -29,6 +28,7 @@ from runner.backends.base import (
     region_of,
     select,
 )
+from runner.backends.stores import files as localfiles
 from runner.backends.vertex import jobs as vjobs
 from runner.backends.vertex import listing, records
 from runner.backends.vertex.bq import BigQuery
