@@ -165,7 +165,8 @@ def apply_reviewed(project: Project, review: Review, *, backend: Backend | None 
         if first.has_changes:
             review.approve(first)
         return asking.carry_out(
-            first, work, review, replan=lambda w: plan(project, backend=backend, work=w),
+            first, work, review,  # the plan asked again cancels the orphans the first would have
+            replan=lambda w: plan(project, backend=backend, prune=prune, work=w),
             check=check_budget, apply=lambda p, w: applier.apply_plan(
                 p, project.manifests, Writer(backend), project.settings, w,
                 allow_cancel=allow_cancel, say=say or (lambda _: None)))

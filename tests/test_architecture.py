@@ -113,6 +113,11 @@ def test_the_one_writer_scan_exempts_modules_not_backends() -> None:
               "def f(backend, ctx):\n    api.unlock(ctx, 'x')\n    other.unlock(ctx, 'y')\n"
               "    backend.write_destination(1, [], collected=[])\n    w = backend.unlock\n")
     assert breaches(source, methods) == [(6, "backend.write_destination"), (7, "backend.unlock")]
+    # A store module of the backends, imported as a name, writes like a backend (review finding).
+    store = ("from runner.backends.stores import files as localfiles\n"
+             "import runner.backends.stores.files\n"
+             "localfiles.write_destination(1, [], collected=[])\n")
+    assert breaches(store, methods) == [(3, "localfiles.write_destination")]
 
 
 @pytest.mark.skipif(not LINT_IMPORTS.exists(), reason="import-linter is not installed")

@@ -367,3 +367,30 @@ def test_apply_wait_watches_the_jobs_not_the_rows_while_they_run(tmp_path: Path)
                              on_plan=plans.append)
     assert final.manifests[0].rows.done == 4
     assert len(plans) <= 4  # create, see it run, collect, done — not one per 50 ms for 2 s
+
+
+def test_asked_again_after_another_apply_an_apply_with_prune_still_cancels_the_orphans(
+        project_dir: ProjectDir) -> None:
+    """Review of issue 25: when another apply sent the rows meanwhile, the new plan shown and
+    approved again dropped --prune, so the removed manifest's running job was never cancelled."""
+    fake = FakeBackend()
+    project_dir.write("other.yaml", (project_dir.root / "triage.yaml").read_text()
+                      .replace("name: triage", "name: other").replace("out/triage", "out/other"))
+    api.apply(load(project_dir), backend=fake)
+    (orphan,) = [j.name for j in fake.jobs.values() if j.manifest_name == "other"]
+    (project_dir.root / "other.yaml").unlink()
+    with (project_dir.root / "tickets.csv").open("a") as fh:
+        fh.write("T6,New,Body\n")
+    shown: list[api.Plan] = []
+
+    def approve(_: api.Plan) -> None:
+        if len(shown) == 1:  # a colleague's apply sends T6 between our plan and our apply
+            api.apply(load(project_dir), backend=fake)
+
+    review = api.Review(show=shown.append, approve=approve, refused=lambda _: None, again=True)
+    api.apply_reviewed(load(project_dir), review, backend=fake, prune=True)
+    assert len(shown) == 2 and all(p.orphans and p.orphans[0].cancel for p in shown)
+    assert fake.jobs[orphan].state is JobState.CANCELLED
+    staged = [e.custom_id for j in fake.jobs.values() if j.manifest_name == "triage"
+              for _, e in fake.staged[j.input_digest]]
+    assert sorted(staged) == ["T1", "T2", "T3", "T4", "T5", "T6"]  # T6 once: the colleague's

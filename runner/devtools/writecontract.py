@@ -4,7 +4,8 @@ a write method of a backend. Reads source files only; run by lint-imports, never
 An import contract sees modules, not attributes, and the backend is handed around as a value, so
 this contract reads each module's syntax: any attribute named like a write method of Backend
 (`x.stage`, `backend.write_destination`, …) outside the allowed modules breaks it, unless `x` is a
-name bound by an import (a module, such as `api.unlock`, is not a backend).
+name bound by an import of anything but the backends (a module, such as `api.unlock`, is not a
+backend; `runner.backends.stores.files`, imported as a name, writes like one).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from importlinter.application import output
 from importlinter.domain import fields
 from importlinter.domain.contract import Contract, ContractCheck
 
+BACKENDS = "runner.backends"
+
 
 def _matches(module: str, patterns: list[str]) -> bool:
     return any(module == p or (p.endswith(".*") and module.startswith(p[:-1])) for p in patterns)
@@ -30,11 +33,14 @@ def _source_file(module: str) -> Path | None:
 
 
 def _imported_names(tree: ast.Module) -> set[str]:
+    """Names bound by imports of anything but the backends: a backend's store module (imported
+    as a name) writes destinations just as a backend does."""
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names.update((a.asname or a.name).split(".")[0] for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names
+                         if not a.name.startswith(BACKENDS))
+        elif isinstance(node, ast.ImportFrom) and not (node.module or "").startswith(BACKENDS):
             names.update(a.asname or a.name for a in node.names)
     return names
 
