@@ -6,7 +6,7 @@ a failure never overwrites a success, it is kept beside it as `retry` to count a
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import jsonschema
@@ -80,6 +80,10 @@ class Tally:
     refused: int = 0  # the row's own failure: an attempt used
     to_do_again: int = 0  # no line, or an infrastructure error on its line: no attempt used
     unreadable: int = 0  # output lines matching no staged row
+
+    def add(self, other: Tally) -> None:
+        for counter in fields(self):
+            setattr(self, counter.name, getattr(self, counter.name) + getattr(other, counter.name))
 
 
 def result_rows(

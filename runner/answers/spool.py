@@ -37,10 +37,10 @@ class ResultSpool:
         if self._file is None:
             self._file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
         spool = self._file
+        # Kept during the plan, replayed during apply: nothing reads while a job is being kept.
         spool.seek(0, 2)
         start, count = spool.tell(), 0
         for row in rows:
-            spool.seek(0, 2)  # a replay may have moved the position meanwhile
             spool.write(orjson.dumps(row) + b"\n")
             count += 1
             yield row
@@ -50,19 +50,14 @@ class ResultSpool:
         return job_name in self._jobs
 
     def replay(self, job_name: str, tally: Tally) -> Iterator[dict[str, Any]]:
-        """The job's rows as kept, its tally added to `tally`."""
+        """The job's rows as kept, its tally added to `tally`. Collect reads one job's rows to
+        the end before the next, so each replay reads its stretch of the file in one sweep."""
         kept = self._jobs[job_name]
-        tally.answered += kept.tally.answered
-        tally.refused += kept.tally.refused
-        tally.to_do_again += kept.tally.to_do_again
-        tally.unreadable += kept.tally.unreadable
+        tally.add(kept.tally)
         assert self._file is not None
-        position = kept.start
+        self._file.seek(kept.start)
         for _ in range(kept.rows):
-            self._file.seek(position)
-            line = self._file.readline()
-            position = self._file.tell()
-            yield orjson.loads(line)
+            yield orjson.loads(self._file.readline())
 
     def close(self) -> None:
         if self._file is not None:

@@ -17,14 +17,8 @@ from runner.answers.result import Status
 from runner.answers.spool import ResultSpool
 from runner.applying.report import ApplyReport, quiet
 from runner.applying.writer import Writer
-from runner.backends.base import (
-    RemoteJob,
-)
-from runner.events import (
-    Collected,
-    Listener,
-    Reshaped,
-)
+from runner.backends.base import RemoteJob
+from runner.events import Collected, Listener, Reshaped
 from runner.ledger.rowpass import job_results, row_key
 from runner.planning.prepared import Prepared
 from runner.rows.idfilter import IdFilter

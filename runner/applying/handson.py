@@ -60,7 +60,7 @@ def retry(manifest: Manifest, writer: Writer, settings: Settings, *, failed: boo
     backend = writer.reader
     with writer.locked(manifest):
         jobs = backend.list_jobs(manifest.name)
-        collect_finished(manifest, writer, jobs, ApplyReport(), say)
+        collected = collect_finished(manifest, writer, jobs, ApplyReport(), say)
         forgiven = backend.forgiven_jobs(manifest.destination)
         failures = failures_of(manifest, jobs, settings, forgiven, datetime.now(UTC), backend,
                                read_ledger(manifest, backend, jobs, settings))
@@ -78,15 +78,14 @@ def retry(manifest: Manifest, writer: Writer, settings: Settings, *, failed: boo
                         report.rows_reset += 1
                     yield (row, False) if fresh is None else (fresh, True)
 
-            writer.write(manifest.destination, rows(),
-                         collected=backend.collected_jobs(manifest.destination))
+            writer.write(manifest.destination, rows(), collected=collected)
         if older_specs:
-            _rerun_older(manifest, writer, report, limit)
+            _rerun_older(manifest, writer, report, limit, collected)
     return report
 
 
 def _rerun_older(manifest: Manifest, writer: Writer, report: RetryReport,
-                 limit: int | None) -> None:
+                 limit: int | None, collected: set[str]) -> None:
     """Mark up to `limit` answers kept from older specs (on_change: forward) to be re-run under
     the current one: the answer stays until the new one replaces it."""
     backend = writer.reader
@@ -104,8 +103,7 @@ def _rerun_older(manifest: Manifest, writer: Writer, report: RetryReport,
             else:
                 yield row, False
 
-    writer.write(manifest.destination, rows(),
-                 collected=backend.collected_jobs(manifest.destination))
+    writer.write(manifest.destination, rows(), collected=collected)
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from runner.applying.writer import Writer
-from runner.backends.base import (
-    RemoteJob,
-)
-from runner.errors import (
-    BatchrunError,
-)
+from runner.backends.base import RemoteJob
+from runner.errors import BatchrunError
 from runner.spec import Manifest, Settings
 
 log = logging.getLogger(__name__)

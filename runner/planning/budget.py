@@ -34,4 +34,3 @@ def check_budget(the_plan: Plan) -> None:
                     m.name, *usd_apart(e.cost, e.max_cost)),
                 hint="raise max_cost, or narrow the run with --target"))
     raise BudgetError(diagnostics)
-
