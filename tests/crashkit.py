@@ -49,14 +49,16 @@ CONCURRENCY = 2  # of the local workers' calls to a stub endpoint
 
 
 def make_project(root: Path, backend_yaml: str = "backend: local\n", rows: int = ROWS,
-                 endpoint: str | None = None) -> None:
+                 endpoint: str | None = None, max_job_failures: int = 3) -> None:
     """A project of `rows` rows; with `endpoint`, local workers call that Anthropic-compatible
-    stub (tests/stub_endpoint.py), which counts every prompt it answers."""
+    stub (tests/stub_endpoint.py), which counts every prompt it answers. `max_job_failures`: the
+    loop guard (jobs of the same rows dying in a row with nothing answered block the manifest)."""
     root.mkdir(parents=True, exist_ok=True)
     local = (f"local: {{executor: {{type: anthropic, base_url: \"{endpoint}\", "
              f"concurrency: {CONCURRENCY}, retries: 0}}}}\n" if endpoint else "")
     (root / "batchrun.yaml").write_text(backend_yaml + local + "quota: {max_rows_per_job: 4, "
-                                        "internal_retry_delay: 0, failure_backoff: 0}\n")
+                                        "internal_retry_delay: 0, failure_backoff: 0, "
+                                        f"max_job_failures: {max_job_failures}}}\n")
     write_rows(root, rows)
     (root / "m.yaml").write_text(MANIFEST)
 
@@ -217,7 +219,9 @@ def kill_after(root: Path, delay: float, env: dict[str, str] | None = None,
 
 def kill_storm(root: Path, delays: list[float], sent: Callable[[], Counter[str]]) -> Trial:
     """`apply --wait` killed together with its local workers (a crashed laptop, an OOM kill), once
-    per delay; then one more `apply --wait` must converge. Each kill may cost what was in flight."""
+    per delay; then one more `apply --wait` must converge. Each kill may cost what was in flight.
+    Make the project with `max_job_failures` above the kills: a job killed each time before it
+    answered anything is the loop the guard stops (test_a_worker_dying_on_the_same_rows_...)."""
     kills = 0
     for delay in delays:
         process = subprocess.Popen([sys.executable, "-m", "runner", "apply", "--auto-approve",

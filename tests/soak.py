@@ -54,8 +54,9 @@ def storm_trials(work: Path, rnd: random.Random, storms: int) -> list[crashkit.T
         with StubServer().start() as stub:
             stub.set_mode("ok", delay=0.01)
             root = work / f"storm-{i}"
-            crashkit.make_project(root, endpoint=stub.url, rows=300)
             delays = [rnd.uniform(0.3, 2.0) for _ in range(8)]
+            crashkit.make_project(root, endpoint=stub.url, rows=300,
+                                  max_job_failures=len(delays) + 1)
             trials.append(crashkit.kill_storm(root, delays,
                                               sent=lambda s=stub: crashkit.stub_sent(s.url)))
     return trials

@@ -5,6 +5,7 @@ answered exactly once and every answer in the destination."""
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -55,7 +56,43 @@ def test_apply_wait_killed_with_its_workers_converges_without_failing_a_row(
 
     with StubServer().start() as stub:
         stub.set_mode("ok", delay=0.01)
-        crashkit.make_project(tmp_path, endpoint=stub.url, rows=60)
-        trial = crashkit.kill_storm(tmp_path, [0.8, 1.2, 1.6],
-                                    sent=lambda: crashkit.stub_sent(stub.url))
+        delays = [0.8, 1.2, 1.6]
+        # Under load a shard's job can be killed each time before it answered anything: three in
+        # a row is the loop the guard stops (the next test). Here the guard stands above the kills.
+        crashkit.make_project(tmp_path, endpoint=stub.url, rows=60,
+                              max_job_failures=len(delays) + 1)
+        trial = crashkit.kill_storm(tmp_path, delays, sent=lambda: crashkit.stub_sent(stub.url))
     assert trial.ok and trial.failed == 0 and trial.losses == 0, trial
+
+
+def test_a_worker_dying_on_the_same_rows_three_times_blocks_the_manifest_until_retry(
+        tmp_path: Path) -> None:
+    """Found by CI under load: the storm above raced the loop guard. A worker that dies each time
+    on the same rows (out of memory on a long row) must not be restarted forever: after
+    max_job_failures deaths with nothing answered, apply --wait stops, says why and how to go on,
+    and spends no row's attempts; `batchrun retry` lets the rows go again."""
+    from tests.stub_endpoint import StubServer
+
+    with StubServer().start() as stub:
+        # The worker waits on its answers when it is killed (the stub answers only when stopped).
+        stub.set_mode("slow", delay=600)
+        crashkit.make_project(tmp_path, endpoint=stub.url, rows=4)
+        for death in range(1, 4):
+            assert crashkit.cli(tmp_path, "apply", "--auto-approve").returncode == 0
+            deadline = time.monotonic() + 30
+            while len(stub.requests()) < death * crashkit.CONCURRENCY:
+                assert time.monotonic() < deadline, "the worker never asked the endpoint"
+                time.sleep(0.05)
+            assert crashkit.kill_workers(tmp_path) >= 1
+            crashkit.wait_idle(tmp_path)
+        stub.set_mode("ok")
+        final = crashkit.cli(tmp_path, "apply", "--auto-approve", "--wait", "--poll-interval",
+                             "0.1", "--timeout", "60")
+        assert final.returncode == 5, final.stdout + final.stderr
+        assert "3 jobs in a row ended at job level with no row answered" in final.stdout
+        assert "the local worker process died" in final.stdout
+        assert "No row attempt was used" in final.stdout and "batchrun retry m" in final.stdout
+        assert crashkit.stub_sent(stub.url) == {}
+        assert crashkit.cli(tmp_path, "retry", "m").returncode == 0
+        trial = crashkit.judge(tmp_path, "retried", True, lambda: crashkit.stub_sent(stub.url))
+    assert trial.ok and trial.losses == 0 and trial.failed == 0, trial
