@@ -26,7 +26,7 @@ def bigquery_plan(rows: int = 1_000_000, new: int = 1_000) -> dict[str, Any]:
     from google.cloud import bigquery, storage
 
     from runner import api
-    from runner.backends.vertex.bqsource import FP, fingerprinted, schema_salt
+    from runner.backends.stores.bqsource import FP, fingerprinted, schema_salt
     from runner.devtools.emulators import Emulators
 
     with tempfile.TemporaryDirectory(prefix="batchrun-bench-bq-") as tmp:

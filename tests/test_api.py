@@ -60,8 +60,8 @@ def test_the_result_row_has_one_owner() -> None:
     """Issue 13: the fields of a result row are spelled once (runner/result.py); collect, checks
     and each destination writer take them from there."""
     from runner.answers import collect, result
+    from runner.backends.stores import bq
     from runner.backends.stores import files as localfiles
-    from runner.backends.vertex import bq
     from runner.project import checks
 
     row = result.make(custom_id="x", passthrough={"subject": "s"}, ok=True, output="a",

@@ -9,7 +9,7 @@ import pytest
 from google.cloud import bigquery
 
 from runner import api
-from runner.backends.vertex.bqsource import FP, fingerprinted, schema_salt
+from runner.backends.stores.bqsource import FP, fingerprinted, schema_salt
 from runner.errors import BatchrunError
 from tests.vertex_env import RETRY, VertexWorld
 

@@ -10,7 +10,7 @@ import random
 from google.cloud import bigquery
 
 from runner import api
-from runner.backends.vertex.bqsource import sent_id
+from runner.backends.stores.bqsource import sent_id
 from runner.errors import RenderError
 from runner.rendering.row import Renderer, RowError
 from runner.rows.records import SourceRow

@@ -14,7 +14,7 @@ import pytest
 
 from runner import api
 from runner.backends.processes import pid_alive
-from runner.backends.vertex.gcs import Gcs
+from runner.backends.stores.gcs import Gcs
 from runner.backends.vertex.lease import GcsLock, LeaseTimes
 from runner.errors import LockError
 from runner.events import Created, Event

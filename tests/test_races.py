@@ -16,7 +16,7 @@ import pytest
 from runner import api, identity
 from runner.applying.executor import job_request
 from runner.backends.base import IndexEntry, StagedInput
-from runner.backends.vertex.gcs import Gcs
+from runner.backends.stores.gcs import Gcs
 from runner.backends.vertex.lease import GcsLock
 from runner.errors import LockError
 from tests import crashkit

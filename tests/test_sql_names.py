@@ -1,4 +1,4 @@
-"""Issue 22: a name reaches batchrun's own SQL only through runner/backends/vertex/sqlnames.py,
+"""Issue 22: a name reaches batchrun's own SQL only through runner/backends/stores/sqlnames.py,
 which refuses what BigQuery's naming rules refuse and quotes the rest, and every statement batchrun
 builds runs only once a dry run says it is the one statement meant. The report's payload and its
 variants go through every SQL path against the emulator: `victim` keeps its rows, and `plan` fails
@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 from runner import api
-from runner.backends.vertex import sqlnames
-from runner.backends.vertex.bq import BigQuery, UnsafeStatementError
-from runner.backends.vertex.sqlnames import UnsafeNameError
+from runner.backends.stores import sqlnames
+from runner.backends.stores.bq import BigQuery, UnsafeStatementError
+from runner.backends.stores.sqlnames import UnsafeNameError
 from runner.cli import commands as cli
 from runner.rows.records import AnsweredIn
 from tests.vertex_env import PROJECT, RETRY, VertexWorld

@@ -14,7 +14,7 @@ import orjson
 import pytest
 from google.api_core.exceptions import NotFound, PreconditionFailed
 
-from runner.backends.vertex.gcs import Gcs
+from runner.backends.stores.gcs import Gcs
 from runner.backends.vertex.lease import GcsLock, LeaseTimes
 from runner.backends.vertex.rest import (
     QuotaExceeded,

@@ -53,8 +53,8 @@ def seed(project: api.Project, data: Path, say: Say) -> None:
     seeds into the sources they feed, through the emulators the environment variables name."""
     from google.cloud import bigquery
 
-    from runner.backends.vertex import bq as bq_client
-    from runner.backends.vertex import gcs as gcs_client
+    from runner.backends.stores import bq as bq_client
+    from runner.backends.stores import gcs as gcs_client
 
     if not all(os.environ.get(k) for k in ("STORAGE_EMULATOR_HOST", "BATCHRUN_BIGQUERY_ENDPOINT",
                                            "BATCHRUN_VERTEX_ENDPOINT")):

@@ -1,2 +1,3 @@
-"""Where rows and answers live, one module per kind of store: local files (`files`) today; the
-Cloud Storage and BigQuery stores still live inside the Vertex backend (issue 25, item 4)."""
+"""Where rows and answers live, one module per kind of store: local files (`files`), Cloud Storage
+(`gcs`) and BigQuery (`bq`, with its source reads and safe names), and the collected record
+beside a cloud destination (`records`). The job services (local, vertex) call them."""

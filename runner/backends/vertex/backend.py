@@ -29,11 +29,12 @@ from runner.backends.base import (
     select,
 )
 from runner.backends.stores import files as localfiles
+from runner.backends.stores import records
+from runner.backends.stores.bq import BigQuery
+from runner.backends.stores.gcs import Gcs, split
 from runner.backends.vertex import jobs as vjobs
-from runner.backends.vertex import listing, records
-from runner.backends.vertex.bq import BigQuery
+from runner.backends.vertex import listing
 from runner.backends.vertex.explain import explaining
-from runner.backends.vertex.gcs import Gcs, split
 from runner.backends.vertex.lease import GcsLock, Leases, LeaseTimes
 from runner.backends.vertex.listing import MANAGED_FILTER
 from runner.backends.vertex.owners import Owners, job_folder

@@ -11,9 +11,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from runner.backends.base import Finding
+from runner.backends.stores.gcs import split
 from runner.backends.vertex import access
 from runner.backends.vertex.explain import explain
-from runner.backends.vertex.gcs import split
 from runner.backends.vertex.jobs import parse_job
 from runner.backends.vertex.listing import MANAGED_FILTER
 from runner.errors import BatchrunError

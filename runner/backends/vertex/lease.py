@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from runner.backends.vertex.gcs import Gcs, split
+from runner.backends.stores.gcs import Gcs, split
 from runner.errors import LockError
 
 log = logging.getLogger(__name__)

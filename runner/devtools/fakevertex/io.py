@@ -10,13 +10,13 @@ import orjson
 
 
 def storage_client() -> Any:
-    from runner.backends.vertex.gcs import make_client
+    from runner.backends.stores.gcs import make_client
 
     return make_client()
 
 
 def bigquery_client(project: str) -> Any:
-    from runner.backends.vertex.bq import make_client
+    from runner.backends.stores.bq import make_client
 
     return make_client(project)
 
@@ -32,7 +32,7 @@ def split_bq(uri: str) -> tuple[str, str, str]:
 
 
 def read_gcs_rows(uris: list[str]) -> Iterator[dict[str, Any]]:
-    from runner.backends.vertex.gcs import Gcs
+    from runner.backends.stores.gcs import Gcs
 
     gcs = Gcs(storage_client())
     for pattern in uris:
@@ -44,7 +44,7 @@ def read_gcs_rows(uris: list[str]) -> Iterator[dict[str, Any]]:
 def read_bq_rows(uri: str) -> Iterator[dict[str, Any]]:
     from google.cloud import bigquery
 
-    from runner.backends.vertex.bq import json_or_text
+    from runner.backends.stores.bq import json_or_text
 
     project, dataset, table = split_bq(uri)
     client = bigquery_client(project)

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from runner.answers.result import BIGQUERY_JSON, BIGQUERY_TYPES, BIGQUERY_VECTOR
-from runner.backends.vertex import sqlnames
+from runner.backends.stores import sqlnames
 from runner.errors import BackendError, error
 from runner.rows.records import AnsweredIn, LedgerRows, SourceRow, Unchanged
 
@@ -156,14 +156,14 @@ class BigQuery:
                   answered: AnsweredIn | None = None) -> Iterator[SourceRow | Unchanged]:
         """Stream a table or a query's result with each row's fingerprint computed in SQL; with
         `answered`, the rows a BigQuery destination answered stay there (bqsource)."""
-        from runner.backends.vertex.bqsource import SourceRead
+        from runner.backends.stores.bqsource import SourceRead
 
         return SourceRead(self, table, query, answered).rows()
 
     def read_ledger(self, table: str | None, query: str | None, answered: AnsweredIn,
                     columns: Sequence[str]) -> LedgerRows | None:
         """The destination's ledger rows that the source's anti-join does not settle (bqsource)."""
-        from runner.backends.vertex.bqsource import SourceRead
+        from runner.backends.stores.bqsource import SourceRead
 
         return SourceRead(self, table, query, answered).ledger(columns)
 

@@ -9,13 +9,13 @@ import logging
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from runner.backends.vertex import sqlnames
+from runner.backends.stores import sqlnames
 from runner.identity import VERTEX_ANSWERER
 from runner.rows.idrule import HASH_HEX, HASHED_SHAPE, ID_CHARS
 from runner.rows.records import AnsweredIn, LedgerRows, SourceRow, Unchanged
 
 if TYPE_CHECKING:
-    from runner.backends.vertex.bq import BigQuery
+    from runner.backends.stores.bq import BigQuery
 
 log = logging.getLogger(__name__)
 
