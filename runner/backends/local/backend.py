@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -38,10 +38,10 @@ from runner.backends.local.store import (
 )
 from runner.backends.processes import pid_alive
 from runner.backends.stores import files as localfiles
+from runner.backends.stores.base import Store, StoredRows
 from runner.errors import BackendError, LockError, error
 from runner.identity import PROJECT_LABEL, local_answerer
 from runner.redact import masked_url
-from runner.rows.records import AnsweredIn, LedgerRows, RowIssue, SourceRow, Unchanged
 from runner.spec import (
     DestinationKind,
     DestinationSpec,
@@ -52,8 +52,10 @@ from runner.spec import (
     SourceSpec,
 )
 
+FILES: Final = localfiles.FileStore()  # the one kind of store a local job reaches
 
-class LocalBackend:
+
+class LocalBackend(StoredRows):
     kind = "local"
     regional = False
 
@@ -69,17 +71,17 @@ class LocalBackend:
 
     # --- reading -------------------------------------------------------------------------------
 
-    def read_source(self, source: SourceSpec, answered: AnsweredIn | None = None
-                    ) -> Iterator[SourceRow | RowIssue | Unchanged]:
-        del answered  # files are read whole: their rows' fingerprints skip the rendering
+    def source_store(self, source: SourceSpec) -> Store:
         if source.kind is not SourceKind.FILE:
             raise BackendError(f"the local backend reads local files only; this source is "
                                f"{source.kind.value} (use backend: vertex)")
-        return localfiles.read_source(source)
+        return FILES
 
-    def read_ledger(self, dest: DestinationSpec, columns: Sequence[str], source: SourceSpec,
-                    answered: AnsweredIn) -> LedgerRows | None:
-        return None  # files: the whole ledger is read; rows are told by fingerprint
+    def destination_store(self, dest: DestinationSpec) -> Store:
+        if dest.kind is not DestinationKind.FILE:
+            raise BackendError(f"the local backend writes local files only; this destination is "
+                               f"{dest.kind.value} (use backend: vertex)")
+        return FILES
 
     def list_jobs(self, manifest_name: str | None = None,
                   in_flight_only: bool = False) -> list[RemoteJob]:
@@ -133,22 +135,6 @@ class LocalBackend:
             with path.open("rb") as fh:
                 yield from (line.rstrip(b"\n") for line in fh if line.strip())
 
-    def _check_destination(self, dest: DestinationSpec) -> None:
-        if dest.kind is not DestinationKind.FILE:
-            raise BackendError(f"the local backend writes local files only; this destination is "
-                               f"{dest.kind.value} (use backend: vertex)")
-
-    def read_destination(self, dest: DestinationSpec,
-                         columns: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
-        self._check_destination(dest)
-        return localfiles.read_destination(dest)
-
-    def source_stamp(self, source: SourceSpec) -> Any:
-        return localfiles.source_stamp(source)
-
-    def destination_stamp(self, dest: DestinationSpec) -> Any:
-        return localfiles.destination_stamp(dest)
-
     def count_tokens(self, family: Family, model: str, request: Mapping[str, Any]) -> int | None:
         return None  # no service to ask: the offline approximation stands
 
@@ -166,25 +152,10 @@ class LocalBackend:
                            destination: DestinationSpec) -> list[tuple[str, str]]:
         return []  # one machine: everything is in place
 
-    def collected_jobs(self, dest: DestinationSpec) -> set[str]:
-        self._check_destination(dest)
-        return localfiles.collected_jobs(dest)
-
-    def forgiven_jobs(self, dest: DestinationSpec) -> set[str]:
-        self._check_destination(dest)
-        return localfiles.forgiven_jobs(dest)
-
     def answerer(self, model: str) -> str:
         return local_answerer(self.executor_for(model))
 
-    def destination_columns(self, dest: DestinationSpec) -> frozenset[str] | None:
-        return None  # files: each row's keys tell
-
     # --- writing -------------------------------------------------------------------------------
-
-    def forgive_jobs(self, dest: DestinationSpec, names: Iterable[str]) -> None:
-        self._check_destination(dest)
-        localfiles.forgive_jobs(dest, names)
 
     def stage(self, manifest_name: str, rows: Iterable[tuple[bytes, IndexEntry]]) -> StagedInput:
         folder = self.state_dir / "staging" / manifest_name
@@ -271,11 +242,6 @@ class LocalBackend:
         if not self.store.record_path(job_id).is_file():
             raise BackendError(f"no local job {name}")
         self.store.cancel_marker(job_id).touch()
-
-    def write_destination(self, dest: DestinationSpec, rows: Iterable[tuple[dict[str, Any], bool]],
-                          *, collected: Iterable[str], append: bool = False) -> None:
-        self._check_destination(dest)
-        localfiles.write_destination(dest, rows, collected, append=append)
 
     # --- locking -------------------------------------------------------------------------------
 

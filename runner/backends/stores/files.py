@@ -12,7 +12,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,7 +26,7 @@ from runner.backends.base import IndexEntry
 from runner.errors import BackendError, ForeignDestinationError, error
 from runner.project.paths import sidecar_of
 from runner.rows import files as rowfile
-from runner.rows.records import RowIssue, SourceRow
+from runner.rows.records import AnsweredIn, LedgerRows, RowIssue, SourceRow, Unchanged
 from runner.spec import DestinationSpec, SourceSpec
 
 log = logging.getLogger(__name__)
@@ -290,3 +290,47 @@ def _write_csv(path: Path, rows: Iterable[dict[str, Any]]) -> None:
                     out[key] = json.dumps(out.get(key), ensure_ascii=False) if out.get(
                         key) is not None else ""
                 writer.writerow(out)
+
+
+class FileStore:
+    """The store of local files (JSONL, CSV) for either job service: sources read whole (their
+    rows' fingerprints skip the rendering), destinations with their sidecar record."""
+
+    def read_source(self, source: SourceSpec, answered: AnsweredIn | None
+                    ) -> Iterator[SourceRow | RowIssue | Unchanged]:
+        del answered  # read whole: nothing is pushed down
+        return read_source(source)
+
+    def source_stamp(self, source: SourceSpec) -> list[int] | None:
+        return source_stamp(source)
+
+    def read_destination(self, dest: DestinationSpec,
+                         columns: Sequence[str] | None) -> Iterator[dict[str, Any]]:
+        del columns  # a line is read whole
+        return read_destination(dest)
+
+    def read_ledger(self, dest: DestinationSpec, columns: Sequence[str], source: SourceSpec,
+                    answered: AnsweredIn) -> LedgerRows | None:
+        return None  # the whole ledger is read; rows are told by fingerprint
+
+    def destination_columns(self, dest: DestinationSpec) -> frozenset[str] | None:
+        return None  # each row's keys tell
+
+    def destination_stamp(self, dest: DestinationSpec) -> list[int] | None:
+        return destination_stamp(dest)
+
+    def collected_jobs(self, dest: DestinationSpec) -> set[str]:
+        return collected_jobs(dest)
+
+    def forgiven_jobs(self, dest: DestinationSpec) -> set[str]:
+        return forgiven_jobs(dest)
+
+    def write_destination(self, dest: DestinationSpec, rows: Iterable[tuple[dict[str, Any], bool]],
+                          collected: Iterable[str], append: bool) -> None:
+        write_destination(dest, rows, collected, append=append)
+
+    def forgive_jobs(self, dest: DestinationSpec, names: Iterable[str]) -> None:
+        forgive_jobs(dest, names)
+
+    def locations(self, spec: SourceSpec | DestinationSpec) -> Mapping[str, str | None]:
+        return {}  # on this machine: everywhere a job runs

@@ -1,49 +1,48 @@
 """The record beside a Cloud Storage or BigQuery destination (an object under staging/_collected/,
 shared by every project writing that destination): the jobs collected into it, with the
 destination's version then — a destination changed behind batchrun's back is collected again,
-never paid again — and the failed jobs `batchrun retry` set aside. Knows nothing of plans."""
+never paid again — and the failed jobs `batchrun retry` set aside. Knows nothing of plans; the
+store of the destination's kind says what its version is."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from runner.spec import DestinationKind, DestinationSpec
+from runner.backends.stores.gcs import Gcs
+from runner.spec import DestinationSpec
+
+Version = Callable[[DestinationSpec], Any]
 
 
-def _uri(backend: Any, dest: DestinationSpec) -> str:
-    key = hashlib.sha256(f"{dest.kind}:{dest.location}".encode()).hexdigest()[:24]
-    return f"{backend.staging}/_collected/{key}.json"
+class CloudRecords:
+    def __init__(self, gcs: Gcs, staging: str) -> None:
+        self.gcs = gcs
+        self.staging = staging
 
+    def _uri(self, dest: DestinationSpec) -> str:
+        key = hashlib.sha256(f"{dest.kind}:{dest.location}".encode()).hexdigest()[:24]
+        return f"{self.staging}/_collected/{key}.json"
 
-def _stamp(backend: Any, dest: DestinationSpec) -> Any:
-    if dest.kind is DestinationKind.BIGQUERY:
-        return backend.bq.created(dest.location)
-    return backend.gcs.generation(dest.location + "results.jsonl")
+    def collected(self, dest: DestinationSpec, version: Version) -> set[str]:
+        data = self.gcs.read_json(self._uri(dest))
+        if not data or data.get("stamp") != version(dest):
+            return set()  # the destination changed behind our back: re-collect, never re-pay
+        return set(data.get("jobs", ()))
 
+    def forgiven(self, dest: DestinationSpec) -> set[str]:
+        data = self.gcs.read_json(self._uri(dest))
+        return set((data or {}).get("forgiven", ()))
 
-def collected(backend: Any, dest: DestinationSpec) -> set[str]:
-    data = backend.gcs.read_json(_uri(backend, dest))
-    if not data or data.get("stamp") != _stamp(backend, dest):
-        return set()  # the destination changed behind our back: re-collect, never re-pay
-    return set(data.get("jobs", ()))
+    def forgive(self, dest: DestinationSpec, names: Iterable[str], version: Version) -> None:
+        uri = self._uri(dest)
+        data = self.gcs.read_json(uri) or {"stamp": version(dest), "jobs": []}
+        data["forgiven"] = sorted(set(data.get("forgiven", ())) | set(names))
+        self.gcs.write_json(uri, data)
 
-
-def forgiven(backend: Any, dest: DestinationSpec) -> set[str]:
-    data = backend.gcs.read_json(_uri(backend, dest))
-    return set((data or {}).get("forgiven", ()))
-
-
-def forgive(backend: Any, dest: DestinationSpec, names: Iterable[str]) -> None:
-    uri = _uri(backend, dest)
-    data = backend.gcs.read_json(uri) or {"stamp": _stamp(backend, dest), "jobs": []}
-    data["forgiven"] = sorted(set(data.get("forgiven", ())) | set(names))
-    backend.gcs.write_json(uri, data)
-
-
-def written(backend: Any, dest: DestinationSpec, jobs: Iterable[str]) -> None:
-    """After the destination was written: the jobs now collected into it, at its new version."""
-    backend.gcs.write_json(_uri(backend, dest), {"stamp": _stamp(backend, dest),
-                                                 "jobs": sorted(set(jobs)),
-                                                 "forgiven": sorted(forgiven(backend, dest))})
+    def written(self, dest: DestinationSpec, jobs: Iterable[str], version: Version) -> None:
+        """After the destination was written: the jobs now collected into it, at its new
+        version."""
+        self.gcs.write_json(self._uri(dest), {"stamp": version(dest), "jobs": sorted(set(jobs)),
+                                              "forgiven": sorted(self.forgiven(dest))})

@@ -5,19 +5,15 @@ BATCHRUN_BIGQUERY_ENDPOINT, so the same code runs against the emulators in tests
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from runner.answers.result import missing_ledger_fields
 from runner.backends.base import (
     IN_FLIGHT_STATES,
     Finding,
@@ -29,9 +25,13 @@ from runner.backends.base import (
     select,
 )
 from runner.backends.stores import files as localfiles
-from runner.backends.stores import records
+from runner.backends.stores.base import Store, StoredRows
 from runner.backends.stores.bq import BigQuery
+from runner.backends.stores.bqstore import BigQueryStore
+from runner.backends.stores.files import FileStore
 from runner.backends.stores.gcs import Gcs, split
+from runner.backends.stores.gcsstore import GcsStore
+from runner.backends.stores.records import CloudRecords
 from runner.backends.vertex import jobs as vjobs
 from runner.backends.vertex import listing
 from runner.backends.vertex.explain import explaining
@@ -43,17 +43,14 @@ from runner.backends.vertex.rest import (
     TransientCreateError,
     VertexClient,
 )
-from runner.errors import BackendError, ForeignDestinationError, error
+from runner.errors import BackendError, error
 from runner.identity import (
     NAME_LABEL,
     PROJECT_LABEL,
     VERTEX_ANSWERER,
 )
 from runner.project.paths import is_destination_lock
-from runner.rows import files as rowfile
-from runner.rows.records import AnsweredIn, LedgerRows, RowIssue, SourceRow, Unchanged
 from runner.spec import (
-    DestinationKind,
     DestinationSpec,
     Family,
     Settings,
@@ -64,9 +61,8 @@ from runner.spec import (
 log = logging.getLogger(__name__)
 
 
-
 @explaining
-class VertexBackend:
+class VertexBackend(StoredRows):
     kind = "vertex"
     regional = True
 
@@ -91,6 +87,7 @@ class VertexBackend:
         self.notices: list[str] = []  # said once per command (read by doctor and the CLI)
         self._gcs = gcs
         self._bq: BigQuery | None = None
+        self._stores: dict[str, Store] = {}
         self._staging_ok = False
         self.leases = Leases(lease or LeaseTimes.from_env())  # checked before each remote write
 
@@ -109,22 +106,25 @@ class VertexBackend:
 
     # --- reading -------------------------------------------------------------------------------
 
-    def read_source(self, source: SourceSpec, answered: AnsweredIn | None = None
-                    ) -> Iterator[SourceRow | RowIssue | Unchanged]:
-        if source.kind is SourceKind.FILE:
-            return localfiles.read_source(source)
-        if source.kind is SourceKind.BIGQUERY:
-            return (self.bq.read_rows(query=source.location, answered=answered) if source.is_query
-                    else self.bq.read_rows(table=source.location, answered=answered))
-        return self._gcs_rows(source)
+    def source_store(self, source: SourceSpec) -> Store:
+        return self._store(source.kind.value)
 
-    def _gcs_rows(self, source: SourceSpec) -> Iterator[SourceRow | RowIssue]:
-        number = 0
-        for pattern in source.uris:
-            for uri in self.gcs.expand(pattern):
-                for line in self.gcs.lines(uri):
-                    number += 1
-                    yield rowfile.parse_jsonl_line(number, line, f"({uri}) ")
+    def destination_store(self, dest: DestinationSpec) -> Store:
+        return self._store(dest.kind.value)
+
+    def _store(self, kind: str) -> Store:
+        """The store of a kind ("file", "gcs", "bigquery"), made when first used: the Google
+        clients are not made for a project of local files."""
+        if kind not in self._stores:
+            makers: dict[str, Callable[[], Store]] = {
+                "file": FileStore,
+                "gcs": lambda: GcsStore(self.gcs, CloudRecords(self.gcs, self.staging)),
+                "bigquery": lambda: BigQueryStore(self.bq, CloudRecords(self.gcs, self.staging))}
+            self._stores[kind] = makers[kind]()
+        return self._stores[kind]
+
+    def before_write(self) -> None:
+        self.leases.check()
 
     def _check_staging(self) -> None:
         """Once per backend: the staging bucket exists. Said at plan time, not after the rows
@@ -197,54 +197,6 @@ class VertexBackend:
         for uri in self.gcs.list_jsonl(job.output_uri):
             yield from self.gcs.lines(uri)
 
-    def source_stamp(self, source: SourceSpec) -> Any:
-        if source.kind is SourceKind.FILE:
-            return localfiles.source_stamp(source)
-        if source.kind is SourceKind.BIGQUERY:
-            return None if source.is_query else self.bq.modified(source.location)
-        return [[uri, self.gcs.generation(uri)] for pattern in source.uris
-                for uri in self.gcs.expand(pattern)]
-
-    def destination_stamp(self, dest: DestinationSpec) -> Any:
-        if dest.kind is DestinationKind.FILE:
-            return localfiles.destination_stamp(dest)
-        if dest.kind is DestinationKind.BIGQUERY:
-            return self.bq.modified(dest.location)
-        return self.gcs.generation(dest.location + "results.jsonl")
-
-    def read_destination(self, dest: DestinationSpec,
-                         columns: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
-        if dest.kind is DestinationKind.FILE:
-            return localfiles.read_destination(dest)
-        if dest.kind is DestinationKind.BIGQUERY:
-            table_columns = self._ledger_columns(dest)
-            if table_columns is None:  # no table yet: its dataset must exist, or collect would fail
-                self.bq.check_dataset(dest.location)
-            wanted = None if columns is None or table_columns is None else [
-                c for c in columns if c in table_columns]  # a table from an older batchrun
-            return self.bq.destination_rows(dest.location, wanted)
-        log.debug("read destination %s", dest.location)
-        uri = dest.location + "results.jsonl"
-        if not self.gcs.exists(uri):
-            return iter(())
-        return localfiles.guard_foreign(dest, (orjson.loads(line) for line in self.gcs.lines(uri)))
-
-    def _ledger_columns(self, dest: DestinationSpec) -> list[str] | None:
-        """A destination table's columns (None: no table yet); one without the ledger's: refused."""
-        table_columns = self.bq.columns(dest.location)
-        if table_columns is not None and missing_ledger_fields(table_columns):
-            raise ForeignDestinationError(dest.location, missing_ledger_fields(table_columns),
-                                          adopting=dest.adopt)
-        return table_columns
-
-    def read_ledger(self, dest: DestinationSpec, columns: Sequence[str], source: SourceSpec,
-                    answered: AnsweredIn) -> LedgerRows | None:
-        if dest.kind is not DestinationKind.BIGQUERY or source.kind is not SourceKind.BIGQUERY or (
-                self._ledger_columns(dest) is None):
-            return None
-        table, query = (None, source.location) if source.is_query else (source.location, None)
-        return self.bq.read_ledger(table, query, answered, columns)
-
     def count_tokens(self, family: Family, model: str, request: Mapping[str, Any]) -> int | None:
         if family is not Family.CLAUDE:
             return None  # only Claude has a count-tokens endpoint on Vertex
@@ -262,45 +214,15 @@ class VertexBackend:
 
     def placement_problems(self, region: str | None, source: SourceSpec,
                            destination: DestinationSpec) -> list[tuple[str, str]]:
-        tables = []
-        if source.kind is SourceKind.BIGQUERY and not source.is_query:
-            tables.append(source.location)
-        if destination.kind is DestinationKind.BIGQUERY:
-            tables.append(destination.location)
-        out = []
-        for dataset in dict.fromkeys(".".join(t.split(".")[:2]) for t in tables):
-            location = self.bq.dataset_location(dataset)
-            if region and location is not None and location.lower() != region.lower():
-                out.append((dataset, location))
-        return out
-
-    def collected_jobs(self, dest: DestinationSpec) -> set[str]:
-        if dest.kind is DestinationKind.FILE:
-            return localfiles.collected_jobs(dest)
-        return records.collected(self, dest)
+        found = {**self.source_store(source).locations(source),
+                 **self.destination_store(destination).locations(destination)}
+        return [(dataset, location) for dataset, location in found.items()
+                if region and location is not None and location.lower() != region.lower()]
 
     def answerer(self, model: str) -> str:
         return VERTEX_ANSWERER
 
-    def destination_columns(self, dest: DestinationSpec) -> frozenset[str] | None:
-        if dest.kind is not DestinationKind.BIGQUERY:
-            return None
-        columns = self._ledger_columns(dest)
-        return None if columns is None else frozenset(columns)
-
-    def forgiven_jobs(self, dest: DestinationSpec) -> set[str]:
-        if dest.kind is DestinationKind.FILE:
-            return localfiles.forgiven_jobs(dest)
-        return records.forgiven(self, dest)
-
     # --- writing -------------------------------------------------------------------------------
-
-    def forgive_jobs(self, dest: DestinationSpec, names: Iterable[str]) -> None:
-        self.leases.check()
-        if dest.kind is DestinationKind.FILE:
-            localfiles.forgive_jobs(dest, names)
-            return
-        records.forgive(self, dest, names)
 
     def stage(self, manifest_name: str, rows: Iterable[tuple[bytes, IndexEntry]]) -> StagedInput:
         self.leases.check()
@@ -353,23 +275,6 @@ class VertexBackend:
     def cancel_job(self, name: str) -> None:
         self.leases.check()
         self.client(region_of(name)).cancel(name)
-
-    def write_destination(self, dest: DestinationSpec, rows: Iterable[tuple[dict[str, Any], bool]],
-                          *, collected: Iterable[str], append: bool = False) -> None:
-        self.leases.check()
-        if dest.kind is DestinationKind.FILE:
-            localfiles.write_destination(dest, rows, collected, append=append)
-            return
-        if dest.kind is DestinationKind.BIGQUERY:
-            self.bq.merge(dest.location, (row for row, changed in rows if changed),
-                          vectors=dest.vectors)
-        else:
-            if append:  # an object is replaced whole: the rows already there, then the new ones
-                rows = itertools.chain(((row, False) for row in self.read_destination(dest)),
-                                       rows)
-            self.gcs.upload_lines(dest.location + "results.jsonl",
-                                  (orjson.dumps(row) for row, _ in rows))
-        records.written(self, dest, collected)
 
     def _lock(self, manifest_name: str) -> GcsLock:
         # A destination's lock is where every project writing it takes it; a manifest's, its own.

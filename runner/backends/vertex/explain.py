@@ -93,8 +93,9 @@ def _wrap(method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def explaining(cls: type[T]) -> type[T]:
-    """Wrap every public method of a backend class (and its constructor) with `explain`."""
-    for attr, value in list(vars(cls).items()):
-        if (attr == "__init__" or not attr.startswith("_")) and inspect.isfunction(value):
+    """Wrap every public method of a backend class (and its constructor) with `explain`, the
+    ones it inherits (the row methods handed to its stores) too."""
+    for attr, value in inspect.getmembers(cls, inspect.isfunction):
+        if attr == "__init__" or not attr.startswith("_"):
             setattr(cls, attr, _wrap(value))
     return cls
