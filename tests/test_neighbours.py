@@ -14,7 +14,7 @@ import requests
 from click.testing import CliRunner
 
 from runner import api, identity
-from runner.backends.stores import files as localfiles
+from runner.backends import staging as stage_files
 from runner.backends.vertex import jobs as vjobs
 from runner.cli import commands as cli
 from runner.ledger.rowpass import index_entry, rendered_rows
@@ -163,7 +163,7 @@ def old_release_job(vertex: VertexWorld) -> str:
     staging = f"gs://{vertex.bucket}/staging"
     with tempfile.TemporaryDirectory() as tmp:
         inp, idx = Path(tmp) / "in.jsonl", Path(tmp) / "index.jsonl"
-        digest, _, _ = localfiles.write_staged(rows, inp, idx)
+        digest, _, _ = stage_files.write_staged(rows, inp, idx)
         base = f"{NAME}/inputs/{digest}"
         vertex.gcs.bucket(vertex.bucket).blob(f"staging/{base}.index.jsonl").upload_from_filename(idx)
         vertex.gcs.bucket(vertex.bucket).blob(f"staging/{base}.jsonl").upload_from_filename(inp)

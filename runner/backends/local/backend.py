@@ -19,6 +19,7 @@ from typing import Any, Final
 
 import orjson
 
+from runner.backends import staging
 from runner.backends.base import (
     Finding,
     IndexEntry,
@@ -125,7 +126,7 @@ class LocalBackend(StoredRows):
                 hint="its rows cannot be told apart; restore the file, or cancel the job and "
                      "move its folder aside to send its rows again")]) from None
         with fh:
-            yield from localfiles.read_index(path, fh)
+            yield from staging.read_index(path, fh)
 
     def read_output(self, job: RemoteJob) -> Iterator[bytes | dict[str, Any]]:
         if not job.output_uri:
@@ -165,7 +166,7 @@ class LocalBackend(StoredRows):
         os.close(fd)
         os.close(fd2)
         try:
-            name, count, size = localfiles.write_staged(rows, Path(tmp_input), Path(tmp_index))
+            name, count, size = staging.write_staged(rows, Path(tmp_input), Path(tmp_index))
             final = folder / f"{name}.jsonl"
             # Content-addressed: a file already staged under this digest holds these bytes.
             Path(tmp_input).replace(final)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
 import itertools
 import json
 import logging
@@ -22,7 +21,6 @@ from runner import crashpoints
 from runner.answers.result import FIELDS as CSV_FIELDS
 from runner.answers.result import JSON_FIELDS as _JSON_FIELDS
 from runner.answers.result import LEDGER_FIELDS, missing_ledger_fields
-from runner.backends.base import IndexEntry
 from runner.errors import BackendError, ForeignDestinationError, error
 from runner.project.paths import sidecar_of
 from runner.rows import files as rowfile
@@ -67,45 +65,6 @@ def atomic_writer(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
 def write_json(path: Path, value: Any) -> None:
     with atomic_writer(path) as fh:
         fh.write(orjson.dumps(value, option=orjson.OPT_INDENT_2))
-
-
-def write_staged(rows: Iterable[tuple[bytes, IndexEntry]], input_path: Path,
-                 index_path: Path) -> tuple[str, int, int]:
-    """Write request lines and their index; return (content digest, rows, bytes).
-
-    The content digest chains the rows' request hashes (each already a hash of the line's bytes),
-    rather than hashing every byte a second time."""
-    digest = hashlib.sha256()
-    count = size = 0
-    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
-    with input_path.open("wb") as inp, index_path.open("wb") as idx:
-        write_input, write_index, update = inp.write, idx.write, digest.update
-        for line, entry in rows:  # the hot loop of staging: locals only
-            chunk = line + b"\n"
-            write_input(chunk)
-            update(entry.request_hash.encode())
-            write_index(dumps(entry, option=newline))  # orjson encodes dataclasses natively
-            count += 1
-            size += len(chunk)
-    return digest.hexdigest()[:32], count, size
-
-
-def read_index(where: object, lines: Iterable[bytes]) -> Iterator[IndexEntry]:
-    """A job's staged index; a damaged one names its file and line instead of a JSON error."""
-    for number, line in enumerate(lines, start=1):
-        try:
-            data = orjson.loads(line)
-            entry = IndexEntry(**data)
-            if not (isinstance(entry.custom_id, str) and isinstance(entry.request_hash, str)
-                    and isinstance(entry.passthrough, dict)):
-                raise TypeError("a field has the wrong type")
-            yield entry
-        except (orjson.JSONDecodeError, TypeError) as exc:
-            raise BackendError([error(
-                f"the index of a job is damaged: {where}, line {number} ({exc})",
-                hint="its rows cannot be told apart, so this manifest stops here; restore the "
-                     "file, or cancel the job and move the file aside to send its rows again")]
-            ) from None
 
 
 def read_source(source: SourceSpec) -> Iterator[SourceRow | RowIssue]:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from runner.backends import staging
 from runner.backends.base import (
     IN_FLIGHT_STATES,
     Finding,
@@ -24,7 +25,6 @@ from runner.backends.base import (
     region_of,
     select,
 )
-from runner.backends.stores import files as localfiles
 from runner.backends.stores.base import Store, StoredRows
 from runner.backends.stores.bq import BigQuery
 from runner.backends.stores.bqstore import BigQueryStore
@@ -185,7 +185,7 @@ class VertexBackend(StoredRows):
 
     def read_index(self, job: RemoteJob) -> Iterator[IndexEntry]:
         uri = f"{job_folder(self.staging, job)}/inputs/{job.input_digest}.index.jsonl"
-        yield from localfiles.read_index(uri, self.gcs.lines(uri))
+        yield from staging.read_index(uri, self.gcs.lines(uri))
 
     def read_output(self, job: RemoteJob) -> Iterator[bytes | dict[str, Any]]:
         if not job.output_uri:
@@ -228,7 +228,7 @@ class VertexBackend(StoredRows):
         self.leases.check()
         with tempfile.TemporaryDirectory() as tmp:
             inp, idx = Path(tmp) / "input.jsonl", Path(tmp) / "index.jsonl"
-            name, count, size = localfiles.write_staged(rows, inp, idx)
+            name, count, size = staging.write_staged(rows, inp, idx)
             base = f"{self.inputs(manifest_name)}/{name}"
             # Index first: a job is created only after both exist, so its rows can always be read.
             self.gcs.upload_file(f"{base}.index.jsonl", idx, if_absent=True)
