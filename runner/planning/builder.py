@@ -4,12 +4,9 @@ changes, estimates, holds and blocks. Reads only; apply carries the plan out.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-
-import orjson
 
 from runner import estimate, identity
 from runner.answers.spool import ResultSpool
@@ -18,9 +15,10 @@ from runner.errors import BackendError, error
 from runner.estimate import Estimate
 from runner.identity import PARTS_LABEL
 from runner.ledger.jobfailures import failures_of
-from runner.ledger.rowpass import Ledger, classified_rows, index_entry, read_ledger, row_key
+from runner.ledger.rowpass import Ledger, classified_rows, read_ledger
 from runner.ledger.rules import RowClass
 from runner.ledger.streak import JobFailures
+from runner.planning.counting import RowTally
 from runner.planning.plan import (
     Action,
     Blocked,
@@ -30,17 +28,14 @@ from runner.planning.plan import (
     NoteKind,
     Orphan,
     Plan,
-    RowCounts,
     SpecChange,
 )
 from runner.planning.prepared import Prepared, Work
-from runner.planning.shards import Sharder, job_pool, pool_limit, pool_of
+from runner.planning.shards import job_pool, pool_limit, pool_of
 from runner.project.files import display_path
 from runner.redact import redact
 from runner.rpc import Code
 from runner.spec import Family, Manifest, Settings
-
-MAX_FAILURES_SHOWN = 10
 
 
 def _blocked(failures: JobFailures, ledger: Ledger) -> Blocked | None:
@@ -138,96 +133,66 @@ def _changes(manifest: Manifest, ledger: Ledger, reshape: int, shards: list[int]
     return changes
 
 
-def _seen(prepared: Prepared, manifest: Manifest, reader: BackendReader,
-          jobs: Sequence[RemoteJob]) -> ResultSpool:
-    """What the plan saw before it read the rows: apply compares it with what it finds. The
+def _seen(manifest: Manifest, reader: BackendReader, jobs: Sequence[RemoteJob]) -> Prepared:
+    """What the plan saw before it read the rows (apply compares it with what it finds), and the
     spool the row pass keeps the jobs' result rows in, for apply's collect."""
-    prepared.source_stamp = reader.source_stamp(manifest.source)
-    prepared.jobs_seen = frozenset(j.name for j in jobs)
-    prepared.destination_stamp = reader.destination_stamp(manifest.destination)
-    prepared.results = ResultSpool()
-    return prepared.results
+    return Prepared(manifest.name, source_stamp=reader.source_stamp(manifest.source),
+                    jobs_seen=frozenset(j.name for j in jobs),
+                    destination_stamp=reader.destination_stamp(manifest.destination),
+                    results=ResultSpool())
 
 
 def plan_manifest(manifest: Manifest, reader: BackendReader, settings: Settings,
                   jobs: Sequence[RemoteJob], free_slots: int,
-                  now: datetime | None = None, exact_tokens: bool = False,
-                  prepared: Prepared | None = None) -> tuple[ManifestPlan, int]:
-    """The plan of one manifest and the job slots it uses. With `prepared`, the rows it plans to
-    send are kept there for apply, as rendered now."""
+                  now: datetime | None = None, exact_tokens: bool = False, keep: bool = False
+                  ) -> tuple[ManifestPlan, int, Prepared | None]:
+    """The plan of one manifest, the job slots it uses and, with `keep`, the rows it plans to
+    send as rendered now (for apply)."""
     _check_placement(manifest, reader, settings)
     # before the source is read: a change during the read is noticed
-    results = _seen(prepared, manifest, reader, jobs) if prepared is not None else None
-    ledger = read_ledger(manifest, reader, jobs, settings, results)
+    prepared = _seen(manifest, reader, jobs) if keep else None
+    try:
+        plan, used = _plan_rows(manifest, reader, settings, jobs, free_slots, now, exact_tokens,
+                                prepared)
+    except BaseException:
+        if prepared is not None:  # its spools are apply's only once the plan is whole
+            prepared.close()
+        raise
+    return plan, used, prepared
+
+
+def _plan_rows(manifest: Manifest, reader: BackendReader, settings: Settings,
+               jobs: Sequence[RemoteJob], free_slots: int, now: datetime | None,
+               exact_tokens: bool, prepared: Prepared | None) -> tuple[ManifestPlan, int]:
+    """The row pass, classed and counted, made into the manifest's plan."""
+    ledger = read_ledger(manifest, reader, jobs, settings, prepared.results if prepared else None)
     if prepared is not None:
         prepared.ids = ledger.ids
     job_ends = failures_of(manifest, jobs, settings, reader.forgiven_jobs(manifest.destination),
                            now or datetime.now(UTC), reader, ledger)
     held, blocked = job_ends.hold_until, _blocked(job_ends, ledger)
-    counts = dict.fromkeys(RowClass, 0)
-    failures: list[tuple[str, str]] = []
-    sharder = Sharder(settings)
-    shard_rows: list[int] = []
     # Cancelled jobs free their slot only once Vertex says so; count them as busy this time.
-    slots = 0 if held or blocked else max(0, free_slots)
-    send = hashlib.sha256()  # the rows this apply may send: apply checks it sends exactly these
-    tally = estimate.Tally(estimate.price_for(manifest.model, settings.pricing))
-    source_digest = hashlib.sha256()
-    kept = 0  # done rows whose answer is kept from an older spec (on_change: forward)
-    refreshed = 0  # rows to reshape only for their passthrough columns
-    rerun = 0  # rows to do answered under an older spec: the spec changed, they are not new
+    counted = RowTally.start(manifest, ledger, settings,
+                             0 if held or blocked else max(0, free_slots), prepared)
     for row, kind, stored in classified_rows(manifest, reader, settings, ledger):
-        source_digest.update(f"{row.custom_id}\0{row.request_hash or row.source_fp}\n".encode())
-        counts[kind] += 1
-        kept += row.skipped and row.source_fp not in ledger.answered_fps
-        if kind is RowClass.TO_DO:
-            rerun += hash(row.custom_id) in ledger.older_ids
-            if sharder.add(len(row.line) + 1):
-                shard_rows.append(0)
-            shard_rows[-1] += 1
-            if len(shard_rows) <= slots:
-                send.update(row.request_hash.encode())
-                if prepared is not None:
-                    prepared.add(row.line, index_entry(manifest, row))
-            exact = (reader.count_tokens(manifest.family, manifest.model.resource,
-                                         orjson.loads(row.line)) if exact_tokens else None)
-            tally.add(exact if exact is not None else estimate.approx_tokens(row.prompt_chars))
-        elif kind is RowClass.RESHAPE:
-            key = row_key(row.custom_id, row.request_hash)
-            refreshed += key in ledger.refresh
-            if prepared is not None:  # the source's passthrough values: a reshape refreshes them
-                prepared.reshape[key] = {k: row.row.data.get(k) for k in manifest.passthrough}
-        elif kind is RowClass.FAILED and len(failures) < MAX_FAILURES_SHOWN:
-            failures.append((row.custom_id, stored.last_error or "failed"))
-    counts[RowClass.DONE] += ledger.unchanged  # left in BigQuery: answered, never read here
-    source_digest.update(f"unchanged {ledger.unchanged}\n".encode())
-    now_shards = shard_rows[:slots]
-    changes = _changes(manifest, ledger, 0 if blocked else counts[RowClass.RESHAPE], now_shards,
-                       send.hexdigest()[:32], jobs)
-    notes = _notes(manifest, settings, job_ends, held if shard_rows else None,
+        counted.add(row, kind, stored, reader, exact_tokens)
+    counted.finish()
+    changes = _changes(manifest, ledger, 0 if blocked else counted.counts[RowClass.RESHAPE],
+                       counted.now_shards, counted.send.hexdigest()[:32], jobs)
+    notes = _notes(manifest, settings, job_ends, held if counted.shards else None,
                    bool(ledger.running_stale or ledger.running_other))
-    notes += _identity_notes(ledger, 0 if blocked else refreshed)
-    rows = RowCounts(
-        total=sum(counts.values()),
-        done=counts[RowClass.DONE],
-        in_flight=counts[RowClass.IN_FLIGHT],
-        to_do=counts[RowClass.TO_DO],
-        failed=counts[RowClass.FAILED],
-        reshape=counts[RowClass.RESHAPE],
-        kept=kept,
-        waiting=0 if blocked else sum(shard_rows[slots:]),
-    )
-    cost = cost_estimate(manifest, ledger, tally)
+    notes += _identity_notes(ledger, 0 if blocked else counted.refreshed)
     plan = ManifestPlan(
         name=manifest.name, file=display_path(manifest.file, settings.root),
-        spec_hash=manifest.spec_hash, rows=rows, changes=tuple(changes),
-        failures=tuple(failures), notes=tuple(notes), estimate=cost,
-        manifest_digest=manifest.digest, source_digest=source_digest.hexdigest()[:32],
+        spec_hash=manifest.spec_hash, rows=counted.rows(blocked is not None),
+        changes=tuple(changes), failures=tuple(counted.failures), notes=tuple(notes),
+        estimate=cost_estimate(manifest, ledger, counted.tally),
+        manifest_digest=manifest.digest, source_digest=counted.source.hexdigest()[:32],
         blocked=blocked, hold_until=held.strftime("%Y-%m-%dT%H:%M:%SZ") if held else None,
         region=manifest.region if reader.regional else None,
-        spec_change=SpecChange(rerun, what_changed(manifest, ledger.older_specs, jobs),
-                               tuple(sorted(ledger.older_specs))) if rerun else None)
-    return plan, len(now_shards)
+        spec_change=SpecChange(counted.rerun, what_changed(manifest, ledger.older_specs, jobs),
+                               tuple(sorted(ledger.older_specs))) if counted.rerun else None)
+    return plan, len(counted.now_shards)
 
 
 def cost_estimate(manifest: Manifest, ledger: Ledger, tally: estimate.Tally) -> Estimate:
@@ -278,14 +243,13 @@ def make_plan(manifests: Sequence[Manifest], reader: BackendReader, settings: Se
     unknown = by_name.get("", [])  # a damaged job record of no known manifest: everyone waits
     plans = []
     for manifest in manifests:
-        prepared = None
-        if work is not None:
-            prepared = work.manifests[manifest.name] = Prepared(manifest.name)
         pool = pool_of(manifest.family, manifest.region, quota, reader.regional)
         free.setdefault(pool, pool_limit(manifest.family, quota, reader.regional) - busy[pool])
-        plan, used = plan_manifest(manifest, reader, settings,
-                                   by_name.get(manifest.name, []) + unknown, free[pool],
-                                   exact_tokens=exact_tokens, prepared=prepared)
+        plan, used, prepared = plan_manifest(manifest, reader, settings,
+                                             by_name.get(manifest.name, []) + unknown, free[pool],
+                                             exact_tokens=exact_tokens, keep=work is not None)
+        if work is not None and prepared is not None:
+            work.manifests[manifest.name] = prepared
         free[pool] -= used
         plans.append(plan)
     names = {m.name for m in manifests}
