@@ -71,7 +71,10 @@ browser:
 
 # Three workers (pytest-xdist; the tests wait on servers as much as they compute), each with its
 # own emulators; the slow mark's 100k-row proofs run in make soak.
-test: lint typecheck emulators-install browser
+# The two environments install side by side (pip waits on disk and index as much as it computes),
+# then lint and typecheck; each step's output is printed whole, not interleaved.
+test:
+	$(MAKE) --no-print-directory -j2 --output-sync=target lint typecheck emulators-install browser
 	$(BIN)/pytest -q -n 3 --dist worksteal
 
 # Throughput, memory and API calls against the targets of issue 7 (minutes; writes bench/results.json).
