@@ -12,6 +12,7 @@ import textwrap
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -150,3 +151,17 @@ def test_a_back_off_says_what_it_holds_and_until_when(project_dir: ProjectDir, g
     golden(f"messages/hold-{kind}.txt", "$ batchrun plan\n" + shown
            + "$ batchrun apply --auto-approve --wait --timeout 0.05\n" + "\n".join(events)
            + "\n" + ended)
+
+
+@pytest.mark.parametrize("source", ["{bigquery: {table: p.d.t}, id: ticket_id}",
+                                    '{gcs: {uris: ["gs://b/t.jsonl"]}, id: ticket_id}'])
+def test_a_cloud_source_on_the_local_backend_is_named_at_its_line_by_plan_and_apply_alike(
+        project_dir: ProjectDir, run: Any, source: str) -> None:
+    """Found by review of the stores: apply read the source's version before the row pass, and the
+    local backend's refusal came without the manifest's file, line and field."""
+    project_dir.write("triage.yaml", TRIAGE.replace("{file: tickets.csv, id: ticket_id}", source))
+    kind = "bigquery" if "bigquery" in source else "gcs"
+    for command in (("plan",), ("apply", "--auto-approve")):
+        out = run(*command, code=1)
+        assert "the local backend reads local files only" in out, (command, out)
+        assert "in triage.yaml, line" in out and f"at spec.source.{kind}" in out, (command, out)

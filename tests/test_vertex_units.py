@@ -247,3 +247,20 @@ def test_gcs_unlock_removes_only_a_lease_that_ran_out() -> None:
         stalled.check()
     stalled.release()
     assert GcsLock(gcs, uri).force("m") == "m was not locked"
+
+
+def test_the_stores_make_only_the_google_clients_they_need(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """Found by review of the stores: the BigQuery store's collected record made a Cloud Storage
+    client at once, so `batchrun render` of a BigQuery source made one it never used."""
+    from runner.backends.vertex.backend import VertexBackend
+    from runner.spec import DestinationKind, DestinationSpec, Settings, SourceKind, SourceSpec
+
+    monkeypatch.setenv("BATCHRUN_BIGQUERY_ENDPOINT", "http://127.0.0.1:9")  # never called
+    backend = VertexBackend(Settings(root=tmp_path, config_file=None, backend="vertex",
+                                     project="p", region="us-east5", staging="gs://b/s"))
+    backend.source_store(SourceSpec(SourceKind.FILE, "rows.jsonl", "jsonl", "id"))
+    backend.destination_store(DestinationSpec(DestinationKind.FILE, "out.jsonl", "out.jsonl"))
+    assert (backend._gcs, backend._bq) == (None, None)
+    backend.source_store(SourceSpec(SourceKind.BIGQUERY, "p.d.t", "bigquery", "id"))
+    assert backend._gcs is None and backend._bq is not None

@@ -84,6 +84,14 @@ class LocalBackend(StoredRows):
                                f"{dest.kind.value} (use backend: vertex)")
         return FILES
 
+    # A kind this backend cannot reach has no version here: the row pass refuses it at the
+    # manifest's line, for apply as for plan (apply reads the versions first).
+    def source_stamp(self, source: SourceSpec) -> Any:
+        return FILES.source_stamp(source) if source.kind is SourceKind.FILE else None
+
+    def destination_stamp(self, dest: DestinationSpec) -> Any:
+        return FILES.destination_stamp(dest) if dest.kind is DestinationKind.FILE else None
+
     def list_jobs(self, manifest_name: str | None = None,
                   in_flight_only: bool = False) -> list[RemoteJob]:
         jobs = [self.store.observe(job_id) for job_id in self.store.ids()]

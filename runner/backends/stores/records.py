@@ -17,9 +17,13 @@ Version = Callable[[DestinationSpec], Any]
 
 
 class CloudRecords:
-    def __init__(self, gcs: Gcs, staging: str) -> None:
-        self.gcs = gcs
+    def __init__(self, gcs: Callable[[], Gcs], staging: str) -> None:
+        self._gcs = gcs  # made when a record is first read: reading a BigQuery source needs none
         self.staging = staging
+
+    @property
+    def gcs(self) -> Gcs:
+        return self._gcs()
 
     def _uri(self, dest: DestinationSpec) -> str:
         key = hashlib.sha256(f"{dest.kind}:{dest.location}".encode()).hexdigest()[:24]

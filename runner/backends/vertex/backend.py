@@ -118,8 +118,9 @@ class VertexBackend(StoredRows):
         if kind not in self._stores:
             makers: dict[str, Callable[[], Store]] = {
                 "file": FileStore,
-                "gcs": lambda: GcsStore(self.gcs, CloudRecords(self.gcs, self.staging)),
-                "bigquery": lambda: BigQueryStore(self.bq, CloudRecords(self.gcs, self.staging))}
+                "gcs": lambda: GcsStore(self.gcs, CloudRecords(lambda: self.gcs, self.staging)),
+                "bigquery": lambda: BigQueryStore(self.bq,
+                                                  CloudRecords(lambda: self.gcs, self.staging))}
             self._stores[kind] = makers[kind]()
         return self._stores[kind]
 
