@@ -103,26 +103,13 @@ def one_baseline(n: int, work: Path) -> dict[str, Any]:
 
 
 def one_plan_done(n: int, new: int, work: Path) -> dict[str, Any]:
-    import orjson
-
     from runner import api
     from runner.backends.local.backend import LocalBackend
-    from runner.ledger.rowpass import rendered_rows
 
-    p = api.load_project(cwd=work)
-    m = p.manifests[0]
-    backend = LocalBackend(p.settings)
-    (work / "out").mkdir(exist_ok=True)
-    with (work / "out" / "triage.jsonl").open("wb") as fh:  # every row answered under this spec
-        for r in rendered_rows(m, backend, p.settings):
-            fh.write(orjson.dumps({"custom_id": r.custom_id, "status": "succeeded", "output": "bug",
-                                   "error": None, "attempts": 1,
-                                   "usage": {"input_tokens": 120, "output_tokens": 2},
-                                   "model": m.model.short, "spec_hash": m.spec_hash,
-                                   "request_hash": r.request_hash, "job": "j", "finished_at": "t",
-                                   "retry": None, "source_fp": r.source_fp}) + b"\n")
+    one_answer_all(work)  # every row answered under this spec
     generate(work / "rows.jsonl", n, new)
     p = api.load_project(cwd=work)
+    backend = LocalBackend(p.settings)
     start = time.perf_counter()
     plan = api.plan(p, backend=backend)
     seconds = time.perf_counter() - start
@@ -143,6 +130,7 @@ def one_answer_all(work: Path) -> dict[str, Any]:
     p = api.load_project(cwd=work)
     m = p.manifests[0]
     backend = LocalBackend(p.settings)
+    answerer = backend.answerer(m.model.resource)  # an answer counts only for who made it
     (work / "out").mkdir(exist_ok=True)
     count = 0
     with (work / "out" / f"{m.name}.jsonl").open("wb") as fh:
@@ -153,7 +141,8 @@ def one_answer_all(work: Path) -> dict[str, Any]:
                                    "usage": {"input_tokens": 120, "output_tokens": 2},
                                    "model": m.model.short, "spec_hash": m.spec_hash,
                                    "request_hash": r.request_hash, "job": "j", "finished_at": "t",
-                                   "retry": None, "source_fp": r.source_fp}) + b"\n")
+                                   "retry": None, "source_fp": r.source_fp,
+                                   "answered_by": answerer}) + b"\n")
     return {"answered": count}
 
 
@@ -568,9 +557,11 @@ def main() -> int:
     parser.add_argument("--baseline-max", type=int, default=1_000_000,
                         help="largest size for the naive baseline (it holds every row in memory)")
     parser.add_argument("--out", default="bench/results.json")
+    parser.add_argument("--rowpass-sizes", default="100000,1000000",
+                        help="answered rows of the row-pass lines (each plus 1,000 new)")
     parser.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--only", choices=["hostile", "apply", "startup", "embeddings", "bigquery",
-                                 "render-cli"],
+                                 "render-cli", "rowpass"],
                         help="run one section of the bench")
     args = parser.parse_args()
     if args.only == "hostile":
@@ -599,6 +590,14 @@ def main() -> int:
         measured = render_cli()
         print(json.dumps(measured))
         print(render_cli_line(measured))
+        return 0
+    if args.only == "rowpass":
+        from bench.rowpass import rowpass, rowpass_lines
+
+        measured_rows = rowpass(tuple(int(x) for x in args.rowpass_sizes.split(",")))
+        for line, row in zip(rowpass_lines(measured_rows), measured_rows, strict=True):
+            print(json.dumps(row))
+            print(line)
         return 0
     if args.only == "bigquery":
         from bench.bigquery import bigquery_line, bigquery_plan
@@ -654,6 +653,11 @@ def main() -> int:
         results["plan_done"] = done
         emit(lines, f"plan, 1M done + 1k new rows   {done['seconds']:.1f} s, {done['to_do']} to do, "
                      f"sent {done['rows_sent']}, {done['rss_mb']:.0f} MB")
+        from bench.rowpass import rowpass, rowpass_lines
+
+        results["rowpass"] = rowpass(tuple(int(x) for x in args.rowpass_sizes.split(",")))
+        for line in rowpass_lines(results["rowpass"]):
+            emit(lines, line)
         results["apply_vs_plan"] = apply_vs_plan(root)
         emit(lines, apply_line(results["apply_vs_plan"]))
         results["startup"] = startup(root)
