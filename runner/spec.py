@@ -75,7 +75,7 @@ class SourceKind(StrEnum):
 class SourceSpec:
     kind: SourceKind
     location: str  # absolute file path, "project.dataset.table", a SQL query, or the first gs:// URI
-    format: str  # "jsonl", "csv", "requests" or "bigquery"
+    format: str  # "jsonl", "csv", "parquet", "requests" or "bigquery"
     id_column: str  # "custom_id" for ready-made request rows
     columns: tuple[str, ...] | None = None  # declared columns, if any
     uris: tuple[str, ...] = ()  # every gs:// URI of a Cloud Storage source

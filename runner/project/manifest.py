@@ -36,8 +36,9 @@ from runner.spec import (
 
 __all__ = ["find_manifest_files", "load_manifests", "scan_claims"]
 
-_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv"}
-_RESULT_SUFFIXES = frozenset(_FORMATS)
+_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv",
+            ".parquet": "parquet"}
+_RESULT_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json", ".csv"})  # no Parquet destination yet
 
 
 def _template(raw: Any, where: str, base: Path, problems: list[Diagnostic], doc: Document,
@@ -128,7 +129,7 @@ def _source(raw: Mapping[str, Any], base: Path, problems: list[Diagnostic], sett
                 problems.append(error(f'cannot tell the format of "{raw["file"]}"',
                                       file=doc.file, line=doc.line_of(("spec", "source", "file")),
                                       path="spec.source.format",
-                                      hint="name the file .jsonl or .csv, or set format"))
+                                      hint="name the file .jsonl, .csv or .parquet, or set format"))
                 fmt = "jsonl"
         if not path.is_file():
             problems.append(error(f'source file "{raw["file"]}" does not exist', file=doc.file,
@@ -147,6 +148,12 @@ def _source(raw: Mapping[str, Any], base: Path, problems: list[Diagnostic], sett
                           max_id_chars=settings.quota.max_id_chars,
                           line=doc.line_of(("spec", "source", "bigquery", key)))
     uris = tuple(raw["gcs"]["uris"])
+    if fmt == "parquet":
+        problems.append(error("Parquet is read from local files only; a Cloud Storage source is "
+                              "JSONL", file=doc.file, line=doc.line_of(("spec", "source", "format")),
+                              path="spec.source.format",
+                              hint="export the objects as JSONL, or copy the Parquet file into "
+                                   "the project and name it under spec.source.file"))
     return SourceSpec(SourceKind.GCS, uris[0], fmt or "jsonl", id_column, columns, uris=uris,
                       id_hash=id_hash, max_id_chars=settings.quota.max_id_chars)
 

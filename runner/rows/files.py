@@ -222,8 +222,13 @@ def read_csv(path: Path, limit: int | None = None) -> Iterator[SourceRow | RowIs
 
 
 def read_rows(path: Path, fmt: str, limit: int | None = None) -> Iterator[SourceRow | RowIssue]:
-    """Rows of a local source file; `fmt` is "jsonl", "csv" or "requests" (JSONL of request rows).
-    With `limit`, a row of more bytes is refused as it is read (a RowIssue naming its line)."""
+    """Rows of a local source file; `fmt` is "jsonl", "csv", "parquet" or "requests" (JSONL of
+    request rows). With `limit`, a row of more bytes is refused as it is read (a RowIssue naming
+    its line)."""
+    if fmt == "parquet":
+        from runner.rows import parquet
+
+        return parquet.read_parquet(path, limit)
     return read_csv(path, limit) if fmt == "csv" else read_jsonl(path, limit)
 
 
@@ -231,6 +236,10 @@ def discover_columns(path: Path, fmt: str, limit: int | None = None) -> list[str
     """The columns a file offers (CSV header, or keys of the first JSONL rows); None if unreadable.
     Rows over `limit` bytes are passed over unread, as read_rows does."""
     try:
+        if fmt == "parquet":
+            # Its schema is DuckDB's to read, and validate loads no engine: the template's
+            # variables are checked when the rows are rendered.
+            return None
         if fmt == "csv":
             lines = _CsvLines(path, limit)
             header = [h.strip() for h in next(csv.reader(lines), [])]

@@ -3,9 +3,6 @@ table beside the source, read job output tables, and MERGE answers into a destin
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
-import decimal
 import logging
 import os
 import secrets
@@ -18,6 +15,7 @@ from runner.answers.result import BIGQUERY_JSON, BIGQUERY_TYPES, BIGQUERY_VECTOR
 from runner.backends.stores import sqlnames
 from runner.errors import BackendError, error
 from runner.rows.records import AnsweredIn, LedgerRows, SourceRow, Unchanged
+from runner.rows.values import plain as _plain
 
 log = logging.getLogger(__name__)
 
@@ -60,21 +58,6 @@ def make_client(project: str) -> Any:
         return bigquery.Client(project=project, credentials=AnonymousCredentials(),
                                client_options={"api_endpoint": endpoint})
     return bigquery.Client(project=project)
-
-
-def _plain(value: Any) -> Any:
-    """BigQuery values -> JSON-friendly ones, so templates and passthrough behave like JSONL."""
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return float(value)
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
 
 
 def json_or_text(value: Any) -> Any:
