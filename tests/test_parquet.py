@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import duckdb
 import pytest
 
+from runner.errors import BatchrunError
 from runner.rows.parquet import read_parquet
 from runner.rows.records import RowIssue, SourceRow
 from tests.conftest import ProjectDir
@@ -48,7 +50,7 @@ def test_typed_columns_read_as_the_values_a_jsonl_row_holds(tmp_path: Path) -> N
     assert all(isinstance(r, SourceRow) for r in rows)
     first, second = (r.data for r in rows if isinstance(r, SourceRow))
     assert [r.number for r in rows] == [1, 2]
-    assert first == {"order_id": "O-0", "placed_at": "2026-11-02T09:14:00", "total": 129.9,
+    assert first == {"order_id": "O-0", "placed_at": "2026-11-02T09:14:00", "total": "129.90",
                      "items": ["kettle"], "note": "dent", "score": None}
     assert math.isnan(second["score"])  # NaN stays NaN (fingerprinted apart from null)
     json.dumps(first)  # every value is one JSON can hold
@@ -69,11 +71,67 @@ def test_a_parquet_source_plans_applies_and_sends_only_an_edited_row_again(
     assert "3 rows, 0 done, 3 to do" in run("plan")
     run("apply", "--auto-approve", "--wait", "--poll-interval", "0.1")
     results = [json.loads(x) for x in run("results", "notes", "--format", "jsonl").splitlines()]
-    assert {r["custom_id"]: r["total"] for r in results} == {"O-0": 129.9, "O-1": 129.9,
-                                                            "O-2": 129.9}
+    assert {r["custom_id"]: r["total"] for r in results} == {"O-0": "129.90", "O-1": "129.90",
+                                                            "O-2": "129.90"}
     assert "3 rows, 3 done, 0 to do" in run("plan")
     write_orders(project_dir.root / "orders.parquet", ["dent", "wrong colour", "great"])
     assert "3 rows, 2 done, 1 to do" in run("plan")
+
+
+def test_a_name_with_pattern_characters_reads_exactly_that_file(
+        project_dir: ProjectDir, run: Any) -> None:
+    """Found by the red-team pass: DuckDB read "x[1].parquet" as a pattern (x1.parquet)."""
+    project_dir.write("notes.yaml", MANIFEST.replace("orders.parquet", '"x[1].parquet"'))
+    (project_dir.root / "triage.yaml").unlink()
+    write_orders(project_dir.root / "x[1].parquet", ["mine"])
+    write_orders(project_dir.root / "x1.parquet", ["WRONG FILE", "WRONG FILE"])
+    out = run("render", "notes")
+    assert "mine" in out and "WRONG" not in out
+
+
+def test_decimals_keep_every_digit_and_an_edit_past_a_float_is_seen(
+        project_dir: ProjectDir, run: Any) -> None:
+    """Found by the red-team pass: a DECIMAL(38, 2) became a float, so its 17th digit was lost
+    from the prompt and an edit there planned nothing."""
+    project_dir.write("notes.yaml", MANIFEST)
+    (project_dir.root / "triage.yaml").unlink()
+    big = "12345678901234567.01::DECIMAL(38,2)"
+    write_orders(project_dir.root / "orders.parquet", ["dent"], total=big)
+    assert "12345678901234567.01" in run("render", "notes")
+    run("apply", "--auto-approve", "--wait", "--poll-interval", "0.1")
+    write_orders(project_dir.root / "orders.parquet", ["dent"], total=big.replace(".01", ".02"))
+    assert "0 done, 1 to do" in run("plan")
+
+
+def test_an_instant_reads_the_same_in_every_time_zone(tmp_path: Path) -> None:
+    """Found by the red-team pass: a TIMESTAMPTZ was told in the machine's zone, so a colleague
+    elsewhere saw every row as edited (and sent it again)."""
+    duckdb.execute(f"COPY (SELECT TIMESTAMPTZ '2026-01-01 22:04:05+00' AS at, 'O-1' AS order_id) "
+                   f"TO '{tmp_path / 'o.parquet'}' (FORMAT parquet)")
+    probe = ("import sys\nfrom pathlib import Path\nfrom runner.rows.parquet import read_parquet\n"
+             "print([r.data for r in read_parquet(Path(sys.argv[1]))])")
+    seen = {subprocess.run([sys.executable, "-c", probe, str(tmp_path / "o.parquet")],
+                           env={**os.environ, "TZ": zone}, capture_output=True, text=True,
+                           check=True).stdout for zone in ("UTC", "America/New_York",
+                                                           "Asia/Kolkata")}
+    assert seen == {"[{'at': '2026-01-01T22:04:05+00:00', 'order_id': 'O-1'}]\n"}
+
+
+def test_damage_deep_in_the_file_is_the_same_clear_error(tmp_path: Path) -> None:
+    """Found by the red-team pass: only opening the file was guarded; a bad page met while
+    reading fell through as an unexpected error."""
+    path = tmp_path / "o.parquet"
+    duckdb.execute(f"COPY (SELECT 'O-' || i AS order_id, md5(i::VARCHAR) || repeat('x', 200) AS "
+                   f"note FROM range(200000) t(i)) TO '{path}' (FORMAT parquet, ROW_GROUP_SIZE "
+                   f"10000, COMPRESSION snappy)")
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 4096] = b"\xff" * 4096
+    path.write_bytes(bytes(data))
+    with pytest.raises(BatchrunError) as caught:
+        for _ in read_parquet(path):
+            pass
+    assert "o.parquet as Parquet" in str(caught.value)
 
 
 def test_a_file_that_is_not_parquet_is_one_clear_error(project_dir: ProjectDir, run: Any) -> None:
