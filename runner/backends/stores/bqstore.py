@@ -10,13 +10,13 @@ from typing import Any
 
 from runner.answers.result import missing_ledger_fields
 from runner.backends.stores.bq import BigQuery
-from runner.backends.stores.records import CloudRecords
+from runner.backends.stores.records import CloudRecorded, CloudRecords
 from runner.errors import ForeignDestinationError
 from runner.rows.records import AnsweredIn, LedgerRows, RowIssue, SourceRow, Unchanged
 from runner.spec import DestinationSpec, SourceKind, SourceSpec
 
 
-class BigQueryStore:
+class BigQueryStore(CloudRecorded):
     def __init__(self, bq: BigQuery, records: CloudRecords) -> None:
         self.bq = bq
         self.records = records
@@ -67,21 +67,12 @@ class BigQueryStore:
         # dropped and made again changes this.
         return self.bq.created(dest.location)
 
-    def collected_jobs(self, dest: DestinationSpec) -> set[str]:
-        return self.records.collected(dest, self._version)
-
-    def forgiven_jobs(self, dest: DestinationSpec) -> set[str]:
-        return self.records.forgiven(dest)
-
     def write_destination(self, dest: DestinationSpec, rows: Iterable[tuple[dict[str, Any], bool]],
                           collected: Iterable[str], append: bool) -> None:
         del append  # a MERGE by custom_id: only the changed rows are sent either way
         self.bq.merge(dest.location, (row for row, changed in rows if changed),
                       vectors=dest.vectors)
         self.records.written(dest, collected, self._version)
-
-    def forgive_jobs(self, dest: DestinationSpec, names: Iterable[str]) -> None:
-        self.records.forgive(dest, names, self._version)
 
     def locations(self, spec: SourceSpec | DestinationSpec) -> Mapping[str, str | None]:
         if isinstance(spec, SourceSpec) and spec.is_query:

@@ -13,7 +13,7 @@ import orjson
 
 from runner.backends.stores import files as localfiles
 from runner.backends.stores.gcs import Gcs
-from runner.backends.stores.records import CloudRecords
+from runner.backends.stores.records import CloudRecorded, CloudRecords
 from runner.rows import files as rowfile
 from runner.rows.records import AnsweredIn, LedgerRows, RowIssue, SourceRow, Unchanged
 from runner.spec import DestinationSpec, SourceSpec
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 RESULTS = "results.jsonl"  # the object under a destination prefix
 
 
-class GcsStore:
+class GcsStore(CloudRecorded):
     def __init__(self, gcs: Gcs, records: CloudRecords) -> None:
         self.gcs = gcs
         self.records = records
@@ -64,12 +64,6 @@ class GcsStore:
     def _version(self, dest: DestinationSpec) -> int | None:
         return self.gcs.generation(dest.location + RESULTS)
 
-    def collected_jobs(self, dest: DestinationSpec) -> set[str]:
-        return self.records.collected(dest, self._version)
-
-    def forgiven_jobs(self, dest: DestinationSpec) -> set[str]:
-        return self.records.forgiven(dest)
-
     def write_destination(self, dest: DestinationSpec, rows: Iterable[tuple[dict[str, Any], bool]],
                           collected: Iterable[str], append: bool) -> None:
         if append:  # an object is replaced whole: the rows already there, then the new ones
@@ -77,9 +71,6 @@ class GcsStore:
                                    rows)
         self.gcs.upload_lines(dest.location + RESULTS, (orjson.dumps(row) for row, _ in rows))
         self.records.written(dest, collected, self._version)
-
-    def forgive_jobs(self, dest: DestinationSpec, names: Iterable[str]) -> None:
-        self.records.forgive(dest, names, self._version)
 
     def locations(self, spec: SourceSpec | DestinationSpec) -> Mapping[str, str | None]:
         return {}  # a bucket's region is not checked against the job's

@@ -16,6 +16,25 @@ from runner.spec import DestinationSpec
 Version = Callable[[DestinationSpec], Any]
 
 
+class CloudRecorded:
+    """The record methods of a store whose destination keeps its record under staging: the store
+    says what the destination's version is (`_version`)."""
+
+    records: CloudRecords
+
+    def _version(self, dest: DestinationSpec) -> Any:
+        raise NotImplementedError
+
+    def collected_jobs(self, dest: DestinationSpec) -> set[str]:
+        return self.records.collected(dest, self._version)
+
+    def forgiven_jobs(self, dest: DestinationSpec) -> set[str]:
+        return self.records.forgiven(dest)
+
+    def forgive_jobs(self, dest: DestinationSpec, names: Iterable[str]) -> None:
+        self.records.forgive(dest, names, self._version)
+
+
 class CloudRecords:
     def __init__(self, gcs: Callable[[], Gcs], staging: str) -> None:
         self._gcs = gcs  # made when a record is first read: reading a BigQuery source needs none
