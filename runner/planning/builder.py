@@ -173,9 +173,10 @@ def _plan_rows(manifest: Manifest, reader: BackendReader, settings: Settings,
     held, blocked = job_ends.hold_until, _blocked(job_ends, ledger)
     # Cancelled jobs free their slot only once Vertex says so; count them as busy this time.
     counted = RowTally.start(manifest, ledger, settings,
-                             0 if held or blocked else max(0, free_slots), prepared)
+                             0 if held or blocked else max(0, free_slots), reader, exact_tokens,
+                             prepared)
     for row, kind, stored in classified_rows(manifest, reader, settings, ledger):
-        counted.add(row, kind, stored, reader, exact_tokens)
+        counted.add(row, kind, stored)
     counted.finish()
     changes = _changes(manifest, ledger, 0 if blocked else counted.counts[RowClass.RESHAPE],
                        counted.now_shards, counted.send.hexdigest()[:32], jobs)

@@ -32,6 +32,8 @@ class RowTally:
     slots: int  # the job slots this manifest may fill now
     tally: estimate.Tally
     sharder: Sharder
+    reader: BackendReader  # asked for exact token counts, when they are wanted
+    exact_tokens: bool = False
     prepared: Prepared | None = None  # kept for apply, when apply follows
     counts: dict[RowClass, int] = field(default_factory=lambda: dict.fromkeys(RowClass, 0))
     failures: list[tuple[str, str]] = field(default_factory=list)
@@ -45,13 +47,12 @@ class RowTally:
 
     @classmethod
     def start(cls, manifest: Manifest, ledger: Ledger, settings: Settings, slots: int,
-              prepared: Prepared | None) -> RowTally:
+              reader: BackendReader, exact_tokens: bool, prepared: Prepared | None) -> RowTally:
         return cls(manifest, ledger, slots,
                    estimate.Tally(estimate.price_for(manifest.model, settings.pricing)),
-                   Sharder(settings), prepared)
+                   Sharder(settings), reader, exact_tokens, prepared)
 
-    def add(self, row: RenderedRow, kind: RowClass, stored: LedgerState,
-            reader: BackendReader, exact_tokens: bool) -> None:
+    def add(self, row: RenderedRow, kind: RowClass, stored: LedgerState) -> None:
         manifest, ledger = self.manifest, self.ledger
         self.source.update(f"{row.custom_id}\0{row.request_hash or row.source_fp}\n".encode())
         self.counts[kind] += 1
@@ -65,8 +66,9 @@ class RowTally:
                 self.send.update(row.request_hash.encode())
                 if self.prepared is not None:
                     self.prepared.add(row.line, index_entry(manifest, row))
-            exact = (reader.count_tokens(manifest.family, manifest.model.resource,
-                                         orjson.loads(row.line)) if exact_tokens else None)
+            exact = (self.reader.count_tokens(manifest.family, manifest.model.resource,
+                                              orjson.loads(row.line))
+                     if self.exact_tokens else None)
             self.tally.add(exact if exact is not None else estimate.approx_tokens(row.prompt_chars))
         elif kind is RowClass.RESHAPE:
             key = row_key(row.custom_id, row.request_hash)
