@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -121,8 +122,6 @@ def one_plan_done(n: int, new: int, work: Path) -> dict[str, Any]:
 
 def one_answer_all(work: Path) -> dict[str, Any]:
     """Write a destination that answers every row of rows.jsonl under the current spec."""
-    import orjson
-
     from runner import api
     from runner.backends.local.backend import LocalBackend
     from runner.ledger.rowpass import rendered_rows
@@ -133,16 +132,19 @@ def one_answer_all(work: Path) -> dict[str, Any]:
     answerer = backend.answerer(m.model.resource)  # an answer counts only for who made it
     (work / "out").mkdir(exist_ok=True)
     count = 0
-    with (work / "out" / f"{m.name}.jsonl").open("wb") as fh:
+
+    def rows() -> Iterator[tuple[dict[str, Any], bool]]:
+        nonlocal count
         for r in rendered_rows(m, backend, p.settings):
             count += 1
-            fh.write(orjson.dumps({"custom_id": r.custom_id, "status": "succeeded", "output": "bug",
-                                   "error": None, "attempts": 1,
-                                   "usage": {"input_tokens": 120, "output_tokens": 2},
-                                   "model": m.model.short, "spec_hash": m.spec_hash,
-                                   "request_hash": r.request_hash, "job": "j", "finished_at": "t",
-                                   "retry": None, "source_fp": r.source_fp,
-                                   "answered_by": answerer}) + b"\n")
+            yield {"custom_id": r.custom_id, "status": "succeeded", "output": "bug",
+                   "error": None, "attempts": 1, "usage": {"input_tokens": 120, "output_tokens": 2},
+                   "model": m.model.short, "spec_hash": m.spec_hash,
+                   "request_hash": r.request_hash, "job": "j", "finished_at": "t", "retry": None,
+                   "source_fp": r.source_fp, "answered_by": answerer}, True
+
+    # Written by the file store, as an apply's collect writes it (its sidecar too).
+    backend.write_destination(m.destination, rows(), collected=["j"])
     return {"answered": count}
 
 

@@ -37,6 +37,14 @@ class QuotaFull:
 
 
 @dataclass(frozen=True, slots=True)
+class Refreshed:
+    """Fingerprints written beside answers that stand (their rows were known by request)."""
+
+    manifest: str
+    rows: int
+
+
+@dataclass(frozen=True, slots=True)
 class Reshaped:
     """Answers re-derived from the stored ones (a response-shaping change): nothing paid."""
 
@@ -72,6 +80,6 @@ class Holding:
     error: str | None = None  # its error, redacted
 
 
-Event = (Created | Collected | Cancelled | QuotaFull | Reshaped | SourceMoved | LockWait
+Event = (Created | Collected | Cancelled | QuotaFull | Reshaped | Refreshed | SourceMoved | LockWait
          | Holding)
 Listener = Callable[[Event], None]

@@ -204,12 +204,22 @@ def test_every_plan_field_and_notice_passes_the_saved_plan_schema() -> None:
     could not be saved: plan.v1.json did not know them."""
     import jsonschema
 
-    from runner.planning.plan import ManifestPlan, Note, NoteKind, Plan, RowCounts, SpecChange
+    from runner.planning.plan import (
+        Action,
+        Change,
+        ManifestPlan,
+        Note,
+        NoteKind,
+        Plan,
+        RowCounts,
+        SpecChange,
+    )
     from runner.project import schemas
 
     notes = tuple(Note(kind, until="2026-01-01 00:00:00", rows=2, answered_by="local echo",
-                       answerer="vertex") for kind in NoteKind)
-    m = ManifestPlan("a", "a.yaml", "s" * 32, RowCounts(total=2, to_do=2), notes=notes,
+                       answerer="vertex", legacy=True) for kind in NoteKind)
+    changes = tuple(Change(action, "why", rows=2) for action in Action)
+    m = ManifestPlan("a", "a.yaml", "s" * 32, RowCounts(total=2, to_do=2), changes, notes=notes,
                      spec_change=SpecChange(2, ("prompt",), ("o" * 32,)))
     doc = Plan("local", (m,)).to_dict()
     validator = jsonschema.Draft202012Validator(schemas.load_schema("plan.v1"))

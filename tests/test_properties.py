@@ -151,12 +151,10 @@ def test_fingerprint_skipping_classifies_every_row_as_full_rendering(
             manifest, fake, project.settings, ledger, fingerprints=False)}
         assert by_fp == rendered
         assert len(by_fp) == len(new)
-        # And skipping happened: every row whose values are all unchanged was not rendered.
-        def values(r: dict[str, Any]) -> str:
-            return json.dumps(sorted(r.items()))
-
-        before = {r["id"]: values(r) for r in rows}
-        unchanged = {r["id"] for r in new if before.get(r["id"]) == values(r)}
+        # And skipping happened: every row whose line is unchanged was not rendered (a JSONL row's
+        # fingerprint is its line's: keys swapped re-render it, to be found answered by request).
+        before = {r["id"]: json.dumps(r) for r in rows}
+        unchanged = {r["id"] for r in new if before.get(r["id"]) == json.dumps(r)}
         skipped = {r.custom_id for r, _, _ in classified_rows(
             manifest, fake, project.settings, ledger) if r.skipped}
         assert skipped == unchanged

@@ -18,7 +18,7 @@ from runner.answers.spool import ResultSpool
 from runner.applying.report import ApplyReport, quiet
 from runner.applying.writer import Writer
 from runner.backends.base import RemoteJob
-from runner.events import Collected, Listener, Reshaped
+from runner.events import Collected, Listener, Refreshed, Reshaped
 from runner.ledger.rowpass import job_results, row_key
 from runner.planning.prepared import Prepared
 from runner.rows.idfilter import IdFilter
@@ -85,26 +85,38 @@ def reshape(manifest: Manifest, writer: Writer, prepared: Prepared, report: Appl
             collected: set[str], say: Listener = quiet) -> None:
     """Re-derive, from their stored answers, the rows the plan found answered with the very
     request they would be sent now by the same answerer: only how answers are shaped (the
-    response block, the passthrough columns) changed. Nothing is sent; one rewrite of the
-    destination."""
+    response block, the passthrough columns) changed; and write the source rows' fingerprints
+    beside the answers the plan knew by their request alone (Prepared.refresh). Nothing is sent;
+    one rewrite of the destination."""
     backend = writer.reader
-    done = refused = 0
+    done = refused = refreshed = 0
 
     def rows() -> Iterator[tuple[dict[str, Any], bool]]:
-        nonlocal done, refused
+        nonlocal done, refused, refreshed
         for row in backend.read_destination(manifest.destination):
-            key = row_key(str(row.get("custom_id")), str(row.get("request_hash")))
+            custom_id = str(row.get("custom_id"))
+            key = row_key(custom_id, str(row.get("request_hash")))
             passthrough = prepared.reshape.get(key)
+            fp = prepared.refresh.get(custom_id)
+            if fp is not None and passthrough is None and row.get("status") == Status.SUCCEEDED:
+                refreshed += 1
+                yield {**row, "source_fp": fp}, True
+                continue
             if passthrough is None or row.get("status") != Status.SUCCEEDED:
                 yield row, False
                 continue
             new = row if row.get("spec_hash") == manifest.spec_hash else collect.reshaped(
                 manifest, row)
             new = collect.with_passthrough(new, passthrough)
+            if fp is not None:
+                new["source_fp"] = fp
             done += new["spec_hash"] == manifest.spec_hash
             refused += new["spec_hash"] != manifest.spec_hash
             yield new, True
 
     writer.write(manifest.destination, rows(), collected=collected)
     report.reshaped += done
-    say(Reshaped(manifest.name, done, refused))
+    if prepared.reshape:
+        say(Reshaped(manifest.name, done, refused))
+    if refreshed:
+        say(Refreshed(manifest.name, refreshed))

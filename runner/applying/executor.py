@@ -187,7 +187,7 @@ def _apply_manifest(mplan: ManifestPlan, manifest: Manifest, writer: Writer,
                                  backend.collected_jobs(manifest.destination))
     report.removed += litter(manifest, writer, settings, dry_run=False, jobs=jobs,
                              collected=collected)
-    if any(c.action is Action.RESHAPE for c in mplan.changes):
+    if any(c.action in (Action.RESHAPE, Action.REFRESH) for c in mplan.changes):
         reshape(manifest, writer, prepared, report, collected, say)
     if planned is None:  # rows only waiting for a slot wait for the next plan
         return

@@ -21,6 +21,7 @@ from runner.project.files import display_path
 from runner.rendering.row import RenderedRow
 from runner.rendering.stream import render_rows
 from runner.rows.idfilter import IdFilter
+from runner.rows.linefp import is_line_fp
 from runner.rows.records import AnsweredIn, RowIssue, SourceRow, Unchanged
 from runner.spec import Manifest, Settings
 
@@ -69,6 +70,9 @@ class Ledger:
     # on_change: forward — fingerprints of rows answered under an older spec, not asked to re-run:
     # an unedited row keeps that answer.
     kept_fps: set[str] = field(default_factory=set)
+    # How many of those two are an older batchrun's, from before a JSONL row's fingerprint was its
+    # line's: such a row is then looked up by its values too (and its fingerprint refreshed).
+    legacy_fps: int = 0
     # Source rows the source itself recognised as answered (BigQuery, by an anti-join): never
     # read here, done.
     unchanged: int = 0
@@ -188,6 +192,7 @@ def _take_rows(ledger: Ledger, manifest: Manifest, rows: Iterable[dict[str, Any]
                     ledger.refresh.add(key)
                 elif fp:
                     ledger.answered_fps.add(fp)
+                    ledger.legacy_fps += not is_line_fp(fp)
             else:
                 if not forward or rerun_asked(row, spec_hash):  # forward keeps it unless asked
                     ledger.older_ids.add(hash(custom_id))
@@ -196,6 +201,7 @@ def _take_rows(ledger: Ledger, manifest: Manifest, rows: Iterable[dict[str, Any]
                     ledger.reshapable.add(key)
                 if forward and ours and fp and not rerun_asked(row, spec_hash):
                     ledger.kept_fps.add(fp)
+                    ledger.legacy_fps += not is_line_fp(fp)
         for hashed, state in ledger_entries(row, spec_hash):
             if state.answered:
                 if counts:
@@ -309,7 +315,7 @@ def rendered_rows(manifest: Manifest, reader: BackendReader, settings: Settings,
     unrendered (skipped); with the ledger, rows the source recognised as answered are only
     counted there (Ledger.unchanged)."""
     return render_rows(manifest, _source_rows(manifest, reader, settings, ledger), known=known,
-                       fingerprints=fingerprints,
+                       fingerprints=fingerprints, legacy=bool(ledger and ledger.legacy_fps),
                        max_request_bytes=settings.quota.request_bytes(manifest.family),
                        source_name=display_path_of(manifest, settings),
                        max_id_chars=settings.quota.max_id_chars,
@@ -364,4 +370,8 @@ def classified_rows(manifest: Manifest, reader: BackendReader, settings: Setting
             yield row, RowClass.DONE, ANSWERED
             continue
         facts, stored = ledger.facts(row, manifest.max_attempts)
-        yield row, classify(facts), stored
+        kind = classify(facts)
+        # Answered, by its request, though its fingerprint was not known: the row gained a column,
+        # or its answer was stored by an older batchrun. Refreshed, the next plan skips it.
+        row.refresh = kind is RowClass.DONE and stored.answered and fingerprints
+        yield row, kind, stored

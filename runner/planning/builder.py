@@ -70,13 +70,16 @@ def _notes(manifest: Manifest, settings: Settings, job_ends: JobFailures, held: 
     return notes
 
 
-def _identity_notes(ledger: Ledger, refreshed: int) -> list[Note]:
+def _identity_notes(ledger: Ledger, refreshed: int, fingerprints: int) -> list[Note]:
     """Why stored answers do not count as they stand: another answerer made them, or their
-    passthrough columns are not the manifest's (reshaped, free)."""
+    passthrough columns are not the manifest's (reshaped, free); and answers that stand but whose
+    rows were known by their request alone (their fingerprints refreshed, free)."""
     notes = [Note(NoteKind.OTHER_ANSWERER, rows=count, answered_by=who, answerer=ledger.answerer)
              for who, count in sorted(ledger.other_answerers.items())]
     if refreshed:
         notes.append(Note(NoteKind.PASSTHROUGH, rows=refreshed))
+    if fingerprints:
+        notes.append(Note(NoteKind.FINGERPRINTS, rows=fingerprints, legacy=bool(ledger.legacy_fps)))
     return notes
 
 
@@ -111,8 +114,8 @@ def _spec_changed(manifest: Manifest, specs: Iterable[str], jobs: Sequence[Remot
     return "spec changed" + (f": {', '.join(changed)}" if changed else "")
 
 
-def _changes(manifest: Manifest, ledger: Ledger, reshape: int, shards: list[int], digest: str,
-             jobs: Sequence[RemoteJob]) -> list[Change]:
+def _changes(manifest: Manifest, ledger: Ledger, reshape: int, refresh: int, shards: list[int],
+             digest: str, jobs: Sequence[RemoteJob]) -> list[Change]:
     """What apply is to do for one manifest, in the order it does it."""
     changes: list[Change] = []
     if ledger.to_collect:
@@ -127,6 +130,9 @@ def _changes(manifest: Manifest, ledger: Ledger, reshape: int, shards: list[int]
             j.name for j in (*ledger.running_stale, *ledger.running_other))))
     if reshape:
         changes.append(Change(Action.RESHAPE, "how answers are shaped changed", rows=reshape))
+    if refresh:
+        changes.append(Change(Action.REFRESH, "source rows known by their request, not their "
+                                              "fingerprint", rows=refresh))
     if shards:
         changes.append(Change(Action.CREATE, "rows to do", rows=sum(shards), shards=len(shards),
                               digest=digest))
@@ -179,10 +185,12 @@ def _plan_rows(manifest: Manifest, reader: BackendReader, settings: Settings,
         counted.add(row, kind, stored)
     counted.finish()
     changes = _changes(manifest, ledger, 0 if blocked else counted.counts[RowClass.RESHAPE],
-                       counted.now_shards, counted.send.hexdigest()[:32], jobs)
+                       0 if blocked else counted.fingerprints, counted.now_shards,
+                       counted.send.hexdigest()[:32], jobs)
     notes = _notes(manifest, settings, job_ends, held if counted.shards else None,
                    bool(ledger.running_stale or ledger.running_other))
-    notes += _identity_notes(ledger, 0 if blocked else counted.refreshed)
+    notes += _identity_notes(ledger, 0 if blocked else counted.refreshed,
+                             0 if blocked else counted.fingerprints)
     plan = ManifestPlan(
         name=manifest.name, file=display_path(manifest.file, settings.root),
         spec_hash=manifest.spec_hash, rows=counted.rows(blocked is not None),

@@ -40,6 +40,7 @@ class RowTally:
     shards: list[int] = field(default_factory=list)  # rows per shard of the rows to do
     kept: int = 0  # done rows whose answer is kept from an older spec (on_change: forward)
     refreshed: int = 0  # rows to reshape only for their passthrough columns
+    fingerprints: int = 0  # answers whose stored fingerprint apply refreshes (RenderedRow.refresh)
     rerun: int = 0  # rows to do answered under an older spec: the spec changed, they are not new
     # the rows this apply may send (apply checks it sends exactly these), and the source's rows
     send: Any = field(default_factory=hashlib.sha256)
@@ -56,7 +57,11 @@ class RowTally:
         manifest, ledger = self.manifest, self.ledger
         self.source.update(f"{row.custom_id}\0{row.request_hash or row.source_fp}\n".encode())
         self.counts[kind] += 1
-        self.kept += row.skipped and row.source_fp not in ledger.answered_fps
+        self.kept += row.skipped and (row.matched_fp or row.source_fp) not in ledger.answered_fps
+        if row.refresh:
+            self.fingerprints += 1
+            if self.prepared is not None:
+                self.prepared.refresh[row.custom_id] = row.source_fp
         if kind is RowClass.TO_DO:
             self.rerun += hash(row.custom_id) in ledger.older_ids
             if self.sharder.add(len(row.line) + 1):

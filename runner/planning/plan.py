@@ -20,6 +20,7 @@ class Action(StrEnum):
     COLLECT = "collect"
     CANCEL = "cancel"
     RESHAPE = "reshape"  # re-derive answers from the stored ones: only their shaping changed
+    REFRESH = "refresh"  # write the source rows' fingerprints beside answers that stand
 
 
 class NoteKind(StrEnum):
@@ -30,6 +31,9 @@ class NoteKind(StrEnum):
     # Answers of this spec made by another answerer (local echo before vertex): not counted done
     OTHER_ANSWERER = "other-answerer"
     PASSTHROUGH = "passthrough"  # stored rows lack or carry stale passthrough columns: reshaped
+    # Answers known by their request, not their source row's fingerprint (`rows`; `legacy`: an
+    # older batchrun's fingerprints among them): refreshed, the next plan skips their rows
+    FINGERPRINTS = "fingerprints"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,7 @@ class Note:
     rows: int = 0  # rows the note is about
     answered_by: str | None = None  # who made those answers (OTHER_ANSWERER)
     answerer: str | None = None  # who answers now
+    legacy: bool = False  # FINGERPRINTS: some were stored by an older batchrun
 
 
 @dataclass(frozen=True, slots=True)

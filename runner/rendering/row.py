@@ -42,6 +42,10 @@ class RenderedRow:
     prompt_chars: int = 0  # characters of text the model reads, for the token estimate
     source_fp: str = ""  # the source row's values, hashed (see Renderer.fingerprint)
     skipped: bool = False  # known answered by its fingerprint: not rendered, line and hash empty
+    # The stored answer's fingerprint is not source_fp (an older batchrun's, or the row gained a
+    # column): apply writes source_fp there, free. matched_fp: the older one it was known by.
+    refresh: bool = False
+    matched_fp: str = ""
 
 
 def _environment(max_output: int = 1_000_000) -> BoundedSandbox:
@@ -121,6 +125,20 @@ def _with_custom_id(data: Mapping[str, Any], custom_id: str) -> Mapping[str, Any
     return {"custom_id": custom_id, **data}
 
 
+def canonical_fingerprint(data: Mapping[str, Any]) -> str:
+    """The values of a row, sorted by column and hashed: the fingerprint of CSV and Parquet rows,
+    and of JSONL rows before their lines were hashed (an older batchrun's answers are recognised
+    by it, then refreshed: runner/ledger/rowpass.py)."""
+    items = sorted(data.items())
+    try:
+        raw = orjson.dumps(items, default=_canonical)
+    except (TypeError, orjson.JSONEncodeError):  # a value orjson cannot encode: its repr
+        raw = repr(items).encode("utf-8", "surrogatepass")
+    if b"null" in raw:  # NaN and inf encode as null too: repr tells them from None
+        raw = repr(items).encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(raw, digest_size=12).hexdigest()
+
+
 class Renderer:
     """Compiled templates of one manifest; turns one row into one request line.
 
@@ -169,17 +187,9 @@ class Renderer:
         equal fingerprints mean an unchanged row. Under one spec that means an equal request (a row
         whose fingerprint is answered need not be rendered); under `on_change: forward` it means
         the row was not edited, so its older answer is kept. A source that hashes its rows itself
-        (BigQuery, in SQL, so it can leave out answered rows) gives its own."""
-        if row.fp is not None:
-            return row.fp
-        items = sorted(row.data.items())
-        try:
-            raw = orjson.dumps(items, default=_canonical)
-        except (TypeError, orjson.JSONEncodeError):  # a value orjson cannot encode: its repr
-            raw = repr(items).encode("utf-8", "surrogatepass")
-        if b"null" in raw:  # NaN and inf encode as null too: repr tells them from None
-            raw = repr(items).encode("utf-8", "surrogatepass")
-        return hashlib.blake2b(raw, digest_size=12).hexdigest()
+        gives its own: BigQuery in SQL, so it can leave out answered rows; a JSONL file its lines
+        (runner/rows/linefp.py), so an unchanged line is told without parsing it."""
+        return row.fp if row.fp is not None else canonical_fingerprint(row.data)
 
     def _compile_skeleton(self) -> None:
         """Split the line of a request with marker texts into literal bytes and slots."""

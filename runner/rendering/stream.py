@@ -8,8 +8,16 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from runner.errors import Diagnostic, RenderError, error
-from runner.rendering.row import MAX_REPORTED, RenderedRow, Renderer, RowError, TemplateRefused
+from runner.rendering.row import (
+    MAX_REPORTED,
+    RenderedRow,
+    Renderer,
+    RowError,
+    TemplateRefused,
+    canonical_fingerprint,
+)
 from runner.rows.duplicates import IdTracker, name_duplicates
+from runner.rows.linefp import is_line_fp
 from runner.rows.records import RowIssue, SourceRow
 from runner.spec import Manifest
 
@@ -49,8 +57,11 @@ def render_rows(
     manifest_file: str | None = None,
     known: Callable[[str], bool] | None = None,
     fingerprints: bool = True,
+    legacy: bool = False,
 ) -> Iterator[RenderedRow]:
     """Render every row, streaming; bad rows are collected and raised together at the end.
+    With `legacy` (the answers hold fingerprints of an older batchrun), a JSONL row unknown by its
+    line's fingerprint is looked up by its values' too: known so, it is skipped, to be refreshed.
     `reread` reads the source again to name the rows of duplicate ids (error path only). A template
     the sandbox refuses stops at once, reported against the template in `manifest_file`."""
     renderer = Renderer(manifest, max_request_bytes=max_request_bytes, max_id_chars=max_id_chars)
@@ -72,6 +83,10 @@ def render_rows(
             fp = fingerprint(item)  # type: ignore[arg-type]
             if known is not None and known(fp):  # answered under this spec: nothing to render
                 rendered = RenderedRow(custom_id, b"", "", item, 0, fp, True)  # type: ignore[arg-type]
+            elif legacy and known is not None and is_line_fp(fp) and known(
+                    old := canonical_fingerprint(item.data)):  # type: ignore[union-attr]
+                rendered = RenderedRow(custom_id, b"", "", item, 0, fp, True,  # type: ignore[arg-type]
+                                       True, old)
             else:
                 rendered = render(item, custom_id)  # type: ignore[arg-type]
                 rendered.source_fp = fp

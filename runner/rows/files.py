@@ -7,13 +7,16 @@ so every bad line of a file is reported in one run.
 from __future__ import annotations
 
 import csv
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 import orjson
 
+from runner.rows import linefp
+from runner.rows.linefp import line_fp
 from runner.rows.records import RowIssue, SourceRow
 
 _BOM = b"\xef\xbb\xbf"
@@ -96,13 +99,70 @@ def parse_jsonl_line(number: int, text: str | bytes, where: str = "") -> SourceR
         return RowIssue(number, f"{where}is not valid JSON ({exc.msg})")
     if not isinstance(data, dict):
         return RowIssue(number, f"{where}must be a JSON object, not {type(data).__name__}")
-    return SourceRow(number, data)
+    return SourceRow(number, data, line_fp(text if isinstance(text, bytes) else text.encode()))
+
+
+def hash_lines(fh: BinaryIO, limit: int | None, out: IO[bytes]
+               ) -> tuple[array[int], list[RowIssue]]:
+    """Write the fingerprint of each line of a JSONL file to `out`, one per line, without parsing
+    it (runner/rows/linefp.py: the same fingerprint read_jsonl gives its row); a blank line, or one
+    over `limit` bytes (never held whole), as an empty line. Returns each line's byte offset and
+    the RowIssues of the long ones. The hot loop of a big plan: lean."""
+    readline, tag, hexdigest = fh.readline, linefp.TAG, linefp.hexdigest
+    cap = -1 if limit is None else limit + 3  # a line within the limit, and its \r\n, fits
+    offsets: array[int] = array("Q")
+    issues: list[RowIssue] = []
+    batch: list[str] = []
+    mark, add, write = offsets.append, batch.append, out.write
+    offset = 0
+    while raw := readline(cap):
+        mark(offset)
+        offset += len(raw)
+        if len(raw) == cap and raw[-1:] != b"\n":  # over the limit: read on, keep nothing
+            size = len(raw)
+            while chunk := readline(_DRAIN):
+                size += len(chunk)
+                if chunk[-1:] == b"\n":
+                    size -= 2 if chunk.endswith(b"\r\n") else 1
+                    break
+            offset = fh.tell()
+            issues.append(RowIssue(len(offsets), _too_long(_Long(size, False), limit)))
+            add("")
+        else:
+            if offset == len(raw) and raw.startswith(_BOM):
+                raw = raw[len(_BOM):]
+            add("" if not raw or raw.isspace() else tag + hexdigest(raw.rstrip(b"\r\n"))[:23])
+        if len(batch) == 65536:
+            write(("\n".join(batch) + "\n").encode())
+            batch.clear()
+    if batch:
+        write(("\n".join(batch) + "\n").encode())
+    return offsets, issues
+
+
+def row_at(fh: BinaryIO, number: int, offset: int) -> SourceRow | RowIssue:
+    """The row of the line at `offset` (line `number`), as read_jsonl reads it."""
+    fh.seek(offset)
+    raw = fh.readline()
+    if number == 1 and raw.startswith(_BOM):
+        raw = raw[len(_BOM):]
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        try:
+            return parse_jsonl_line(number, raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            return RowIssue(number, f"is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column "
+                                    f"{exc.start + 1}); re-encode the file as UTF-8")
+    if type(data) is dict:
+        return SourceRow(number, data, line_fp(raw))
+    return RowIssue(number, f"must be a JSON object, not {type(data).__name__}")
 
 
 def read_jsonl(path: Path, limit: int | None = None) -> Iterator[SourceRow | RowIssue]:
     """The rows of a JSONL file; a line over `limit` bytes is a RowIssue, never read whole."""
     # orjson reads the bytes and checks UTF-8 itself; decoding first only to name a bad byte.
-    loads, decode_error = orjson.loads, orjson.JSONDecodeError
+    loads, decode_error, fp = orjson.loads, orjson.JSONDecodeError, line_fp
     with path.open("rb") as fh:
         for number, raw in _lines(fh, limit):
             if type(raw) is _Long:
@@ -125,7 +185,7 @@ def read_jsonl(path: Path, limit: int | None = None) -> Iterator[SourceRow | Row
                 yield parse_jsonl_line(number, text)
                 continue
             if type(data) is dict:
-                yield SourceRow(number, data)
+                yield SourceRow(number, data, fp(raw))
             else:
                 yield RowIssue(number, f"must be a JSON object, not {type(data).__name__}")
 

@@ -62,6 +62,8 @@ def headline(m: ManifestPlan) -> str:
             parts.append(f"collect {n(len(change.jobs), 'finished job')}")
         elif change.action is Action.RESHAPE:
             parts.append(f"reshape {n(change.rows, 'row')} from their stored answers, $0")
+        elif change.action is Action.REFRESH:
+            parts.append(f"refresh the fingerprints of {n(change.rows, 'answer')}, $0")
         elif change.action is Action.CANCEL:
             parts.append(f"cancel {n(len(change.jobs), 'job')} ({change.reason})")
     if m.rows.waiting and m.hold_until:  # a back-off, not the quota: the note below says why
@@ -149,6 +151,14 @@ def note_text(note: Note) -> str:
             return (f"{n(note.rows, 'stored row')} {'lacks' if note.rows == 1 else 'lack'} the "
                     "passthrough columns now asked for (or carry removed ones): filled from the "
                     "source, nothing sent")
+        case NoteKind.FINGERPRINTS:
+            why = ("they were stored by an older batchrun, which hashed a JSONL row's values, not "
+                   "its line" if note.legacy else "their source rows changed (a column added?) "
+                   "but their requests did not")
+            return (f"{n(note.rows, 'answer')} {'stands' if note.rows == 1 else 'stand'} for "
+                    f"{'its row' if note.rows == 1 else 'their rows'}, known by the request "
+                    f"rather than the fingerprint: {why}; apply writes the fingerprints now, "
+                    "nothing sent, and the next plan need not render these rows")
 
 
 def over_budget_text(e: Estimate) -> str:

@@ -24,6 +24,7 @@ from runner.events import (
     Holding,
     LockWait,
     QuotaFull,
+    Refreshed,
     Reshaped,
     SourceMoved,
 )
@@ -67,6 +68,9 @@ def event_text(e: Event) -> str:
         case QuotaFull():
             return (f"{e.manifest}: {e.detail or 'job quota full'}; the remaining rows wait for "
                     "the next apply")
+        case Refreshed():
+            return (f"{e.manifest}: refreshed the fingerprints of {n(e.rows, 'answer')}, "
+                    "nothing sent")
         case Reshaped():
             refused = (f"; {n(e.refused, 'stored answer')} the new response rules refuse, sent "
                        "again by the next apply" if e.refused else "")

@@ -21,11 +21,12 @@ from runner import crashpoints
 from runner.answers.result import FIELDS as CSV_FIELDS
 from runner.answers.result import JSON_FIELDS as _JSON_FIELDS
 from runner.answers.result import LEDGER_FIELDS, missing_ledger_fields
+from runner.backends.stores.fileledger import FileLedger, shape_of
 from runner.errors import BackendError, ForeignDestinationError, error
 from runner.project.paths import sidecar_of
 from runner.rows import files as rowfile
 from runner.rows.records import AnsweredIn, LedgerRows, RowIssue, SourceRow, Unchanged
-from runner.spec import DestinationSpec, SourceSpec
+from runner.spec import DestinationSpec, SourceKind, SourceSpec
 
 log = logging.getLogger(__name__)
 _UMASK = os.umask(0o022)
@@ -207,6 +208,13 @@ def write_destination(dest: DestinationSpec, merged: Iterable[tuple[dict[str, An
     (new ids only: no row of it is parsed again); atomically either way."""
     path = Path(dest.location)
     keep = append and path.is_file()
+    # The passthrough columns the rows carry (fileledger reads the ledger in DuckDB, which sees no
+    # row's keys, only when they are all the manifest's); None: not known.
+    shapes: set[frozenset[str]] | None = set()
+    if keep:
+        record = _sidecar_data(dest)
+        known = record.get("shapes") if record.get("stamp") == _stamp(path) else None
+        shapes = {frozenset(s) for s in known} if isinstance(known, list) else None
     if _is_csv(dest):
         # A CSV's header is fixed by its first row: appending could drop a new column, so it is
         # rewritten whole (CSV destinations are for small outputs).
@@ -222,9 +230,13 @@ def write_destination(dest: DestinationSpec, merged: Iterable[tuple[dict[str, An
             for row, _ in merged:
                 fh.write(orjson.dumps(row))
                 fh.write(b"\n")
+                if shapes is not None:
+                    shapes.add(shape_of(row))
     crashpoints.reached("destination-written")
     write_json(_sidecar(dest), {"stamp": _stamp(path), "collected_jobs": sorted(set(collected)),
-                                "forgiven_jobs": sorted(forgiven_jobs(dest))})
+                                "forgiven_jobs": sorted(forgiven_jobs(dest)),
+                                "shapes": None if shapes is None or len(shapes) > 4 or _is_csv(
+                                    dest) else sorted(sorted(s) for s in shapes)})
 
 
 def _write_csv(path: Path, rows: Iterable[dict[str, Any]]) -> None:
@@ -255,10 +267,13 @@ class FileStore:
     """The store of local files (JSONL, CSV) for either job service: sources read whole (their
     rows' fingerprints skip the rendering), destinations with their sidecar record."""
 
+    def __init__(self) -> None:
+        self.ledger = FileLedger()
+
     def read_source(self, source: SourceSpec, answered: AnsweredIn | None
                     ) -> Iterator[SourceRow | RowIssue | Unchanged]:
-        del answered  # read whole: nothing is pushed down
-        return read_source(source)
+        rows = self.ledger.read_source(source, answered)  # what the ledger read left, if it ran
+        return read_source(source) if rows is None else rows
 
     def source_stamp(self, source: SourceSpec) -> list[int] | None:
         return source_stamp(source)
@@ -270,7 +285,15 @@ class FileStore:
 
     def read_ledger(self, dest: DestinationSpec, columns: Sequence[str], source: SourceSpec,
                     answered: AnsweredIn) -> LedgerRows | None:
-        return None  # the whole ledger is read; rows are told by fingerprint
+        del columns  # a line is read whole
+        if source.kind is not SourceKind.FILE:
+            return None
+        data = _sidecar_data(dest)
+        shaped = data.get("stamp") == _stamp(Path(dest.location)) and data.get("shapes") == [
+            sorted(answered.passthrough)]
+        for _ in guard_foreign(dest, _read_destination(dest)):  # refused as the full read would
+            break
+        return self.ledger.read_ledger(dest, source, answered, shaped)
 
     def destination_columns(self, dest: DestinationSpec) -> frozenset[str] | None:
         return None  # each row's keys tell
