@@ -174,6 +174,55 @@ def test_duckdb_and_python_tell_every_row_alike(
         assert in_duckdb[1] is not duplicated  # a line twice: read whole, to name the rows
 
 
+_LINE = st.one_of(
+    st.builds(json.dumps, _ROW), st.sampled_from(["", "  ", "\t", "[1]", "{bad",
+                                                              '{"id": "é"}']),
+    st.text(alphabet="ab{}\":, ", max_size=30))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(_LINE, st.sampled_from(["\n", "\r\n"])), max_size=12), st.booleans(),
+       st.booleans(), st.integers(8, 40))
+def test_hashed_lines_are_the_rows_read_jsonl_reads(
+        lines: list[tuple[str, str]], bom: bool, last_newline: bool, limit: int) -> None:
+    """Every line's fingerprint, number and offset as hash_lines tells them are read_jsonl's (and
+    row_at's): blank lines, CRLF, a BOM, a last line without its newline, lines over the limit."""
+    import io
+
+    from runner.rows import files as rowfile
+    from runner.rows.records import RowIssue, SourceRow
+
+    text = "".join(line + end for line, end in lines)
+    if not last_newline and lines:
+        text = text[:-len(lines[-1][1])]
+    data = ("\ufeff" if bom else "").encode() + text.encode()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "rows.jsonl"
+        path.write_bytes(data)
+        expected = list(rowfile.read_jsonl(path, limit))
+        out = io.BytesIO()
+        with path.open("rb") as fh:
+            offsets, issues = rowfile.hash_lines(fh, limit, out)
+            fps = out.getvalue().decode().split("\n")[:-1]
+            long = {i.number for i in issues}
+            assert len(fps) == len(offsets)
+            told = {}
+            for number, fp in enumerate(fps, start=1):
+                if fp or number in long:
+                    row = rowfile.row_at(fh, number, offsets[number - 1]) if fp else None
+                    told[number] = (fp, row)
+        for item in expected:
+            if type(item) is SourceRow:
+                fp, row = told.pop(item.number)
+                assert fp == item.fp and row == item
+            elif "bytes long" in item.message:
+                assert told.pop(item.number) == ("", None)
+            else:  # not a row: hashed, and row_at says why as read_jsonl does
+                assert told.pop(item.number)[1] == item
+        assert told == {}
+        assert all(type(i) is RowIssue for i in issues)
+
+
 def test_an_unchanged_source_is_settled_in_duckdb_and_only_the_change_is_rendered(
         run, project_dir: ProjectDir) -> None:  # type: ignore[no-untyped-def]
     rows = [{"id": f"r{i}", "a": i, "b": "x"} for i in range(20)]

@@ -102,6 +102,11 @@ def parse_jsonl_line(number: int, text: str | bytes, where: str = "") -> SourceR
     return SourceRow(number, data, line_fp(text if isinstance(text, bytes) else text.encode()))
 
 
+def _size(line: bytes) -> int:
+    """A line's length as the limit counts it: its line end not counted."""
+    return len(line) - (2 if line.endswith(b"\r\n") else 1 if line.endswith(b"\n") else 0)
+
+
 def hash_lines(fh: BinaryIO, limit: int | None, out: IO[bytes]
                ) -> tuple[array[int], list[RowIssue]]:
     """Write the fingerprint of each line of a JSONL file to `out`, one per line, without parsing
@@ -110,6 +115,7 @@ def hash_lines(fh: BinaryIO, limit: int | None, out: IO[bytes]
     the RowIssues of the long ones. The hot loop of a big plan: lean."""
     readline, tag, hexdigest = fh.readline, linefp.TAG, linefp.hexdigest
     cap = -1 if limit is None else limit + 3  # a line within the limit, and its \r\n, fits
+    over = (1 << 62) if limit is None else limit  # a line longer, its newline not counted: long
     offsets: array[int] = array("Q")
     issues: list[RowIssue] = []
     batch: list[str] = []
@@ -127,6 +133,9 @@ def hash_lines(fh: BinaryIO, limit: int | None, out: IO[bytes]
                     break
             offset = fh.tell()
             issues.append(RowIssue(len(offsets), _too_long(_Long(size, False), limit)))
+            add("")
+        elif len(raw) > over and _size(raw) > over:  # within the cap, over the limit
+            issues.append(RowIssue(len(offsets), _too_long(_Long(_size(raw), False), limit)))
             add("")
         else:
             if offset == len(raw) and raw.startswith(_BOM):

@@ -38,6 +38,9 @@ _OK = ("status = 'succeeded' AND spec_hash = $spec AND answered_by = $answerer "
        "AND source_fp IS NOT NULL")
 _TOKENS = ("CASE WHEN status = 'succeeded' AND json_type(usage) = 'OBJECT' THEN "
            "COALESCE(TRY_CAST(json_extract_string(usage, '$.output_tokens') AS BIGINT), 0) END")
+# Peak memory stays under 300 MB at 1M rows (make bench); more spills to a temp directory of ours
+# (DuckDB's default is `.tmp` in the working directory: the user's project).
+MEMORY_LIMIT = "160MB"
 _COLUMNS = ("{custom_id: 'VARCHAR', status: 'VARCHAR', spec_hash: 'VARCHAR', "
             "answered_by: 'VARCHAR', source_fp: 'VARCHAR', usage: 'JSON'}")
 
@@ -65,6 +68,45 @@ def _stamp(path: Path) -> list[int] | None:
     return [st.st_size, st.st_mtime_ns]
 
 
+class _StoredRead(threading.Thread):
+    """DuckDB loaded, connected and reading the destination's ledger columns into table `d`."""
+
+    def __init__(self, path: Path, answered: AnsweredIn, spill: str) -> None:
+        super().__init__(name="batchrun-ledger", daemon=True)
+        self.path, self.answered, self.spill = path, answered, spill
+        self.con: duckdb.DuckDBPyConnection | None = None
+        self.failed: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            import duckdb
+
+            self.con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT,
+                                              "temp_directory": self.spill})
+            self.con.execute(
+                f"CREATE TABLE d AS SELECT ordinality AS n, custom_id, source_fp AS fp, "
+                f"COALESCE(({_OK}), false) AS ok, {_TOKENS} AS tokens FROM read_json("
+                f"'{_quoted(str(self.path))}', format = 'newline_delimited', columns = {_COLUMNS})"
+                " WITH ORDINALITY",
+                {"spec": self.answered.spec_hash, "answerer": self.answered.answered_by})
+        except BaseException as exc:  # raised again in the caller's thread
+            self.failed = exc
+
+    def close(self) -> None:
+        self.join()
+        if self.con is not None:
+            self.con.close()
+
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        self.join()
+        if self.failed is not None:
+            if self.con is not None:
+                self.con.close()
+            raise self.failed
+        assert self.con is not None
+        return self.con
+
+
 class FileLedger:
     """Reads kept between a plan's ledger read and its source read (the same file, unchanged)."""
 
@@ -81,16 +123,32 @@ class FileLedger:
                 or dest.location.lower().endswith(".csv") or not path.is_file()
                 or not src.is_file()):
             return None
-        import duckdb
+        stamp = _stamp(src)
+        with tempfile.TemporaryDirectory(prefix="batchrun-duckdb-") as spill:
+            # DuckDB is loaded and reads the destination on one core while this thread hashes the
+            # source on the other (DuckDB lets go of the GIL).
+            stored = _StoredRead(path, answered, spill)
+            stored.start()
+            with tempfile.NamedTemporaryFile("wb", suffix=".csv") as fps:
+                try:
+                    with src.open("rb") as fh:
+                        offsets, issues = rowfile.hash_lines(fh, source.max_row_bytes, fps.file)
+                    fps.flush()
+                except BaseException:  # DuckDB let go before its spill directory goes
+                    stored.close()
+                    raise
+                import duckdb
 
-        con = duckdb.connect()
-        try:
-            read = self._query(con, path, src, source, answered)
-        except duckdb.Error as exc:  # a line it cannot read: the Python read reports it
-            log.debug("ledger of %s read in Python: %s", path, exc)
-            return None
-        finally:
-            con.close()
+                try:
+                    con = stored.connection()
+                    try:
+                        read = self._query(con, Path(fps.name), src, source, stamp, offsets,
+                                           issues)
+                    finally:
+                        con.close()
+                except duckdb.Error as exc:  # a line it cannot read: the Python read reports it
+                    log.debug("ledger of %s read in Python: %s", path, exc)
+                    return None
         if read is None:
             return None
         rows, pulled, totals = read
@@ -99,42 +157,14 @@ class FileLedger:
                   f"{rows.unchanged:,}", f"{len(pulled):,}")
         return LedgerRows(_stored_rows(path, pulled), *totals)
 
-    def _query(self, con: duckdb.DuckDBPyConnection, path: Path, src: Path, source: SourceSpec,
-               answered: AnsweredIn
+    def _query(self, con: duckdb.DuckDBPyConnection, fps: Path, src: Path, source: SourceSpec,
+               stamp: list[int] | None, offsets: array[int], issues: list[RowIssue]
                ) -> tuple[_Read, list[int], tuple[int, int]] | None:
-        stamp = _stamp(src)
-        params = {"spec": answered.spec_hash, "answerer": answered.answered_by}
-        # DuckDB reads the destination on one core while this thread hashes the source on the
-        # other (DuckDB lets go of the GIL): tables, not TEMP ones, are seen by both cursors.
-        stored = con.cursor()
-        failed: list[BaseException] = []
-
-        def read_stored() -> None:
-            try:
-                stored.execute(
-                    f"CREATE TABLE d AS SELECT ordinality AS n, custom_id, source_fp AS fp, "
-                    f"COALESCE(({_OK}), false) AS ok, {_TOKENS} AS tokens FROM read_json("
-                    f"'{_quoted(str(path))}', format = 'newline_delimited', columns = {_COLUMNS}) "
-                    "WITH ORDINALITY", params)
-            except BaseException as exc:
-                failed.append(exc)
-
-        reader = threading.Thread(target=read_stored, name="batchrun-ledger", daemon=True)
-        reader.start()
-        try:
-            with tempfile.NamedTemporaryFile("wb", suffix=".csv") as fps, src.open("rb") as fh:
-                offsets, issues = rowfile.hash_lines(fh, source.max_row_bytes, fps.file)
-                fps.flush()
-                # A line's fingerprint on its line: its number is its ordinality (blank, empty).
-                con.execute(f"CREATE TABLE src AS SELECT ordinality AS n, fp FROM read_csv("
-                            f"'{_quoted(fps.name)}', columns = {{fp: 'VARCHAR'}}, header = false,"
-                            " auto_detect = false, quote = '', escape = '', delim = ',') "
-                            "WITH ORDINALITY WHERE fp IS NOT NULL")
-        finally:
-            reader.join()
-            stored.close()
-        if failed:
-            raise failed[0]
+        # A line's fingerprint on its line: its number is its ordinality (blank lines, empty).
+        con.execute(f"CREATE TABLE src AS SELECT ordinality AS n, fp FROM read_csv("
+                    f"'{_quoted(str(fps))}', columns = {{fp: 'VARCHAR'}}, header = false, "
+                    "auto_detect = false, quote = '', escape = '', delim = ',') "
+                    "WITH ORDINALITY WHERE fp IS NOT NULL")
         lines = _one(con, "SELECT count(*) FROM src")[0]
         con.execute("CREATE TABLE m AS SELECT src.n AS sn, d.custom_id FROM src JOIN d "
                     "ON src.fp = d.fp AND d.ok")
