@@ -315,3 +315,49 @@ def test_on_change_forward_keeps_older_answers_across_the_upgrade_and_knows_an_e
     run(*WAIT)
     assert _sent(project_dir.root) == 5  # the edited row alone
     assert "up to date" in run("plan") or "up-to-date" in run("plan")
+
+
+def test_a_destination_named_like_a_pattern_is_read_as_that_one_file(tmp_path: Path) -> None:
+    """Red-team: `out/res[1].jsonl` was read by DuckDB as a pattern, and matched `out/res1.jsonl`,
+    another file's answers: rows never sent were settled."""
+    rows = [{"id": f"r{i}", "a": i, "b": "x"} for i in range(5)]
+    _project(tmp_path, rows)
+    manifest = tmp_path / "triage.yaml"
+    manifest.write_text(manifest.read_text().replace("out/triage.jsonl", '"out/res[1].jsonl"'))
+    _answer_all(tmp_path)  # all 5 answered in out/res[1].jsonl ...
+    shutil.copy(tmp_path / "out" / "res[1].jsonl", tmp_path / "out" / "res1.jsonl")
+    (tmp_path / "rows.jsonl").write_text(_lines(rows[:2]))
+    _answer_all(tmp_path)  # ... then only the first 2 there
+    (tmp_path / "rows.jsonl").write_text(_lines(rows))
+    found = _classes(tmp_path)
+    assert not isinstance(found, str)
+    assert found[1] and sorted(k for k, v in found[0].items() if v == "to_do") == ["r2", "r3", "r4"]
+
+
+def test_a_refresh_never_stamps_an_answer_collected_since_for_another_request(
+        run, project_dir: ProjectDir) -> None:  # type: ignore[no-untyped-def]
+    """Red-team: the plan knew r1's answer by its request and planned a refresh; the same apply
+    first collected a job that answered an edited r1, and the refresh marked that answer as the
+    current row's: `1/edited` stood for `1/x` for good, and r1 was never sent again."""
+    import time
+
+    rows = [{"id": f"r{i}", "a": i, "b": "x"} for i in range(5)]
+    _project(project_dir.root, rows)
+    run(*WAIT)
+    edited = [dict(r) for r in rows]
+    edited[1]["b"] = "edited"
+    (project_dir.root / "rows.jsonl").write_text(_lines(edited))
+    run("apply", "--auto-approve")  # a job for the edited row, left to finish uncollected
+    deadline = time.monotonic() + 60
+    while "collect 1 finished job" not in run("plan"):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    back = [dict(r) for r in rows]
+    back[1]["c"] = 1  # r1 as it was, with a column added: its request is the first one's
+    (project_dir.root / "rows.jsonl").write_text(_lines(back))
+    run(*WAIT)
+    stored = {r["custom_id"]: r for r in (orjson.loads(x) for x in (
+        project_dir.root / "out" / "triage.jsonl").read_bytes().splitlines())}
+    assert stored["r1"]["output"] == "1/x"
+    assert _sent(project_dir.root) == 7
+    assert "up to date" in run("plan") or "up-to-date" in run("plan")

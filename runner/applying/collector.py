@@ -6,7 +6,7 @@ Decides nothing about which jobs or rows: the plan and the row pass did.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -81,6 +81,18 @@ def collect_finished(manifest: Manifest, writer: Writer, jobs: Sequence[RemoteJo
     return collected
 
 
+def _refreshed(planned: tuple[str, str, str] | None, row: Mapping[str, Any]) -> str | None:
+    """The fingerprint to write beside this stored row, if it is still the answer the plan knew
+    (by its request hash, or by its older fingerprint): a collect since may have replaced it."""
+    if planned is None:
+        return None
+    fp, request_hash, older = planned
+    if (request_hash and row.get("request_hash") != request_hash) or (
+            older and row.get("source_fp") != older):
+        return None
+    return fp
+
+
 def reshape(manifest: Manifest, writer: Writer, prepared: Prepared, report: ApplyReport,
             collected: set[str], say: Listener = quiet) -> None:
     """Re-derive, from their stored answers, the rows the plan found answered with the very
@@ -97,7 +109,7 @@ def reshape(manifest: Manifest, writer: Writer, prepared: Prepared, report: Appl
             custom_id = str(row.get("custom_id"))
             key = row_key(custom_id, str(row.get("request_hash")))
             passthrough = prepared.reshape.get(key)
-            fp = prepared.refresh.get(custom_id)
+            fp = _refreshed(prepared.refresh.get(custom_id), row)
             if fp is not None and passthrough is None and row.get("status") == Status.SUCCEEDED:
                 refreshed += 1
                 yield {**row, "source_fp": fp}, True

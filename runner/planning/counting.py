@@ -61,7 +61,10 @@ class RowTally:
         if row.refresh:
             self.fingerprints += 1
             if self.prepared is not None:
-                self.prepared.refresh[row.custom_id] = row.source_fp
+                # Only the answer the plan saw: the request it was known by, or the older
+                # fingerprint (a collect in between may have written another answer)
+                self.prepared.refresh[row.custom_id] = (row.source_fp, row.request_hash,
+                                                        row.matched_fp)
         if kind is RowClass.TO_DO:
             self.rerun += hash(row.custom_id) in ledger.older_ids
             if self.sharder.add(len(row.line) + 1):

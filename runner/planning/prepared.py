@@ -35,8 +35,9 @@ class Prepared:
     results: ResultSpool | None = None
     # ledger.row_key of the rows to reshape -> the source row's passthrough values now
     reshape: dict[int, dict[str, Any]] = field(default_factory=dict)
-    # custom_id -> the source row's fingerprint now, for answers stored under another
-    refresh: dict[str, str] = field(default_factory=dict)
+    # custom_id -> the source row's fingerprint now, for the answer stored under another: the one
+    # of this request hash, or (an older batchrun's) of that older fingerprint ("": not known)
+    refresh: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     _spool: IO[bytes] | None = None
     _digest: Any = field(default_factory=hashlib.sha256)
 

@@ -127,7 +127,10 @@ class FileLedger:
         with tempfile.TemporaryDirectory(prefix="batchrun-duckdb-") as spill:
             # DuckDB is loaded and reads the destination on one core while this thread hashes the
             # source on the other (DuckDB lets go of the GIL).
-            stored = _StoredRead(path, answered, spill)
+            # DuckDB reads a name with [ ] ? * as a pattern: a link of a plain name reads this file.
+            link = Path(spill) / "destination.jsonl"
+            link.symlink_to(path.resolve())
+            stored = _StoredRead(link, answered, spill)
             stored.start()
             with tempfile.NamedTemporaryFile("wb", suffix=".csv") as fps:
                 try:
