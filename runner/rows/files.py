@@ -102,6 +102,15 @@ def parse_jsonl_line(number: int, text: str | bytes, where: str = "") -> SourceR
     return SourceRow(number, data, line_fp(text if isinstance(text, bytes) else text.encode()))
 
 
+def stamp(path: Path) -> list[int] | None:
+    """A file's version, told without reading it: its size and modification time (None: gone)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
 def _size(line: bytes) -> int:
     """A line's length as the limit counts it: its line end not counted."""
     return len(line) - (2 if line.endswith(b"\r\n") else 1 if line.endswith(b"\n") else 0)

@@ -60,12 +60,6 @@ def line_based(source: SourceSpec) -> bool:
     return source.format not in ("csv", "parquet")
 
 
-def _stamp(path: Path) -> list[int] | None:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return [st.st_size, st.st_mtime_ns]
 
 
 class _StoredRead(threading.Thread):
@@ -123,7 +117,7 @@ class FileLedger:
                 or dest.location.lower().endswith(".csv") or not path.is_file()
                 or not src.is_file()):
             return None
-        stamp = _stamp(src)
+        stamp = rowfile.stamp(src)
         with tempfile.TemporaryDirectory(prefix="batchrun-duckdb-") as spill:
             # DuckDB is loaded and reads the destination on one core while this thread hashes the
             # source on the other (DuckDB lets go of the GIL).
@@ -214,7 +208,7 @@ class FileLedger:
 
     @staticmethod
     def _rows(path: Path, read: _Read) -> Iterator[SourceRow | RowIssue | Unchanged]:
-        if _stamp(path) != read.stamp:
+        if rowfile.stamp(path) != read.stamp:
             raise BackendError([error(f"{path} changed while the plan read it",
                                       hint="run the plan again")])
         yield Unchanged(read.unchanged)

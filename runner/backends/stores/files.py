@@ -77,23 +77,17 @@ def read_source(source: SourceSpec) -> Iterator[SourceRow | RowIssue]:
 
 def source_stamp(source: SourceSpec) -> list[int] | None:
     """The source file's version: a change between plan and apply is noticed without reading it."""
-    return _stamp(Path(source.location))
+    return rowfile.stamp(Path(source.location))
 
 
 def destination_stamp(dest: DestinationSpec) -> list[int] | None:
-    return _stamp(Path(dest.location))
+    return rowfile.stamp(Path(dest.location))
 
 
 def _sidecar(dest: DestinationSpec) -> Path:
     return sidecar_of(Path(dest.location))
 
 
-def _stamp(path: Path) -> list[int] | None:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return [st.st_size, st.st_mtime_ns]
 
 
 def _is_csv(dest: DestinationSpec) -> bool:
@@ -167,7 +161,7 @@ def collected_jobs(dest: DestinationSpec) -> set[str]:
     """Jobs already merged; forgotten when the result file changed behind batchrun's back, so a
     deleted or replaced result file is re-collected from job outputs rather than paid for again."""
     data = _sidecar_data(dest)
-    if not data or data.get("stamp") != _stamp(Path(dest.location)):
+    if not data or data.get("stamp") != rowfile.stamp(Path(dest.location)):
         return set()
     return set(data.get("collected_jobs", ()))
 
@@ -196,7 +190,7 @@ def forgiven_jobs(dest: DestinationSpec) -> set[str]:
 
 def forgive_jobs(dest: DestinationSpec, names: Iterable[str]) -> None:
     data = _sidecar_data(dest)
-    data.setdefault("stamp", _stamp(Path(dest.location)))
+    data.setdefault("stamp", rowfile.stamp(Path(dest.location)))
     data.setdefault("collected_jobs", [])
     data["forgiven_jobs"] = sorted(set(data.get("forgiven_jobs", ())) | set(names))
     write_json(_sidecar(dest), data)
@@ -213,7 +207,7 @@ def write_destination(dest: DestinationSpec, merged: Iterable[tuple[dict[str, An
     shapes: set[frozenset[str]] | None = set()
     if keep:
         record = _sidecar_data(dest)
-        known = record.get("shapes") if record.get("stamp") == _stamp(path) else None
+        known = record.get("shapes") if record.get("stamp") == rowfile.stamp(path) else None
         shapes = {frozenset(s) for s in known} if isinstance(known, list) else None
     if _is_csv(dest):
         # A CSV's header is fixed by its first row: appending could drop a new column, so it is
@@ -233,7 +227,7 @@ def write_destination(dest: DestinationSpec, merged: Iterable[tuple[dict[str, An
                 if shapes is not None:
                     shapes.add(shape_of(row))
     crashpoints.reached("destination-written")
-    write_json(_sidecar(dest), {"stamp": _stamp(path), "collected_jobs": sorted(set(collected)),
+    write_json(_sidecar(dest), {"stamp": rowfile.stamp(path), "collected_jobs": sorted(set(collected)),
                                 "forgiven_jobs": sorted(forgiven_jobs(dest)),
                                 "shapes": None if shapes is None or len(shapes) > 4 or _is_csv(
                                     dest) else sorted(sorted(s) for s in shapes)})
@@ -289,7 +283,7 @@ class FileStore:
         if source.kind is not SourceKind.FILE:
             return None
         data = _sidecar_data(dest)
-        shaped = data.get("stamp") == _stamp(Path(dest.location)) and data.get("shapes") == [
+        shaped = data.get("stamp") == rowfile.stamp(Path(dest.location)) and data.get("shapes") == [
             sorted(answered.passthrough)]
         for _ in guard_foreign(dest, _read_destination(dest)):  # refused as the full read would
             break
