@@ -29,7 +29,8 @@ class Price:
     output: float
     cache_read: float = 0.0  # per 1M tokens read from the prompt cache
     cache_write: float = 0.0  # per 1M tokens written to it (5-minute entries)
-    bands: tuple[tuple[int, float], ...] = ()  # (prompt tokens over which, factor on every rate)
+    # (prompt tokens over which, factor on the input and cache rates, factor on the output rate)
+    bands: tuple[tuple[int, float, float], ...] = ()
 
     def cost(self, input_tokens: int, output_tokens: int) -> float:
         """At the base rates: for rows whose prompt sizes are not known one by one."""
@@ -37,7 +38,7 @@ class Price:
 
     def band_index(self, prompt_tokens: int) -> int:
         """0 for the base rates, i for the i-th band a prompt of this size falls in."""
-        return sum(1 for over, _ in self.bands if prompt_tokens > over)
+        return sum(1 for over, _, _ in self.bands if prompt_tokens > over)
 
     def band(self, prompt_tokens: int) -> Price:
         """The flat rates a prompt of this many tokens pays."""
@@ -45,8 +46,8 @@ class Price:
 
     def rates(self, index: int) -> Price:
         """The flat rates of band `index` (0: the base rates)."""
-        factor = self.bands[index - 1][1] if index else 1.0
-        return Price(self.input * factor, self.output * factor, self.cache_read * factor,
+        _, factor, out = self.bands[index - 1] if index else (0, 1.0, 1.0)
+        return Price(self.input * factor, self.output * out, self.cache_read * factor,
                      self.cache_write * factor)
 
     def row_cost(self, input_tokens: int, output_tokens: int, cache_read: int = 0,
@@ -101,8 +102,8 @@ def _packaged(entry: Mapping[str, Any]) -> Price:
     cache_rates = entry.get("cache") or {}
     return Price(base, float(entry["output"]) * factor,
                  base * float(cache_rates.get("read", 0)), base * float(cache_rates.get("write_5m", 0)),
-                 tuple((int(b["prompt_tokens_over"]), float(b["factor"]))
-                       for b in entry.get("bands", ())))
+                 tuple((int(b["prompt_tokens_over"]), float(b["factor"]),
+                        float(b.get("output_factor", b["factor"]))) for b in entry.get("bands", ())))
 
 
 def price_for(model: ModelRef, overrides: Mapping[str, Mapping[str, float]]) -> Price | None:
@@ -135,6 +136,11 @@ def prompt_chars(family: Family, row: Mapping[str, Any]) -> int:
         request = row.get("request") or {}
         return _content_chars(request.get("system", "")) + sum(
             _content_chars(m.get("content")) for m in request.get("messages") or ())
+    if family is Family.GEMINI:
+        request = row.get("request") or {}
+        turns = [request.get("systemInstruction"), *(request.get("contents") or ())]
+        return sum(len(str(part.get("text") or "")) for turn in turns if isinstance(turn, dict)
+                   for part in turn.get("parts") or () if isinstance(part, dict))
     body = row.get("body") or {}
     if family is Family.OPENAI_EMBEDDINGS:
         value = body.get("input", "")

@@ -21,6 +21,7 @@ class Family(StrEnum):
     CLAUDE = "claude"
     OPENAI_CHAT = "openai-chat"
     OPENAI_EMBEDDINGS = "openai-embeddings"
+    GEMINI = "gemini"  # publisher google: {"custom_id", "request": GenerateContentRequest}
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +160,15 @@ FAMILY_DEFAULTS: Final = {
     Family.CLAUDE.value: FamilyQuota(counted_per="project", max_request_bytes=30_000_000),
     Family.OPENAI_CHAT.value: FamilyQuota(counted_per="region", max_request_bytes=1_000_000),
     Family.OPENAI_EMBEDDINGS.value: FamilyQuota(counted_per="region", max_request_bytes=1_000_000),
+    # Gemini: "no predefined quota limits" on concurrent jobs (batch overview) - the default pool
+    # of 4 per region stands; no per-request size is documented, the job's input is 1 GB - 10 MB
+    # is batchrun's guard (inferred).
+    Family.GEMINI.value: FamilyQuota(counted_per="region", max_request_bytes=10_000_000),
 }
+
+# A family's own ceiling on one job, whatever batchrun.yaml asks: Gemini takes "up to 200,000
+# requests" and a 1 GB input file per job (batch overview, via the Gemini research note).
+JOB_LIMITS: Final = {Family.GEMINI.value: (200_000, 1_000_000_000)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,9 @@ def test_examples_validate(folder: str) -> None:
 def test_examples_cover_every_family_and_io_kind() -> None:
     local = api.load_project(cwd=CONFIGS, environ={}).manifests
     remote = api.load_project(cwd=CONFIGS / "vertex", environ={}).manifests
-    assert {m.family.value for m in local} == {"claude", "openai-chat", "openai-embeddings"}
+    assert {m.family.value for m in local} == {"claude", "openai-chat", "openai-embeddings",
+                                               "gemini"}
+    assert {m.family.value for m in remote} >= {"claude", "openai-chat", "gemini"}
     assert {m.source.kind.value for m in remote} == {"bigquery", "gcs", "file"}
     assert {m.destination.kind.value for m in remote} == {"bigquery", "gcs"}
 
@@ -43,7 +45,8 @@ def _models_named_in_docs() -> set[str]:
     import re
 
     texts = [(REPO / "README.md").read_text()] + [p.read_text() for p in CONFIGS.rglob("*.yaml")]
-    pattern = re.compile(r"\b((?:anthropic|meta|openai|qwen|deepseek-ai|intfloat)/[a-z0-9.@-]+)")
+    pattern = re.compile(
+        r"\b((?:anthropic|meta|openai|qwen|deepseek-ai|intfloat|google)/[a-z0-9.@-]+)")
     return {m for text in texts for m in pattern.findall(text)}
 
 

@@ -223,7 +223,7 @@ def test_the_readme_api_example_runs_as_written(tmp_path: Path) -> None:
     exec(compile(code, "README.md", "exec"), namespace)
     answered = namespace["answer_every_row"](str(tmp_path / "configs"))  # type: ignore[operator]
     assert answered == {"order-notes": 3, "prebuilt-requests": 2, "product-embeddings": 3,
-                        "review-summary": 4, "ticket-triage": 6}
+                        "product-faq": 3, "review-summary": 4, "ticket-triage": 6}
 
 
 # --- issue 13 (first part): apply sends the rows the plan showed, or none --------------------------

@@ -77,6 +77,19 @@ class VertexWorld:
     def download(self, path: str) -> str:
         return str(self.gcs.bucket(self.bucket).blob(path).download_as_text())
 
+    def download_prefix(self, uri: str) -> list[str]:
+        """The lines of every object under a gs:// folder."""
+        bucket, _, prefix = uri.removeprefix("gs://").partition("/")
+        return [line for blob in self.gcs.list_blobs(bucket, prefix=prefix.rstrip("/") + "/")
+                for line in blob.download_as_text().splitlines() if line.strip()]
+
+    def bq_rows(self, uri: str) -> list[dict[str, Any]]:
+        import json
+
+        rows = [dict(r) for r in self.bq.list_rows(uri.removeprefix("bq://"), retry=RETRY)]
+        return [{k: json.loads(v) if k in ("request", "response") and isinstance(v, str) else v
+                 for k, v in r.items()} for r in rows]
+
     def project(self) -> api.Project:
         return api.load_project(cwd=self.p.root)
 

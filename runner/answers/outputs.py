@@ -9,88 +9,18 @@ from __future__ import annotations
 import base64
 import json
 import struct
-from dataclasses import dataclass, field
-from http import HTTPStatus
 from typing import Any, Final
 
 import orjson
 
+from runner.answers import gemini
+from runner.answers.parsed import ParsedOutput, empty, error_text, status_error
 from runner.rpc import Code
 from runner.spec import Family
 
+__all__ = ["ParsedOutput", "parse_line"]
+
 RAW_KEEP = 2000  # characters of an unparseable line kept in the error
-
-
-@dataclass(frozen=True, slots=True)
-class ParsedOutput:
-    custom_id: str | None
-    ok: bool
-    output: Any = None  # text, or the embedding vector
-    error: str | None = None
-    usage: dict[str, int] = field(default_factory=dict)  # input_tokens, output_tokens
-    code: int | None = None  # the error's HTTP status or google.rpc code, when the line says one
-
-
-_PHRASES = {s.phrase.lower(): s.value for s in HTTPStatus} | {"unavailable": 503}
-# Names the services write where a status code would be, read as the code they stand for, so the
-# fault table judges an error by what it is, not by its words. Anthropic's error types (its
-# Errors page: type -> HTTP status), OpenAI's batch and error codes, and google.rpc status names.
-_NAMED: Final = {
-    "invalid_request_error": 400, "authentication_error": 401, "billing_error": 402,
-    "permission_error": 403, "not_found_error": 404, "request_too_large": 413,
-    "rate_limit_error": 429, "api_error": 500, "timeout_error": 504, "overloaded_error": 529,
-    # OpenAI batch output: expired or cancelled before the request ran; the model call timed out.
-    "batch_expired": Code.DEADLINE_EXCEEDED, "batch_cancelled": Code.CANCELLED,
-    "request_timeout": 408, "rate_limit_exceeded": 429, "server_error": 500,
-} | {code.name: code.value for code in Code}
-
-
-def _int_code(value: Any) -> int | None:
-    """A status code as the line gives it: a number, digits, or a name that stands for one."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    if isinstance(value, str):
-        named = _NAMED.get(value) or _NAMED.get(value.upper())
-        return int(named) if named is not None else None
-    return None
-
-
-def _first_code(*values: Any) -> int | None:
-    return next((c for c in map(_int_code, values) if c is not None), None)
-
-
-def _status_error(status: str) -> tuple[str, int | None]:
-    """"Bad Request: {json}" or "RESOURCE_EXHAUSTED error occurred: {json}" -> the inner message
-    and its code; any other text stays as it is (with the code its head names, if any)."""
-    head, _, rest = status.partition(": ")
-    first = head.strip().split(" ", 1)[0]
-    code = _PHRASES.get(head.strip().lower()) or (
-        _int_code(first) if first.isdigit() or first.isupper() else None)
-    try:
-        inner = json.loads(rest) if rest.startswith("{") else None
-    except ValueError:
-        inner = None
-    if isinstance(inner, dict):
-        err = inner.get("error", inner)
-        if isinstance(err, dict):
-            message = err.get("message") or json.dumps(err)
-            label = err.get("code") or err.get("type")
-            return (f"{head}: {message}" + (f" ({label})" if label else ""),
-                    _first_code(err.get("code"), err.get("status"), err.get("type")) or code)
-    return status, code
-
-
-def _error_text(err: Any) -> tuple[str, int | None]:
-    if isinstance(err, dict) and isinstance(err.get("error"), dict | str):
-        return _error_text(err["error"])  # an OpenAI or Anthropic body: {"error": {...}}
-    if isinstance(err, dict):
-        message = err.get("message") or json.dumps(err, ensure_ascii=False)
-        code = err.get("code") or err.get("status") or err.get("type")
-        return ((f"{message} ({code})" if code else str(message)),
-                _first_code(err.get("code"), err.get("status"), err.get("type")))
-    return str(err), None
 
 
 def _response(data: dict[str, Any]) -> Any:
@@ -115,10 +45,6 @@ def _custom_id(data: dict[str, Any]) -> str | None:
     return None
 
 
-def _empty(why: str) -> str:
-    return f"the model returned no answer ({why})"
-
-
 # Cache tokens as each family reports them: Anthropic's are counted beside input_tokens, OpenAI's
 # cached_tokens are a part of prompt_tokens. Kept under their own names; absent when not reported.
 _CLAUDE_CACHE: Final = ("cache_read_input_tokens", "cache_creation_input_tokens")
@@ -140,7 +66,7 @@ def _batch_result(custom_id: str | None, result: dict[str, Any]) -> ParsedOutput
     if kind in ("expired", "canceled"):  # never ran: not the row's doing
         return ParsedOutput(custom_id, False, error=f"the request {kind} before it ran ({kind})",
                             code=Code.DEADLINE_EXCEEDED if kind == "expired" else Code.CANCELLED)
-    text, code = _error_text(result.get("error") or result)
+    text, code = error_text(result.get("error") or result)
     return ParsedOutput(custom_id, False, error=text, code=code)
 
 
@@ -153,10 +79,10 @@ def _claude(data: dict[str, Any]) -> ParsedOutput:
         if isinstance(response, ParsedOutput):
             return response
     if status:
-        text, code = _status_error(str(status))
+        text, code = status_error(str(status))
         return ParsedOutput(custom_id, False, error=text, code=code)
     if isinstance(response, dict) and response.get("type") == "error":
-        text, code = _error_text(response.get("error") or response)
+        text, code = error_text(response.get("error") or response)
         return ParsedOutput(custom_id, False, error=text, code=code)
     if not isinstance(response, dict) or "content" not in response:
         return ParsedOutput(custom_id, False, error="no answer in the output row")
@@ -172,7 +98,7 @@ def _claude(data: dict[str, Any]) -> ParsedOutput:
         reason = response.get("stop_reason")
         why = ("content: null" if response.get("content") is None
                else f"stop_reason: {reason}" if reason else "empty content")
-        return ParsedOutput(custom_id, False, error=_empty(why), usage=counts)
+        return ParsedOutput(custom_id, False, error=empty(why), usage=counts)
     return ParsedOutput(custom_id, True, output=text, usage=counts)
 
 
@@ -202,13 +128,13 @@ def _openai(data: dict[str, Any]) -> ParsedOutput:
             err = response.get("body") or {"message": f"HTTP {status_code}"}
         response = response.get("body")
     if err:
-        text, code = _error_text(err)
+        text, code = error_text(err)
         return ParsedOutput(custom_id, False, error=text,
                             code=status_code if status_code and status_code >= 400 else code)
     status = data.get("status")
     if not (isinstance(response, dict) and ("data" in response or "choices" in response)) and (
             isinstance(status, str) and status):  # a failure told only in a `status` column
-        text, code = _status_error(status)
+        text, code = status_error(status)
         return ParsedOutput(custom_id, False, error=text, code=code)
     if not isinstance(response, dict):
         return ParsedOutput(custom_id, False, error="no answer in the output row")
@@ -240,7 +166,7 @@ def _openai(data: dict[str, Any]) -> ParsedOutput:
         reason = choices[0].get("finish_reason")
         why = ("content: null" if message.get("content") is None
                else f"finish_reason: {reason}" if reason else "empty content")
-        return ParsedOutput(custom_id, False, error=_empty(why), usage=counts)
+        return ParsedOutput(custom_id, False, error=empty(why), usage=counts)
     return ParsedOutput(custom_id, True, output=text, usage=counts)
 
 
@@ -260,6 +186,8 @@ def parse_line(line: bytes | str | dict[str, Any], family: Family) -> ParsedOutp
     try:
         if family is Family.CLAUDE:
             return _claude(data)
+        if family is Family.GEMINI:
+            return gemini.parse(data, _response(data))
         return _openai(data)
     except (TypeError, ValueError, AttributeError) as exc:
         raw = json.dumps(data, ensure_ascii=False)[:RAW_KEEP]

@@ -41,7 +41,7 @@ from runner.events import (
 from runner.planning.plan import Action, Change, ManifestPlan, Plan
 from runner.planning.prepared import Prepared, Work
 from runner.planning.shards import Sharder, busy_slots, job_pool, pool_limit, pool_of
-from runner.spec import Manifest, Settings
+from runner.spec import Family, Manifest, Settings
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +60,10 @@ class _Peekable:
         self._next = None
 
 
-def _shard(rows: _Peekable, settings: Settings) -> Iterator[tuple[bytes, IndexEntry]]:
+def _shard(rows: _Peekable, settings: Settings,
+           family: Family) -> Iterator[tuple[bytes, IndexEntry]]:
     """The rows of one job: as many as fit, by the planner's own splitting rule."""
-    sharder = Sharder(settings)
+    sharder = Sharder(settings, family)
     while (row := rows.peek()) is not None:
         size = len(row[0]) + 1
         if sharder.shards and sharder.full(size):
@@ -131,7 +132,7 @@ def create_jobs(manifest: Manifest, writer: Writer, settings: Settings, report: 
         if rows.peek() is None:
             return
         crashpoints.reached("stage")
-        staged = writer.stage_rows(manifest.name, _shard(rows, settings))
+        staged = writer.stage_rows(manifest.name, _shard(rows, settings, manifest.family))
         crashpoints.reached("staged")
         fresh = backend.list_jobs(in_flight_only=True)  # right before the create: what runs now?
         # Every job of the manifest, finished ones too: one made since the plan stops us.

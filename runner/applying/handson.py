@@ -28,6 +28,7 @@ from runner.events import Listener
 from runner.identity import INPUT_LABEL, MANAGED_LABEL, MANAGED_VALUE, NAME_LABEL
 from runner.ledger.jobfailures import failures_of
 from runner.ledger.rowpass import read_ledger, rendered_rows, rerun_asked
+from runner.rows import wireid
 from runner.spec import Family, Manifest, Settings
 
 
@@ -191,15 +192,18 @@ def _canary_rows(manifest: Manifest, backend: BackendReader,
         return None
     ok = orjson.loads(first.line)
     bad = orjson.loads(first.line)
-    ok["custom_id"], bad["custom_id"] = "canary-ok", "canary-refused"
+    prefix = wireid.PREFIX if manifest.family is Family.GEMINI else ""
+    ok["custom_id"], bad["custom_id"] = prefix + "canary-ok", prefix + "canary-refused"
     inner = bad.get("request") if "request" in bad else bad.get("body")
     if isinstance(inner, dict):
         if manifest.family is Family.OPENAI_EMBEDDINGS:
             inner["input"] = []
+        elif manifest.family is Family.GEMINI:
+            inner.setdefault("generationConfig", {})["maxOutputTokens"] = 0
         else:
             inner["max_tokens"] = 0
-    return [(orjson.dumps(row), IndexEntry(row["custom_id"], row["custom_id"], {}))
-            for row in (ok, bad)]
+    return [(orjson.dumps(row), IndexEntry(row["custom_id"].removeprefix(prefix),
+                                           row["custom_id"], {})) for row in (ok, bad)]
 
 
 def canary(manifests: Sequence[Manifest], writer: Writer, settings: Settings, folder: Path,

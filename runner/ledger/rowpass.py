@@ -70,9 +70,15 @@ class Ledger:
     # on_change: forward — fingerprints of rows answered under an older spec, not asked to re-run:
     # an unedited row keeps that answer.
     kept_fps: set[str] = field(default_factory=set)
-    # How many of those two are an older batchrun's, from before a JSONL row's fingerprint was its
-    # line's: such a row is then looked up by its values too (and its fingerprint refreshed).
+    # How many of those two hash a JSONL row's values (an older batchrun's, or forward's) and how
+    # many its line (rerun's): a row unknown by its own kind is looked up by the other too (and
+    # its fingerprint refreshed).
     legacy_fps: int = 0
+    line_fps: int = 0
+
+    def other_kind(self, manifest: Manifest) -> bool:
+        """Whether some stored JSONL fingerprints are not of the kind this manifest computes."""
+        return bool(self.line_fps if manifest.on_change == "forward" else self.legacy_fps)
     # Source rows the source itself recognised as answered (BigQuery, by an anti-join): never
     # read here, done.
     unchanged: int = 0
@@ -192,7 +198,7 @@ def _take_rows(ledger: Ledger, manifest: Manifest, rows: Iterable[dict[str, Any]
                     ledger.refresh.add(key)
                 elif fp:
                     ledger.answered_fps.add(fp)
-                    ledger.legacy_fps += not is_line_fp(fp)
+                    _count_kind(ledger, fp)
             else:
                 if not forward or rerun_asked(row, spec_hash):  # forward keeps it unless asked
                     ledger.older_ids.add(hash(custom_id))
@@ -201,7 +207,7 @@ def _take_rows(ledger: Ledger, manifest: Manifest, rows: Iterable[dict[str, Any]
                     ledger.reshapable.add(key)
                 if forward and ours and fp and not rerun_asked(row, spec_hash):
                     ledger.kept_fps.add(fp)
-                    ledger.legacy_fps += not is_line_fp(fp)
+                    _count_kind(ledger, fp)
         for hashed, state in ledger_entries(row, spec_hash):
             if state.answered:
                 if counts:
@@ -212,6 +218,13 @@ def _take_rows(ledger: Ledger, manifest: Manifest, rows: Iterable[dict[str, Any]
         if not ctx.pushed and row.get("status") == Status.SUCCEEDED and isinstance(usage, dict):
             ledger.answered += 1
             ledger.output_tokens += int(usage.get("output_tokens") or 0)
+
+
+def _count_kind(ledger: Ledger, fp: str) -> None:
+    if is_line_fp(fp):
+        ledger.line_fps += 1
+    else:
+        ledger.legacy_fps += 1
 
 
 def _take_jobs(ledger: Ledger, manifest: Manifest, reader: BackendReader,
@@ -315,7 +328,8 @@ def rendered_rows(manifest: Manifest, reader: BackendReader, settings: Settings,
     unrendered (skipped); with the ledger, rows the source recognised as answered are only
     counted there (Ledger.unchanged)."""
     return render_rows(manifest, _source_rows(manifest, reader, settings, ledger), known=known,
-                       fingerprints=fingerprints, legacy=bool(ledger and ledger.legacy_fps),
+                       fingerprints=fingerprints,
+                       alternate=ledger is not None and ledger.other_kind(manifest),
                        max_request_bytes=settings.quota.request_bytes(manifest.family),
                        source_name=display_path_of(manifest, settings),
                        max_id_chars=settings.quota.max_id_chars,

@@ -59,6 +59,7 @@ class JobFailures:
     last: JobEnd | None = None  # the newest job-level failure in that run
     blocked: bool = False
     auth: bool = False  # credentials were refused
+    imported: bool = False  # the importer refused the input (import_failure)
     hold_until: datetime | None = None  # creates wait until then (backoff)
 
 
@@ -73,11 +74,19 @@ _PAID_FOR_NOTHING: Final = frozenset({Code.DEADLINE_EXCEEDED, Code.OUT_OF_RANGE,
                                       Code.FAILED_PRECONDITION})
 
 
+def import_failure(job: JobEnd) -> bool:
+    """Vertex's batch importer refused the staged input before any row ran (code 3, "Failed to
+    import data", Gemini reference §2.4): the manifest's doing, and the same rows staged again
+    fail the same way, so no resubmission can help."""
+    return job.job_failure and job.code == Code.INVALID_ARGUMENT and (
+        "failed to import data" in (job.message or "").lower())
+
+
 def _at_once(job: JobEnd) -> bool:
-    """Failures that block at once: refused credentials or account, or a request the endpoint
-    may have answered and billed though batchrun could not use the answer (sending it again may
-    pay twice)."""
-    return job.job_failure and (job.code in _PAID_FOR_NOTHING
+    """Failures that block at once: refused credentials or account, a request the endpoint may
+    have answered and billed though batchrun could not use the answer (sending it again may pay
+    twice), or an input the importer refused (it would be refused again)."""
+    return job.job_failure and (job.code in _PAID_FOR_NOTHING or import_failure(job)
                                 or fault_of(job.code, job.message or "") is Fault.AUTH)
 
 
@@ -106,7 +115,8 @@ def job_failures(jobs: Iterable[JobEnd], policy: FailurePolicy, forgiven: frozen
     newest_any = max(everything, key=lambda j: j.created, default=None)
     if newest_any is not None and _at_once(newest_any):
         return JobFailures(max(streak, 1), newest_any, True,
-                           fault_of(newest_any.code, newest_any.message or "") is Fault.AUTH, None)
+                           fault_of(newest_any.code, newest_any.message or "") is Fault.AUTH,
+                           import_failure(newest_any), None)
     newest = mine[-1] if mine else None
     if last is None or newest is None or not newest.job_failure:
         return JobFailures(streak, last, last is not None and streak >= policy.max_job_failures)
@@ -121,4 +131,5 @@ def job_failures(jobs: Iterable[JobEnd], policy: FailurePolicy, forgiven: frozen
             delay = min(policy.backoff_max, policy.backoff * 2 ** (streak - 1))
         until = newest.ended + timedelta(seconds=delay)
         hold = until if until > now else None
-    return JobFailures(streak, newest if newest.job_failure else last, blocked, False, hold)
+    return JobFailures(streak, newest if newest.job_failure else last, blocked, False,
+                       hold_until=hold)

@@ -50,6 +50,8 @@ def known_task(model: ModelRef) -> Task | None:
 def family_of(model: ModelRef, task: Task) -> Family:
     if model.publisher == "anthropic":
         return Family.CLAUDE
+    if model.publisher == "google" and task is Task.CHAT:
+        return Family.GEMINI
     return Family.OPENAI_EMBEDDINGS if task is Task.EMBEDDINGS else Family.OPENAI_CHAT
 
 
@@ -91,11 +93,15 @@ def region_well_formed(region: str) -> bool:
 MULTI_REGIONS: Final = ("us", "eu")
 
 
-def region_problem(region: str) -> tuple[bool, str, str] | None:
-    """(is_error, message, hint) when `region` cannot or may not run batch jobs."""
-    if region == "global":
-        return (True, 'region "global" does not run batch jobs for Claude or open models',
+def region_problem(region: str, family: Family | None = None) -> tuple[bool, str, str] | None:
+    """(is_error, message, hint) when `region` cannot or may not run batch jobs (for `family`;
+    None: for every family, as batchrun.yaml's region is)."""
+    if region == "global" and family is not Family.GEMINI:
+        return (True, 'region "global" does not run batch jobs for Claude or open models '
+                      "(Gemini's do: set it in the Gemini manifests' spec.region)",
                 "pick a region such as us-east5, or leave it out: the model's region is used")
+    if region == "global":
+        return None  # base Gemini models batch on the global endpoint (BigQuery aside: checks)
     if not region_well_formed(region):
         return (True, f'"{region}" is not a Vertex region',
                 "regions look like us-central1 or europe-west4 (or us, eu: multi-region)")
@@ -109,6 +115,12 @@ def entry(model: ModelRef) -> Mapping[str, Any] | None:
     """The catalogue's record of a model: task, batch regions, status, sources."""
     found: Mapping[str, Any] | None = _data()["models"].get(model.base)
     return found
+
+
+def regions_open(model: ModelRef) -> bool:
+    """Whether the model batches in any region serving it, its listed regions only those seen."""
+    found = entry(model)
+    return bool(found and found.get("regions_open"))
 
 
 def batch_regions(model: ModelRef) -> list[str]:
@@ -194,8 +206,10 @@ def check_parameters(family: Family, params: Mapping[str, Any]) -> list[tuple[st
     for key, value in params.items():
         kind = allowed.get(key)
         if kind is None:
-            close = difflib.get_close_matches(key, list(allowed), n=1)
-            hint = (f'did you mean "{close[0]}"?' if close
+            alias = rules.get("aliases", {}).get(key)  # another API's name for it
+            close = [alias] if alias else difflib.get_close_matches(key, list(allowed), n=1)
+            hint = (f'did you mean "{close[0]}"?' if close and close[0] in allowed
+                    else f"it is set by {close[0]}" if close
                     else f"known: {', '.join(sorted(allowed))}")
             out.append((key, f'unknown parameter "{key}" for {family.value} models; {hint}', True))
         elif not _fits(kind, value):

@@ -39,6 +39,11 @@ def model_finding(m: Manifest) -> Finding:
         return Finding(False, f"{m.name}: {m.model.short} is not in batchrun's catalogue, so its "
                               "batch regions and price are unknown",
                        "check the model garden; give its price under pricing: in batchrun.yaml")
+    if m.region not in regions and catalog.regions_open(m.model):
+        return Finding(True, f"{m.name}: {m.model.short} runs batch jobs in any region serving "
+                             f"it; batchrun has seen {', '.join(regions)}, not yet {m.region}",
+                       "a job that Vertex refuses there fails at create: set spec.region to one "
+                       "of those", warn=True)
     if m.region not in regions:
         return Finding(False, f"{m.name}: {m.model.base} runs batch jobs in {', '.join(regions)}, "
                               f"not in {m.region}", f"set spec.region: {regions[0]}")

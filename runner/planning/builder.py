@@ -49,7 +49,7 @@ def _blocked(failures: JobFailures, ledger: Ledger) -> Blocked | None:
     last = failures.last
     return Blocked(since=last.ended.strftime("%Y-%m-%d %H:%M:%S UTC") if last.ended else "unknown",
                    error=redact(last.error_text), failures=failures.streak,
-                   credentials=failures.auth)
+                   credentials=failures.auth, import_failure=failures.imported)
 
 
 def _notes(manifest: Manifest, settings: Settings, job_ends: JobFailures, held: datetime | None,
@@ -70,7 +70,8 @@ def _notes(manifest: Manifest, settings: Settings, job_ends: JobFailures, held: 
     return notes
 
 
-def _identity_notes(ledger: Ledger, refreshed: int, fingerprints: int) -> list[Note]:
+def _identity_notes(manifest: Manifest, ledger: Ledger, refreshed: int,
+                    fingerprints: int) -> list[Note]:
     """Why stored answers do not count as they stand: another answerer made them, or their
     passthrough columns are not the manifest's (reshaped, free); and answers that stand but whose
     rows were known by their request alone (their fingerprints refreshed, free)."""
@@ -79,7 +80,10 @@ def _identity_notes(ledger: Ledger, refreshed: int, fingerprints: int) -> list[N
     if refreshed:
         notes.append(Note(NoteKind.PASSTHROUGH, rows=refreshed))
     if fingerprints:
-        notes.append(Note(NoteKind.FINGERPRINTS, rows=fingerprints, legacy=bool(ledger.legacy_fps)))
+        forward = manifest.on_change == "forward"
+        notes.append(Note(NoteKind.FINGERPRINTS, rows=fingerprints,
+                          legacy=not forward and bool(ledger.legacy_fps),
+                          by_values=forward and bool(ledger.line_fps)))
     return notes
 
 
@@ -189,7 +193,7 @@ def _plan_rows(manifest: Manifest, reader: BackendReader, settings: Settings,
                        counted.send.hexdigest()[:32], jobs)
     notes = _notes(manifest, settings, job_ends, held if counted.shards else None,
                    bool(ledger.running_stale or ledger.running_other))
-    notes += _identity_notes(ledger, 0 if blocked else counted.refreshed,
+    notes += _identity_notes(manifest, ledger, 0 if blocked else counted.refreshed,
                              0 if blocked else counted.fingerprints)
     plan = ManifestPlan(
         name=manifest.name, file=display_path(manifest.file, settings.root),
@@ -209,8 +213,9 @@ def cost_estimate(manifest: Manifest, ledger: Ledger, tally: estimate.Tally) -> 
     follow the manifest's own past answers when it has some, else max_tokens per row, an upper
     bound."""
     rows = tally.rows
-    max_tokens = manifest.parameters.get("max_tokens") or manifest.parameters.get(
-        "max_completion_tokens")
+    max_tokens = (manifest.parameters.get("max_tokens")
+                  or manifest.parameters.get("max_completion_tokens")
+                  or manifest.parameters.get("maxOutputTokens"))  # Gemini's name; thoughts aside
     per_row: float
     if manifest.family is Family.OPENAI_EMBEDDINGS:
         per_row, output, basis = 0, 0, "embeddings"

@@ -51,7 +51,7 @@ class RowTally:
               reader: BackendReader, exact_tokens: bool, prepared: Prepared | None) -> RowTally:
         return cls(manifest, ledger, slots,
                    estimate.Tally(estimate.price_for(manifest.model, settings.pricing)),
-                   Sharder(settings), reader, exact_tokens, prepared)
+                   Sharder(settings, manifest.family), reader, exact_tokens, prepared)
 
     def add(self, row: RenderedRow, kind: RowClass, stored: LedgerState) -> None:
         manifest, ledger = self.manifest, self.ledger

@@ -32,7 +32,8 @@ class NoteKind(StrEnum):
     OTHER_ANSWERER = "other-answerer"
     PASSTHROUGH = "passthrough"  # stored rows lack or carry stale passthrough columns: reshaped
     # Answers known by their request, not their source row's fingerprint (`rows`; `legacy`: an
-    # older batchrun's fingerprints among them): refreshed, the next plan skips their rows
+    # older batchrun's fingerprints among them; `by_values`: lines' fingerprints, stored under
+    # on_change: rerun, where forward hashes values): refreshed, the next plan skips their rows
     FINGERPRINTS = "fingerprints"
 
 
@@ -50,6 +51,7 @@ class Note:
     answered_by: str | None = None  # who made those answers (OTHER_ANSWERER)
     answerer: str | None = None  # who answers now
     legacy: bool = False  # FINGERPRINTS: some were stored by an older batchrun
+    by_values: bool = False  # FINGERPRINTS: stored by their lines, forward knows rows by values
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,7 @@ class Blocked:
     error: str  # its error, redacted
     failures: int  # job-level failures in a row
     credentials: bool = False  # the endpoint or service refused the credentials
+    import_failure: bool = False  # Vertex's batch importer refused the staged rows (code 3)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,15 +7,17 @@ from collections.abc import Sequence
 
 from runner.backends.base import RemoteJob
 from runner.models import catalog
-from runner.spec import Family, Quota, Settings, Task
+from runner.spec import JOB_LIMITS, Family, Quota, Settings, Task
 
 
 class Sharder:
     """Splits a stream of request lines into jobs within the per-job row and byte limits."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.max_rows = settings.quota.max_rows_per_job
-        self.max_bytes = settings.quota.max_bytes_per_job
+    def __init__(self, settings: Settings, family: Family | None = None) -> None:
+        rows, size = JOB_LIMITS.get(family.value, (None, None)) if family else (None, None)
+        self.max_rows = min(settings.quota.max_rows_per_job, rows or settings.quota.max_rows_per_job)
+        self.max_bytes = min(settings.quota.max_bytes_per_job,
+                             size or settings.quota.max_bytes_per_job)
         self.shards = 0
         self._rows = self._bytes = 0
 

@@ -21,11 +21,11 @@ from runner.models import catalog
 from runner.models import rules as modelrules
 from runner.project.paths import destination_key
 from runner.project.yamldoc import Document, PathKey
-from runner.rendering import importguard
+from runner.rendering import gemini, importguard
 from runner.rendering.row import template_variables
 from runner.rendering.sandbox import TemplateLimit, refusal_text
 from runner.rows import files as rowfile
-from runner.spec import Manifest, SourceKind, Task, Template
+from runner.spec import Family, Manifest, SourceKind, Task, Template
 
 # Columns batchrun writes into every result row, and `outcome`, which `results` adds: a
 # passthrough column may not shadow them — in any letter case (BigQuery's column names ignore it).
@@ -217,11 +217,19 @@ def _check_region(manifest: Manifest, doc: Document) -> list[Diagnostic]:
         return []
     own = "region" in doc.data.get("spec", {})
     where = _at(doc, "spec", "region") if own else _at(doc, "spec", "model")
-    problem = catalog.region_problem(region)
+    problem = catalog.region_problem(region, manifest.family)
     if problem is not None and own:  # the project's region is checked with batchrun.yaml
         return [(error if problem[0] else warning)(problem[1], **where, hint=problem[2])]
+    bigquery = [name for name, kind in (("source", manifest.source.kind.value),
+                                        ("destination", manifest.destination.kind.value))
+                if kind == "bigquery"]
+    if region == "global" and bigquery:
+        return [error(f'the global endpoint runs Gemini batch jobs from and to Cloud Storage only, '
+                      f'not with a BigQuery {" or ".join(bigquery)}', **where,
+                      hint="set spec.region to the BigQuery dataset's region, such as "
+                           "us-central1 (a regional endpoint reads and writes BigQuery)")]
     regions = catalog.batch_regions(manifest.model)
-    if regions and region not in regions:
+    if regions and region not in regions and not catalog.regions_open(manifest.model):
         return [warning(f'{manifest.model.base} batch jobs run in {", ".join(regions)}, not in '
                         f'"{region}" (batchrun\'s catalogue)', **where,
                         hint=f"set spec.region: {regions[0]}, or leave region out of the manifest "
@@ -230,9 +238,18 @@ def _check_region(manifest: Manifest, doc: Document) -> list[Diagnostic]:
 
 
 def _check_import(manifest: Manifest, doc: Document) -> list[Diagnostic]:
-    """Parameters Vertex's batch importer would fail the whole job on (importguard)."""
-    return [error(what, **_at(doc, "spec", "parameters", *path), hint=fix)
-            for path, what, fix in importguard.parameter_problems(manifest.parameters)]
+    """Parameters Vertex's batch importer would fail the whole job on (importguard), and for
+    Gemini the response schema as it is sent (its `$` keywords, nulls and {} already left out:
+    rendering/gemini.py), whose property names and depth no rewriting can mend."""
+    found = [error(what, **_at(doc, "spec", "parameters", *path), hint=fix)
+             for path, what, fix in importguard.parameter_problems(manifest.parameters)]
+    schema = manifest.response.schema
+    if manifest.family is Family.GEMINI and schema is not None:
+        sent = {"generationConfig": {"responseJsonSchema": gemini.importable_schema(schema)}}
+        found += [error(f"response schema: {what}",
+                        **_at(doc, "spec", "response", "schema", *path[2:]), hint=fix)
+                  for path, what, fix in importguard.parameter_problems(sent)]
+    return found
 
 
 def check_manifest(manifest: Manifest, doc: Document) -> list[Diagnostic]:

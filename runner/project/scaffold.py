@@ -16,7 +16,7 @@ from runner.models import catalog
 from runner.models import rules as modelrules
 from runner.project.schemas import schema_path
 from runner.project.settings import new_project_id
-from runner.spec import ModelRef, Task
+from runner.spec import Family, ModelRef, Task
 
 SCHEMA_DIR: Final = ".batchrun-schemas"
 IGNORED: Final = (".batchrun/", "out/")
@@ -112,7 +112,10 @@ def _chat_model(name: str) -> ModelRef:
 
 
 def _parameters(model: ModelRef) -> str:
-    """Only what the model takes: a parameter it refuses would fail every row."""
+    """Only what the model takes, under its family's names: a parameter it refuses would fail
+    every row (Gemini's are generationConfig's)."""
+    if catalog.family_of(model, Task.CHAT) is Family.GEMINI:
+        return "maxOutputTokens: 64, temperature: 0"
     fields = ["max_tokens: 16"]
     if modelrules.accepts(model, "temperature"):
         fields.append("temperature: 0")

@@ -16,10 +16,12 @@ from typing import Any, Final
 
 MAX_DEPTH: Final = 15  # "the maximum allowed level of 15" (objects inside objects, lists aside)
 # Where JSON Schemas travel in a request: Claude tools' input_schema, OpenAI tools' function
-# parameters and response_format's json_schema.schema. Only inside them is one key's shape checked
-# across places (the note's case is `anyOf.type`, a list in one branch and a string in another);
-# elsewhere a varying shape is ordinary (Claude's `content`, a string or a list of blocks).
-SCHEMA_KEYS: Final = frozenset({"input_schema", "parameters", "schema"})
+# parameters and response_format's json_schema.schema, Gemini's responseJsonSchema. Only inside
+# them is one key's shape checked across places (the note's case is `anyOf.type`, a list in one
+# branch and a string in another); elsewhere a varying shape is ordinary (Claude's `content`, a
+# string or a list of blocks).
+SCHEMA_KEYS: Final = frozenset({"input_schema", "parameters", "schema", "responseJsonSchema",
+                                "responseSchema"})  # the last two: Gemini's generationConfig
 
 Problem = tuple[tuple[str | int, ...], str, str]  # (path, what, the fix)
 
@@ -51,6 +53,10 @@ def _problems(value: Any, depth: int, at: tuple[str | int, ...],
     if isinstance(value, list):
         for n, item in enumerate(value):
             yield from _problems(item, depth, (*at, n), in_schema)
+        return
+    if value is None and in_schema:
+        yield (at, "a null in a schema fails the whole job at import (\"Only optional fields can "
+                   "be set to NULL\")", "leave the keyword out instead of setting it to null")
         return
     if not isinstance(value, Mapping):
         return

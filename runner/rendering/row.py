@@ -19,9 +19,11 @@ import orjson
 
 from runner import estimate
 from runner.identity import request_hash
-from runner.rendering import importguard
+from runner.rendering import gemini, importguard
 from runner.rendering.sandbox import REFUSALS, BoundedSandbox, Deadline, refusal_text
+from runner.rows import wireid
 from runner.rows.idrule import hashed_id, hashed_shape, id_ok, sent_as_is
+from runner.rows.linefp import is_line_fp
 from runner.rows.records import SourceRow
 from runner.spec import Family, Manifest, Template
 
@@ -125,6 +127,16 @@ def _with_custom_id(data: Mapping[str, Any], custom_id: str) -> Mapping[str, Any
     return {"custom_id": custom_id, **data}
 
 
+def _gemini_row(data: Mapping[str, Any], custom_id: str) -> Mapping[str, Any]:
+    """A ready-made Gemini request row as sent: the id batchrun tracks and the request alone (any
+    other key would become a column of the importer's, one more way to fail the job)."""
+    body = data.get("request")
+    if not isinstance(body, dict):
+        raise RowError('a Gemini request row is {"request": {"contents": [...], ...}} (a '
+                       "GenerateContentRequest); this one has no request object")
+    return gemini.line(custom_id, body)
+
+
 def canonical_fingerprint(data: Mapping[str, Any]) -> str:
     """The values of a row, sorted by column and hashed: the fingerprint of CSV and Parquet rows,
     and of JSONL rows before their lines were hashed (an older batchrun's answers are recognised
@@ -152,6 +164,8 @@ class Renderer:
         self.manifest = manifest
         self.max_request_bytes = max_request_bytes
         self.max_id_chars = max_id_chars
+        # forward keeps an answer while its row's values stand, however the file is written
+        self._by_values = manifest.on_change == "forward"
         env = _environment(max_request_bytes)
         prompt = manifest.prompt
         texts: dict[str, Template] = {}
@@ -170,6 +184,9 @@ class Renderer:
         self._templates = {k: env.from_string(t.text) for k, t in texts.items()}
         self._params = dict(manifest.parameters)
         self._requests = manifest.source.format == "requests"
+        self._response = manifest.response
+        # the id as sent: Gemini's carries a prefix no importer retypes (rendering/gemini.py)
+        self._id_prefix = wireid.PREFIX if manifest.family is Family.GEMINI else ""
         self._rehash = manifest.source.id_hash
         pieces = {k: _simple_pieces(env, t.text) for k, t in texts.items()}
         self._fast: dict[str, list[str | tuple[str]]] | None = None
@@ -188,13 +205,20 @@ class Renderer:
         whose fingerprint is answered need not be rendered); under `on_change: forward` it means
         the row was not edited, so its older answer is kept. A source that hashes its rows itself
         gives its own: BigQuery in SQL, so it can leave out answered rows; a JSONL file its lines
-        (runner/rows/linefp.py), so an unchanged line is told without parsing it."""
-        return row.fp if row.fp is not None else canonical_fingerprint(row.data)
+        (runner/rows/linefp.py), so an unchanged line is told without parsing it. Under `forward`
+        a line's is not used: re-writing the file's spacing or key order is no edit there."""
+        fp = row.fp
+        if fp is None or (self._by_values and is_line_fp(fp)):
+            return canonical_fingerprint(row.data)
+        return fp
 
     def _compile_skeleton(self) -> None:
         """Split the line of a request with marker texts into literal bytes and slots."""
         marked = {k: _SLOT.format(k) for k in self._templates}
         line = dumps(self.build(_SLOT.format("id"), marked))
+        if self._id_prefix:
+            line = line.replace(f'"{self._id_prefix}@@batchrun-slot-id'.encode(),
+                                b'"@@batchrun-slot-id')
         parts: list[bytes] = []
         order: list[str] = []
         rest = line
@@ -239,13 +263,16 @@ class Renderer:
 
     def build(self, custom_id: str, texts: Mapping[str, str]) -> dict[str, Any]:
         """The request row as a dict from its rendered texts, keys in the seed order."""
+        family = self.manifest.family
+        if family is Family.GEMINI:
+            return gemini.line(custom_id, gemini.request(
+                texts, self._examples, self._params, self._response.format, self._response.schema))
         messages = []
         for i in range(self._examples):
             messages.append({"role": "user", "content": texts[f"example{i}-user"]})
             messages.append({"role": "assistant", "content": texts[f"example{i}-assistant"]})
         if "user" in texts:
             messages.append({"role": "user", "content": texts["user"]})
-        family = self.manifest.family
         if family is Family.CLAUDE:
             request: dict[str, Any] = {"messages": messages, "anthropic_version": ANTHROPIC_VERSION,
                                        "max_tokens": self._params.get("max_tokens")}
@@ -300,12 +327,13 @@ class Renderer:
             lines.append(f"    t{n} = " + (" + ".join(terms) if terms else "''"))
         parts = [f"_S[{0}]"]
         for i, slot in enumerate(self._order, start=1):
-            parts.append("_dumps(custom_id)" if slot == "id" else f"_dumps({self._slot_var[slot]})")
+            parts.append("_dumps(_P + custom_id)" if slot == "id"
+                         else f"_dumps({self._slot_var[slot]})")
             parts.append(f"_S[{i}]")
         chars = " + ".join(f"len({v})" for v in self._slot_var.values()) or "0"
         lines.append(f"  return b''.join(({', '.join(parts)},)), {chars}")
         namespace: dict[str, Any] = {"_S": tuple(self._skeleton), "_dumps": orjson.dumps,
-                                     "_text": _text}
+                                     "_text": _text, "_P": self._id_prefix}
         exec(compile("\n".join(lines), "<batchrun fast template>", "exec"), namespace)
         fn: Callable[[str, Mapping[str, Any]], tuple[bytes, int]] = namespace["line"]
         return fn
@@ -326,7 +354,8 @@ class Renderer:
             if self._requests:
                 for path, what, fix in importguard.row_problems(row.data):  # the first is enough
                     raise RowError(f"{importguard.dotted(path)}: {what}; {fix}")
-                line = dumps(_with_custom_id(row.data, custom_id))
+                line = dumps(_gemini_row(row.data, custom_id) if self._id_prefix
+                             else _with_custom_id(row.data, custom_id))
                 chars = estimate.prompt_chars(self.manifest.family, row.data)
             else:
                 request = self.request(custom_id, row.data)

@@ -42,6 +42,14 @@ def _ids(renderer: Renderer, rows: Iterable[SourceRow | RowIssue]
                 continue
 
 
+def _other(row: SourceRow, fp: str) -> str:
+    """A JSONL row's fingerprint of the other kind than `fp`: its values' for its line's, and
+    its line's for its values'; "" for a row that has one kind only."""
+    if is_line_fp(fp):
+        return canonical_fingerprint(row.data)
+    return row.fp if row.fp is not None and is_line_fp(row.fp) else ""
+
+
 def _no_fingerprint(row: SourceRow) -> str:
     return ""  # `batchrun render` only prints the rows: nothing is matched against answers
 
@@ -57,11 +65,12 @@ def render_rows(
     manifest_file: str | None = None,
     known: Callable[[str], bool] | None = None,
     fingerprints: bool = True,
-    legacy: bool = False,
+    alternate: bool = False,
 ) -> Iterator[RenderedRow]:
     """Render every row, streaming; bad rows are collected and raised together at the end.
-    With `legacy` (the answers hold fingerprints of an older batchrun), a JSONL row unknown by its
-    line's fingerprint is looked up by its values' too: known so, it is skipped, to be refreshed.
+    With `alternate` (the answers hold JSONL fingerprints of the other kind: an older batchrun's
+    or `forward`'s, of the values; `rerun`'s, of the line), a JSONL row unknown by its fingerprint
+    is looked up by the other too: known so, it is skipped, its fingerprint to be refreshed.
     `reread` reads the source again to name the rows of duplicate ids (error path only). A template
     the sandbox refuses stops at once, reported against the template in `manifest_file`."""
     renderer = Renderer(manifest, max_request_bytes=max_request_bytes, max_id_chars=max_id_chars)
@@ -83,8 +92,7 @@ def render_rows(
             fp = fingerprint(item)  # type: ignore[arg-type]
             if known is not None and known(fp):  # answered under this spec: nothing to render
                 rendered = RenderedRow(custom_id, b"", "", item, 0, fp, True)  # type: ignore[arg-type]
-            elif legacy and known is not None and is_line_fp(fp) and known(
-                    old := canonical_fingerprint(item.data)):  # type: ignore[union-attr]
+            elif alternate and known is not None and (old := _other(item, fp)) and known(old):  # type: ignore[arg-type]
                 rendered = RenderedRow(custom_id, b"", "", item, 0, fp, True,  # type: ignore[arg-type]
                                        True, old)
             else:

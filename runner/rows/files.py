@@ -48,20 +48,21 @@ def _lines(fh: BinaryIO, limit: int | None) -> Iterator[tuple[int, bytes | _Long
     readline, number = fh.readline, 0
     while chunk := readline(_DRAIN):
         number += 1
-        pieces, size = [chunk], len(chunk)
+        pieces, size, end = [chunk], len(chunk), chunk[-2:]  # end: the line's last two bytes
         while not chunk.endswith(b"\n") and size <= limit + 2 and (chunk := readline(_DRAIN)):
             pieces.append(chunk)
             size += len(chunk)
+            end = (end + chunk)[-2:]
         quotes = sum(p.count(b'"') for p in pieces)
         if chunk and not chunk.endswith(b"\n"):  # past the limit, mid-line: read on, keep nothing
             pieces.clear()
             while chunk := readline(_DRAIN):
                 size += len(chunk)
                 quotes += chunk.count(b'"')
+                end = (end + chunk)[-2:]
                 if chunk.endswith(b"\n"):
                     break
-        last = pieces[-1] if pieces else chunk
-        size -= 2 if last.endswith(b"\r\n") else 1 if last.endswith(b"\n") else 0
+        size -= len(end) - _size(end)  # a \r\n may straddle two reads
         if size > limit:
             yield number, _Long(size, quotes % 2 == 1)
         else:
@@ -86,9 +87,7 @@ def _decoded_lines(path: Path, limit: int | None
             try:
                 yield number, raw.decode("utf-8"), len(raw)
             except UnicodeDecodeError as exc:
-                yield number, RowIssue(
-                    number, f"is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column "
-                            f"{exc.start + 1}); re-encode the file as UTF-8"), len(raw)
+                yield number, _bad_utf8(number, raw, exc), len(raw)
 
 
 def parse_jsonl_line(number: int, text: str | bytes, where: str = "") -> SourceRow | RowIssue:
@@ -134,12 +133,13 @@ def hash_lines(fh: BinaryIO, limit: int | None, out: IO[bytes]
         mark(offset)
         offset += len(raw)
         if len(raw) == cap and raw[-1:] != b"\n":  # over the limit: read on, keep nothing
-            size = len(raw)
+            size, tail = len(raw), raw[-1:]
             while chunk := readline(_DRAIN):
                 size += len(chunk)
-                if chunk[-1:] == b"\n":
-                    size -= 2 if chunk.endswith(b"\r\n") else 1
+                if chunk[-1:] == b"\n":  # its \r may have ended the chunk before
+                    size -= len(end := tail + chunk[-2:]) - _size(end)
                     break
+                tail = chunk[-1:]
             offset = fh.tell()
             issues.append(RowIssue(len(offsets), _too_long(_Long(size, False), limit)))
             add("")
@@ -159,7 +159,8 @@ def hash_lines(fh: BinaryIO, limit: int | None, out: IO[bytes]
 
 
 def row_at(fh: BinaryIO, number: int, offset: int) -> SourceRow | RowIssue:
-    """The row of the line at `offset` (line `number`), as read_jsonl reads it."""
+    """The row of the line at `offset` (line `number`, not blank: hash_lines gave it a
+    fingerprint), as read_jsonl reads it."""
     fh.seek(offset)
     raw = fh.readline()
     if number == 1 and raw.startswith(_BOM):
@@ -167,13 +168,31 @@ def row_at(fh: BinaryIO, number: int, offset: int) -> SourceRow | RowIssue:
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        try:
-            return parse_jsonl_line(number, raw.decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            return RowIssue(number, f"is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column "
-                                    f"{exc.start + 1}); re-encode the file as UTF-8")
-    if type(data) is dict:
-        return SourceRow(number, data, line_fp(raw))
+        refused = _refused(number, raw)
+        assert refused is not None
+        return refused
+    return SourceRow(number, data, line_fp(raw)) if type(data) is dict else _not_object(
+        number, data)
+
+
+def _refused(number: int, raw: bytes) -> SourceRow | RowIssue | None:
+    """A line orjson refused, read again to say why: None if blank, the bad byte named, or the
+    JSON error (and a row, should a decoded line parse after all)."""
+    if not raw.strip():
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return _bad_utf8(number, raw, exc)
+    return parse_jsonl_line(number, text)
+
+
+def _bad_utf8(number: int, raw: bytes, exc: UnicodeDecodeError) -> RowIssue:
+    return RowIssue(number, f"is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column "
+                            f"{exc.start + 1}); re-encode the file as UTF-8")
+
+
+def _not_object(number: int, data: Any) -> RowIssue:
     return RowIssue(number, f"must be a JSON object, not {type(data).__name__}")
 
 
@@ -192,20 +211,11 @@ def read_jsonl(path: Path, limit: int | None = None) -> Iterator[SourceRow | Row
             try:
                 data = loads(raw)
             except decode_error:
-                if not raw.strip():
-                    continue
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    yield RowIssue(number, f"is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at "
-                                           f"column {exc.start + 1}); re-encode the file as UTF-8")
-                    continue
-                yield parse_jsonl_line(number, text)
+                if (refused := _refused(number, raw)) is not None:
+                    yield refused
                 continue
-            if type(data) is dict:
-                yield SourceRow(number, data, fp(raw))
-            else:
-                yield RowIssue(number, f"must be a JSON object, not {type(data).__name__}")
+            yield SourceRow(number, data, fp(raw)) if type(data) is dict else _not_object(
+                number, data)
 
 
 class _CsvLines:

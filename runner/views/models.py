@@ -42,8 +42,8 @@ def models_text(models: Sequence[ModelInfo], no_current: Sequence[str] = ()) -> 
              for r in rows]
     for m in models:
         if m.price and m.price.bands:
-            bands = "; ".join(f"prompts over {over:,} tokens pay {factor:g}x"
-                              for over, factor in m.price.bands)
+            bands = "; ".join(f"prompts over {over:,} tokens pay {factor:g}x" + (
+                f" (output {out:g}x)" if out != factor else "") for over, factor, out in m.price.bands)
             lines.append(f"* {m.id}: {bands}")
     for task in no_current:
         lines.append(f"No {task} model is known to be current for batch jobs.")
@@ -57,8 +57,8 @@ def _price_json(price: Price | None) -> dict[str, Any] | None:
         return None
     return {"input": round(price.input, 6), "output": round(price.output, 6),
             "cache_read": round(price.cache_read, 6), "cache_write": round(price.cache_write, 6),
-            "bands": [{"prompt_tokens_over": over, "factor": factor}
-                      for over, factor in price.bands]}
+            "bands": [{"prompt_tokens_over": over, "factor": factor, "output_factor": out}
+                      for over, factor, out in price.bands]}
 
 
 def models_json(models: Sequence[ModelInfo], no_current: Sequence[str] = ()) -> str:

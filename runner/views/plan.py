@@ -92,9 +92,14 @@ def blocked_text(m: ManifestPlan) -> str:
     b = m.blocked
     assert b is not None
     what = ("the endpoint refused the credentials" if b.credentials
+            else "Vertex's batch importer refused the staged rows before any ran (nothing paid; "
+                 "staged again they would be refused again)" if b.import_failure
             else f"{n(b.failures, 'job')} in a row ended at job level with no row answered")
     fix = ("fix the key (api_key_env) or the service account" if b.credentials
-           else "fix the cause")
+           else "change what the error names in the prompt, parameters or response schema (the "
+                "importer takes no `$` keys, empty {}, nesting past 15, keys with spaces, a key "
+                "typed differently between rows, or nulls; `batchrun validate` checks these)"
+           if b.import_failure else "fix the cause")
     return (f"! blocked since {b.since}: {what}; last error: {b.error}. No row attempt was used. "
             f"What to do: {fix}, then run `batchrun retry {m.name}`.")
 
@@ -153,8 +158,11 @@ def note_text(note: Note) -> str:
                     "source, nothing sent")
         case NoteKind.FINGERPRINTS:
             why = ("they were stored by an older batchrun, which hashed a JSONL row's values, not "
-                   "its line" if note.legacy else "their source rows changed (a column added?) "
-                   "but their requests did not")
+                   "its line" if note.legacy else
+                   "they were stored under on_change: rerun, which knows a JSONL row by its line; "
+                   "forward knows it by its values, so the file may be re-written with other "
+                   "spacing or key order" if note.by_values else
+                   "their source rows changed (a column added?) but their requests did not")
             return (f"{n(note.rows, 'answer')} {'stands' if note.rows == 1 else 'stand'} for "
                     f"{'its row' if note.rows == 1 else 'their rows'}, known by the request "
                     f"rather than the fingerprint: {why}; apply writes the fingerprints now, "

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from runner import estimate
-from runner.backends.local import endpoint
+from runner.backends.local import endpoint, geminirows
 from runner.backends.local.endpoint import Answer, EndpointError, InFlight
 from runner.rpc import Code
 from runner.spec import ExecutorSpec, Family
@@ -72,6 +72,12 @@ def echo(spec: ExecutorSpec, family: Family, model: str, flights: InFlight | Non
 
     def run(row: dict[str, Any]) -> dict[str, Any]:
         custom_id = str(row.get("custom_id"))
+        if family is Family.GEMINI:
+            if custom_id in fail or custom_id.removeprefix("br-") in fail:
+                return geminirows.refused(row, "echo was told to fail this row")
+            text = geminirows.last_user_text(row.get("request") or {})
+            return geminirows.line(row, geminirows.answer(
+                text, estimate.request_tokens(family, row), approx_tokens(text), model))
         if family is Family.CLAUDE:
             request = row.get("request", {})
             text = _last_user_text(request.get("messages", []))
@@ -161,6 +167,9 @@ def echo_json(execute: Execute, schema: Any) -> Execute:
         line = execute(row)
         blocks = ((line.get("response") or {}).get("content") or [])
         choices = ((line.get("response") or {}).get("choices") or [])
+        candidates = ((line.get("response") or {}).get("candidates") or [])
+        if candidates:  # Gemini's: the answer is the last part
+            blocks = candidates[0]["content"]["parts"][-1:]
         prompt = (blocks[0].get("text") if blocks else
                   choices[0]["message"]["content"] if choices else None)
         if prompt is None or prompt.lstrip()[:1] in ("{", "["):  # a failure, or JSON already
@@ -223,6 +232,8 @@ def openai_http(spec: ExecutorSpec, family: Family, model: str,
     base = (spec.base_url or "").rstrip("/")
 
     def run(row: dict[str, Any]) -> dict[str, Any]:
+        if family is Family.GEMINI:
+            return gemini(row)
         body = dict(row.get("body", {}))
         body["model"] = spec.model or body.get("model") or model
         path = "/embeddings" if family is Family.OPENAI_EMBEDDINGS else "/chat/completions"
@@ -234,6 +245,22 @@ def openai_http(spec: ExecutorSpec, family: Family, model: str,
                                             Family.OPENAI_EMBEDDINGS else "choices", "OpenAI"))
         except _Unreadable as exc:
             return openai_line(row, None, {"message": str(exc)})
+
+    def gemini(row: dict[str, Any]) -> dict[str, Any]:
+        """A Gemini row asked of an OpenAI-compatible endpoint, answered as Vertex writes it."""
+        name = spec.model or model.rsplit("/", 1)[-1]
+        body = geminirows.openai_body(row.get("request") or {}, name)
+        resp = endpoint.post(session, _url(base, "/chat/completions"), body, _headers(spec, False),
+                             spec, flights)
+        if resp.status >= 400:  # about this request: the row's own failure
+            error = endpoint.error_of(resp, spec)
+            return geminirows.refused(row, str(error.get("message") or error), resp.status,
+                                      "ERROR")
+        try:
+            return geminirows.line(row, geminirows.from_openai(
+                _shaped(_json(resp), "choices", "OpenAI"), name))
+        except _Unreadable as exc:
+            return geminirows.line(row, None, str(exc))
 
     return run
 

@@ -204,7 +204,8 @@ class BigQuery:
         return created.isoformat() if created else "unknown"
 
     def stage_requests(self, table: str, lines: Iterable[bytes], claude: bool) -> None:
-        """An input table of request rows (content-addressed name: an existing one is reused)."""
+        """An input table of request rows (content-addressed name: an existing one is reused):
+        `claude` (Claude's and Gemini's), custom_id and a JSON request column; else OpenAI's."""
         from google.cloud import bigquery
 
         if self.table_exists(table):

@@ -244,7 +244,7 @@ class VertexBackend(StoredRows):
         project, dataset, _ = source.location.split(".", 2)
         table = f"{project}.{dataset}.batchrun_in_{request.input.digest[:20]}"
         self.bq.stage_requests(table, self.gcs.lines(request.input.uri),
-                               claude=request.family is Family.CLAUDE)
+                               claude=request.family in (Family.CLAUDE, Family.GEMINI))
         return f"bq://{table}"
 
     def create_job(self, request: JobRequest) -> RemoteJob:

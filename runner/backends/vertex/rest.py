@@ -56,7 +56,10 @@ class RetryPolicy:
 
 
 def host_for(region: str) -> str:
-    """The regional host; batch prediction for Claude and open models never runs on `global`."""
+    """The region's host: `global` (Gemini's batch runs there; Claude's and open models' never)
+    has no region in its name; the multi-regions us and eu have their own (GENAI _api_client)."""
+    if region == "global":
+        return "https://aiplatform.googleapis.com"
     if region in ("us", "eu"):
         return f"https://aiplatform.{region}.rep.googleapis.com"
     return f"https://{region}-aiplatform.googleapis.com"

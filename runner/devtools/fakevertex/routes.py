@@ -20,7 +20,8 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import orjson
 
-from runner.devtools.fakevertex.service import ApiError, FakeVertex, Faults
+from runner.devtools.fakevertex.service import FakeVertex, Faults
+from runner.devtools.fakevertex.validate import ApiError
 
 CANONICAL = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "ALREADY_EXISTS",
              412: "FAILED_PRECONDITION", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL",

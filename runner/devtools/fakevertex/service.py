@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import base64
 import json
-import math
+import random
 import secrets
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
-from runner.backends.local.executors import echo
-from runner.devtools.fakevertex import io
+from runner.backends.local.executors import echo, echo_json
+from runner.devtools.fakevertex import importer, io
 from runner.devtools.fakevertex.filters import FilterError, compile_filter
+from runner.devtools.fakevertex.validate import ApiError, validate
 from runner.spec import ExecutorSpec, Family
 
 IN_FLIGHT = {"JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_CANCELLING"}
@@ -60,6 +62,8 @@ class Faults:
     # The importer guesses JSON types (a Gemini batch note: "000000" came back as 0): ids that look
     # like numbers or booleans come back as such in the output.
     coerce_ids: bool = False
+    # The next Gemini job fails at import (code 3) with this detail, as Vertex's importer does.
+    import_error: str = ""
 
 
 def _now() -> datetime:
@@ -68,14 +72,6 @@ def _now() -> datetime:
 
 def _ts(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, rpc_status: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.rpc_status = rpc_status
 
 
 class FakeVertex:
@@ -94,7 +90,7 @@ class FakeVertex:
 
     # --- API -----------------------------------------------------------------------------------
     def create(self, project: str, location: str, body: dict[str, Any]) -> dict[str, Any]:
-        _validate(location, body)
+        validate(location, body)
         with self.mutex:
             fault = self.faults.create_errors.pop(0) if self.faults.create_errors else ""
             if fault in ("500", "503"):
@@ -127,7 +123,16 @@ class FakeVertex:
             for m in body.get("messages", [])]
         return sum(len(re.findall(r"\w+|[^\w\s]", t)) for t in texts)
 
+    def _named(self, name: str) -> str:
+        """A job's name as stored: Vertex takes the project's id or its number in a path and
+        answers with the number (the SDK sends the id; reference §1.3)."""
+        parts = name.split("/")
+        if len(parts) == 6 and parts[0] == "projects":
+            parts[1] = self.project_number
+        return "/".join(parts)
+
     def get(self, name: str) -> dict[str, Any]:
+        name = self._named(name)
         with self.mutex:
             if name not in self.jobs:
                 raise ApiError(404, "The BatchPredictionJob does not exist.")
@@ -160,6 +165,7 @@ class FakeVertex:
         return out
 
     def cancel(self, name: str) -> dict[str, Any]:
+        name = self._named(name)
         with self.mutex:
             job = self.jobs.get(name)
             if job is None:
@@ -175,6 +181,7 @@ class FakeVertex:
         return {}
 
     def delete(self, name: str, location: str) -> dict[str, Any]:
+        name = self._named(name)
         with self.mutex:
             job = self.jobs.get(name)
             if job is None:
@@ -271,9 +278,18 @@ class FakeVertex:
         faults = self.faults
         model = job["model"]
         source = job["inputConfig"]
-        rows = (io.read_bq_rows(source["bigquerySource"]["inputUri"]) if "bigquerySource" in source
-                else io.read_gcs_rows(list(source["gcsSource"]["uris"])))
+        rows: Iterable[dict[str, Any]] = (
+            io.read_bq_rows(source["bigquerySource"]["inputUri"]) if "bigquerySource" in source
+            else io.read_gcs_rows(list(source["gcsSource"]["uris"])))
         claude = "/anthropic/" in model
+        gemini = "publishers/google/" in model
+        if gemini:  # the importer reads the whole input before any row runs
+            rows = list(rows)
+            with self.mutex:
+                forced, faults.import_error = faults.import_error, ""
+            problem = forced or importer.problem(rows)
+            if problem:
+                raise importer.ImportFailure(problem)
         out_rows: list[dict[str, Any]] = []
         ok = failed = 0
         execute = None
@@ -281,39 +297,32 @@ class FakeVertex:
             if limit is not None and number >= limit:
                 break
             custom_id = str(row.get("custom_id"))
-            family = Family.CLAUDE if claude else (
-                Family.OPENAI_EMBEDDINGS if row.get("url") == "/v1/embeddings" else Family.OPENAI_CHAT)
-            body = row.get("request") or row.get("body") or {}
-            # Like the real services: a request with max_tokens 0 is refused (doctor's canary).
-            refused = (custom_id,) if isinstance(body, dict) and (
-                body.get("max_tokens") == 0 or body.get("input") == []) else ()
-            execute = echo(ExecutorSpec(fail_ids=(*faults.fail_rows, *refused)), family, model)
+            execute = _executor(row, model, faults)
             with self.mutex:
                 if self.jobs[name]["state"] != finish_from:
                     break  # cancelled while running
                 self.sent.append({"job": name, "custom_id": custom_id})
             line = execute(row)
-            if custom_id in faults.busy_rows:
-                line = ({**line, "status": "Too Many Requests: " + json.dumps({"error": {
-                    "code": 429, "message": "Resource exhausted", "status": "RESOURCE_EXHAUSTED"}}),
-                    "response": {}} if claude else
-                    {**line, "response": None, "error": {"code": 429,
-                                                         "message": "RESOURCE_EXHAUSTED"}})
+            if custom_id in faults.busy_rows or custom_id.removeprefix("br-") in faults.busy_rows:
+                line = _busy(line, model)
             if line.get("status") or line.get("error"):
                 failed += 1
             else:
                 ok += 1
-            if custom_id in faults.drop_output_rows:
+            if custom_id in faults.drop_output_rows or (
+                    custom_id.removeprefix("br-") in faults.drop_output_rows):
                 continue
             if faults.coerce_ids:
-                line = {**line, "custom_id": _as_loaded(custom_id)}
+                line = {**line, "custom_id": importer.as_loaded(custom_id)}
             passthrough = {k: v for k, v in row.items() if k not in ("method", "url")}
             out_rows.append({**passthrough, **line} if "bigquerySource" in source else line)
         with self.mutex:
             if self.jobs[name]["state"] != finish_from:
                 return
+        if gemini:  # "a 5-line batch came back iso-3, iso-2, iso-1, iso-5, iso-4" (reference §2.3)
+            random.Random(name).shuffle(out_rows)
         created = datetime.strptime(job["createTime"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-        info = self._write_output(job, out_rows, claude, created)
+        info = self._write_output(job, out_rows, claude or gemini, created)
         if end is None:
             end = ("JOB_STATE_PARTIALLY_SUCCEEDED" if failed and faults.partial_success
                    else "JOB_STATE_SUCCEEDED")
@@ -341,35 +350,32 @@ class FakeVertex:
         return {"gcsOutputDirectory": directory}
 
 
-def _as_loaded(value: str) -> Any:
-    """`value` as a loader that guesses types reads it: digits as a number, true/false as a bool."""
-    if value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    try:
-        number = float(value)
-    except ValueError:
-        return value
-    if value.lstrip("+-").isdigit():
-        return int(value)
-    return number if math.isfinite(number) and not value.isalpha() else value
+_BUSY = "Too Many Requests: " + json.dumps({"error": {
+    "code": 429, "message": "Resource exhausted", "status": "RESOURCE_EXHAUSTED"}})
 
 
-def _validate(location: str, body: dict[str, Any]) -> None:
-    if not body.get("displayName"):
-        raise ApiError(400, "displayName is required.")
-    model = str(body.get("model", ""))
-    if not model.startswith(("publishers/", "projects/")):
-        raise ApiError(400, f"Invalid model {model!r}.")
-    if location == "global":
-        raise ApiError(404, f"Publisher Model `projects/p/locations/global/{model}` not found.")
-    inp, out = body.get("inputConfig") or {}, body.get("outputConfig") or {}
-    sources = [k for k in ("gcsSource", "bigquerySource") if k in inp]
-    dests = [k for k in ("gcsDestination", "bigqueryDestination") if k in out]
-    if len(sources) != 1 or len(dests) != 1:
-        raise ApiError(400, "Exactly one input source and one output destination are required.")
-    fmt = {"gcsSource": "jsonl", "bigquerySource": "bigquery"}[sources[0]]
-    if inp.get("instancesFormat") != fmt:
-        raise ApiError(400, f"instancesFormat must be {fmt} for {sources[0]}.")
-    for key, value in (body.get("labels") or {}).items():
-        if len(key) > 63 or len(str(value)) > 63 or key != key.lower():
-            raise ApiError(400, f"Invalid label {key}={value}.")
+def _busy(line: dict[str, Any], model: str) -> dict[str, Any]:
+    """The row's line as the service writes a 429 inside a job that succeeds, per family."""
+    if "publishers/google/" in model:  # Gemini: a failed row has a status and no response
+        return {**{k: v for k, v in line.items() if k != "response"}, "status": _BUSY}
+    if "/anthropic/" in model:
+        return {**line, "status": _BUSY, "response": {}}
+    return {**line, "response": None, "error": {"code": 429, "message": "RESOURCE_EXHAUSTED"}}
+
+
+def _executor(row: dict[str, Any], model: str, faults: Faults) -> Any:
+    """echo, as the family of `model` answers, refusing what the real services refuse: a request
+    with max_tokens (Gemini: maxOutputTokens) 0 or an empty embedding input (doctor's canary)."""
+    custom_id = str(row.get("custom_id"))
+    family = (Family.CLAUDE if "/anthropic/" in model else Family.GEMINI
+              if "publishers/google/" in model else Family.OPENAI_EMBEDDINGS
+              if row.get("url") == "/v1/embeddings" else Family.OPENAI_CHAT)
+    body = row.get("request") or row.get("body") or {}
+    config = body.get("generationConfig") if isinstance(body, dict) else None
+    refused = (custom_id,) if isinstance(body, dict) and (
+        body.get("max_tokens") == 0 or body.get("input") == []
+        or (isinstance(config, dict) and config.get("maxOutputTokens") == 0)) else ()
+    execute = echo(ExecutorSpec(fail_ids=(*faults.fail_rows, *refused)), family, model)
+    if isinstance(config, dict) and config.get("responseMimeType") == "application/json":
+        execute = echo_json(execute, config.get("responseJsonSchema"))  # Gemini's JSON mode
+    return execute
