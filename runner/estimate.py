@@ -130,17 +130,24 @@ def _content_chars(content: Any) -> int:
     return 0
 
 
+def _gemini_chars(turns: list[Any]) -> int:
+    return sum(len(str(part.get("text") or "")) for turn in turns if isinstance(turn, dict)
+               for part in turn.get("parts") or () if isinstance(part, dict))
+
+
 def prompt_chars(family: Family, row: Mapping[str, Any]) -> int:
     """Characters of the text the model reads in one request row."""
     if family is Family.CLAUDE:
         request = row.get("request") or {}
         return _content_chars(request.get("system", "")) + sum(
             _content_chars(m.get("content")) for m in request.get("messages") or ())
+    if family is Family.GEMINI_EMBEDDINGS:
+        content = (row.get("request") or {}).get("content") if "request" in row else row.get(
+            "content")
+        return len(content) if isinstance(content, str) else _gemini_chars([content])
     if family is Family.GEMINI:
         request = row.get("request") or {}
-        turns = [request.get("systemInstruction"), *(request.get("contents") or ())]
-        return sum(len(str(part.get("text") or "")) for turn in turns if isinstance(turn, dict)
-                   for part in turn.get("parts") or () if isinstance(part, dict))
+        return _gemini_chars([request.get("systemInstruction"), *(request.get("contents") or ())])
     body = row.get("body") or {}
     if family is Family.OPENAI_EMBEDDINGS:
         value = body.get("input", "")

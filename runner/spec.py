@@ -22,6 +22,9 @@ class Family(StrEnum):
     OPENAI_CHAT = "openai-chat"
     OPENAI_EMBEDDINGS = "openai-embeddings"
     GEMINI = "gemini"  # publisher google: {"custom_id", "request": GenerateContentRequest}
+    # publisher google, task embeddings: {"key", "request": {content}} (gemini-embedding-*), or
+    # {"content", "custom_id"} (text-embedding-*, the older format)
+    GEMINI_EMBEDDINGS = "gemini-embeddings"
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,11 +167,14 @@ FAMILY_DEFAULTS: Final = {
     # of 4 per region stands; no per-request size is documented, the job's input is 1 GB - 10 MB
     # is batchrun's guard (inferred).
     Family.GEMINI.value: FamilyQuota(counted_per="region", max_request_bytes=10_000_000),
+    Family.GEMINI_EMBEDDINGS.value: FamilyQuota(counted_per="region", max_request_bytes=1_000_000),
 }
 
 # A family's own ceiling on one job, whatever batchrun.yaml asks: Gemini takes "up to 200,000
 # requests" and a 1 GB input file per job (batch overview, via the Gemini research note).
-JOB_LIMITS: Final = {Family.GEMINI.value: (200_000, 1_000_000_000)}
+# Gemini embeddings: "up to 1,000,000 rows per job, input file up to 1 GB" (embeddings batch page).
+JOB_LIMITS: Final = {Family.GEMINI.value: (200_000, 1_000_000_000),
+                     Family.GEMINI_EMBEDDINGS.value: (1_000_000, 1_000_000_000)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ import pytest
 from runner import api
 from runner.answers.fault import Fault, fault_of
 from runner.answers.outputs import parse_line
-from runner.errors import ManifestError
+from runner.errors import ManifestError, RenderError
 from runner.rendering.gemini import importable_schema
 from runner.rendering.row import Renderer
 from runner.spec import Family
@@ -250,3 +250,170 @@ def test_a_local_model_serves_a_gemini_manifest_through_an_openai_endpoint(
         project_dir.root / "out.jsonl").read_text().splitlines())}
     assert rows["a"]["output"] == "ONE" and rows["a"]["usage"]["output_tokens"] == 2
     assert rows["b"]["status"] == "failed" and "this row is refused" in rows["b"]["error"]
+
+
+def test_ready_made_rows_that_type_a_key_two_ways_are_refused_at_plan(tmp_path: Path) -> None:
+    rows = ('{"id": "a", "request": {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}], '
+            '"generationConfig": {"temperature": 0.5}}}\n'
+            '{"id": "b", "request": {"contents": [{"role": "user", "parts": [{"text": "Yo"}]}], '
+            '"generationConfig": {"temperature": "0.5"}}}\n')
+    with pytest.raises(RenderError) as info:
+        _render(tmp_path, _manifest("{}", source="{file: rows.jsonl, id: id, format: requests}"),
+                rows)
+    text = " ".join(d.summary for d in info.value.diagnostics)
+    assert "row 2" in text and "request.generationConfig.temperature is a string here but a " \
+                                "number in row 1" in text, text
+
+
+@pytest.mark.parametrize(("model", "expected"), [
+    ("google/gemini-embedding-001", {"key": "br-000042", "request": {
+        "content": {"parts": [{"text": "Hi there"}]},
+        "embed_content_config": {"output_dimensionality": 8, "task_type": "RETRIEVAL_DOCUMENT"}}}),
+    ("google/text-embedding-005", {"content": "Hi there", "custom_id": "br-000042",
+                                   "task_type": "RETRIEVAL_DOCUMENT"}),
+])
+def test_embedding_rows_render_in_each_model_s_own_format(
+        tmp_path: Path, model: str, expected: dict[str, Any]) -> None:
+    params = "{output_dimensionality: 8, task_type: RETRIEVAL_DOCUMENT}" if "gemini" in model \
+        else "{task_type: RETRIEVAL_DOCUMENT}"
+    (line,) = _render(tmp_path, _manifest('{input: "{{ text }}"}', params=params, model=model)
+                      .replace("spec:\n", "spec:\n  task: embeddings\n"))
+    assert orjson.loads(line) == expected
+
+
+@pytest.mark.parametrize("model", ["google/gemini-embedding-001", "google/text-embedding-005"])
+def test_gemini_embeddings_run_offline_with_echo(
+        run, project_dir: ProjectDir, model: str) -> None:  # type: ignore[no-untyped-def]
+    project_dir.write("rows.jsonl", '{"id": "000001", "text": "one"}\n{"id": "b", "text": "two"}\n')
+    (project_dir.root / "triage.yaml").unlink()
+    project_dir.write("gem.yaml", _manifest('{input: "{{ text }}"}', params="{}", model=model)
+                      .replace("spec:\n", "spec:\n  task: embeddings\n"))
+    run("apply", "--auto-approve", "--wait", "--poll-interval", "0.1", "--timeout", "60")
+    rows = {r["custom_id"]: r for r in map(json.loads, (
+        project_dir.root / "out.jsonl").read_text().splitlines())}
+    assert sorted(rows) == ["000001", "b"] and all(r["status"] == "succeeded" for r in rows.values())
+    assert len(rows["b"]["output"]) == 8 and rows["b"]["usage"]["input_tokens"] == 1
+    assert "up to date" in run("plan")
+
+
+def test_embedding_output_rows_of_both_kinds_are_read() -> None:
+    new = {"key": "br-r1", "request": {}, "status": "",
+           "response": {"embedding": {"values": [0.5, -0.5]}, "usageMetadata": {"promptTokenCount": 3}}}
+    old = {"instance": {"content": "x", "custom_id": "br-r2"}, "status": "", "predictions": [
+        {"embeddings": {"statistics": {"token_count": 8, "truncated": False}, "values": [1, 2]}}]}
+    failed = {"instance": {"content": "", "custom_id": "br-r3"}, "predictions": [],
+              "status": "Bad Request: " + json.dumps({"error": {"code": 400, "message": "empty"}})}
+    one, two, three = (parse_line(r, Family.GEMINI_EMBEDDINGS) for r in (new, old, failed))
+    assert (one.custom_id, one.output, one.usage["input_tokens"]) == ("r1", [0.5, -0.5], 3)
+    assert (two.custom_id, two.output, two.usage["input_tokens"]) == ("r2", [1.0, 2.0], 8)
+    assert three.custom_id == "r3" and not three.ok and "empty" in (three.error or "")
+
+
+# --- red-team of the first Gemini change ---------------------------------------------------------
+
+def test_a_property_name_that_is_no_column_name_is_refused_at_plan(tmp_path: Path) -> None:
+    """Red-team: `e-mail` passed validate and the job failed at import (code 3), blocked."""
+    found = _validate(tmp_path, _manifest(SHAPES["user"], "  response:\n    format: json\n"
+                                          "    schema: {type: object, properties: "
+                                          "{e-mail: {type: string}, 2nd: {type: string}}}\n"))
+    assert any("`e-mail` is no name the batch importer takes" in f for f in found), found
+    assert any("`2nd` is no name" in f for f in found), found
+
+
+def test_a_key_an_object_in_one_branch_and_a_value_in_another_is_refused_at_plan(
+        tmp_path: Path) -> None:
+    """Red-team: additionalProperties false in one anyOf branch and a schema in another failed
+    the job at import ("a record in one row and not in another")."""
+    schema = {"anyOf": [{"type": "object", "additionalProperties": False},
+                        {"type": "object", "additionalProperties": {"type": "string"}}]}
+    found = _validate(tmp_path, _manifest(SHAPES["user"], "  response:\n    format: json\n"
+                                          f"    schema: {json.dumps(schema)}\n"))
+    assert any("`additionalProperties` is an object in one place and not in another" in f
+               for f in found), found
+
+
+def test_a_schema_its_refs_would_blow_up_is_refused_at_plan_at_once(tmp_path: Path) -> None:
+    """Red-team: 24 definitions each using the next twice made validate run for minutes."""
+    defs = {f"d{i}": {"anyOf": [{"$ref": f"#/$defs/d{i + 1}"}, {"$ref": f"#/$defs/d{i + 1}"}]}
+            for i in range(24)}
+    defs["d24"] = {"type": "string"}
+    schema = {"$defs": defs, "type": "object", "properties": {"a": {"$ref": "#/$defs/d0"}}}
+    found = _validate(tmp_path, _manifest(SHAPES["user"], "  response:\n    format: json\n"
+                                          f"    schema: {json.dumps(schema)}\n"))
+    assert any("inlining its $refs makes it more than" in f and "flatten it" in f
+               for f in found), found
+
+
+def test_a_column_named_row_never_stands_for_the_whole_row(tmp_path: Path) -> None:
+    """Red-team: `{{ row }}` rendered the column "row" on the fast path and the whole row on the
+    template path: one row, two requests (a re-send when a template moved between them)."""
+    fast = _render(tmp_path, _manifest('{user: "{{ row }}"}'), '{"id": "1", "row": "mine"}\n')
+    slow = _render(tmp_path, _manifest('{user: "{{ row | string }}"}'),
+                   '{"id": "1", "row": "mine"}\n')
+    assert fast == slow
+    assert "{'id': '1', 'row': 'mine'}" in orjson.loads(fast[0])["request"]["contents"][0][
+        "parts"][0]["text"]
+
+
+def test_an_odd_usage_block_neither_fails_the_answer_nor_loses_its_id() -> None:
+    """Red-team: usageMetadata counts that are not numbers made the row a failure filed under
+    "br-7", an id no row has: row 7 looked unanswered and would be sent again."""
+    parsed = parse_line(b'{"custom_id":"br-7","status":"","response":{"candidates":[{"content":'
+                        b'{"parts":[{"text":"hi"}]}}],"usageMetadata":{"promptTokenCount":"abc"'
+                        b',"candidatesTokenCount":[1]}}}', Family.GEMINI)
+    assert parsed.ok and parsed.custom_id == "7" and parsed.output == "hi"
+    broken = parse_line({"custom_id": "br-8", "status": "", "response": {"candidates": [
+        {"content": {"parts": "not a list"}}]}}, Family.GEMINI)
+    assert broken.custom_id == "8"
+
+
+def test_an_answer_a_filter_stopped_is_the_row_s_failure_even_with_text() -> None:
+    """Red-team: finishReason SAFETY with some text was stored as succeeded, never retried."""
+    parsed = parse_line(_out({"candidates": [{"content": {"parts": [{"text": "partial"}]},
+                                              "finishReason": "SAFETY"}]}), Family.GEMINI)
+    assert not parsed.ok and "finishReason SAFETY" in (parsed.error or "")
+    assert "7 characters came before it stopped" in (parsed.error or "")
+    assert fault_of(parsed.code, parsed.error or "") is Fault.ROW
+
+
+def test_a_requests_row_error_is_said_as_itself(tmp_path: Path) -> None:
+    """Red-team: a ready-made row's guard error read "template failed on this row: RowError"."""
+    rows = '{"id": "a", "request": {"contents": [], "tools": [{"google_search": {}}]}}\n'
+    with pytest.raises(RenderError) as info:
+        _render(tmp_path, _manifest("{}", source="{file: rows.jsonl, id: id, format: requests}"),
+                rows)
+    text = " ".join(d.summary for d in info.value.diagnostics)
+    assert "template failed" not in text and "an empty object {}" in text, text
+
+
+def test_region_global_from_the_project_is_fine_for_gemini_and_refused_for_claude(
+        tmp_path: Path) -> None:
+    """Red-team: `region: global` in batchrun.yaml was refused for a Gemini-only project."""
+    p = ProjectDir(tmp_path)
+    p.write("batchrun.yaml", "backend: local\nregion: global\n")
+    assert _validate(tmp_path, _manifest(SHAPES["user"])) == []
+    claude = _manifest('{user: "{{ text }}"}', params="{max_tokens: 8}",
+                       model="anthropic/claude-haiku-4-5@20251001")
+    found = _validate(tmp_path, claude)
+    assert any("has it from the project's region" in f for f in found), found
+
+
+def test_the_global_endpoint_has_no_region_in_its_host() -> None:
+    from runner.backends.vertex.rest import host_for
+
+    assert host_for("global") == "https://aiplatform.googleapis.com"
+    assert host_for("us") == "https://aiplatform.us.rep.googleapis.com"
+    assert host_for("europe-west4") == "https://europe-west4-aiplatform.googleapis.com"
+
+
+def test_gemini_jobs_are_cut_at_200k_rows_whatever_the_quota_says(tmp_path: Path) -> None:
+    from runner.planning.shards import Sharder
+
+    p = ProjectDir(tmp_path)
+    p.write("batchrun.yaml", "backend: local\nquota: {max_rows_per_job: 500000}\n")
+    p.write("rows.jsonl", "")
+    p.write("gem.yaml", _manifest(SHAPES["user"]))
+    project = api.load_project(cwd=tmp_path)
+    gemini, other = Sharder(project.settings, Family.GEMINI), Sharder(project.settings)
+    assert (gemini.max_rows, other.max_rows) == (200_000, 500_000)
+    assert Sharder(project.settings, Family.GEMINI_EMBEDDINGS).max_rows == 500_000

@@ -187,3 +187,95 @@ def test_the_official_clients_read_the_fake_s_gemini_jobs(vertex: VertexWorld) -
     assert got.output_info.gcs_output_directory.startswith(f"{job.dest.gcs_uri}/prediction-model-")
     (row,) = map(json.loads, vertex.download_prefix(got.output_info.gcs_output_directory))
     assert row["custom_id"] == "br-a" and row["response"]["candidates"][0]["content"]["parts"]
+
+
+def test_doctor_canary_covers_the_gemini_family(vertex: VertexWorld) -> None:
+    from runner.views import text as display
+
+    vertex.upload("questions/part-1.jsonl", "".join(json.dumps(q) + "\n" for q in QUESTIONS))
+    _gcs_manifest(vertex)
+    findings = api.canary(vertex.project(), timeout=60)
+    assert len(findings) == 1 and findings[0].ok, display.findings_text(findings)
+    assert "canary gemini -> gcs" in findings[0].what
+    folder = next((vertex.p.root / ".batchrun" / "canary").iterdir())
+    lines = [json.loads(x) for x in (folder / "gemini-gcs.jsonl").read_text().splitlines()]
+    by_id = {line["custom_id"]: line for line in lines}
+    assert sorted(by_id) == ["br-canary-ok", "br-canary-refused"]
+    assert by_id["br-canary-refused"]["status"].startswith("Bad Request: ")
+    assert vertex.fake_jobs() == [] and vertex.sent_ids() == ["br-canary-ok", "br-canary-refused"]
+
+
+def test_an_expired_gemini_job_keeps_what_it_answered_and_sends_only_the_rest(
+        vertex: VertexWorld) -> None:
+    vertex.upload("questions/part-1.jsonl", "".join(json.dumps(q) + "\n" for q in QUESTIONS))
+    vertex.faults(expire_after_rows=2)  # cut off after 2 rows, as the 24-hour limit cuts a job
+    settings = vertex.p.root / "batchrun.yaml"  # an expired job holds the next create back: not here
+    settings.write_text(settings.read_text().replace("internal_retry_delay: 1",
+                                                     "internal_retry_delay: 1, failure_backoff: 0"))
+    _gcs_manifest(vertex)
+    api.apply(vertex.project())
+    vertex.settle()
+    vertex.faults(expire_after_rows=None)
+    final = vertex.converge()
+    assert final.manifest("gem").rows.done == 5
+    assert len(vertex.sent()) == 5  # the 2 answered before the cut were kept, not sent again
+    states = sorted(j["state"] for j in vertex.fake_jobs())
+    assert states == ["JOB_STATE_EXPIRED", "JOB_STATE_SUCCEEDED"]
+
+
+def test_three_new_rows_in_a_bigquery_source_send_three(vertex: VertexWorld) -> None:
+    schema = [("review_id", "STRING"), ("text", "STRING")]
+    vertex.load_table("reviews", [{"review_id": f"{i:04d}", "text": f"r {i}"} for i in range(4)],
+                      schema)
+    vertex.p.write("gem.yaml", f"""\
+        apiVersion: batchrun/v1
+        kind: BatchJob
+        metadata: {{name: gem}}
+        spec:
+          model: google/gemini-3.8-flash
+          parameters: {{maxOutputTokens: 16}}
+          source:
+            bigquery: {{table: {vertex.table("reviews")}}}
+            id: review_id
+          prompt: {{user: "{{{{ text }}}}"}}
+          destination:
+            bigquery: {{table: {vertex.table("out")}}}
+        """)
+    vertex.converge()
+    before = len(vertex.sent())
+    vertex.load_table("reviews", [{"review_id": f"n{i}", "text": f"new {i}"} for i in range(3)],
+                      schema)
+    assert api.plan(vertex.project()).manifest("gem").rows.to_do == 3
+    vertex.converge()
+    assert len(vertex.sent()) == before + 3
+    assert sorted(vertex.rows("out")) == ["0000", "0001", "0002", "0003", "n0", "n1", "n2"]
+
+
+def test_gemini_embeddings_stage_and_answer_through_cloud_storage_into_bigquery(
+        vertex: VertexWorld) -> None:
+    """gemini-embedding-* take Cloud Storage only: rows are staged there and answered there, even
+    for a BigQuery destination (collect merges them into it), and matched by their native key."""
+    vertex.p.write("products.jsonl", "".join(
+        json.dumps({"sku": f"{i:05d}", "title": f"Kettle {i}"}) + "\n" for i in range(3)))
+    vertex.p.write("embed.yaml", f"""\
+        apiVersion: batchrun/v1
+        kind: BatchJob
+        metadata: {{name: embed}}
+        spec:
+          model: google/gemini-embedding-001
+          task: embeddings
+          parameters: {{output_dimensionality: 8}}
+          source: {{file: products.jsonl, id: sku}}
+          prompt: {{input: "{{{{ title }}}}"}}
+          destination:
+            bigquery: {{table: {vertex.table("vectors")}}}
+        """)
+    final = vertex.converge()
+    assert final.manifest("embed").rows.done == 3
+    job = vertex.fake_jobs()[0]
+    assert "gcsSource" in job["inputConfig"] and "gcsDestination" in job["outputConfig"]
+    rows = vertex.rows("vectors")
+    assert sorted(rows) == ["00000", "00001", "00002"]
+    before = len(vertex.sent())
+    vertex.converge()
+    assert len(vertex.sent()) == before == 3

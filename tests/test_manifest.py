@@ -87,6 +87,7 @@ def test_bad_settings_are_reported(project_dir: ProjectDir, golden) -> None:  # 
         load_settings(cwd=project_dir.root, environ={})
     text = display.diagnostics_text(info.value.diagnostics).replace(str(project_dir.root) + "/", "")
     golden("settings_errors.txt", text)
+    # `global` runs Gemini's batch jobs: refused per manifest of another family (test_gemini.py)
     project_dir.write("batchrun.yaml", "backend: vertex\nregion: global\n")
     _settings, problems = load_settings(cwd=project_dir.root, environ={})
     golden("settings_semantic_errors.txt",

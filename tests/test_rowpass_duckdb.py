@@ -316,7 +316,7 @@ def test_answers_of_an_older_release_are_recognised_and_refreshed_without_a_rese
     _older_release(project_dir.root)
     shown = run("plan")
     assert "refresh the fingerprints of 4 answers, $0" in shown
-    assert "stored by an older batchrun" in shown and "0 to do" in shown
+    assert "by an older batchrun, or under on_change: forward" in shown and "0 to do" in shown
     run(*WAIT)
     assert _sent(project_dir.root) == 4
     project = api.load_project(cwd=project_dir.root)

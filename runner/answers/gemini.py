@@ -15,7 +15,7 @@ from runner.answers.parsed import ParsedOutput, empty, status_error
 from runner.rows import wireid
 
 # finishReason in plain words (GENAI types.FinishReason). STOP and MAX_TOKENS end an answer the
-# row keeps; the rest, with no text, are the row's refusal.
+# row keeps; one stopped by a filter (STOPPED) is the row's refusal, whatever text came first.
 FINISH_REASONS: Final = {
     "STOP": "the answer ended naturally",
     "MAX_TOKENS": "the answer reached maxOutputTokens (thinking tokens count against it)",
@@ -32,17 +32,43 @@ FINISH_REASONS: Final = {
 }
 
 
-def _usage(meta: Mapping[str, Any]) -> dict[str, int]:
+STOPPED: Final = frozenset({"SAFETY", "RECITATION", "LANGUAGE", "BLOCKLIST", "PROHIBITED_CONTENT",
+                           "SPII", "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT",
+                           "IMAGE_RECITATION"})
+
+
+def _count(value: Any) -> int:
+    """A token count as the row gives it (a number, or digits): anything else counts 0, so an
+    odd usage block never turns an answer into a failure."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int | float):
+        return int(value)
+    return int(value) if isinstance(value, str) and value.isdigit() else 0
+
+
+def _usage(meta: Any) -> dict[str, int]:
     """Tokens as Gemini counts them: thoughts are billed as output, beside the candidates' own;
     cached tokens are a part of the prompt's. totalTokenCount is sometimes missing: not read."""
-    thoughts = int(meta.get("thoughtsTokenCount") or 0)
-    counts = {"input_tokens": int(meta.get("promptTokenCount") or 0),
-              "output_tokens": int(meta.get("candidatesTokenCount") or 0) + thoughts}
+    meta = meta if isinstance(meta, Mapping) else {}
+    thoughts = _count(meta.get("thoughtsTokenCount"))
+    counts = {"input_tokens": _count(meta.get("promptTokenCount")),
+              "output_tokens": _count(meta.get("candidatesTokenCount")) + thoughts}
     if thoughts:
         counts["thoughts_tokens"] = thoughts
     if meta.get("cachedContentTokenCount") is not None:
-        counts["cached_tokens"] = int(meta["cachedContentTokenCount"])
+        counts["cached_tokens"] = _count(meta["cachedContentTokenCount"])
     return counts
+
+
+def row_id(data: Mapping[str, Any]) -> str | None:
+    """The id batchrun sent, wherever the row's model carries it: `custom_id`, gemini-embedding's
+    `key`, or the older embedding models' echoed `instance`."""
+    sent = data.get("key") if data.get("key") is not None else data.get(wireid.KEY)
+    instance = data.get("instance")
+    if sent is None and isinstance(instance, Mapping):
+        sent = instance.get(wireid.KEY)
+    return wireid.tracked(sent)
 
 
 def _reason(reason: Any) -> str:
@@ -52,7 +78,7 @@ def _reason(reason: Any) -> str:
 
 def parse(data: Mapping[str, Any], response: Any) -> ParsedOutput:
     """One Gemini output row; `response` is its response as an object (BigQuery gives text)."""
-    custom_id = wireid.tracked(data.get(wireid.KEY))
+    custom_id = row_id(data)
     status = data.get("status")
     if status:  # a failed row: "Bad Request: {json}", no response (§3.3)
         text, code = status_error(str(status))
@@ -78,8 +104,40 @@ def parse(data: Mapping[str, Any], response: Any) -> ParsedOutput:
     if calls:
         return ParsedOutput(custom_id, True, output={"text": text, "tool_calls": calls},
                             usage=usage)
+    reason = first.get("finishReason")
+    if str(reason) in STOPPED:  # a filter cut it: what came before is no answer to keep
+        cut = f"; {len(text)} characters came before it stopped" if text else ""
+        return ParsedOutput(custom_id, False, usage=usage, error=empty(_reason(reason) + cut))
     if not text.strip():
-        reason = first.get("finishReason")
         return ParsedOutput(custom_id, False, usage=usage, error=empty(
             _reason(reason) if reason else "no text in the answer"))
     return ParsedOutput(custom_id, True, output=text, usage=usage)
+
+
+def _first(value: Any) -> Any:
+    return value[0] if isinstance(value, list) and value else None
+
+
+def parse_embedding(data: Mapping[str, Any], response: Any) -> ParsedOutput:
+    """One Gemini embedding output row: gemini-embedding-*'s `key` and response.embedding.values
+    (inferred: no page shows the row), or the older models' `instance` (carrying the id sent)
+    and predictions[0].embeddings.values (§5.2)."""
+    custom_id = row_id(data)
+    status = data.get("status")
+    if status:
+        text, code = status_error(str(status))
+        return ParsedOutput(custom_id, False, error=text, code=code)
+    body = response if isinstance(response, Mapping) else {}
+    embedding = body.get("embedding") or _first(body.get("embeddings"))
+    prediction = _first(data.get("predictions") or body.get("predictions"))
+    if embedding is None and isinstance(prediction, Mapping):
+        embedding = prediction.get("embeddings")
+    values = embedding.get("values") if isinstance(embedding, Mapping) else None
+    if not isinstance(values, list) or not values:
+        return ParsedOutput(custom_id, False, error="embedding missing from the output")
+    meta = body.get("usageMetadata") or {}
+    stats = embedding.get("statistics") if isinstance(embedding, Mapping) else None
+    tokens = (meta.get("promptTokenCount") if isinstance(meta, Mapping) else None) or body.get(
+        "tokenCount") or (stats.get("token_count") if isinstance(stats, Mapping) else None)
+    return ParsedOutput(custom_id, True, output=[float(v) for v in values],
+                        usage={"input_tokens": _count(tokens), "output_tokens": 0})

@@ -188,8 +188,11 @@ def parse_line(line: bytes | str | dict[str, Any], family: Family) -> ParsedOutp
             return _claude(data)
         if family is Family.GEMINI:
             return gemini.parse(data, _response(data))
+        if family is Family.GEMINI_EMBEDDINGS:
+            return gemini.parse_embedding(data, _response(data))
         return _openai(data)
     except (TypeError, ValueError, AttributeError) as exc:
         raw = json.dumps(data, ensure_ascii=False)[:RAW_KEEP]
-        return ParsedOutput(_custom_id(data), False,
-                            error=f"unexpected output shape ({exc}): {raw}")
+        custom_id = (gemini.row_id(data) if family in (Family.GEMINI, Family.GEMINI_EMBEDDINGS)
+                     else _custom_id(data))
+        return ParsedOutput(custom_id, False, error=f"unexpected output shape ({exc}): {raw}")

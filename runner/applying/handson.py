@@ -192,18 +192,25 @@ def _canary_rows(manifest: Manifest, backend: BackendReader,
         return None
     ok = orjson.loads(first.line)
     bad = orjson.loads(first.line)
-    prefix = wireid.PREFIX if manifest.family is Family.GEMINI else ""
-    ok["custom_id"], bad["custom_id"] = prefix + "canary-ok", prefix + "canary-refused"
+    google = manifest.family in (Family.GEMINI, Family.GEMINI_EMBEDDINGS)
+    prefix = wireid.PREFIX if google else ""
+    key = "key" if "key" in ok else "custom_id"  # gemini-embedding's own id field
+    ok[key], bad[key] = prefix + "canary-ok", prefix + "canary-refused"
     inner = bad.get("request") if "request" in bad else bad.get("body")
-    if isinstance(inner, dict):
+    if manifest.family is Family.GEMINI_EMBEDDINGS:
+        if isinstance(inner, dict):
+            inner["content"] = {"parts": [{"text": ""}]}
+        else:
+            bad["content"] = ""
+    elif isinstance(inner, dict):
         if manifest.family is Family.OPENAI_EMBEDDINGS:
             inner["input"] = []
         elif manifest.family is Family.GEMINI:
             inner.setdefault("generationConfig", {})["maxOutputTokens"] = 0
         else:
             inner["max_tokens"] = 0
-    return [(orjson.dumps(row), IndexEntry(row["custom_id"].removeprefix(prefix),
-                                           row["custom_id"], {})) for row in (ok, bad)]
+    return [(orjson.dumps(row), IndexEntry(row[key].removeprefix(prefix), row[key], {}))
+            for row in (ok, bad)]
 
 
 def canary(manifests: Sequence[Manifest], writer: Writer, settings: Settings, folder: Path,

@@ -50,8 +50,8 @@ def known_task(model: ModelRef) -> Task | None:
 def family_of(model: ModelRef, task: Task) -> Family:
     if model.publisher == "anthropic":
         return Family.CLAUDE
-    if model.publisher == "google" and task is Task.CHAT:
-        return Family.GEMINI
+    if model.publisher == "google":
+        return Family.GEMINI_EMBEDDINGS if task is Task.EMBEDDINGS else Family.GEMINI
     return Family.OPENAI_EMBEDDINGS if task is Task.EMBEDDINGS else Family.OPENAI_CHAT
 
 
@@ -96,7 +96,7 @@ MULTI_REGIONS: Final = ("us", "eu")
 def region_problem(region: str, family: Family | None = None) -> tuple[bool, str, str] | None:
     """(is_error, message, hint) when `region` cannot or may not run batch jobs (for `family`;
     None: for every family, as batchrun.yaml's region is)."""
-    if region == "global" and family is not Family.GEMINI:
+    if region == "global" and family not in (Family.GEMINI, Family.GEMINI_EMBEDDINGS):
         return (True, 'region "global" does not run batch jobs for Claude or open models '
                       "(Gemini's do: set it in the Gemini manifests' spec.region)",
                 "pick a region such as us-east5, or leave it out: the model's region is used")
@@ -138,11 +138,17 @@ def lifecycle_problem(model: ModelRef) -> tuple[str, str] | None:
     instead = found.get("replacement")
     task = Task(found["task"])
     then = _data()["models"].get(instead, {}).get("status") if instead else None
+    family = family_of(model, task)
+    kin = [m for m in models_of(task) if (ref := parse_model(m)) and family_of(ref, task) is family]
     if then == "current":
         hint = f'move to "{instead}"'
-    elif not models_of(task):
-        hint = (f"batchrun knows no current {task} model for batch jobs (`batchrun models "
-                f"--task {task}`): check Vertex's open-model batch page before relying on it")
+    elif not kin:
+        others = models_of(task)
+        hint = (f"batchrun knows no current {task} model for batch jobs"
+                + (f" in this request family ({family.value}); current in another: "
+                   f"{', '.join(others)} (`batchrun models --task {task}`)" if others else
+                   f" (`batchrun models --task {task}`)")
+                + ": check Vertex's open-model batch page before relying on it")
     else:
         hint = f"pick a current model: `batchrun models --task {task}`"
     if instead and then != "current":

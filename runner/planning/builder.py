@@ -217,7 +217,7 @@ def cost_estimate(manifest: Manifest, ledger: Ledger, tally: estimate.Tally) -> 
                   or manifest.parameters.get("max_completion_tokens")
                   or manifest.parameters.get("maxOutputTokens"))  # Gemini's name; thoughts aside
     per_row: float
-    if manifest.family is Family.OPENAI_EMBEDDINGS:
+    if manifest.family in (Family.OPENAI_EMBEDDINGS, Family.GEMINI_EMBEDDINGS):
         per_row, output, basis = 0, 0, "embeddings"
     elif ledger.answered:
         per_row = ledger.output_tokens / ledger.answered

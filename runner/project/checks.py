@@ -220,10 +220,14 @@ def _check_region(manifest: Manifest, doc: Document) -> list[Diagnostic]:
     problem = catalog.region_problem(region, manifest.family)
     if problem is not None and own:  # the project's region is checked with batchrun.yaml
         return [(error if problem[0] else warning)(problem[1], **where, hint=problem[2])]
+    if problem is not None and region == "global":  # inherited: allowed for Gemini only
+        return [error(f"{problem[1]}; this manifest has it from the project's region "
+                      "(batchrun.yaml, BATCHRUN_REGION or --region)", **where,
+                      hint="give this manifest its own spec.region, such as us-east5")]
     bigquery = [name for name, kind in (("source", manifest.source.kind.value),
                                         ("destination", manifest.destination.kind.value))
                 if kind == "bigquery"]
-    if region == "global" and bigquery:
+    if region == "global" and bigquery and manifest.family is Family.GEMINI:
         return [error(f'the global endpoint runs Gemini batch jobs from and to Cloud Storage only, '
                       f'not with a BigQuery {" or ".join(bigquery)}', **where,
                       hint="set spec.region to the BigQuery dataset's region, such as "
@@ -241,14 +245,22 @@ def _check_import(manifest: Manifest, doc: Document) -> list[Diagnostic]:
     """Parameters Vertex's batch importer would fail the whole job on (importguard), and for
     Gemini the response schema as it is sent (its `$` keywords, nulls and {} already left out:
     rendering/gemini.py), whose property names and depth no rewriting can mend."""
+    strict = manifest.family in (Family.GEMINI, Family.GEMINI_EMBEDDINGS)
     found = [error(what, **_at(doc, "spec", "parameters", *path), hint=fix)
-             for path, what, fix in importguard.parameter_problems(manifest.parameters)]
+             for path, what, fix in importguard.parameter_problems(manifest.parameters, strict)]
     schema = manifest.response.schema
     if manifest.family is Family.GEMINI and schema is not None:
-        sent = {"generationConfig": {"responseJsonSchema": gemini.importable_schema(schema)}}
+        try:
+            importable = gemini.importable_schema(schema)
+        except gemini.SchemaTooBig as exc:
+            return [*found, error(f"response schema: {exc}; the batch importer takes at most 15 "
+                                  "levels", **_at(doc, "spec", "response", "schema"),
+                                  hint="flatten it: fewer $refs used inside one another, no "
+                                       "recursive definitions")]
+        sent = {"generationConfig": {"responseJsonSchema": importable}}
         found += [error(f"response schema: {what}",
                         **_at(doc, "spec", "response", "schema", *path[2:]), hint=fix)
-                  for path, what, fix in importguard.parameter_problems(sent)]
+                  for path, what, fix in importguard.parameter_problems(sent, strict=True)]
     return found
 
 

@@ -273,7 +273,7 @@ def _build(doc: Document, path: Path, settings: Settings, problems: list[Diagnos
                                                              None),
         lines={".".join(key): doc.line_of(key) for key in _LOCATED},
     )
-    if manifest.family is Family.OPENAI_EMBEDDINGS:
+    if manifest.family in (Family.OPENAI_EMBEDDINGS, Family.GEMINI_EMBEDDINGS):
         manifest = replace(manifest, destination=replace(manifest.destination, vectors=True))
     templates = [t.text for t in manifest.prompt.templates()]
     return replace(manifest, spec_hash=identity.spec_hash(manifest),

@@ -246,7 +246,8 @@ def check_settings(settings: Settings, environ: Mapping[str, str] | None = None)
             out.append(error(f"{key} must be a number, not {value}", file=file, path=key,
                              hint=f"give {key} as a plain number"))
     region = settings.region
-    problem = catalog.region_problem(region) if region is not None else None
+    # `global` runs Gemini's batch jobs only: each manifest that inherits it is checked for that
+    problem = catalog.region_problem(region) if region not in (None, "global") else None
     if problem is not None:
         is_error, message, hint = problem
         out.append((error if is_error else warning)(message, file=file, path="region", hint=hint))

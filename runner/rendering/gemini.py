@@ -41,8 +41,8 @@ def request(texts: Mapping[str, str], examples: int, params: Mapping[str, Any],
     config = {k: v for k, v in params.items() if k not in REQUEST_FIELDS}
     if response_format == "json":
         config["responseMimeType"] = JSON_MIME
-        if schema is not None:
-            config["responseJsonSchema"] = importable_schema(schema)
+        if schema is not None:  # already importable_schema's (the renderer makes it once)
+            config["responseJsonSchema"] = schema
     if config:
         body["generationConfig"] = config
     body.update((k, v) for k, v in params.items() if k in REQUEST_FIELDS)
@@ -53,14 +53,49 @@ def line(custom_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
     return {wireid.KEY: wireid.sent(custom_id), "request": body}
 
 
+def older_embeddings(model_id: str) -> bool:
+    """text-embedding-* and text-multilingual-embedding-*: the older batch line, `{"content"}`."""
+    return model_id.startswith("text-")
+
+
+def embedding_line(custom_id: str, text: str, params: Mapping[str, Any],
+                   older: bool) -> dict[str, Any]:
+    """One embedding request: gemini-embedding-* take a native `key` beside `request` (reference
+    §5.1); the older models an instance `{"content", task_type, title}`, whose extra keys come
+    back in the output's `instance` (§5.2, inferred), so the id rides there."""
+    if older:
+        return {"content": text, wireid.KEY: wireid.sent(custom_id),
+                **{k: v for k, v in params.items() if k in ("task_type", "title")}}
+    body: dict[str, Any] = {"content": _text(text)}
+    if params:
+        body["embed_content_config"] = dict(params)
+    return {"key": wireid.sent(custom_id), "request": body}
+
+
+MAX_NODES: Final = 20_000  # of a schema with its $refs inlined: far past what a job can import
+MAX_LEVELS: Final = 32  # of $refs inlined inside one another
+
+
+class SchemaTooBig(ValueError):
+    """Inlining the schema's $refs would not end in an importable schema (recursive, or a few
+    definitions each used many times, growing past MAX_NODES)."""
+
+
 def importable_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
     """A JSON Schema the batch importer accepts, meaning the same: `$ref`s inlined from `$defs`,
     other `$` keywords and null values dropped, empty objects left out, and a list of types as
     `anyOf` (one key one shape across the file). What cannot be made so (property names that are
-    no column name, nesting past 15) is refused at plan (importguard), not rewritten here."""
+    no column name, nesting past 15) is refused at plan (importguard), not rewritten here; a
+    schema its $refs would blow up raises SchemaTooBig."""
     defs = {**(schema.get("definitions") or {}), **(schema.get("$defs") or {})}
+    nodes = 0
 
     def clean(value: Any, seen: tuple[str, ...]) -> Any:
+        nonlocal nodes
+        nodes += 1
+        if nodes > MAX_NODES or len(seen) > MAX_LEVELS:
+            raise SchemaTooBig(f"inlining its $refs makes it more than {MAX_NODES:,} nodes or "
+                               f"{MAX_LEVELS} references deep")
         if isinstance(value, list):
             return [c for c in (clean(v, seen) for v in value) if c is not None and c != {}]
         if not isinstance(value, Mapping):
@@ -90,3 +125,41 @@ def importable_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
     cleaned = clean(schema, ())
     return cleaned if isinstance(cleaned, dict) else {}
 
+
+
+def _kind(value: Any) -> str | None:
+    if value is None:
+        return None  # a missing value: any type may stand beside it
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "list" if isinstance(value, list) else "object" if isinstance(value, dict) else "value"
+
+
+class Shapes:
+    """One type per key across a file: the importer infers one schema for every line and fails
+    the whole job on a key typed differently in two (reference §2.4). Ready-made rows are checked
+    as they render; batchrun's own rows share one template, so one shape."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[str, int]] = {}
+
+    def problem(self, number: int, value: Any, path: str = "request") -> str | None:
+        kind = _kind(value)
+        if kind is not None:
+            first = self._seen.setdefault(path, (kind, number))
+            if first[0] != kind:
+                article = "an" if first[0][0] in "aeiou" else "a"
+                return (f"{path} is a {kind} here but {article} {first[0]} in row {first[1]}: the batch "
+                        "importer gives each key one type across the file and fails the whole "
+                        "job on this; give it one type in every row")
+        items = (value.items() if isinstance(value, dict)
+                 else (("[]", v) for v in value) if isinstance(value, list) else ())
+        for key, item in items:
+            found = self.problem(number, item, f"{path}{key}" if key == "[]" else f"{path}.{key}")
+            if found:
+                return found
+        return None

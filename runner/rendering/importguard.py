@@ -11,6 +11,7 @@ importer is the batch input's one front door (the messages are BigQuery load err
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
@@ -31,28 +32,32 @@ def _kind(value: Any) -> str:
 
 
 def _shapes(value: Any, path: tuple[str, ...], seen: dict[tuple[str, ...], str],
-            at: tuple[str | int, ...]) -> Iterator[Problem]:
-    """One key's shape at one schema path (list positions folded, as the importer folds them)."""
+            at: tuple[str | int, ...], strict: bool) -> Iterator[Problem]:
+    """One key's shape at one schema path (list positions folded, as the importer folds them);
+    `strict` (Gemini's importer): an object in one place and a plain value in another too."""
     kind = _kind(value)
     first = seen.setdefault(path, kind)
-    if first != kind and "list" in (first, kind):
-        yield (at, f"`{path[-1]}` is a list in one place and not in another of the same schema",
-               f"give `{path[-1]}` one shape throughout, e.g. anyOf instead of a list of types")
+    if first != kind and ("list" in (first, kind) or strict):
+        other = "a list" if "list" in (first, kind) else "an object"
+        yield (at, f"`{path[-1]}` is {other} in one place and not in another of the same schema",
+               f"give `{path[-1]}` one shape throughout, e.g. anyOf instead of a list of types"
+               if other == "a list" else f"give `{path[-1]}` one shape throughout (an object "
+               "everywhere, e.g. additionalProperties: {type: string} rather than false)")
         return
     if isinstance(value, dict):
         for key, item in value.items():
-            yield from _shapes(item, (*path, str(key)), seen, (*at, key))
+            yield from _shapes(item, (*path, str(key)), seen, (*at, key), strict)
     elif isinstance(value, list):
         for n, item in enumerate(value):
-            yield from _shapes(item, (*path, "[]"), seen, (*at, n))
+            yield from _shapes(item, (*path, "[]"), seen, (*at, n), strict)
 
 
 def _problems(value: Any, depth: int, at: tuple[str | int, ...],
-              in_schema: bool) -> Iterator[Problem]:
+              in_schema: bool, strict: bool = False) -> Iterator[Problem]:
     """The importer's whole-job failures in `value`, inside `depth` objects of the row."""
     if isinstance(value, list):
         for n, item in enumerate(value):
-            yield from _problems(item, depth, (*at, n), in_schema)
+            yield from _problems(item, depth, (*at, n), in_schema, strict)
         return
     if value is None and in_schema:
         yield (at, "a null in a schema fails the whole job at import (\"Only optional fields can "
@@ -69,13 +74,23 @@ def _problems(value: Any, depth: int, at: tuple[str | int, ...],
                    f"{MAX_DEPTH} and fails the whole job",
                "flatten it, e.g. inline fewer levels of the schema")
         return
-    yield from _members(value, depth + 1, at, in_schema)
+    yield from _members(value, depth + 1, at, in_schema, strict)
+
+
+# BigQuery's column names, which Gemini's importer holds every key to (reference §2.4, §8.3).
+_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,299}$")
 
 
 def _members(value: Mapping[Any, Any], depth: int, at: tuple[str | int, ...],
-             in_schema: bool) -> Iterator[Problem]:
+             in_schema: bool, strict: bool = False) -> Iterator[Problem]:
     for key, item in value.items():
         name = str(key)
+        if strict and not name.startswith("$") and " " not in name and not _COLUMN.match(name):
+            yield ((*at, key), f"`{name}` is no name the batch importer takes (keys become "
+                               "BigQuery columns: letters, digits and _, not starting with a "
+                               "digit) and fails the whole job",
+                   "rename it, e.g. with _ for - and .")
+            continue
         if name.startswith("$") or " " in name:
             yield ((*at, key), f"`{name}` is no name the batch importer takes (keys become "
                                "BigQuery columns) and fails the whole job",
@@ -83,20 +98,21 @@ def _members(value: Mapping[Any, Any], depth: int, at: tuple[str | int, ...],
                    if name.startswith("$") else "use a key without spaces")
             continue
         if not in_schema and name in SCHEMA_KEYS and isinstance(item, dict):
-            yield from _shapes(item, (name,), {}, (*at, key))
-            yield from _problems(item, depth, (*at, key), True)
+            yield from _shapes(item, (name,), {}, (*at, key), strict)
+            yield from _problems(item, depth, (*at, key), True, strict)
         else:
-            yield from _problems(item, depth, (*at, key), in_schema)
+            yield from _problems(item, depth, (*at, key), in_schema, strict)
 
 
-def row_problems(row: Mapping[str, Any]) -> Iterator[Problem]:
-    """A whole request row's (its top-level keys are the input's columns)."""
-    return _members(row, 0, (), False)
+def row_problems(row: Mapping[str, Any], strict: bool = False) -> Iterator[Problem]:
+    """A whole request row's (its top-level keys are the input's columns); `strict`: Gemini's
+    importer, documented to hold every key to BigQuery's column names."""
+    return _members(row, 0, (), False, strict)
 
 
-def parameter_problems(parameters: Mapping[str, Any]) -> Iterator[Problem]:
+def parameter_problems(parameters: Mapping[str, Any], strict: bool = False) -> Iterator[Problem]:
     """The manifest's parameters', as they land inside the row's `request` or `body` object."""
-    return _members(parameters, 1, (), False)
+    return _members(parameters, 1, (), False, strict)
 
 
 def dotted(path: tuple[str | int, ...]) -> str:

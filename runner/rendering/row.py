@@ -90,7 +90,8 @@ def _simple_pieces(env: BoundedSandbox, text: str) -> list[str | tuple[str]] | N
         for child in node.nodes:
             if isinstance(child, jinja2.nodes.TemplateData):
                 pieces.append(child.data)
-            elif isinstance(child, jinja2.nodes.Name) and child.ctx == "load":
+            elif isinstance(child, jinja2.nodes.Name) and child.ctx == "load" and (
+                    child.name != ROW_NAME):  # `row` is the whole row, even beside a column "row"
                 pieces.append((child.name,))
             else:
                 return None
@@ -185,8 +186,14 @@ class Renderer:
         self._params = dict(manifest.parameters)
         self._requests = manifest.source.format == "requests"
         self._response = manifest.response
+        # Gemini's response schema as sent, made once (checks refused one that cannot be made)
+        self._json_schema = (gemini.importable_schema(manifest.response.schema)
+                             if manifest.family is Family.GEMINI and manifest.response.schema
+                             else None)
         # the id as sent: Gemini's carries a prefix no importer retypes (rendering/gemini.py)
-        self._id_prefix = wireid.PREFIX if manifest.family is Family.GEMINI else ""
+        self._id_prefix = wireid.PREFIX if manifest.family in (
+            Family.GEMINI, Family.GEMINI_EMBEDDINGS) else ""
+        self._shapes = gemini.Shapes()
         self._rehash = manifest.source.id_hash
         pieces = {k: _simple_pieces(env, t.text) for k, t in texts.items()}
         self._fast: dict[str, list[str | tuple[str]]] | None = None
@@ -266,7 +273,10 @@ class Renderer:
         family = self.manifest.family
         if family is Family.GEMINI:
             return gemini.line(custom_id, gemini.request(
-                texts, self._examples, self._params, self._response.format, self._response.schema))
+                texts, self._examples, self._params, self._response.format, self._json_schema))
+        if family is Family.GEMINI_EMBEDDINGS:
+            return gemini.embedding_line(custom_id, texts["input"], self._params,
+                                         gemini.older_embeddings(self.manifest.model.model_id))
         messages = []
         for i in range(self._examples):
             messages.append({"role": "user", "content": texts[f"example{i}-user"]})
@@ -352,8 +362,13 @@ class Renderer:
             return RenderedRow(custom_id, line, _sha(line).hexdigest()[:32], row, chars)
         try:
             if self._requests:
-                for path, what, fix in importguard.row_problems(row.data):  # the first is enough
+                sent = {"request": row.data.get("request")} if self._id_prefix else row.data
+                for path, what, fix in importguard.row_problems(  # the first is enough
+                        sent, strict=bool(self._id_prefix)):
                     raise RowError(f"{importguard.dotted(path)}: {what}; {fix}")
+                if self._id_prefix and (found := self._shapes.problem(
+                        row.number, row.data.get("request"))):
+                    raise RowError(found)
                 line = dumps(_gemini_row(row.data, custom_id) if self._id_prefix
                              else _with_custom_id(row.data, custom_id))
                 chars = estimate.prompt_chars(self.manifest.family, row.data)
@@ -363,7 +378,7 @@ class Renderer:
                 chars = estimate.prompt_chars(self.manifest.family, request)
         except jinja2.UndefinedError as exc:
             raise RowError(f"template needs a value the row lacks: {exc.message}") from exc
-        except TemplateRefused:
+        except (TemplateRefused, RowError):
             raise
         except jinja2.TemplateNotFound:
             raise RowError("templates cannot include, import or extend other templates") from None

@@ -157,8 +157,8 @@ def note_text(note: Note) -> str:
                     "passthrough columns now asked for (or carry removed ones): filled from the "
                     "source, nothing sent")
         case NoteKind.FINGERPRINTS:
-            why = ("they were stored by an older batchrun, which hashed a JSONL row's values, not "
-                   "its line" if note.legacy else
+            why = ("they were stored with the fingerprints of JSONL rows' values (by an older "
+                   "batchrun, or under on_change: forward), not of their lines" if note.legacy else
                    "they were stored under on_change: rerun, which knows a JSONL row by its line; "
                    "forward knows it by its values, so the file may be re-written with other "
                    "spacing or key order" if note.by_values else

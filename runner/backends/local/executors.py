@@ -72,6 +72,13 @@ def echo(spec: ExecutorSpec, family: Family, model: str, flights: InFlight | Non
 
     def run(row: dict[str, Any]) -> dict[str, Any]:
         custom_id = str(row.get("custom_id"))
+        if family is Family.GEMINI_EMBEDDINGS:
+            sent = str(row.get("key") or row.get("custom_id"))
+            text = geminirows.embedding_text(row)
+            if sent in fail or sent.removeprefix("br-") in fail or not text:
+                return geminirows.embedding_refused(row, "echo was told to fail this row"
+                                                    if text else "the content is empty")
+            return geminirows.embedding_line(row, _vector(text), approx_tokens(text))
         if family is Family.GEMINI:
             if custom_id in fail or custom_id.removeprefix("br-") in fail:
                 return geminirows.refused(row, "echo was told to fail this row")
@@ -234,6 +241,8 @@ def openai_http(spec: ExecutorSpec, family: Family, model: str,
     def run(row: dict[str, Any]) -> dict[str, Any]:
         if family is Family.GEMINI:
             return gemini(row)
+        if family is Family.GEMINI_EMBEDDINGS:
+            return gemini_embedding(row)
         body = dict(row.get("body", {}))
         body["model"] = spec.model or body.get("model") or model
         path = "/embeddings" if family is Family.OPENAI_EMBEDDINGS else "/chat/completions"
@@ -245,6 +254,24 @@ def openai_http(spec: ExecutorSpec, family: Family, model: str,
                                             Family.OPENAI_EMBEDDINGS else "choices", "OpenAI"))
         except _Unreadable as exc:
             return openai_line(row, None, {"message": str(exc)})
+
+    def gemini_embedding(row: dict[str, Any]) -> dict[str, Any]:
+        body = {"model": spec.model or model.rsplit("/", 1)[-1],
+                "input": geminirows.embedding_text(row)}
+        resp = endpoint.post(session, _url(base, "/embeddings"), body, _headers(spec, False),
+                             spec, flights)
+        if resp.status >= 400:
+            error = endpoint.error_of(resp, spec)
+            return geminirows.embedding_refused(row, str(error.get("message") or error),
+                                                resp.status)
+        try:
+            data = _shaped(_json(resp), "data", "OpenAI")
+        except _Unreadable as exc:
+            return geminirows.embedding_line(row, None, 0, str(exc))
+        items = data.get("data") or [{}]
+        usage = data.get("usage") or {}
+        return geminirows.embedding_line(row, items[0].get("embedding"),
+                                         int(usage.get("prompt_tokens") or 0))
 
     def gemini(row: dict[str, Any]) -> dict[str, Any]:
         """A Gemini row asked of an OpenAI-compatible endpoint, answered as Vertex writes it."""

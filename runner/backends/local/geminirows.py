@@ -91,10 +91,60 @@ def openai_body(request: Mapping[str, Any], model: str) -> dict[str, Any]:
 
 def from_openai(body: Mapping[str, Any], model: str) -> dict[str, Any]:
     """The endpoint's chat completion as a GenerateContentResponse (its reasoning as thoughts)."""
-    choice = (body.get("choices") or [{}])[0]
-    message = choice.get("message") or {}
-    usage = body.get("usage") or {}
-    return answer(str(message.get("content") or ""), int(usage.get("prompt_tokens") or 0),
-                  int(usage.get("completion_tokens") or 0), str(body.get("model") or model),
-                  _FINISH.get(str(choice.get("finish_reason")), "OTHER"),
-                  str(message.get("reasoning_content") or message.get("reasoning") or ""))
+    choices = body.get("choices")
+    choice = choices[0] if isinstance(choices, list) and choices and isinstance(
+        choices[0], Mapping) else {}
+    message = _mapping(choice.get("message"))
+    usage = _mapping(body.get("usage"))
+    details = usage.get("completion_tokens_details")
+    thinking = details.get("reasoning_tokens") if isinstance(details, Mapping) else None
+    out = answer(str(message.get("content") or ""), _int(usage.get("prompt_tokens")),
+                 _int(usage.get("completion_tokens")), str(body.get("model") or model),
+                 _FINISH.get(str(choice.get("finish_reason")), "OTHER"),
+                 str(message.get("reasoning_content") or message.get("reasoning") or ""))
+    if _int(thinking):  # OpenAI counts reasoning inside completion_tokens; Gemini beside them
+        meta = out["usageMetadata"]
+        meta["thoughtsTokenCount"] = _int(thinking)
+        meta["candidatesTokenCount"] = max(0, meta["candidatesTokenCount"] - _int(thinking))
+    return out
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+
+def embedding_text(row: Mapping[str, Any]) -> str:
+    """The text of an embedding row: gemini-embedding's request.content, or the older content."""
+    request = row.get("request")
+    if isinstance(request, Mapping):
+        return _parts_text(request.get("content"))
+    return str(row.get("content") or "")
+
+
+def embedding_line(row: Mapping[str, Any], vector: list[float] | None, tokens: int,
+                   failure: str = "") -> dict[str, Any]:
+    """An embedding output row in the shape of the row's model: `key`, `request` and
+    response.embedding (gemini-embedding-*), or `instance` and predictions (the older ones)."""
+    if "request" in row:
+        out: dict[str, Any] = {"key": row.get("key"), "request": row.get("request"),
+                               "status": failure}
+        if vector is not None:
+            out["response"] = {"embedding": {"values": vector},
+                               "usageMetadata": {"promptTokenCount": tokens}}
+        return out
+    predictions = [] if vector is None else [{"embeddings": {
+        "statistics": {"token_count": tokens, "truncated": False}, "values": vector}}]
+    return {"instance": dict(row), "predictions": predictions, "status": failure}
+
+
+def embedding_refused(row: Mapping[str, Any], message: str, code: int = 400) -> dict[str, Any]:
+    try:
+        phrase = HTTPStatus(code).phrase
+    except ValueError:
+        phrase = "Error"
+    body = {"error": {"code": code, "message": message, "status": "INVALID_ARGUMENT"}}
+    return embedding_line(row, None, 0, f"{phrase}: {json.dumps(body)}")

@@ -238,7 +238,8 @@ class VertexBackend(StoredRows):
 
     def _input_uri(self, request: JobRequest) -> str:
         source = request.source
-        if source is None or source.kind is not SourceKind.BIGQUERY or source.is_query:
+        if source is None or source.kind is not SourceKind.BIGQUERY or source.is_query or (
+                request.family is Family.GEMINI_EMBEDDINGS):  # Cloud Storage only
             return request.input.uri
         # Vertex reads BigQuery input in the job's region: stage beside the source table.
         project, dataset, _ = source.location.split(".", 2)

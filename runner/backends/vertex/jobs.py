@@ -12,7 +12,7 @@ from typing import Any
 from runner.backends.base import JobRequest, JobState, RemoteJob
 from runner.identity import VERTEX_ANSWERER
 from runner.redact import redact
-from runner.spec import DestinationKind
+from runner.spec import DestinationKind, Family
 
 _STATE_BY_NUMBER = dict(enumerate(JobState))
 
@@ -126,7 +126,10 @@ def output_uri(request: JobRequest, folder: str) -> str:
     """Where a job writes: a new table beside a BigQuery destination, else a new prefix under the
     project's `folder` in staging."""
     dest = request.destination
-    if dest is not None and dest.kind is DestinationKind.BIGQUERY:
+    # Gemini embedding models read and write Cloud Storage only (their batch page): collect
+    # merges into a BigQuery destination from there.
+    if dest is not None and dest.kind is DestinationKind.BIGQUERY and (
+            request.family is not Family.GEMINI_EMBEDDINGS):
         project, dataset, _ = dest.location.split(".", 2)
         # The table must not exist yet (reference §2.2): unique per create.
         return (f"bq://{project}.{dataset}.batchrun_out_{request.input.digest[:16]}_"

@@ -296,7 +296,7 @@ class FakeVertex:
         for number, row in enumerate(rows):
             if limit is not None and number >= limit:
                 break
-            custom_id = str(row.get("custom_id"))
+            custom_id = str(row.get("custom_id") or row.get("key"))  # gemini-embedding: key
             execute = _executor(row, model, faults)
             with self.mutex:
                 if self.jobs[name]["state"] != finish_from:
@@ -366,9 +366,10 @@ def _busy(line: dict[str, Any], model: str) -> dict[str, Any]:
 def _executor(row: dict[str, Any], model: str, faults: Faults) -> Any:
     """echo, as the family of `model` answers, refusing what the real services refuse: a request
     with max_tokens (Gemini: maxOutputTokens) 0 or an empty embedding input (doctor's canary)."""
-    custom_id = str(row.get("custom_id"))
-    family = (Family.CLAUDE if "/anthropic/" in model else Family.GEMINI
-              if "publishers/google/" in model else Family.OPENAI_EMBEDDINGS
+    custom_id = str(row.get("custom_id") or row.get("key"))
+    embedding = "/models/gemini-embedding" in model or "/models/text-" in model
+    family = (Family.CLAUDE if "/anthropic/" in model else Family.GEMINI_EMBEDDINGS if embedding
+              else Family.GEMINI if "publishers/google/" in model else Family.OPENAI_EMBEDDINGS
               if row.get("url") == "/v1/embeddings" else Family.OPENAI_CHAT)
     body = row.get("request") or row.get("body") or {}
     config = body.get("generationConfig") if isinstance(body, dict) else None
