@@ -417,3 +417,14 @@ def test_gemini_jobs_are_cut_at_200k_rows_whatever_the_quota_says(tmp_path: Path
     gemini, other = Sharder(project.settings, Family.GEMINI), Sharder(project.settings)
     assert (gemini.max_rows, other.max_rows) == (200_000, 500_000)
     assert Sharder(project.settings, Family.GEMINI_EMBEDDINGS).max_rows == 500_000
+
+
+def test_only_gemini_lines_of_google_take_gemini_formats() -> None:
+    from runner.models import catalog
+    from runner.spec import ModelRef, Task
+
+    assert catalog.family_of(ModelRef("google", "gemini-3.8-flash"), Task.CHAT) is Family.GEMINI
+    assert catalog.family_of(ModelRef("google", "text-embedding-005"),
+                             Task.EMBEDDINGS) is Family.GEMINI_EMBEDDINGS
+    assert catalog.family_of(ModelRef("google", "gemma-3-27b-it-maas"),
+                             Task.CHAT) is Family.OPENAI_CHAT

@@ -47,10 +47,15 @@ def known_task(model: ModelRef) -> Task | None:
     return Task(entry["task"]) if entry else None
 
 
+# Google's own models that take Gemini's batch formats; another google/ model (an open model as a
+# service, say) takes the OpenAI format as the other open models do.
+GEMINI_LINES: Final = ("gemini", "text-embedding", "text-multilingual-embedding")
+
+
 def family_of(model: ModelRef, task: Task) -> Family:
     if model.publisher == "anthropic":
         return Family.CLAUDE
-    if model.publisher == "google":
+    if model.publisher == "google" and model.model_id.startswith(GEMINI_LINES):
         return Family.GEMINI_EMBEDDINGS if task is Task.EMBEDDINGS else Family.GEMINI
     return Family.OPENAI_EMBEDDINGS if task is Task.EMBEDDINGS else Family.OPENAI_CHAT
 
